@@ -1,0 +1,90 @@
+//! Reverse-mode autodiff: the recorded graph, the backward walk, the returned
+//! gradients and the `no_grad` mode.
+
+mod backward;
+mod gradients;
+mod no_grad;
+mod node;
+
+pub use gradients::Gradients;
+pub use no_grad::{is_grad_enabled, no_grad, NoGradGuard};
+pub(crate) use node::{GradFn, Node};
+
+use smallvec::SmallVec;
+
+use crate::element::Element;
+use crate::tensor::Tensor;
+
+/// One gradient per input of an op; `None` = the input gets no gradient
+/// (not differentiable, e.g. a mask or indices, or not needed).
+pub(crate) type InputGrads<T> = SmallVec<[Option<Tensor<T>>; 2]>;
+
+/// Which recorded values an op's backward rule reads, so that the walk can refuse
+/// to run it when one of them was updated in place since (see [`Error::ModifiedInPlace`]).
+///
+/// [`Error::ModifiedInPlace`]: crate::Error::ModifiedInPlace
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Saves {
+    /// Only shapes: add, sub, views, sums.
+    Nothing,
+    /// The input values: mul, matmul, log, relu, …
+    Inputs,
+    /// The output values: exp, tanh, sigmoid, softmax, …
+    Output,
+    /// Both.
+    Both,
+    /// Only the input at this position (e.g. the mask of `masked_fill`).
+    Input(usize),
+}
+
+/// A differentiable operation as recorded in the graph: its name and its backward rule.
+///
+/// The rule is written with tensor ops. The walk runs it under `no_grad`, where it is
+/// plain arithmetic; with recording on, it would build the graph of the gradient
+/// itself (the path to higher-order gradients).
+pub(crate) trait Op<T: Element>:
+    Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe + 'static
+{
+    /// The op's name as users know it (`"matmul"`, `"relu"`, …).
+    fn name(&self) -> &'static str;
+
+    /// Given the gradient of the loss with respect to the output, returns one
+    /// gradient per input. A returned gradient may have the output's (broadcast)
+    /// shape: the walk sums it down to the input's shape.
+    fn backward(&self, cx: &BackwardCx<'_, T>, grad: &Tensor<T>) -> InputGrads<T>;
+
+    /// Which values the rule reads (for the in-place version check).
+    fn saves(&self) -> Saves {
+        Saves::Inputs
+    }
+}
+
+/// What a backward rule may look at: the op's inputs and its output.
+pub(crate) struct BackwardCx<'a, T: Element> {
+    pub(crate) inputs: &'a [Tensor<T>],
+    pub(crate) output: &'a Tensor<T>,
+}
+
+impl<T: Element> BackwardCx<'_, T> {
+    /// The `i`-th input.
+    #[inline]
+    pub(crate) fn input(&self, i: usize) -> &Tensor<T> {
+        &self.inputs[i]
+    }
+
+    /// True when the `i`-th input wants a gradient (rules skip the others' work).
+    #[inline]
+    pub(crate) fn needs(&self, i: usize) -> bool {
+        self.inputs[i].needs_grad()
+    }
+}
+
+/// Builds an `InputGrads` from a list of options.
+macro_rules! grads {
+    ($($g:expr),* $(,)?) => {{
+        let mut v: $crate::autograd::InputGrads<_> = ::smallvec::SmallVec::new();
+        $(v.push($g);)*
+        v
+    }};
+}
+pub(crate) use grads;

@@ -1,0 +1,163 @@
+//! The crate's error type and `Result` alias.
+
+use std::fmt;
+
+/// Everything that can go wrong in `ferrograd`, with the values involved.
+///
+/// Methods that combine shapes (`matmul`, `add`, `reshape`, …) panic with this
+/// error's message; their `try_` twins (`try_matmul`, `try_add`, `try_reshape`, …)
+/// return it instead.
+///
+/// ```
+/// use ferrograd::{Error, Tensor};
+/// let a = Tensor::<f32>::zeros(&[2, 3]);
+/// let b = Tensor::<f32>::zeros(&[4, 5]);
+/// let err = a.try_matmul(&b).unwrap_err();
+/// assert!(matches!(err, Error::ShapeMismatch { op: "matmul", .. }));
+/// assert_eq!(err.to_string(), "matmul: incompatible shapes [2, 3] and [4, 5]");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two shapes that an op combines do not fit together.
+    #[error("{op}: incompatible shapes {lhs:?} and {rhs:?}")]
+    ShapeMismatch {
+        /// The op that was called.
+        op: &'static str,
+        /// The shape of the first operand.
+        lhs: Vec<usize>,
+        /// The shape of the second operand (or the requested shape).
+        rhs: Vec<usize>,
+    },
+    /// An axis argument is out of range for the tensor's rank.
+    #[error("{op}: axis {axis} is out of range for a tensor of rank {ndim}")]
+    InvalidAxis {
+        /// The op that was called.
+        op: &'static str,
+        /// The axis that was given.
+        axis: isize,
+        /// The rank the axis was checked against.
+        ndim: usize,
+    },
+    /// A buffer's length does not match the requested shape.
+    #[error("{op}: {len} values cannot fill shape {shape:?} ({expected} elements)")]
+    LengthMismatch {
+        /// The constructor that was called.
+        op: &'static str,
+        /// The number of values given.
+        len: usize,
+        /// The requested shape.
+        shape: Vec<usize>,
+        /// The number of elements the shape holds.
+        expected: usize,
+    },
+    /// `backward()` was called on a tensor that does not hold exactly one element.
+    #[error(
+        "backward: expected a tensor with exactly one element, got shape {shape:?} \
+         (use backward_with(&upstream) for a vector-Jacobian product)"
+    )]
+    NotScalar {
+        /// The shape of the tensor backward was called on.
+        shape: Vec<usize>,
+    },
+    /// `backward` was called on a tensor that no gradient-requiring leaf leads to.
+    #[error(
+        "backward: the tensor does not require a gradient (no leaf made with \
+         requires_grad() leads to it, or it was built under no_grad)"
+    )]
+    NoGraph,
+    /// An index is out of range for the axis it selects along.
+    #[error("{op}: index {index} is out of range for an axis of size {size}")]
+    IndexOutOfRange {
+        /// The op that was called.
+        op: &'static str,
+        /// The offending index.
+        index: usize,
+        /// The size of the axis.
+        size: usize,
+    },
+    /// A tensor that a backward rule needs was updated in place after it was saved.
+    #[error(
+        "backward of {op}: its {which} was modified in place after the forward \
+         pass saved it (version {saved}, now {current}); run the forward pass again \
+         after updating parameters"
+    )]
+    ModifiedInPlace {
+        /// The op whose backward rule needed the tensor.
+        op: &'static str,
+        /// Which of the op's tensors was modified (`"input 1"`, `"output"`).
+        which: String,
+        /// The buffer version when the op was recorded.
+        saved: u64,
+        /// The buffer version now.
+        current: u64,
+    },
+    /// An argument is outside the values an op accepts.
+    #[error("{op}: {msg}")]
+    InvalidArgument {
+        /// The op that was called.
+        op: &'static str,
+        /// What is wrong with the argument.
+        msg: String,
+    },
+    /// An analytic gradient disagrees with its finite-difference estimate.
+    #[error(
+        "gradcheck: input {input}, element {element} (index {index:?}), output element \
+         {output}: analytic gradient {analytic:.8e} vs numeric {numeric:.8e} \
+         (|difference| {diff:.3e} exceeds atol {atol:e} + rtol {rtol:e} * |numeric|)",
+        diff = (analytic - numeric).abs()
+    )]
+    GradCheck {
+        /// The position of the input in the slice given to `gradcheck`.
+        input: usize,
+        /// The row-major flat index of the element within that input.
+        element: usize,
+        /// The same element as a multi-index.
+        index: Vec<usize>,
+        /// The row-major flat index of the output element whose Jacobian row failed.
+        output: usize,
+        /// The gradient computed by backward.
+        analytic: f64,
+        /// The gradient estimated by central differences.
+        numeric: f64,
+        /// The absolute tolerance used.
+        atol: f64,
+        /// The relative tolerance used.
+        rtol: f64,
+    },
+    /// An I/O error (reading or writing a file).
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// A file or buffer is not in the expected format.
+    #[error("format: {0}")]
+    Format(String),
+}
+
+/// `Result` with [`Error`] as its error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn shape(op: &'static str, lhs: &[usize], rhs: &[usize]) -> Self {
+        Error::ShapeMismatch {
+            op,
+            lhs: lhs.to_vec(),
+            rhs: rhs.to_vec(),
+        }
+    }
+
+    pub(crate) fn invalid(op: &'static str, msg: impl fmt::Display) -> Self {
+        Error::InvalidArgument {
+            op,
+            msg: msg.to_string(),
+        }
+    }
+}
+
+/// Unwraps a `Result`, panicking with the error's message at the caller's line.
+#[track_caller]
+pub(crate) fn or_panic<X>(r: Result<X>) -> X {
+    match r {
+        Ok(x) => x,
+        Err(e) => panic!("{e}"),
+    }
+}

@@ -1,0 +1,244 @@
+//! Finite-difference gradient checking: compare what `backward` computes with
+//! central differences, element by element. Meant for users' own unit tests.
+//!
+//! ```
+//! use ferrograd::{gradcheck::gradcheck, Tensor};
+//! let x = Tensor::<f64>::from_vec(vec![0.3, -1.2, 2.0], &[3])?.requires_grad();
+//! let w = Tensor::<f64>::from_vec(vec![0.5, 0.1, -0.7, 1.1, 0.2, 0.0], &[3, 2])?.requires_grad();
+//! let report = gradcheck(|t| t[0].matmul(&t[1]).tanh(), &[x, w])?;
+//! assert_eq!(report.elements_checked, 9);
+//! # Ok::<(), ferrograd::Error>(())
+//! ```
+
+use crate::autograd::no_grad;
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::shape::unravel;
+use crate::storage::Storage;
+use crate::tensor::Tensor;
+
+/// Settings of a gradient check; `Default` is PyTorch's (`eps` 1e-6, `atol` 1e-5,
+/// `rtol` 1e-3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradCheck {
+    /// The step of the central difference `(f(x + eps) − f(x − eps)) / 2eps`.
+    pub eps: f64,
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Relative tolerance (relative to the numeric value).
+    pub rtol: f64,
+}
+
+impl Default for GradCheck {
+    fn default() -> Self {
+        GradCheck {
+            eps: 1e-6,
+            atol: 1e-5,
+            rtol: 1e-3,
+        }
+    }
+}
+
+/// What a passing check covered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GradCheckReport {
+    /// How many inputs required a gradient and were checked.
+    pub inputs_checked: usize,
+    /// How many input elements were perturbed.
+    pub elements_checked: usize,
+    /// How many output elements (Jacobian rows) were compared.
+    pub outputs: usize,
+    /// The largest `|analytic − numeric|` seen.
+    pub max_abs_error: f64,
+}
+
+/// Checks `f`'s gradients with the default settings; see [`GradCheck::check`].
+///
+/// # Errors
+/// [`Error::GradCheck`] naming the input, element and output where the analytic
+/// and numeric gradients disagree, with both values.
+pub fn gradcheck<F>(f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
+where
+    F: Fn(&[Tensor<f64>]) -> Tensor<f64>,
+{
+    GradCheck::default().check(f, inputs)
+}
+
+impl GradCheck {
+    /// Compares, for every input that requires a gradient, every element and every
+    /// output element, the gradient from `backward` with the central difference
+    /// `(f(x + eps) − f(x − eps)) / 2eps`. They agree when
+    /// `|analytic − numeric| ≤ atol + rtol·|numeric|`.
+    ///
+    /// `f` may return any shape: each output element's row of the Jacobian is
+    /// checked (one backward pass per output element). Inputs that do not
+    /// require a gradient are held constant. A strided input (a transposed or
+    /// narrowed view made a leaf) is perturbed through its own layout, so `f`
+    /// sees the same strides it would in training.
+    ///
+    /// ```
+    /// use ferrograd::{gradcheck::GradCheck, Error, Tensor};
+    /// let x = Tensor::<f64>::from_vec(vec![0.5, 1.5], &[2])?.requires_grad();
+    /// // a wrong derivative: detach hides x from backward on one side
+    /// let err = GradCheck::default().check(|t| &t[0] * &t[0].detach(), &[x]).unwrap_err();
+    /// assert!(matches!(err, Error::GradCheck { input: 0, element: 0, .. }));
+    /// assert!(err.to_string().starts_with("gradcheck: input 0, element 0 (index [0]), output element 0"));
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::GradCheck`] at the first disagreement; [`Error::InvalidArgument`]
+    /// when no input requires a gradient, an input requiring one is not a leaf, or
+    /// `f` returns differently shaped outputs for perturbed inputs.
+    pub fn check<F>(&self, f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
+    where
+        F: Fn(&[Tensor<f64>]) -> Tensor<f64>,
+    {
+        let wanted: Vec<usize> = (0..inputs.len())
+            .filter(|&i| inputs[i].needs_grad())
+            .collect();
+        if wanted.is_empty() {
+            return Err(Error::invalid(
+                "gradcheck",
+                "no input requires a gradient; mark inputs with requires_grad()",
+            ));
+        }
+        if let Some(&i) = wanted.iter().find(|&&i| !inputs[i].is_leaf()) {
+            return Err(Error::invalid(
+                "gradcheck",
+                format!("input {i} requires a gradient but is not a leaf; pass leaves made with requires_grad()"),
+            ));
+        }
+
+        // Analytic Jacobian rows, one backward pass per output element.
+        let out = f(inputs);
+        let out_shape = out.shape().to_vec();
+        let m = out.numel();
+        let mut analytic: Vec<Vec<f64>> = wanted
+            .iter()
+            .map(|&i| vec![0.0; m * inputs[i].numel()])
+            .collect();
+        if out.needs_grad() {
+            for j in 0..m {
+                let mut e = vec![0.0; m];
+                e[j] = 1.0;
+                let grads = out.backward_with(&Tensor::from_vec(e, &out_shape)?)?;
+                for (w, &i) in wanted.iter().enumerate() {
+                    if let Some(g) = grads.get(&inputs[i]) {
+                        let n = inputs[i].numel();
+                        analytic[w][j * n..(j + 1) * n].copy_from_slice(&g.to_vec());
+                    }
+                }
+            }
+        }
+        drop(out);
+
+        // Numeric columns, two forward passes per input element.
+        let _guard = no_grad();
+        let mut report = GradCheckReport {
+            inputs_checked: wanted.len(),
+            elements_checked: 0,
+            outputs: m,
+            max_abs_error: 0.0,
+        };
+        for (w, &i) in wanted.iter().enumerate() {
+            let x = &inputs[i];
+            let n = x.numel();
+            for k in 0..n {
+                let eval = |delta: f64| -> Result<Vec<f64>> {
+                    let mut args = inputs.to_vec();
+                    args[i] = perturbed(x, k, delta);
+                    let y = f(&args);
+                    if y.shape() != out_shape.as_slice() {
+                        return Err(Error::invalid(
+                            "gradcheck",
+                            format!(
+                                "f returned shape {:?} for a perturbed input, {:?} before",
+                                y.shape(),
+                                out_shape
+                            ),
+                        ));
+                    }
+                    Ok(y.to_vec())
+                };
+                let (plus, minus) = (eval(self.eps)?, eval(-self.eps)?);
+                for j in 0..m {
+                    let numeric = (plus[j] - minus[j]) / (2.0 * self.eps);
+                    let a = analytic[w][j * n + k];
+                    let diff = (a - numeric).abs();
+                    let tolerance = self.atol + self.rtol * numeric.abs();
+                    if diff.is_nan() || diff > tolerance {
+                        return Err(Error::GradCheck {
+                            input: i,
+                            element: k,
+                            index: unravel(k, x.shape()),
+                            output: j,
+                            analytic: a,
+                            numeric,
+                            atol: self.atol,
+                            rtol: self.rtol,
+                        });
+                    }
+                    report.max_abs_error = report.max_abs_error.max(diff);
+                }
+                report.elements_checked += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// A copy of `x` with its `k`-th element (row-major) moved by `delta`, keeping
+/// `x`'s strides when no two elements share a slot.
+fn perturbed(x: &Tensor<f64>, k: usize, delta: f64) -> Tensor<f64> {
+    let layout = x.layout();
+    if layout.is_non_overlapping() {
+        let mut data = x.read().clone();
+        data[layout.offset_of(&unravel(k, x.shape()))] += delta;
+        Tensor::from_parts(Storage::new(data), layout.clone(), false)
+    } else {
+        let mut data = x.to_vec();
+        data[k] += delta;
+        Tensor::from_parts(Storage::new(data), Layout::contiguous(x.shape()), false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_correct_and_catches_wrong_gradients() {
+        let x = Tensor::<f64>::from_vec(vec![0.5, -1.0, 2.0, 0.25], &[2, 2])
+            .unwrap()
+            .requires_grad();
+        let r = gradcheck(|t| t[0].matmul(&t[0]).exp(), &[x.clone()]).unwrap();
+        assert_eq!(r.elements_checked, 4);
+        assert_eq!(r.outputs, 4);
+        // f(x) = x * stopgrad(x): analytic gradient x, numeric 2x
+        let e = gradcheck(|t| t[0].mul(&t[0].detach()).sum(), &[x.clone()]).unwrap_err();
+        match e {
+            Error::GradCheck {
+                input,
+                element,
+                analytic,
+                numeric,
+                ..
+            } => {
+                assert_eq!((input, element), (0, 0));
+                assert!((analytic - 0.5).abs() < 1e-12);
+                assert!((numeric - 1.0).abs() < 1e-6);
+            }
+            other => panic!("unexpected {other}"),
+        }
+        // constants are held fixed; a strided leaf keeps its strides
+        let c = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2]).unwrap();
+        gradcheck(|t| t[0].mul(&t[1]), &[x.t().requires_grad(), c.clone()]).unwrap();
+        assert!(
+            gradcheck(|t| t[0].clone(), &[c]).is_err(),
+            "nothing requires a gradient"
+        );
+        let nonleaf = &x * 2.0;
+        assert!(gradcheck(|t| t[0].clone(), &[nonleaf]).is_err());
+    }
+}

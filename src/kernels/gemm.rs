@@ -1,0 +1,121 @@
+//! Matrix multiply through the `gemm` crate, on strided operands (a transposed
+//! operand is passed as swapped strides, never copied).
+
+use crate::element::Element;
+
+/// A strided matrix inside a buffer: element `(i, j)` is at `offset + i*rs + j*cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct MatRef<'a, T> {
+    pub(crate) data: &'a [T],
+    pub(crate) offset: usize,
+    pub(crate) rs: usize,
+    pub(crate) cs: usize,
+}
+
+impl<T> MatRef<'_, T> {
+    /// Panics (internal error) unless every element of a `rows × cols` matrix is in bounds.
+    fn check(&self, rows: usize, cols: usize) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        let last = self.offset + (rows - 1) * self.rs + (cols - 1) * self.cs;
+        assert!(
+            last < self.data.len(),
+            "internal error: gemm operand out of bounds ({last} >= {})",
+            self.data.len()
+        );
+    }
+}
+
+/// Work (m·n·k) from which the GEMM may use the thread pool; below it, thread
+/// start-up costs more than it saves.
+const PARALLEL_WORK: usize = 48 * 48 * 48;
+
+/// `out = a · b` (or `out += a · b` with `accumulate`), where `a` is `m × k`, `b`
+/// is `k × n` and `out` is a dense row-major `m × n` slice.
+pub(crate) fn matmul<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    out: &mut [T],
+    accumulate: bool,
+) {
+    assert_eq!(out.len(), m * n, "internal error: gemm output size");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            out.fill(T::zero());
+        }
+        return;
+    }
+    a.check(m, k);
+    b.check(k, n);
+    let parallelism = if m * n * k >= PARALLEL_WORK {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `check` proved that every element the strides address lies inside
+    // `a.data` and `b.data`; `out` holds exactly `m*n` elements addressed with row
+    // stride `n` and column stride 1; `out` is a unique borrow, so it cannot
+    // overlap the shared inputs. `T` is `f32` or `f64` (sealed `Element`), which
+    // `gemm` supports.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr().add(a.offset),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr().add(b.offset),
+            b.cs as isize,
+            b.rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strided_operands() {
+        // a = [[1, 2], [3, 4]], b = aᵀ via strides
+        let a = [1.0f64, 2.0, 3.0, 4.0];
+        let ar = MatRef {
+            data: &a,
+            offset: 0,
+            rs: 2,
+            cs: 1,
+        };
+        let bt = MatRef {
+            data: &a,
+            offset: 0,
+            rs: 1,
+            cs: 2,
+        };
+        let mut out = [0.0; 4];
+        matmul(2, 2, 2, ar, bt, &mut out, false);
+        assert_eq!(out, [5.0, 11.0, 11.0, 25.0]);
+        matmul(2, 2, 2, ar, bt, &mut out, true);
+        assert_eq!(out, [10.0, 22.0, 22.0, 50.0]);
+        let mut out = [7.0; 4];
+        matmul(2, 0, 2, ar, bt, &mut out, false);
+        assert_eq!(out, [0.0; 4]);
+    }
+}

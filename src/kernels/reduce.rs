@@ -1,0 +1,319 @@
+//! Reductions along an axis, sums down to a broadcast source shape, and the
+//! row-wise softmax family.
+
+use crate::element::Element;
+use crate::layout::{for_each_row, Layout};
+
+/// Sum of a slice with eight independent accumulators (vectorisable, and more
+/// accurate than one running sum).
+#[inline]
+pub(crate) fn sum_slice<T: Element>(x: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    let mut s = T::zero();
+    for &v in rest {
+        s += v;
+    }
+    let [a, b, c, d, e, f, g, h] = lanes;
+    s + (((a + b) + (c + d)) + ((e + f) + (g + h)))
+}
+
+/// Sums a contiguous `[outer, n, inner]` block over its middle axis → `[outer, inner]`.
+pub(crate) fn sum_axis<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
+    if n == 0 {
+        return vec![T::zero(); outer * inner];
+    }
+    if inner == 1 {
+        return x.chunks_exact(n).map(sum_slice).collect();
+    }
+    let mut out = vec![T::zero(); outer * inner];
+    for (o, dst) in out.chunks_exact_mut(inner).enumerate() {
+        let block = &x[o * n * inner..(o + 1) * n * inner];
+        for row in block.chunks_exact(inner) {
+            dst.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
+        }
+    }
+    out
+}
+
+/// Max (or min) over the middle axis of a contiguous `[outer, n, inner]` block,
+/// with the index of the first extreme. NaN wins (and its first index), as in PyTorch.
+pub(crate) fn extreme_axis<T: Element>(
+    x: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    max: bool,
+) -> (Vec<T>, Vec<usize>) {
+    let mut vals = Vec::with_capacity(outer * inner);
+    let mut idxs = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * n * inner + i;
+            let mut best = x[base];
+            let mut arg = 0;
+            if !best.is_nan() {
+                for k in 1..n {
+                    let v = x[base + k * inner];
+                    if v.is_nan() {
+                        best = v;
+                        arg = k;
+                        break;
+                    }
+                    if (max && v > best) || (!max && v < best) {
+                        best = v;
+                        arg = k;
+                    }
+                }
+            }
+            vals.push(best);
+            idxs.push(arg);
+        }
+    }
+    (vals, idxs)
+}
+
+/// Sums a view (`data`, `layout`) down to `target` (a shape it was broadcast from):
+/// the summed-out axes are the leading extra ones and those where `target` has 1.
+pub(crate) fn sum_to_shape<T: Element>(data: &[T], layout: &Layout, target: &[usize]) -> Vec<T> {
+    let n = layout.ndim();
+    let extra = n - target.len();
+    let tstrides = crate::shape::contiguous_strides(target);
+    let mut out_strides = vec![0usize; n];
+    for i in extra..n {
+        if target[i - extra] == layout.shape[i] {
+            out_strides[i] = tstrides[i - extra];
+        }
+    }
+    let mut out = vec![T::zero(); crate::shape::numel(target)];
+    for_each_row(
+        &layout.shape,
+        [&layout.strides, &out_strides],
+        [layout.offset, 0],
+        |[oa, ob], [sa, sb], len| match (sa, sb) {
+            (1, 1) => out[ob..ob + len]
+                .iter_mut()
+                .zip(&data[oa..oa + len])
+                .for_each(|(d, &v)| *d += v),
+            (1, 0) => out[ob] += sum_slice(&data[oa..oa + len]),
+            _ => (0..len).for_each(|i| out[ob + i * sb] += data[oa + i * sa]),
+        },
+    );
+    out
+}
+
+/// Visits each lane of a contiguous `[outer, n, inner]` block along its middle
+/// axis, gathering it into a scratch row (or borrowing it when `inner == 1`).
+fn for_each_lane<T: Element>(
+    x: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    out: &mut [T],
+    mut f: impl FnMut(&[T], &mut [T]),
+) {
+    if n == 0 {
+        return;
+    }
+    if inner == 1 {
+        for (src, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+            f(src, dst);
+        }
+        return;
+    }
+    let mut src = vec![T::zero(); n];
+    let mut dst = vec![T::zero(); n];
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * n * inner + i;
+            for k in 0..n {
+                src[k] = x[base + k * inner];
+            }
+            f(&src, &mut dst);
+            for k in 0..n {
+                out[base + k * inner] = dst[k];
+            }
+        }
+    }
+}
+
+/// The largest element (NaN if any is NaN), `-inf` for an empty row.
+#[inline]
+pub(crate) fn row_max<T: Element>(row: &[T]) -> T {
+    let mut m = T::neg_infinity();
+    for &v in row {
+        if v > m || v.is_nan() {
+            m = v;
+            if v.is_nan() {
+                break;
+            }
+        }
+    }
+    m
+}
+
+/// Softmax along the middle axis of a contiguous `[outer, n, inner]` block.
+/// Stable for any finite inputs; `-inf` entries give exactly 0; a row of only
+/// `-inf` gives NaN, as in PyTorch.
+pub(crate) fn softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    for_each_lane(x, outer, n, inner, &mut out, |src, dst| {
+        let m = row_max(src);
+        let mut s = T::zero();
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = (v - m).exp();
+            s += *d;
+        }
+        let inv = T::one() / s;
+        dst.iter_mut().for_each(|d| *d *= inv);
+    });
+    out
+}
+
+/// Log-softmax along the middle axis: `x - max - log Σ exp(x - max)`.
+pub(crate) fn log_softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    for_each_lane(x, outer, n, inner, &mut out, |src, dst| {
+        let m = row_max(src);
+        let s: T = src.iter().map(|&v| (v - m).exp()).sum();
+        // (x - max) - log s keeps the precision that x - (max + log s) loses
+        let ln_s = s.ln();
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = (v - m) - ln_s;
+        }
+    });
+    out
+}
+
+/// `log Σ exp` along the middle axis → `[outer, inner]`. `+inf` in a row gives
+/// `+inf`; a row of only `-inf` gives `-inf`.
+pub(crate) fn logsumexp<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(outer * inner);
+    let mut lane = vec![T::zero(); n];
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * n * inner + i;
+            for (k, l) in lane.iter_mut().enumerate() {
+                *l = x[base + k * inner];
+            }
+            let m = row_max(&lane);
+            if m.is_infinite() {
+                out.push(m);
+                continue;
+            }
+            let s: T = lane.iter().map(|&v| (v - m).exp()).sum();
+            out.push(m + s.ln());
+        }
+    }
+    out
+}
+
+/// Backward of softmax along the middle axis: `y · (g − Σ g·y)`.
+pub(crate) fn softmax_backward<T: Element>(
+    y: &[T],
+    g: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); y.len()];
+    lanes2(y, g, outer, n, inner, &mut out, |y, g, d| {
+        let dot: T = y.iter().zip(g).map(|(&a, &b)| a * b).sum();
+        for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
+            *d = y * (g - dot);
+        }
+    });
+    out
+}
+
+/// Backward of log-softmax along the middle axis: `g − exp(y) · Σ g`.
+pub(crate) fn log_softmax_backward<T: Element>(
+    y: &[T],
+    g: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); y.len()];
+    lanes2(y, g, outer, n, inner, &mut out, |y, g, d| {
+        let s: T = g.iter().copied().sum();
+        for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
+            *d = g - y.exp() * s;
+        }
+    });
+    out
+}
+
+/// Like `for_each_lane`, over two equally shaped inputs.
+fn lanes2<T: Element>(
+    a: &[T],
+    b: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    out: &mut [T],
+    mut f: impl FnMut(&[T], &[T], &mut [T]),
+) {
+    if n == 0 {
+        return;
+    }
+    if inner == 1 {
+        for ((a, b), d) in a
+            .chunks_exact(n)
+            .zip(b.chunks_exact(n))
+            .zip(out.chunks_exact_mut(n))
+        {
+            f(a, b, d);
+        }
+        return;
+    }
+    let (mut la, mut lb, mut ld) = (vec![T::zero(); n], vec![T::zero(); n], vec![T::zero(); n]);
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * n * inner + i;
+            for k in 0..n {
+                la[k] = a[base + k * inner];
+                lb[k] = b[base + k * inner];
+            }
+            f(&la, &lb, &mut ld);
+            for k in 0..n {
+                out[base + k * inner] = ld[k];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums() {
+        let x: Vec<f64> = (0..19).map(|i| i as f64).collect();
+        assert_eq!(sum_slice(&x), 171.0);
+        // [2, 3] summed over axis 1 and axis 0
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(sum_axis(&x, 2, 3, 1), vec![6.0, 15.0]);
+        assert_eq!(sum_axis(&x, 1, 2, 3), vec![5.0, 7.0, 9.0]);
+        assert_eq!(sum_axis::<f64>(&[], 2, 0, 1), vec![0.0, 0.0]);
+        let l = Layout::contiguous(&[2, 3]);
+        assert_eq!(sum_to_shape(&x, &l, &[3]), vec![5.0, 7.0, 9.0]);
+        assert_eq!(sum_to_shape(&x, &l, &[2, 1]), vec![6.0, 15.0]);
+        assert_eq!(sum_to_shape(&x, &l, &[]), vec![21.0]);
+    }
+
+    #[test]
+    fn extremes_propagate_nan() {
+        let x = [1.0, 3.0, 3.0, f64::NAN, 2.0, 5.0];
+        let (v, i) = extreme_axis(&x, 2, 3, 1, true);
+        assert_eq!(v[0], 3.0);
+        assert_eq!(i, vec![1, 0]);
+        assert!(v[1].is_nan());
+    }
+}

@@ -1,0 +1,262 @@
+//! Layout = shape + strides + offset into a shared buffer: views and strided iteration.
+
+use smallvec::SmallVec;
+
+use crate::shape::{contiguous_strides, numel, Dims};
+
+/// How a tensor's logical elements map onto its buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub(crate) shape: Dims,
+    pub(crate) strides: Dims,
+    pub(crate) offset: usize,
+}
+
+impl Layout {
+    /// A row-major layout starting at offset 0.
+    pub(crate) fn contiguous(shape: &[usize]) -> Self {
+        Layout {
+            shape: shape.into(),
+            strides: contiguous_strides(shape),
+            offset: 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    #[inline]
+    pub(crate) fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// True when the elements are row-major and dense (the offset may be non-zero).
+    pub(crate) fn is_contiguous(&self) -> bool {
+        let mut expected = 1;
+        for (&d, &s) in self.shape.iter().zip(&self.strides).rev() {
+            if d != 1 && s != expected {
+                return false;
+            }
+            expected *= d;
+        }
+        true
+    }
+
+    /// The buffer range holding the elements, when they are contiguous.
+    #[inline]
+    pub(crate) fn contiguous_range(&self) -> Option<std::ops::Range<usize>> {
+        self.is_contiguous()
+            .then(|| self.offset..self.offset + self.numel())
+    }
+
+    /// True when no two logical elements share a buffer slot (no stride-0 dims of size > 1).
+    pub(crate) fn is_non_overlapping(&self) -> bool {
+        let mut dims: Vec<(usize, usize)> = self
+            .shape
+            .iter()
+            .zip(&self.strides)
+            .filter(|(&d, _)| d > 1)
+            .map(|(&d, &s)| (s, d))
+            .collect();
+        dims.sort_unstable();
+        let mut span = 1;
+        for (s, d) in dims {
+            if s < span {
+                return false;
+            }
+            span = s * (d - 1) + 1;
+        }
+        true
+    }
+
+    pub(crate) fn permute(&self, perm: &[usize]) -> Self {
+        Layout {
+            shape: perm.iter().map(|&p| self.shape[p]).collect(),
+            strides: perm.iter().map(|&p| self.strides[p]).collect(),
+            offset: self.offset,
+        }
+    }
+
+    pub(crate) fn narrow(&self, axis: usize, start: usize, len: usize) -> Self {
+        let mut out = self.clone();
+        out.shape[axis] = len;
+        if len > 0 {
+            out.offset += start * self.strides[axis];
+        }
+        out
+    }
+
+    /// A broadcast view onto `shape`; the caller has checked that it is compatible.
+    pub(crate) fn broadcast_to(&self, shape: &[usize]) -> Self {
+        let extra = shape.len() - self.ndim();
+        let mut strides: Dims = SmallVec::from_elem(0, shape.len());
+        for (i, &d) in shape.iter().enumerate().skip(extra) {
+            let src = i - extra;
+            strides[i] = if self.shape[src] == d && d != 1 {
+                self.strides[src]
+            } else {
+                0
+            };
+        }
+        Layout {
+            shape: shape.into(),
+            strides,
+            offset: self.offset,
+        }
+    }
+
+    pub(crate) fn unsqueeze(&self, axis: usize) -> Self {
+        let mut out = self.clone();
+        let stride = if axis < self.ndim() {
+            self.strides[axis] * self.shape[axis]
+        } else {
+            1
+        };
+        out.shape.insert(axis, 1);
+        out.strides.insert(axis, stride);
+        out
+    }
+
+    pub(crate) fn remove_axis(&self, axis: usize) -> Self {
+        let mut out = self.clone();
+        out.shape.remove(axis);
+        out.strides.remove(axis);
+        out
+    }
+
+    /// The same elements under a new shape, when that needs no copy.
+    pub(crate) fn reshape(&self, shape: &[usize]) -> Option<Self> {
+        self.is_contiguous().then(|| Layout {
+            shape: shape.into(),
+            strides: contiguous_strides(shape),
+            offset: self.offset,
+        })
+    }
+
+    /// The buffer offset of a logical multi-index.
+    #[inline]
+    pub(crate) fn offset_of(&self, index: &[usize]) -> usize {
+        self.offset
+            + index
+                .iter()
+                .zip(&self.strides)
+                .map(|(i, s)| i * s)
+                .sum::<usize>()
+    }
+
+    /// The buffer offsets of all elements in row-major logical order.
+    pub(crate) fn offsets(&self) -> Vec<usize> {
+        let mut out = Vec::with_capacity(self.numel());
+        for_each_row(
+            &self.shape,
+            [&self.strides],
+            [self.offset],
+            |[o], [s], len| {
+                out.extend((0..len).map(|i| o + i * s));
+            },
+        );
+        out
+    }
+}
+
+/// Visits the elements of `K` equally shaped strided views row by row.
+///
+/// Adjacent dimensions that are laid out densely in every view are merged first,
+/// so a contiguous tensor is one long row. `f` receives the buffer offset of each
+/// view's first element in the row, each view's stride along the row, and the
+/// row length. Kernels run their inner loop over the row, where LLVM vectorises
+/// the unit-stride case.
+pub(crate) fn for_each_row<const K: usize>(
+    shape: &[usize],
+    strides: [&[usize]; K],
+    base: [usize; K],
+    mut f: impl FnMut([usize; K], [usize; K], usize),
+) {
+    if shape.contains(&0) {
+        return;
+    }
+    let mut dims: SmallVec<[(usize, [usize; K]); 6]> = SmallVec::new();
+    for (i, &d) in shape.iter().enumerate() {
+        if d == 1 {
+            continue;
+        }
+        let st: [usize; K] = std::array::from_fn(|k| strides[k][i]);
+        if let Some(last) = dims.last_mut() {
+            if (0..K).all(|k| last.1[k] == st[k] * d) {
+                last.0 *= d;
+                last.1 = st;
+                continue;
+            }
+        }
+        dims.push((d, st));
+    }
+    let Some((len, inner)) = dims.pop() else {
+        f(base, [0; K], 1);
+        return;
+    };
+    let nd = dims.len();
+    let mut idx: SmallVec<[usize; 6]> = SmallVec::from_elem(0, nd);
+    let mut off = base;
+    loop {
+        f(off, inner, len);
+        let mut d = nd;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            idx[d] += 1;
+            for (o, s) in off.iter_mut().zip(dims[d].1) {
+                *o += s;
+            }
+            if idx[d] < dims[d].0 {
+                break;
+            }
+            for (o, s) in off.iter_mut().zip(dims[d].1) {
+                *o -= s * dims[d].0;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_and_contiguity() {
+        let l = Layout::contiguous(&[2, 3]);
+        assert!(l.is_contiguous());
+        let t = l.permute(&[1, 0]);
+        assert!(!t.is_contiguous());
+        assert_eq!(t.offsets(), vec![0, 3, 1, 4, 2, 5]);
+        let n = l.narrow(1, 1, 2);
+        assert_eq!(n.offsets(), vec![1, 2, 4, 5]);
+        let b = Layout::contiguous(&[3]).broadcast_to(&[2, 3]);
+        assert_eq!(b.offsets(), vec![0, 1, 2, 0, 1, 2]);
+        assert!(!b.is_non_overlapping());
+        assert!(t.is_non_overlapping());
+        let u = l.unsqueeze(1);
+        assert_eq!(u.shape.as_slice(), &[2, 1, 3]);
+        assert!(u.is_contiguous());
+        assert!(Layout::contiguous(&[]).is_contiguous());
+        assert_eq!(Layout::contiguous(&[]).offsets(), vec![0]);
+    }
+
+    #[test]
+    fn rows_merge_dense_dims() {
+        let mut rows = vec![];
+        for_each_row(&[2, 3, 4], [&[12, 4, 1]], [0], |o, s, len| {
+            rows.push((o[0], s[0], len))
+        });
+        assert_eq!(rows, vec![(0, 1, 24)]);
+        let mut rows = vec![];
+        for_each_row(&[2, 3], [&[3, 1], &[0, 1]], [0, 0], |o, s, len| {
+            rows.push((o, s, len))
+        });
+        assert_eq!(rows, vec![([0, 0], [1, 1], 3), ([3, 0], [1, 1], 3)]);
+    }
+}

@@ -1,0 +1,89 @@
+//! # ferrograd
+//!
+//! Reverse-mode automatic differentiation on CPU tensors, in the spirit of
+//! PyTorch's autograd: build a computation from [`Tensor`] operations, call
+//! [`backward`](Tensor::backward) on the loss, and get back the gradient of every
+//! leaf that asked for one.
+//!
+//! ## A quick tour: one neuron layer trained by hand
+//!
+//! ```
+//! use ferrograd::{rand::SeedableRng, Tensor};
+//!
+//! let mut rng = ferrograd::rand::rngs::StdRng::seed_from_u64(0);
+//! // four samples of two features, and their targets
+//! let x = Tensor::<f32>::from_vec(vec![0., 0., 0., 1., 1., 0., 1., 1.], &[4, 2])?;
+//! let y = Tensor::<f32>::from_vec(vec![0., 1., 1., 2.], &[4, 1])?;
+//! // random initial weights that ask for gradients
+//! let w = (Tensor::<f32>::randn(&[2, 1], &mut rng) * 0.5).requires_grad();
+//! let b = Tensor::<f32>::zeros(&[1]).requires_grad();
+//! for _ in 0..200 {
+//!     let pred = x.matmul(&w) + &b;                  // forward pass
+//!     let loss = (&pred - &y).square().mean();      // mean squared error
+//!     let grads = loss.backward()?;                  // backward pass
+//!     for p in [&w, &b] {                            // gradient descent, in place
+//!         p.assign(&(p - grads.get(p).unwrap() * 0.1))?;
+//!     }
+//! }
+//! let loss = (x.matmul(&w) + &b - &y).square().mean().item();
+//! assert!(loss < 1e-3, "loss {loss}");
+//! # Ok::<(), ferrograd::Error>(())
+//! ```
+//!
+//! ## What is where
+//!
+//! - [`Tensor`]: construction, inspection, and every differentiable op (the op
+//!   table is in the `ops` module source); operators `+ - * /` broadcast.
+//! - Autograd: [`Tensor::requires_grad`], [`Tensor::backward`],
+//!   [`Tensor::backward_with`], [`Gradients`], [`Tensor::detach`], [`no_grad`].
+//! - [`gradcheck`]: finite-difference checking for your own tests.
+//! - [`Error`]: what can go wrong. Methods that combine shapes panic with the
+//!   error's message (pointing at your line); each has a `try_` twin that
+//!   returns [`Result`].
+//!
+//! Tensors are generic over the element type: `Tensor<f32>` (the default) and
+//! `Tensor<f64>`. The default does not drive type inference, so annotate:
+//! `Tensor::<f32>::zeros(&[2, 3])` or `let x: Tensor = …`.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+// Tests pass `&[x.clone()]` to gradcheck, which reads better than `slice::from_ref`.
+#![cfg_attr(test, allow(clippy::cloned_ref_to_slice_refs))]
+
+mod autograd;
+mod element;
+mod error;
+pub mod gradcheck;
+mod kernels;
+mod layout;
+mod ops;
+mod shape;
+mod storage;
+mod tensor;
+
+pub use autograd::{is_grad_enabled, no_grad, Gradients, NoGradGuard};
+pub use element::Element;
+pub use error::{Error, Result};
+pub use tensor::{Tensor, TensorId};
+
+/// The `rand` crate this crate was built with, so that callers' RNGs match
+/// (`ferrograd::rand::rngs::StdRng`, `ferrograd::rand::SeedableRng`).
+pub use rand;
+
+/// The README's code blocks, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn tensors_and_gradients_cross_threads() {
+        assert_send_sync::<crate::Tensor<f32>>();
+        assert_send_sync::<crate::Tensor<f64>>();
+        assert_send_sync::<crate::Gradients<f32>>();
+    }
+}

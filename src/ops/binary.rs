@@ -1,0 +1,360 @@
+//! Binary elementwise ops with NumPy broadcasting: add, sub, mul, div, pow,
+//! maximum, minimum.
+
+use super::{zip3_plain, ReadMany};
+use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
+use crate::element::{c, Element};
+use crate::error::{or_panic, Result};
+use crate::kernels::elementwise::zip;
+use crate::shape::try_broadcast;
+use crate::tensor::Tensor;
+
+/// Broadcasts `a` and `b`, applies `f` elementwise and records `op`.
+fn binary<T: Element>(
+    name: &'static str,
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    op: impl Op<T>,
+    f: impl Fn(T, T) -> T,
+) -> Result<Tensor<T>> {
+    let shape = try_broadcast(name, a.shape(), b.shape())?;
+    let (la, lb) = (
+        a.layout().broadcast_to(&shape),
+        b.layout().broadcast_to(&shape),
+    );
+    let data = {
+        let r = ReadMany::new(&[a, b]);
+        zip(r.get(0), &la, r.get(1), &lb, f)
+    };
+    Ok(Tensor::from_op_data(data, &shape, op, &[a, b]))
+}
+
+macro_rules! binary_method {
+    ($(#[$doc:meta])* $name:ident, $try_name:ident, $op:expr, $f:expr) => {
+        impl<T: Element> Tensor<T> {
+            $(#[$doc])*
+            ///
+            /// # Panics
+            /// Panics when the shapes do not broadcast, naming the op and both shapes.
+            #[track_caller]
+            pub fn $name(&self, other: &Tensor<T>) -> Tensor<T> {
+                or_panic(self.$try_name(other))
+            }
+
+            #[doc = concat!("Like [`", stringify!($name), "`](Tensor::", stringify!($name), "), returning [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) instead of panicking.")]
+            pub fn $try_name(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+                binary(stringify!($name), self, other, $op, $f)
+            }
+        }
+    };
+}
+
+// ----- add -----
+
+struct Add;
+
+binary_method!(
+    /// Elementwise `self + other`, broadcasting (also the `+` operator).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::<f32>::from_vec(vec![1., 2., 3., 4.], &[2, 2])?;
+    /// let b = Tensor::<f32>::from_vec(vec![10., 20.], &[2])?;
+    /// assert_eq!(a.add(&b).to_vec(), vec![11., 22., 13., 24.]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    add, try_add, Add, |a, b| a + b
+);
+
+impl<T: Element> Op<T> for Add {
+    fn name(&self) -> &'static str {
+        "add"
+    }
+    fn saves(&self) -> Saves {
+        Saves::Nothing
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        grads![
+            cx.needs(0).then(|| g.clone()),
+            cx.needs(1).then(|| g.clone())
+        ]
+    }
+}
+
+// ----- sub -----
+
+struct Sub;
+
+binary_method!(
+    /// Elementwise `self - other`, broadcasting (also the `-` operator).
+    sub, try_sub, Sub, |a, b| a - b
+);
+
+impl<T: Element> Op<T> for Sub {
+    fn name(&self) -> &'static str {
+        "sub"
+    }
+    fn saves(&self) -> Saves {
+        Saves::Nothing
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        grads![cx.needs(0).then(|| g.clone()), cx.needs(1).then(|| g.neg())]
+    }
+}
+
+// ----- mul -----
+
+struct Mul;
+
+binary_method!(
+    /// Elementwise `self * other`, broadcasting (also the `*` operator).
+    mul, try_mul, Mul, |a, b| a * b
+);
+
+impl<T: Element> Op<T> for Mul {
+    fn name(&self) -> &'static str {
+        "mul"
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        let (a, b) = (cx.input(0), cx.input(1));
+        grads![cx.needs(0).then(|| g.mul(b)), cx.needs(1).then(|| g.mul(a))]
+    }
+}
+
+// ----- div -----
+
+struct Div;
+
+binary_method!(
+    /// Elementwise `self / other`, broadcasting (also the `/` operator). Division
+    /// by zero follows IEEE 754 (`±inf` or NaN).
+    div, try_div, Div, |a, b| a / b
+);
+
+impl<T: Element> Op<T> for Div {
+    fn name(&self) -> &'static str {
+        "div"
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        let (a, b) = (cx.input(0), cx.input(1));
+        grads![
+            cx.needs(0).then(|| g.div(b)),
+            // d(a/b)/db = -a / b²
+            cx.needs(1)
+                .then(|| zip3_plain(g.shape(), g, a, b, |g, a, b| -g * a / (b * b))),
+        ]
+    }
+}
+
+// ----- pow -----
+
+struct Pow;
+
+binary_method!(
+    /// Elementwise `self ^ other` (real power), broadcasting.
+    ///
+    /// Gradients follow PyTorch at the edges: where the exponent is 0 the base gets
+    /// gradient 0, and where the base is 0 (with a non-negative exponent) the
+    /// exponent gets gradient 0 instead of `0 · log 0`.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::<f64>::from_vec(vec![2.0, 9.0], &[2])?;
+    /// let b = Tensor::<f64>::from_vec(vec![3.0, 0.5], &[2])?;
+    /// assert_eq!(a.pow(&b).to_vec(), vec![8.0, 3.0]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    pow, try_pow, Pow, |a: T, b: T| a.powf(b)
+);
+
+impl<T: Element> Op<T> for Pow {
+    fn name(&self) -> &'static str {
+        "pow"
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        let (a, b) = (cx.input(0), cx.input(1));
+        let s = g.shape();
+        grads![
+            cx.needs(0).then(|| zip3_plain(s, g, a, b, |g, a, b| {
+                if b == T::zero() {
+                    T::zero()
+                } else {
+                    g * b * a.powf(b - T::one())
+                }
+            })),
+            cx.needs(1).then(|| zip3_plain(s, g, a, b, |g, a, b| {
+                if a == T::zero() && b >= T::zero() {
+                    T::zero()
+                } else {
+                    g * a.powf(b) * a.ln()
+                }
+            })),
+        ]
+    }
+}
+
+// ----- maximum / minimum -----
+
+/// `maximum` (`MAX = true`) or `minimum`: ties split the gradient ½/½, NaN wins.
+struct Extremum<const MAX: bool>;
+
+#[inline]
+fn extremum<T: Element, const MAX: bool>(a: T, b: T) -> T {
+    if a.is_nan() || b.is_nan() {
+        a + b
+    } else if (a >= b) == MAX {
+        a
+    } else {
+        b
+    }
+}
+
+binary_method!(
+    /// Elementwise maximum, broadcasting. NaN in either operand gives NaN (as
+    /// PyTorch, unlike `f32::max`); a tie sends half the gradient to each side.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::<f32>::from_vec(vec![1., 5., f32::NAN], &[3])?;
+    /// let b = Tensor::<f32>::from_vec(vec![3., 2., 0.], &[3])?;
+    /// let m = a.maximum(&b).to_vec();
+    /// assert_eq!(&m[..2], &[3., 5.]);
+    /// assert!(m[2].is_nan());
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    maximum, try_maximum, Extremum::<true>, extremum::<T, true>
+);
+
+binary_method!(
+    /// Elementwise minimum, broadcasting; NaN propagates and ties split the
+    /// gradient ½/½, as in [`maximum`](Tensor::maximum).
+    minimum, try_minimum, Extremum::<false>, extremum::<T, false>
+);
+
+impl<T: Element, const MAX: bool> Op<T> for Extremum<MAX> {
+    fn name(&self) -> &'static str {
+        if MAX {
+            "maximum"
+        } else {
+            "minimum"
+        }
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        let (a, b) = (cx.input(0), cx.input(1));
+        let s = g.shape();
+        // The side that lost gets 0; a tie gets half; NaN comparisons let it through.
+        let share = move |g: T, mine: T, other: T| {
+            if mine == other {
+                g * c(0.5)
+            } else if (MAX && mine < other) || (!MAX && mine > other) {
+                T::zero()
+            } else {
+                g
+            }
+        };
+        grads![
+            cx.needs(0).then(|| zip3_plain(s, g, a, b, share)),
+            cx.needs(1).then(|| zip3_plain(s, g, b, a, share)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::test_util::{assert_close, check, rand_leaf, rand_leaf_away_from_zero};
+    use crate::Tensor;
+
+    fn t(v: &[f64], s: &[usize]) -> Tensor<f64> {
+        Tensor::from_vec(v.to_vec(), s).unwrap()
+    }
+
+    #[test]
+    fn forward_values_broadcast() {
+        let a = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+        let b = t(&[10., 20., 30.], &[3]);
+        let col = t(&[1., 2.], &[2, 1]);
+        assert_close(&a.add(&b), &[11., 22., 33., 14., 25., 36.], 0.0);
+        assert_close(&a.sub(&col), &[0., 1., 2., 2., 3., 4.], 0.0);
+        assert_close(&a.mul(&b), &[10., 40., 90., 40., 100., 180.], 0.0);
+        assert_close(&b.div(&a), &[10., 10., 10., 2.5, 4., 5.], 1e-15);
+        assert_close(&a.pow(&col), &[1., 2., 3., 16., 25., 36.], 1e-15);
+        assert_close(&col.maximum(&t(&[1.5], &[])), &[1.5, 2.], 0.0);
+        assert_close(&col.minimum(&t(&[1.5], &[])), &[1., 1.5], 0.0);
+        assert_eq!(col.add(&b).shape(), &[2, 3]);
+        let s = Tensor::<f64>::scalar(2.0);
+        assert_close(&s.mul(&s), &[4.0], 0.0);
+        assert_eq!(s.mul(&s).shape(), &[] as &[usize]);
+    }
+
+    #[test]
+    fn mismatched_shapes_name_the_op() {
+        let a = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+        let b = t(&[1., 2.], &[2]);
+        let e = a.try_mul(&b).unwrap_err().to_string();
+        assert_eq!(e, "mul: incompatible shapes [2, 3] and [2]");
+        let p = std::panic::catch_unwind(|| a.add(&b)).unwrap_err();
+        assert_eq!(
+            p.downcast_ref::<String>().unwrap(),
+            "add: incompatible shapes [2, 3] and [2]"
+        );
+    }
+
+    #[test]
+    fn gradcheck_broadcast_0d_and_strided() {
+        for (sa, sb) in [
+            (&[3][..], &[3][..]),
+            (&[2, 3][..], &[3][..]),
+            (&[2, 1][..], &[1, 3][..]),
+            (&[][..], &[2, 2][..]),
+            (&[][..], &[][..]),
+        ] {
+            let a = rand_leaf(sa, 1);
+            let b = rand_leaf_away_from_zero(sb, 2);
+            check(|x| x[0].add(&x[1]), &[a.clone(), b.clone()]);
+            check(|x| x[0].sub(&x[1]), &[a.clone(), b.clone()]);
+            check(|x| x[0].mul(&x[1]), &[a.clone(), b.clone()]);
+            check(|x| x[0].div(&x[1]), &[a.clone(), b.clone()]);
+            check(|x| x[0].maximum(&x[1]), &[a.clone(), b.clone()]);
+            check(|x| x[0].minimum(&x[1]), &[a.clone(), b.clone()]);
+            let pos = crate::ops::map_plain(&a, |v| v.abs() + 0.5).requires_grad();
+            check(|x| x[0].pow(&x[1]), &[pos, b.clone()]);
+        }
+        // non-contiguous operands: a transposed and a narrowed view
+        let a = rand_leaf(&[3, 2], 3);
+        let b = rand_leaf_away_from_zero(&[2, 5], 4);
+        check(
+            |x| x[0].t().mul(&x[1].narrow(1, 1, 3)),
+            &[a.clone(), b.clone()],
+        );
+        check(|x| x[0].t().div(&x[1].narrow(1, 2, 3)), &[a, b]);
+    }
+
+    #[test]
+    fn fan_out_of_the_same_tensor() {
+        // d(x*x)/dx = 2x, both operands share one buffer
+        let x = t(&[3.0], &[]).requires_grad();
+        let g = x.mul(&x).backward().unwrap();
+        assert_eq!(g.get(&x).unwrap().item(), 6.0);
+    }
+
+    #[test]
+    fn ties_and_nan_in_extremum_gradients() {
+        let a = t(&[1., 2., f64::NAN], &[3]).requires_grad();
+        let b = t(&[1., 3., 0.], &[3]).requires_grad();
+        let g = a.maximum(&b).sum().backward().unwrap();
+        assert_close(g.get(&a).unwrap(), &[0.5, 0.0, 1.0], 0.0);
+        assert_close(g.get(&b).unwrap(), &[0.5, 1.0, 1.0], 0.0);
+        let g = a.minimum(&b).sum().backward().unwrap();
+        assert_close(g.get(&a).unwrap(), &[0.5, 1.0, 1.0], 0.0);
+        assert_close(g.get(&b).unwrap(), &[0.5, 0.0, 1.0], 0.0);
+    }
+
+    #[test]
+    fn pow_gradient_edges() {
+        let a = t(&[0.0, 2.0], &[2]).requires_grad();
+        let b = t(&[2.0, 0.0], &[2]).requires_grad();
+        let g = a.pow(&b).sum().backward().unwrap();
+        assert_close(g.get(&a).unwrap(), &[0.0, 0.0], 0.0);
+        assert_close(g.get(&b).unwrap(), &[0.0, 2f64.ln()], 1e-15);
+    }
+}

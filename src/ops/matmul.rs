@@ -1,0 +1,277 @@
+//! `matmul` with NumPy semantics (1-D·1-D, matrix·vector, batched N-D with
+//! broadcast batch dimensions), on the tuned GEMM in `kernels::gemm`.
+
+use super::ReadMany;
+use crate::autograd::{grads, BackwardCx, InputGrads, Op};
+use crate::element::Element;
+use crate::error::{or_panic, Error, Result};
+use crate::kernels::gemm::{matmul as gemm, MatRef};
+use crate::layout::for_each_row;
+use crate::shape::{broadcast_shapes, numel, Dims};
+use crate::tensor::Tensor;
+
+/// Batched matrix product of two tensors with at least 2 dimensions each.
+struct MatMul;
+
+impl<T: Element> Op<T> for MatMul {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        let (a, b) = (cx.input(0), cx.input(1));
+        // dA = G·Bᵀ and dB = Aᵀ·G; transposes are stride swaps, never copies.
+        let ga = cx.needs(0).then(|| matmul_nd(g, &b.transpose(-1, -2)));
+        let gb = cx.needs(1).then(|| {
+            if b.ndim() == 2 && a.ndim() > 2 {
+                // [.., M, K]ᵀ·[.., M, N] summed over the batch is one GEMM of
+                // [K, rows]·[rows, N] with the batch folded into the rows.
+                let k = a.shape()[a.ndim() - 1];
+                let n = g.shape()[g.ndim() - 1];
+                let rows = a.numel() / k.max(1);
+                matmul_nd(&a.reshape(&[rows, k]).t(), &g.reshape(&[rows, n]))
+            } else {
+                matmul_nd(&a.transpose(-1, -2), g)
+            }
+        });
+        grads![ga, gb]
+    }
+}
+
+/// The stride that steps through the rows of `[.., M, K]` when all leading
+/// dimensions can be walked as one, i.e. the tensor is a stack of rows with
+/// uniform spacing.
+fn folded_row_stride(shape: &[usize], strides: &[usize]) -> Option<usize> {
+    let n = shape.len();
+    let row = strides[n - 2];
+    let mut expected = row * shape[n - 2];
+    for i in (0..n - 2).rev() {
+        if shape[i] != 1 && strides[i] != expected {
+            return None;
+        }
+        expected *= shape[i];
+    }
+    Some(row)
+}
+
+/// `a · b` for `a: [.., M, K]`, `b: [.., K, N]` with broadcast batch dims.
+fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+    let (sa, sb) = (a.shape(), b.shape());
+    let (na, nb) = (sa.len(), sb.len());
+    let (m, k, n) = (sa[na - 2], sa[na - 1], sb[nb - 1]);
+    let batch = broadcast_shapes(&sa[..na - 2], &sb[..nb - 2])
+        .expect("internal error: matmul batch dims checked by the caller");
+    let mut out_shape: Dims = batch.clone();
+    out_shape.extend([m, n]);
+    let mut out = vec![T::zero(); numel(&out_shape)];
+    {
+        let r = ReadMany::new(&[a, b]);
+        let (la, lb) = (a.layout(), b.layout());
+        let (a_cs, b_rs, b_cs) = (la.strides[na - 1], lb.strides[nb - 2], lb.strides[nb - 1]);
+        let bm = MatRef {
+            data: r.get(1),
+            offset: lb.offset,
+            rs: b_rs,
+            cs: b_cs,
+        };
+        match (nb, folded_row_stride(sa, &la.strides)) {
+            // [.., M, K]·[K, N]: one GEMM over all rows of the batch.
+            (2, Some(a_rs)) => {
+                let am = MatRef {
+                    data: r.get(0),
+                    offset: la.offset,
+                    rs: a_rs,
+                    cs: a_cs,
+                };
+                gemm(numel(&sa[..na - 1]), k, n, am, bm, &mut out, false);
+            }
+            _ => {
+                let mut full_a: Dims = batch.clone();
+                full_a.extend([m, k]);
+                let mut full_b: Dims = batch.clone();
+                full_b.extend([k, n]);
+                let (ba, bb) = (la.broadcast_to(&full_a), lb.broadcast_to(&full_b));
+                let nbat = batch.len();
+                let mut chunks = out.chunks_exact_mut((m * n).max(1));
+                for_each_row(
+                    &batch,
+                    [&ba.strides[..nbat], &bb.strides[..nbat]],
+                    [ba.offset, bb.offset],
+                    |[oa, ob], [sa, sb], len| {
+                        for i in 0..len {
+                            let am = MatRef {
+                                data: r.get(0),
+                                offset: oa + i * sa,
+                                rs: ba.strides[nbat],
+                                cs: a_cs,
+                            };
+                            let bm = MatRef {
+                                offset: ob + i * sb,
+                                ..bm
+                            };
+                            let dst = chunks.next().expect("internal error: matmul output chunks");
+                            gemm(m, k, n, am, bm, dst, false);
+                        }
+                    },
+                );
+            }
+        }
+    }
+    Tensor::from_op_data(out, &out_shape, MatMul, &[a, b])
+}
+
+impl<T: Element> Tensor<T> {
+    /// Matrix product with NumPy's `matmul` semantics:
+    ///
+    /// - 1-D · 1-D: the dot product, a 0-d tensor;
+    /// - 2-D · 2-D: the matrix product;
+    /// - 1-D · N-D: the vector is a row (`[1, K]`), removed from the result;
+    /// - N-D · 1-D: the vector is a column (`[K, 1]`), removed from the result;
+    /// - N-D · N-D: a batch of matrix products over the leading dimensions, which
+    ///   broadcast.
+    ///
+    /// `[B, T, C] · [C, D]` runs as a single GEMM of `[B·T, C] · [C, D]`, and so
+    /// does its backward pass.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::<f32>::from_vec(vec![1., 2., 3., 4.], &[2, 2])?;
+    /// let v = Tensor::<f32>::from_vec(vec![1., 1.], &[2])?;
+    /// assert_eq!(a.matmul(&a).to_vec(), vec![7., 10., 15., 22.]);
+    /// assert_eq!(a.matmul(&v).to_vec(), vec![3., 7.]);
+    /// assert_eq!(v.matmul(&v).item(), 2.0);
+    /// let batch = Tensor::<f32>::ones(&[5, 1, 3, 2]);
+    /// assert_eq!(batch.matmul(&Tensor::ones(&[4, 2, 6])).shape(), &[5, 4, 3, 6]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when an operand is 0-d, the inner dimensions differ or the batch
+    /// dimensions do not broadcast, naming both shapes.
+    #[track_caller]
+    pub fn matmul(&self, other: &Tensor<T>) -> Tensor<T> {
+        or_panic(self.try_matmul(other))
+    }
+
+    /// Like [`matmul`](Tensor::matmul), returning [`Error::ShapeMismatch`] instead of panicking.
+    pub fn try_matmul(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        let (sa, sb) = (self.shape(), other.shape());
+        let mismatch = || Error::shape("matmul", sa, sb);
+        let (na, nb) = (sa.len(), sb.len());
+        if na == 0 || nb == 0 {
+            return Err(mismatch());
+        }
+        let k_a = sa[na - 1];
+        let k_b = if nb == 1 { sb[0] } else { sb[nb - 2] };
+        if k_a != k_b {
+            return Err(mismatch());
+        }
+        if na > 2 && nb > 2 && broadcast_shapes(&sa[..na - 2], &sb[..nb - 2]).is_none() {
+            return Err(mismatch());
+        }
+        Ok(match (na, nb) {
+            (1, 1) => matmul_nd(&self.unsqueeze(0), &other.unsqueeze(1)).reshape(&[]),
+            (1, _) => matmul_nd(&self.unsqueeze(0), other).squeeze(-2),
+            (_, 1) => matmul_nd(self, &other.unsqueeze(1)).squeeze(-1),
+            _ => matmul_nd(self, other),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::test_util::{assert_close, check, rand_leaf};
+    use crate::Tensor;
+
+    #[test]
+    fn forward_values_numpy_semantics() {
+        let a = Tensor::<f64>::arange(6).reshape(&[2, 3]);
+        let b = Tensor::<f64>::arange(6).reshape(&[3, 2]);
+        assert_close(&a.matmul(&b), &[10., 13., 28., 40.], 0.0);
+        let v = Tensor::<f64>::from_vec(vec![1., 2., 3.], &[3]).unwrap();
+        assert_close(&a.matmul(&v), &[8., 26.], 0.0);
+        assert_eq!(a.matmul(&v).shape(), &[2]);
+        let w = Tensor::<f64>::from_vec(vec![1., -1.], &[2]).unwrap();
+        assert_close(&w.matmul(&a), &[-3., -3., -3.], 0.0);
+        assert_eq!(v.matmul(&v).shape(), &[] as &[usize]);
+        assert_close(&v.matmul(&v), &[14.], 0.0);
+        // batched with broadcast batch dims: [2, 1, 2, 3] · [4, 3, 2] → [2, 4, 2, 2]
+        let a4 = Tensor::<f64>::arange(12).reshape(&[2, 1, 2, 3]);
+        let b3 = Tensor::<f64>::arange(24).reshape(&[4, 3, 2]);
+        let c = a4.matmul(&b3);
+        assert_eq!(c.shape(), &[2, 4, 2, 2]);
+        // check one block against the 2-D product
+        let blk = a4
+            .narrow(0, 1, 1)
+            .reshape(&[2, 3])
+            .matmul(&b3.narrow(0, 2, 1).reshape(&[3, 2]));
+        assert_close(
+            &c.narrow(0, 1, 1).narrow(1, 2, 1).reshape(&[2, 2]),
+            &blk.to_vec(),
+            0.0,
+        );
+        // [B, T, C] · [C, D] folds the batch into rows
+        let x = Tensor::<f64>::arange(24).reshape(&[2, 3, 4]);
+        let m = Tensor::<f64>::arange(8).reshape(&[4, 2]);
+        let y = x.matmul(&m);
+        assert_close(&y, &x.reshape(&[6, 4]).matmul(&m).to_vec(), 0.0);
+        // transposed operands (strides, no copy)
+        assert_close(
+            &a.t().matmul(&a),
+            &a.t().contiguous().matmul(&a).to_vec(),
+            0.0,
+        );
+        // empty inner dimension gives zeros
+        let e = Tensor::<f64>::zeros(&[2, 0]).matmul(&Tensor::zeros(&[0, 3]));
+        assert_close(&e, &[0.0; 6], 0.0);
+    }
+
+    #[test]
+    fn mismatches_name_both_shapes() {
+        let a = Tensor::<f32>::zeros(&[2, 3]);
+        let b = Tensor::<f32>::zeros(&[4, 5]);
+        assert_eq!(
+            a.try_matmul(&b).unwrap_err().to_string(),
+            "matmul: incompatible shapes [2, 3] and [4, 5]"
+        );
+        let p = std::panic::catch_unwind(|| a.matmul(&b)).unwrap_err();
+        assert_eq!(
+            p.downcast_ref::<String>().unwrap(),
+            "matmul: incompatible shapes [2, 3] and [4, 5]"
+        );
+        assert!(Tensor::<f32>::zeros(&[2, 2, 3])
+            .try_matmul(&Tensor::zeros(&[3, 3, 1]))
+            .is_err());
+        assert!(Tensor::<f32>::scalar(1.0).try_matmul(&a).is_err());
+    }
+
+    #[test]
+    fn gradcheck_all_forms() {
+        let cases: &[(&[usize], &[usize])] = &[
+            (&[3], &[3]),
+            (&[2, 3], &[3, 4]),
+            (&[2, 3], &[3]),
+            (&[3], &[3, 2]),
+            (&[2, 2, 3], &[3, 2]),
+            (&[2, 1, 2, 3], &[3, 3, 2]),
+            (&[3], &[2, 3, 2]),
+            (&[2, 2, 3], &[3]),
+            (&[1, 2, 3], &[2, 3, 1]),
+        ];
+        for (i, (sa, sb)) in cases.iter().enumerate() {
+            let a = rand_leaf(sa, 60 + i as u64);
+            let b = rand_leaf(sb, 80 + i as u64);
+            check(|x| x[0].matmul(&x[1]), &[a, b]);
+        }
+        // transposed and narrowed operands
+        let a = rand_leaf(&[3, 2], 90);
+        let b = rand_leaf(&[4, 5], 91);
+        check(
+            |x| x[0].t().matmul(&x[1].narrow(0, 1, 3)),
+            &[a.clone(), b.clone()],
+        );
+        check(|x| x[1].narrow(1, 1, 2).matmul(&x[0].t()), &[a, b]);
+        let a = rand_leaf(&[2, 3, 4], 92);
+        let b = rand_leaf(&[2, 4], 93);
+        check(|x| x[0].transpose(0, 1).matmul(&x[1].t()), &[a, b]);
+    }
+}

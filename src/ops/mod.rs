@@ -1,0 +1,189 @@
+//! Differentiable operations: each op's forward, its backward rule and its tests
+//! live together, one family per file.
+//!
+//! # The op table
+//!
+//! | op | file | kind | backward |
+//! |---|---|---|---|
+//! | `add sub mul div` | `binary.rs` | primitive | tensor ops |
+//! | `pow maximum minimum` | `binary.rs` | primitive | fused kernel |
+//! | `add_scalar sub_scalar rsub_scalar mul_scalar div_scalar rdiv_scalar` (and the operators with a scalar) | `scalar.rs` | primitive | tensor ops |
+//! | `neg exp log sqrt abs square recip sin cos tanh sigmoid relu leaky_relu gelu gelu_erf silu softplus clamp powf powi` | `unary.rs` | primitive | fused kernel |
+//! | `sum mean sum_axis mean_axis` | `reduce.rs` | primitive | broadcast view |
+//! | `max_axis min_axis` | `reduce.rs` | primitive | scatter kernel |
+//! | `logsumexp` | `reduce.rs` | primitive (stable) | fused kernel |
+//! | `var_axis` | `reduce.rs` | composite | — |
+//! | `argmax argmin` | `reduce.rs` | not differentiable | — |
+//! | `softmax log_softmax` | `softmax.rs` | primitive (stable) | fused kernel |
+//! | `matmul` | `matmul.rs` | primitive | tensor ops (GEMM) |
+//! | `reshape flatten squeeze unsqueeze transpose t permute broadcast_to narrow contiguous` | `movement.rs` | views | tensor ops |
+//! | `index_select masked_fill cat stack` | `index.rs` | primitive | kernels |
+//!
+//! "Fused kernel" rules compute `grad × local derivative` in one pass over the
+//! buffers instead of several tensor ops; they are exact for first-order
+//! gradients. Higher-order gradients will need a differentiable form of these
+//! local derivatives.
+//!
+//! The walk sums every gradient a rule returns down to its input's shape
+//! ([`sum_to_shape`]), so rules of broadcasting ops return gradients of the
+//! output's shape and never undo broadcasting themselves.
+//!
+//! # Adding an op
+//!
+//! 1. A section in the family file: the op struct, its `Tensor` method (and a
+//!    `try_` twin when it combines shapes or takes axes), and its `impl Op` with
+//!    the backward rule, next to each other.
+//! 2. A row in the table above.
+//! 3. A known-value test and a `gradcheck` test in the file's `mod tests`.
+//! 4. An entry in `tests/all_ops_gradcheck.rs`.
+//! 5. A line in `CHANGELOG.md`.
+
+mod binary;
+mod index;
+mod matmul;
+mod movement;
+mod reduce;
+mod scalar;
+mod softmax;
+mod unary;
+
+use std::sync::RwLockReadGuard;
+
+use smallvec::SmallVec;
+
+pub(crate) use movement::sum_to_shape;
+
+use crate::element::Element;
+use crate::layout::Layout;
+use crate::tensor::Tensor;
+
+/// Read guards for several tensors, taking each distinct buffer's lock once (a
+/// second read lock on the same buffer from one thread could wait behind a writer).
+pub(crate) struct ReadMany<'a, T> {
+    guards: SmallVec<[RwLockReadGuard<'a, Vec<T>>; 3]>,
+    which: SmallVec<[usize; 3]>,
+}
+
+impl<'a, T: Element> ReadMany<'a, T> {
+    pub(crate) fn new(tensors: &[&'a Tensor<T>]) -> Self {
+        let mut guards = SmallVec::new();
+        let mut which = SmallVec::new();
+        for (i, t) in tensors.iter().enumerate() {
+            match tensors[..i].iter().position(|u| u.shares_storage(t)) {
+                Some(j) => which.push(which[j]),
+                None => {
+                    which.push(guards.len());
+                    guards.push(t.read());
+                }
+            }
+        }
+        ReadMany { guards, which }
+    }
+
+    /// The whole buffer of the `i`-th tensor.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> &[T] {
+        &self.guards[self.which[i]]
+    }
+}
+
+/// Elementwise `f(x)` over a tensor, as a fresh contiguous output of `op`.
+#[inline]
+pub(crate) fn map_op<T: Element>(
+    x: &Tensor<T>,
+    op: impl crate::autograd::Op<T>,
+    f: impl Fn(T) -> T,
+) -> Tensor<T> {
+    let data = {
+        let d = x.read();
+        crate::kernels::elementwise::map(&d, x.layout(), f)
+    };
+    Tensor::from_op_data(data, x.shape(), op, &[x])
+}
+
+/// Elementwise `f(x)` as a plain tensor that records nothing (masks, derivatives).
+#[inline]
+pub(crate) fn map_plain<T: Element>(x: &Tensor<T>, f: impl Fn(T) -> T) -> Tensor<T> {
+    let data = {
+        let d = x.read();
+        crate::kernels::elementwise::map(&d, x.layout(), f)
+    };
+    Tensor::from_data(data, x.shape())
+}
+
+/// `f(a, b)` with `a` and `b` broadcast to `shape`, as a plain tensor (records nothing).
+pub(crate) fn zip_plain<T: Element>(
+    shape: &[usize],
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    f: impl Fn(T, T) -> T,
+) -> Tensor<T> {
+    let (la, lb) = (
+        a.layout().broadcast_to(shape),
+        b.layout().broadcast_to(shape),
+    );
+    let r = ReadMany::new(&[a, b]);
+    let data = crate::kernels::elementwise::zip(r.get(0), &la, r.get(1), &lb, f);
+    Tensor::from_data(data, shape)
+}
+
+/// `f(a, b, c)` with all three broadcast to `shape`, as a plain tensor.
+pub(crate) fn zip3_plain<T: Element>(
+    shape: &[usize],
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    c: &Tensor<T>,
+    f: impl Fn(T, T, T) -> T,
+) -> Tensor<T> {
+    let ls: [Layout; 3] = [a, b, c].map(|t| t.layout().broadcast_to(shape));
+    let r = ReadMany::new(&[a, b, c]);
+    let data = crate::kernels::elementwise::zip3(
+        (r.get(0), &ls[0]),
+        (r.get(1), &ls[1]),
+        (r.get(2), &ls[2]),
+        f,
+    );
+    Tensor::from_data(data, shape)
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    //! Helpers shared by the op files' tests.
+    use crate::gradcheck::gradcheck;
+    use crate::Tensor;
+    use rand::SeedableRng;
+
+    /// A seeded f64 tensor with values in [-1, 1), marked as requiring a gradient.
+    pub(crate) fn rand_leaf(shape: &[usize], seed: u64) -> Tensor<f64> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        Tensor::rand_uniform(shape, -1.0, 1.0, &mut rng).requires_grad()
+    }
+
+    /// Same values, avoiding a band around zero (for kinks and poles).
+    pub(crate) fn rand_leaf_away_from_zero(shape: &[usize], seed: u64) -> Tensor<f64> {
+        let x = rand_leaf(shape, seed).detach();
+        crate::ops::map_plain(&x, |v| if v >= 0.0 { v + 0.2 } else { v - 0.2 }).requires_grad()
+    }
+
+    /// Panics with gradcheck's message when `f` fails it.
+    #[track_caller]
+    pub(crate) fn check(f: impl Fn(&[Tensor<f64>]) -> Tensor<f64>, inputs: &[Tensor<f64>]) {
+        if let Err(e) = gradcheck(f, inputs) {
+            panic!("{e}");
+        }
+    }
+
+    /// Asserts elementwise closeness of a tensor to expected values.
+    #[track_caller]
+    pub(crate) fn assert_close<T: crate::Element>(t: &Tensor<T>, expected: &[f64], tol: f64) {
+        let got = t.to_vec();
+        assert_eq!(got.len(), expected.len(), "length of {:?}", t.shape());
+        for (i, (g, e)) in got.iter().zip(expected).enumerate() {
+            let g = g.to_f64_lossless();
+            assert!(
+                (g - e).abs() <= tol * (1.0 + e.abs()) || (g.is_nan() && e.is_nan()),
+                "element {i}: got {g}, expected {e}"
+            );
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! Shape ops. Most are views that share the buffer (`transpose`, `permute`, `t`,
+//! `broadcast_to`, `narrow`, `unsqueeze`, `squeeze`, and `reshape` of a contiguous
+//! tensor); `reshape` of a strided tensor and `contiguous` copy.
+
+use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
+use crate::element::Element;
+use crate::error::{or_panic, Error, Result};
+use crate::kernels;
+use crate::layout::Layout;
+use crate::shape::{broadcast_shapes, normalize_axis, numel, split_at_axis, Dims};
+use crate::storage::Storage;
+use crate::tensor::Tensor;
+
+/// A change of shape (view or copy): the gradient is reshaped back.
+struct Reshape;
+
+impl<T: Element> Op<T> for Reshape {
+    fn name(&self) -> &'static str {
+        "reshape"
+    }
+    fn saves(&self) -> Saves {
+        Saves::Nothing
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        grads![Some(g.reshape(cx.input(0).shape()))]
+    }
+}
+
+/// An axis permutation (view): the gradient is permuted back.
+struct Permute(Dims);
+
+impl<T: Element> Op<T> for Permute {
+    fn name(&self) -> &'static str {
+        "permute"
+    }
+    fn saves(&self) -> Saves {
+        Saves::Nothing
+    }
+    fn backward(&self, _: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        let mut inverse = vec![0; self.0.len()];
+        for (i, &p) in self.0.iter().enumerate() {
+            inverse[p] = i;
+        }
+        grads![Some(g.permute(&inverse))]
+    }
+}
+
+/// A broadcast view: the walk sums the gradient back to the input's shape.
+struct BroadcastTo;
+
+impl<T: Element> Op<T> for BroadcastTo {
+    fn name(&self) -> &'static str {
+        "broadcast_to"
+    }
+    fn saves(&self) -> Saves {
+        Saves::Nothing
+    }
+    fn backward(&self, _: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        grads![Some(g.clone())]
+    }
+}
+
+/// A slice along one axis (view): the gradient is placed back into zeros.
+struct Narrow {
+    axis: usize,
+    start: usize,
+}
+
+impl<T: Element> Op<T> for Narrow {
+    fn name(&self) -> &'static str {
+        "narrow"
+    }
+    fn saves(&self) -> Saves {
+        Saves::Nothing
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        grads![Some(pad_axis(
+            g,
+            self.axis,
+            self.start,
+            cx.input(0).shape()[self.axis]
+        ))]
+    }
+}
+
+/// The backward of narrow: `g` placed at `start` along `axis` of zeros of size `n`.
+struct PadAxis {
+    axis: usize,
+    start: usize,
+}
+
+impl<T: Element> Op<T> for PadAxis {
+    fn name(&self) -> &'static str {
+        "pad_axis"
+    }
+    fn saves(&self) -> Saves {
+        Saves::Nothing
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        let len = cx.input(0).shape()[self.axis];
+        grads![Some(g.narrow(self.axis as isize, self.start, len))]
+    }
+}
+
+fn pad_axis<T: Element>(g: &Tensor<T>, axis: usize, start: usize, n: usize) -> Tensor<T> {
+    let mut shape: Dims = g.shape().into();
+    let len = shape[axis];
+    shape[axis] = n;
+    let (outer, _, inner) = split_at_axis(&shape, axis);
+    let data = g.with_contiguous(|x| kernels::gather::pad_axis(x, outer, n, inner, start, len));
+    Tensor::from_op_data(data, &shape, PadAxis { axis, start }, &[g])
+}
+
+/// A copy into a fresh row-major buffer; the gradient passes unchanged.
+struct Contiguous;
+
+impl<T: Element> Op<T> for Contiguous {
+    fn name(&self) -> &'static str {
+        "contiguous"
+    }
+    fn saves(&self) -> Saves {
+        Saves::Nothing
+    }
+    fn backward(&self, _: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        grads![Some(g.clone())]
+    }
+}
+
+/// Sums a gradient down to the shape its input was broadcast from.
+struct SumToShape;
+
+impl<T: Element> Op<T> for SumToShape {
+    fn name(&self) -> &'static str {
+        "sum_to_shape"
+    }
+    fn saves(&self) -> Saves {
+        Saves::Nothing
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        grads![Some(g.broadcast_to(cx.input(0).shape()))]
+    }
+}
+
+/// Sums `g` down to `shape`, which must broadcast to `g`'s shape (the single place
+/// where the backward walk undoes broadcasting).
+pub(crate) fn sum_to_shape<T: Element>(g: &Tensor<T>, shape: &[usize]) -> Result<Tensor<T>> {
+    if broadcast_shapes(shape, g.shape()).as_deref() != Some(g.shape()) {
+        return Err(Error::shape("sum_to_shape", g.shape(), shape));
+    }
+    let data = {
+        let d = g.read();
+        kernels::reduce::sum_to_shape(&d, g.layout(), shape)
+    };
+    Ok(Tensor::from_op_data(data, shape, SumToShape, &[g]))
+}
+
+impl<T: Element> Tensor<T> {
+    /// The same elements (row-major) under a new shape with as many elements.
+    /// A view when the tensor is contiguous, a copy otherwise.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::arange(6).reshape(&[2, 3]);
+    /// assert_eq!(x.shape(), &[2, 3]);
+    /// assert_eq!(x.t().reshape(&[6]).to_vec(), vec![0., 3., 1., 4., 2., 5.]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the element counts differ, naming both shapes.
+    #[track_caller]
+    pub fn reshape(&self, shape: &[usize]) -> Tensor<T> {
+        or_panic(self.try_reshape(shape))
+    }
+
+    /// Like [`reshape`](Tensor::reshape), returning [`Error::ShapeMismatch`] instead of panicking.
+    pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor<T>> {
+        if numel(shape) != self.numel() {
+            return Err(Error::shape("reshape", self.shape(), shape));
+        }
+        if shape == self.shape() {
+            return Ok(self.clone());
+        }
+        Ok(match self.layout().reshape(shape) {
+            Some(layout) => self.view_op(layout, Reshape),
+            None => {
+                let data = self.to_vec();
+                Tensor::from_op(
+                    Storage::new(data),
+                    Layout::contiguous(shape),
+                    Reshape,
+                    &[self],
+                )
+            }
+        })
+    }
+
+    /// The elements as a 1-D tensor.
+    pub fn flatten(&self) -> Tensor<T> {
+        self.reshape(&[self.numel()])
+    }
+
+    /// Removes `axis` when its size is 1; otherwise returns the tensor unchanged
+    /// (as PyTorch's `squeeze(dim)`).
+    ///
+    /// # Panics
+    /// Panics when `axis` is out of range.
+    #[track_caller]
+    pub fn squeeze(&self, axis: isize) -> Tensor<T> {
+        or_panic(self.try_squeeze(axis))
+    }
+
+    /// Like [`squeeze`](Tensor::squeeze), returning an error instead of panicking.
+    pub fn try_squeeze(&self, axis: isize) -> Result<Tensor<T>> {
+        let a = normalize_axis("squeeze", axis, self.ndim())?;
+        if self.shape()[a] != 1 {
+            return Ok(self.clone());
+        }
+        Ok(self.view_op(self.layout().remove_axis(a), Reshape))
+    }
+
+    /// Inserts an axis of size 1 at `axis`; negative values count on the output's
+    /// rank (`-1` appends).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::zeros(&[2, 3]);
+    /// assert_eq!(x.unsqueeze(0).shape(), &[1, 2, 3]);
+    /// assert_eq!(x.unsqueeze(-1).shape(), &[2, 3, 1]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when `axis` is outside `-(ndim+1)..=ndim`.
+    #[track_caller]
+    pub fn unsqueeze(&self, axis: isize) -> Tensor<T> {
+        or_panic(self.try_unsqueeze(axis))
+    }
+
+    /// Like [`unsqueeze`](Tensor::unsqueeze), returning an error instead of panicking.
+    pub fn try_unsqueeze(&self, axis: isize) -> Result<Tensor<T>> {
+        let a = normalize_axis("unsqueeze", axis, self.ndim() + 1)?;
+        Ok(self.view_op(self.layout().unsqueeze(a), Reshape))
+    }
+
+    /// Reorders the axes: output axis `i` is input axis `perm[i]` (a view).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::zeros(&[2, 3, 4]);
+    /// assert_eq!(x.permute(&[2, 0, 1]).shape(), &[4, 2, 3]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics unless `perm` is a permutation of `0..ndim`.
+    #[track_caller]
+    pub fn permute(&self, perm: &[usize]) -> Tensor<T> {
+        or_panic(self.try_permute(perm))
+    }
+
+    /// Like [`permute`](Tensor::permute), returning an error instead of panicking.
+    pub fn try_permute(&self, perm: &[usize]) -> Result<Tensor<T>> {
+        let n = self.ndim();
+        let mut seen = vec![false; n];
+        let ok = perm.len() == n
+            && perm
+                .iter()
+                .all(|&p| p < n && !std::mem::replace(&mut seen[p], true));
+        if !ok {
+            return Err(Error::invalid(
+                "permute",
+                format!(
+                    "{perm:?} is not a permutation of the axes of shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        if perm.iter().enumerate().all(|(i, &p)| i == p) {
+            return Ok(self.clone());
+        }
+        Ok(self.view_op(self.layout().permute(perm), Permute(perm.into())))
+    }
+
+    /// Swaps two axes (a view).
+    ///
+    /// # Panics
+    /// Panics when an axis is out of range.
+    #[track_caller]
+    pub fn transpose(&self, a: isize, b: isize) -> Tensor<T> {
+        or_panic(self.try_transpose(a, b))
+    }
+
+    /// Like [`transpose`](Tensor::transpose), returning an error instead of panicking.
+    pub fn try_transpose(&self, a: isize, b: isize) -> Result<Tensor<T>> {
+        let n = self.ndim();
+        let (a, b) = (
+            normalize_axis("transpose", a, n)?,
+            normalize_axis("transpose", b, n)?,
+        );
+        let mut perm: Vec<usize> = (0..n).collect();
+        perm.swap(a, b);
+        self.try_permute(&perm)
+    }
+
+    /// The transpose of a matrix (a view); 0-d and 1-D tensors come back unchanged.
+    ///
+    /// # Panics
+    /// Panics for more than 2 dimensions (use [`transpose`](Tensor::transpose)).
+    #[track_caller]
+    pub fn t(&self) -> Tensor<T> {
+        or_panic(self.try_t())
+    }
+
+    /// Like [`t`](Tensor::t), returning an error instead of panicking.
+    pub fn try_t(&self) -> Result<Tensor<T>> {
+        match self.ndim() {
+            0 | 1 => Ok(self.clone()),
+            2 => self.try_permute(&[1, 0]),
+            _ => Err(Error::invalid(
+                "t",
+                format!(
+                    "expects at most 2 dimensions, got shape {:?}; use transpose(a, b)",
+                    self.shape()
+                ),
+            )),
+        }
+    }
+
+    /// A view with size-1 (or missing leading) axes repeated to `shape`, NumPy-style;
+    /// nothing is copied.
+    ///
+    /// ```
+    /// let b = ferrograd::Tensor::<f32>::from_vec(vec![1., 2.], &[2])?;
+    /// assert_eq!(b.broadcast_to(&[2, 2]).to_vec(), vec![1., 2., 1., 2.]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the shape is not reachable by broadcasting, naming both shapes.
+    #[track_caller]
+    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor<T> {
+        or_panic(self.try_broadcast_to(shape))
+    }
+
+    /// Like [`broadcast_to`](Tensor::broadcast_to), returning an error instead of panicking.
+    pub fn try_broadcast_to(&self, shape: &[usize]) -> Result<Tensor<T>> {
+        if shape.len() < self.ndim()
+            || broadcast_shapes(self.shape(), shape).as_deref() != Some(shape)
+        {
+            return Err(Error::shape("broadcast_to", self.shape(), shape));
+        }
+        if shape == self.shape() {
+            return Ok(self.clone());
+        }
+        Ok(self.view_op(self.layout().broadcast_to(shape), BroadcastTo))
+    }
+
+    /// Elements `start..start + len` along `axis` (a view).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::arange(6).reshape(&[2, 3]);
+    /// assert_eq!(x.narrow(1, 1, 2).to_vec(), vec![1., 2., 4., 5.]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when `axis` is out of range or the slice passes the end of the axis.
+    #[track_caller]
+    pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Tensor<T> {
+        or_panic(self.try_narrow(axis, start, len))
+    }
+
+    /// Like [`narrow`](Tensor::narrow), returning an error instead of panicking.
+    pub fn try_narrow(&self, axis: isize, start: usize, len: usize) -> Result<Tensor<T>> {
+        let a = normalize_axis("narrow", axis, self.ndim())?;
+        let size = self.shape()[a];
+        if start.checked_add(len).is_none_or(|end| end > size) {
+            return Err(Error::invalid(
+                "narrow",
+                format!(
+                    "start {start} + length {len} exceeds size {size} of axis {axis} (shape {:?})",
+                    self.shape()
+                ),
+            ));
+        }
+        if len == size {
+            return Ok(self.clone());
+        }
+        Ok(self.view_op(
+            self.layout().narrow(a, start, len),
+            Narrow { axis: a, start },
+        ))
+    }
+
+    /// A row-major copy when the tensor is strided; itself otherwise.
+    pub fn contiguous(&self) -> Tensor<T> {
+        if self.is_contiguous() {
+            return self.clone();
+        }
+        Tensor::from_op_data(self.to_vec(), self.shape(), Contiguous, &[self])
+    }
+
+    /// A fresh contiguous copy that owns its buffer and records nothing.
+    pub(crate) fn copy(&self) -> Tensor<T> {
+        Tensor::from_parts(
+            Storage::new(self.to_vec()),
+            Layout::contiguous(self.shape()),
+            false,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sum_to_shape;
+    use crate::ops::test_util::{assert_close, check, rand_leaf};
+    use crate::Tensor;
+
+    #[test]
+    fn views_share_the_buffer() {
+        let x = Tensor::<f64>::arange(6).reshape(&[2, 3]);
+        assert!(x.t().shares_storage(&x));
+        assert!(x.narrow(1, 1, 2).shares_storage(&x));
+        assert!(x.unsqueeze(0).shares_storage(&x));
+        assert!(x.permute(&[1, 0]).shares_storage(&x));
+        assert!(x.reshape(&[3, 2]).shares_storage(&x));
+        assert!(x.sum_axis(0, true).broadcast_to(&[4, 3]).shape() == [4, 3]);
+        assert!(
+            !x.t().reshape(&[6]).shares_storage(&x),
+            "strided reshape copies"
+        );
+        assert_close(&x.t(), &[0., 3., 1., 4., 2., 5.], 0.0);
+        assert_close(&x.permute(&[1, 0]).narrow(0, 1, 2), &[1., 4., 2., 5.], 0.0);
+        assert_eq!(x.unsqueeze(1).squeeze(1).shape(), &[2, 3]);
+        assert_eq!(
+            x.squeeze(0).shape(),
+            &[2, 3],
+            "squeezing a non-1 axis is a no-op"
+        );
+        assert_eq!(x.flatten().shape(), &[6]);
+        assert_eq!(x.transpose(0, -1).shape(), &[3, 2]);
+    }
+
+    #[test]
+    fn bad_shapes_and_axes() {
+        let x = Tensor::<f64>::zeros(&[2, 3]);
+        assert_eq!(
+            x.try_reshape(&[4]).unwrap_err().to_string(),
+            "reshape: incompatible shapes [2, 3] and [4]"
+        );
+        assert_eq!(
+            x.try_broadcast_to(&[3, 3]).unwrap_err().to_string(),
+            "broadcast_to: incompatible shapes [2, 3] and [3, 3]"
+        );
+        assert!(x.try_unsqueeze(3).is_err());
+        assert!(x.try_unsqueeze(-4).is_err());
+        assert!(x.try_narrow(1, 2, 2).is_err());
+        assert!(x.try_permute(&[0, 0]).is_err());
+        assert!(Tensor::<f64>::zeros(&[2, 2, 2]).try_t().is_err());
+        assert_eq!(
+            x.try_transpose(0, 2).unwrap_err().to_string(),
+            "transpose: axis 2 is out of range for a tensor of rank 2"
+        );
+    }
+
+    #[test]
+    fn gradcheck_movement() {
+        let x = rand_leaf(&[2, 3, 4], 50);
+        let w = rand_leaf(&[24], 51).detach();
+        // weight the flattened result so each element's gradient is distinct
+        let wsum = |t: Tensor<f64>| t.reshape(&[24]).mul(&w);
+        check(|x| wsum(x[0].permute(&[2, 0, 1])), &[x.clone()]);
+        check(|x| wsum(x[0].transpose(0, 2)), &[x.clone()]);
+        check(|x| wsum(x[0].reshape(&[4, 6])), &[x.clone()]);
+        check(|x| wsum(x[0].unsqueeze(1).squeeze(1)), &[x.clone()]);
+        check(|x| wsum(x[0].contiguous()), &[x.clone()]);
+        check(|x| x[0].narrow(2, 1, 2).square(), &[x.clone()]);
+        check(
+            |x| x[0].narrow(-1, 0, 3).t_last().reshape(&[18]),
+            &[x.clone()],
+        );
+        check(|x| x[0].flatten().mul(&w), &[x.clone()]);
+        let b = rand_leaf(&[3, 1], 52);
+        check(|x| x[0].broadcast_to(&[2, 3, 4]).mul(&x[0]), &[b.clone()]);
+        check(
+            |x| x[0].broadcast_to(&[2, 3, 4]).reshape(&[24]).mul(&w),
+            &[b],
+        );
+        let s = rand_leaf(&[], 53);
+        check(
+            |x| x[0].unsqueeze(0).broadcast_to(&[3]).mul_scalar(2.0),
+            &[s],
+        );
+        let m = rand_leaf(&[3, 2], 54);
+        check(|x| x[0].t().reshape(&[6]).mul(&w.narrow(0, 0, 6)), &[m]);
+    }
+
+    #[test]
+    fn sum_to_shape_undoes_broadcast() {
+        let g = Tensor::<f64>::ones(&[2, 3, 4]);
+        assert_close(&sum_to_shape(&g, &[4]).unwrap(), &[6.; 4], 0.0);
+        assert_close(&sum_to_shape(&g, &[3, 1]).unwrap(), &[8.; 3], 0.0);
+        assert_close(&sum_to_shape(&g, &[]).unwrap(), &[24.], 0.0);
+        assert!(sum_to_shape(&g, &[5]).is_err());
+        let x = rand_leaf(&[3, 1], 55);
+        check(
+            |x| sum_to_shape(&x[0].broadcast_to(&[2, 3, 4]).square(), &[3, 1]).unwrap(),
+            &[x],
+        );
+    }
+
+    trait TLast {
+        fn t_last(&self) -> Self;
+    }
+    impl TLast for Tensor<f64> {
+        fn t_last(&self) -> Self {
+            self.transpose(-1, -2)
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! Unary elementwise ops. Each is a forward function `f(x)` next to its local
+//! derivative rule `df(g, x, y)` = upstream `g` × ∂y/∂x, evaluated in one fused
+//! pass in the backward walk.
+
+use super::{map_op, map_plain, zip_plain};
+use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
+use crate::element::{c, Element};
+use crate::tensor::Tensor;
+
+/// What the local derivative reads: the input `x`, the output `y`, both, or neither.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Uses {
+    None,
+    X,
+    Y,
+}
+
+/// An elementwise function and its derivative.
+trait UnaryFn<T: Element>:
+    Copy + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe + 'static
+{
+    const NAME: &'static str;
+    const USES: Uses;
+    fn f(self, x: T) -> T;
+    /// The gradient with respect to `x`, given the upstream gradient `g`, the
+    /// input `x` and the output `y` (only what `USES` names is meaningful).
+    fn df(self, g: T, x: T, y: T) -> T;
+}
+
+struct Unary<F>(F);
+
+impl<T: Element, F: UnaryFn<T>> Op<T> for Unary<F> {
+    fn name(&self) -> &'static str {
+        F::NAME
+    }
+    fn saves(&self) -> Saves {
+        match F::USES {
+            Uses::None => Saves::Nothing,
+            Uses::X => Saves::Inputs,
+            Uses::Y => Saves::Output,
+        }
+    }
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        let k = self.0;
+        let z = T::zero();
+        grads![Some(match F::USES {
+            Uses::None => map_plain(g, |g| k.df(g, z, z)),
+            Uses::X => zip_plain(g.shape(), g, cx.input(0), |g, x| k.df(g, x, z)),
+            Uses::Y => zip_plain(g.shape(), g, cx.output, |g, y| k.df(g, z, y)),
+        })]
+    }
+}
+
+fn apply<T: Element, F: UnaryFn<T>>(x: &Tensor<T>, k: F) -> Tensor<T> {
+    map_op(x, Unary(k), move |v| k.f(v))
+}
+
+/// Declares a parameterless unary op: its struct, its `UnaryFn` impl and its method.
+macro_rules! unary {
+    ($(#[$doc:meta])* $method:ident, $kind:ident, $uses:ident,
+     f: |$x:ident| $f:expr, df: |$g:ident, $dx:pat_param, $dy:pat_param| $df:expr) => {
+        #[derive(Clone, Copy)]
+        struct $kind;
+
+        impl<T: Element> UnaryFn<T> for $kind {
+            const NAME: &'static str = stringify!($method);
+            const USES: Uses = Uses::$uses;
+            #[inline(always)]
+            fn f(self, $x: T) -> T {
+                $f
+            }
+            #[inline(always)]
+            fn df(self, $g: T, $dx: T, $dy: T) -> T {
+                $df
+            }
+        }
+
+        impl<T: Element> Tensor<T> {
+            $(#[$doc])*
+            pub fn $method(&self) -> Tensor<T> {
+                apply(self, $kind)
+            }
+        }
+    };
+}
+
+unary!(
+    /// `-x` (also the unary `-` operator).
+    neg, Neg, None, f: |x| -x, df: |g, _, _| -g
+);
+
+unary!(
+    /// `eˣ`.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f64>::from_vec(vec![0.0, 1.0], &[2])?;
+    /// assert_eq!(x.exp().to_vec(), vec![1.0, std::f64::consts::E]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    exp, Exp, Y, f: |x| x.exp(), df: |g, _, y| g * y
+);
+
+unary!(
+    /// Natural logarithm (`-inf` at 0, NaN below).
+    log, Log, X, f: |x| x.ln(), df: |g, x, _| g / x
+);
+
+unary!(
+    /// Square root (NaN below 0).
+    sqrt, Sqrt, Y, f: |x| x.sqrt(), df: |g, _, y| g * c::<T>(0.5) / y
+);
+
+unary!(
+    /// `|x|`. Its gradient at 0 is 0 (the subgradient PyTorch picks).
+    abs, Abs, X, f: |x| x.abs(),
+    df: |g, x, _| if x > T::zero() { g } else if x < T::zero() { -g } else if x == T::zero() { T::zero() } else { x }
+);
+
+unary!(
+    /// `x²`.
+    square, Square, X, f: |x| x * x, df: |g, x, _| g * c::<T>(2.0) * x
+);
+
+unary!(
+    /// `1 / x`.
+    recip, Recip, Y, f: |x| x.recip(), df: |g, _, y| -g * y * y
+);
+
+unary!(
+    /// Sine.
+    sin, Sin, X, f: |x| x.sin(), df: |g, x, _| g * x.cos()
+);
+
+unary!(
+    /// Cosine.
+    cos, Cos, X, f: |x| x.cos(), df: |g, x, _| -g * x.sin()
+);
+
+unary!(
+    /// Hyperbolic tangent.
+    tanh, Tanh, Y, f: |x| x.tanh(), df: |g, _, y| g * (T::one() - y * y)
+);
+
+unary!(
+    /// The logistic function `1 / (1 + e⁻ˣ)`, computed without overflow.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::from_vec(vec![0.0, -1000.0, 1000.0], &[3])?;
+    /// assert_eq!(x.sigmoid().to_vec(), vec![0.5, 0.0, 1.0]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    sigmoid, Sigmoid, Y, f: |x| sigmoid(x), df: |g, _, y| g * y * (T::one() - y)
+);
+
+unary!(
+    /// `max(x, 0)`. The gradient at 0 is 0, as in PyTorch; NaN passes through
+    /// (forward and backward), unlike `f32::max`.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::from_vec(vec![-1.0, 0.0, 2.0], &[3])?;
+    /// assert_eq!(x.relu().to_vec(), vec![0.0, 0.0, 2.0]);
+    /// assert!(ferrograd::Tensor::<f32>::scalar(f32::NAN).relu().item().is_nan());
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    relu, Relu, X, f: |x| if x <= T::zero() { T::zero() } else { x },
+    df: |g, x, _| if x <= T::zero() { T::zero() } else { g }
+);
+
+unary!(
+    /// GELU with the tanh approximation (PyTorch's `approximate="tanh"`):
+    /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+    gelu, Gelu, X, f: |x| {
+        let t = (c::<T>(GELU_K) * (x + c::<T>(0.044715) * x * x * x)).tanh();
+        c::<T>(0.5) * x * (T::one() + t)
+    },
+    df: |g, x, _| {
+        let x2 = x * x;
+        let t = (c::<T>(GELU_K) * (x + c::<T>(0.044715) * x2 * x)).tanh();
+        let du = c::<T>(GELU_K) * (T::one() + c::<T>(3.0 * 0.044715) * x2);
+        g * (c::<T>(0.5) * (T::one() + t) + c::<T>(0.5) * x * (T::one() - t * t) * du)
+    }
+);
+
+unary!(
+    /// Exact GELU, `x·Φ(x) = 0.5·x·(1 + erf(x/√2))` (PyTorch's default `gelu`).
+    gelu_erf, GeluErf, X, f: |x| c::<T>(0.5) * x * (T::one() + (x * c::<T>(std::f64::consts::FRAC_1_SQRT_2)).erf()),
+    df: |g, x, _| {
+        let cdf = c::<T>(0.5) * (T::one() + (x * c::<T>(std::f64::consts::FRAC_1_SQRT_2)).erf());
+        let pdf = (-(x * x) * c::<T>(0.5)).exp() * c::<T>(INV_SQRT_2PI);
+        g * (cdf + x * pdf)
+    }
+);
+
+unary!(
+    /// SiLU (swish), `x·sigmoid(x)`.
+    silu, Silu, X, f: |x| x * sigmoid(x),
+    df: |g, x, _| {
+        let s = sigmoid(x);
+        g * s * (T::one() + x * (T::one() - s))
+    }
+);
+
+unary!(
+    /// `log(1 + eˣ)`, computed stably as `max(x, 0) + log1p(e^-|x|)`.
+    softplus, Softplus, X,
+    f: |x| (if x > T::zero() { x } else { T::zero() }) + (-x.abs()).exp().ln_1p(),
+    df: |g, x, _| g * sigmoid(x)
+);
+
+/// √(2/π)
+const GELU_K: f64 = 0.797_884_560_802_865_4;
+/// 1/√(2π)
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+#[inline(always)]
+fn sigmoid<T: Element>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+// ----- parameterised unary ops -----
+
+#[derive(Clone, Copy)]
+struct LeakyRelu<T>(T);
+
+impl<T: Element> UnaryFn<T> for LeakyRelu<T> {
+    const NAME: &'static str = "leaky_relu";
+    const USES: Uses = Uses::X;
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        if x > T::zero() {
+            x
+        } else {
+            x * self.0
+        }
+    }
+    #[inline(always)]
+    fn df(self, g: T, x: T, _: T) -> T {
+        if x > T::zero() {
+            g
+        } else {
+            g * self.0
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Clamp<T>(T, T);
+
+impl<T: Element> UnaryFn<T> for Clamp<T> {
+    const NAME: &'static str = "clamp";
+    const USES: Uses = Uses::X;
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        let v = if x < self.0 { self.0 } else { x };
+        if v > self.1 {
+            self.1
+        } else {
+            v
+        }
+    }
+    #[inline(always)]
+    fn df(self, g: T, x: T, _: T) -> T {
+        if x >= self.0 && x <= self.1 {
+            g
+        } else {
+            T::zero()
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Powf<T>(T);
+
+impl<T: Element> UnaryFn<T> for Powf<T> {
+    const NAME: &'static str = "powf";
+    const USES: Uses = Uses::X;
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        x.powf(self.0)
+    }
+    #[inline(always)]
+    fn df(self, g: T, x: T, _: T) -> T {
+        if self.0 == T::zero() {
+            T::zero()
+        } else {
+            g * self.0 * x.powf(self.0 - T::one())
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Powi(i32);
+
+impl<T: Element> UnaryFn<T> for Powi {
+    const NAME: &'static str = "powi";
+    const USES: Uses = Uses::X;
+    #[inline(always)]
+    fn f(self, x: T) -> T {
+        x.powi(self.0)
+    }
+    #[inline(always)]
+    fn df(self, g: T, x: T, _: T) -> T {
+        if self.0 == 0 {
+            T::zero()
+        } else {
+            g * c::<T>(self.0 as f64) * x.powi(self.0 - 1)
+        }
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// `x` where `x > 0`, else `slope·x`. The gradient at 0 is `slope`.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::from_vec(vec![-2.0, 3.0], &[2])?;
+    /// assert_eq!(x.leaky_relu(0.1).to_vec(), vec![-0.2, 3.0]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    pub fn leaky_relu(&self, slope: T) -> Tensor<T> {
+        apply(self, LeakyRelu(slope))
+    }
+
+    /// Limits every element to `[min, max]` (as `min(max(x, min), max)`, so `max`
+    /// wins when `min > max`). The gradient passes where `min ≤ x ≤ max`; NaN
+    /// stays NaN.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::from_vec(vec![-2.0, 0.5, 3.0], &[3])?;
+    /// assert_eq!(x.clamp(-1.0, 1.0).to_vec(), vec![-1.0, 0.5, 1.0]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    pub fn clamp(&self, min: T, max: T) -> Tensor<T> {
+        apply(self, Clamp(min, max))
+    }
+
+    /// `xᵖ` for a real exponent (NaN for negative `x` and non-integer `p`).
+    pub fn powf(&self, p: T) -> Tensor<T> {
+        apply(self, Powf(p))
+    }
+
+    /// `xⁿ` for an integer exponent (defined for negative `x`).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f64>::from_vec(vec![-2.0, 3.0], &[2])?;
+    /// assert_eq!(x.powi(3).to_vec(), vec![-8.0, 27.0]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    pub fn powi(&self, n: i32) -> Tensor<T> {
+        apply(self, Powi(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::test_util::{assert_close, check, rand_leaf, rand_leaf_away_from_zero};
+    use crate::Tensor;
+
+    type F = fn(&Tensor<f64>) -> Tensor<f64>;
+
+    /// Every unary op, with whether its input must avoid zero (kinks, poles) or be positive.
+    fn all() -> Vec<(&'static str, F, Domain)> {
+        use Domain::*;
+        vec![
+            ("neg", |x| x.neg(), Any),
+            ("exp", |x| x.exp(), Any),
+            ("log", |x| x.log(), Positive),
+            ("sqrt", |x| x.sqrt(), Positive),
+            ("abs", |x| x.abs(), AwayFromZero),
+            ("square", |x| x.square(), Any),
+            ("recip", |x| x.recip(), AwayFromZero),
+            ("sin", |x| x.sin(), Any),
+            ("cos", |x| x.cos(), Any),
+            ("tanh", |x| x.tanh(), Any),
+            ("sigmoid", |x| x.sigmoid(), Any),
+            ("relu", |x| x.relu(), AwayFromZero),
+            ("leaky_relu", |x| x.leaky_relu(0.1), AwayFromZero),
+            ("gelu", |x| x.gelu(), Any),
+            ("gelu_erf", |x| x.gelu_erf(), Any),
+            ("silu", |x| x.silu(), Any),
+            ("softplus", |x| x.softplus(), Any),
+            ("clamp", |x| x.clamp(-0.5, 0.5), AwayFromBounds),
+            ("powf", |x| x.powf(1.7), Positive),
+            ("powi", |x| x.powi(3), Any),
+        ]
+    }
+
+    #[derive(Clone, Copy)]
+    enum Domain {
+        Any,
+        AwayFromZero,
+        Positive,
+        AwayFromBounds,
+    }
+
+    fn input(shape: &[usize], seed: u64, d: Domain) -> Tensor<f64> {
+        let x = rand_leaf_away_from_zero(shape, seed);
+        match d {
+            Domain::Any | Domain::AwayFromZero => x,
+            Domain::Positive => crate::ops::map_plain(&x, |v| v.abs() + 0.1).requires_grad(),
+            // keep clear of ±0.5 (clamp's kinks)
+            Domain::AwayFromBounds => crate::ops::map_plain(&x, |v| {
+                if (v.abs() - 0.5).abs() < 0.05 {
+                    v * 1.3
+                } else {
+                    v
+                }
+            })
+            .requires_grad(),
+        }
+    }
+
+    #[test]
+    fn gradcheck_every_unary_op() {
+        for (name, f, d) in all() {
+            for (i, shape) in [&[][..], &[5][..], &[2, 3][..]].into_iter().enumerate() {
+                let x = input(shape, 10 + i as u64, d);
+                if let Err(e) = crate::gradcheck::gradcheck(|x| f(&x[0]), &[x]) {
+                    panic!("{name} on {shape:?}: {e}");
+                }
+            }
+            // a transposed (non-contiguous) input
+            let x = input(&[3, 2], 20, d);
+            check(|x| f(&x[0].t()), &[x]);
+            let _ = name;
+        }
+    }
+
+    #[test]
+    fn forward_values() {
+        let x = Tensor::<f64>::from_vec(vec![-1.0, 0.0, 2.0], &[3]).unwrap();
+        assert_close(&x.neg(), &[1.0, 0.0, -2.0], 0.0);
+        assert_close(&x.abs(), &[1.0, 0.0, 2.0], 0.0);
+        assert_close(&x.square(), &[1.0, 0.0, 4.0], 0.0);
+        assert_close(&x.relu(), &[0.0, 0.0, 2.0], 0.0);
+        assert_close(&x.leaky_relu(0.01), &[-0.01, 0.0, 2.0], 1e-15);
+        assert_close(
+            &x.sigmoid(),
+            &[0.2689414213699951, 0.5, 0.8807970779778823],
+            1e-14,
+        );
+        assert_close(
+            &x.tanh(),
+            &[-0.7615941559557649, 0.0, 0.9640275800758169],
+            1e-14,
+        );
+        // PyTorch: F.gelu(x, approximate="tanh") and F.gelu(x)
+        assert_close(
+            &x.gelu(),
+            &[-0.15880800939172324, 0.0, 1.9545976940877752],
+            1e-12,
+        );
+        assert_close(
+            &x.gelu_erf(),
+            &[-0.15865525393145707, 0.0, 1.9544997361036416],
+            1e-12,
+        );
+        assert_close(
+            &x.silu(),
+            &[-0.2689414213699951, 0.0, 1.7615941559557649],
+            1e-14,
+        );
+        assert_close(
+            &x.softplus(),
+            &[
+                0.31326168751822286,
+                std::f64::consts::LN_2,
+                2.1269280110429727,
+            ],
+            1e-14,
+        );
+        assert_close(&x.clamp(-0.5, 1.0), &[-0.5, 0.0, 1.0], 0.0);
+        assert_close(&x.exp(), &[(-1f64).exp(), 1.0, 2f64.exp()], 1e-15);
+        assert_close(&x.sin(), &[(-1f64).sin(), 0.0, 2f64.sin()], 1e-15);
+        assert_close(&x.cos(), &[(-1f64).cos(), 1.0, 2f64.cos()], 1e-15);
+        assert_close(&x.powi(2), &[1.0, 0.0, 4.0], 0.0);
+        let p = Tensor::<f64>::from_vec(vec![4.0, 0.25], &[2]).unwrap();
+        assert_close(&p.sqrt(), &[2.0, 0.5], 0.0);
+        assert_close(&p.log(), &[4f64.ln(), 0.25f64.ln()], 1e-15);
+        assert_close(&p.recip(), &[0.25, 4.0], 0.0);
+        assert_close(&p.powf(1.5), &[8.0, 0.125], 1e-15);
+    }
+
+    #[test]
+    fn subgradients_at_kinks_and_nan() {
+        let x = Tensor::<f64>::from_vec(vec![0.0, f64::NAN, -1.0], &[3])
+            .unwrap()
+            .requires_grad();
+        let g = x.relu().sum().backward().unwrap();
+        let g = g.get(&x).unwrap().to_vec();
+        assert_eq!(g[0], 0.0); // relu'(0) = 0
+        assert_eq!(g[1], 1.0); // NaN lets the gradient through, as PyTorch's threshold_backward
+        assert_eq!(g[2], 0.0);
+        assert!(x.relu().to_vec()[1].is_nan());
+        let g = x.abs().sum().backward().unwrap();
+        assert_eq!(g.get(&x).unwrap().to_vec()[0], 0.0); // |x|'(0) = 0
+        let g = x.leaky_relu(0.2).sum().backward().unwrap();
+        assert_eq!(g.get(&x).unwrap().to_vec()[0], 0.2);
+        assert!(x.clamp(-0.5, 0.5).to_vec()[1].is_nan());
+        let big = Tensor::<f32>::from_vec(vec![-100.0, 100.0], &[2]).unwrap();
+        let sp = big.softplus().to_vec();
+        assert!(
+            sp[0] > 0.0 && sp[0] < 1e-40,
+            "softplus(-100) = e^-100, no underflow to garbage"
+        );
+        assert_eq!(sp[1], 100.0);
+        let sg = big.sigmoid().to_vec();
+        assert!(sg[0] > 0.0 && sg[0] < 1e-40 && sg[1] == 1.0, "{sg:?}");
+        let _ = rand_leaf(&[1], 0);
+    }
+}

@@ -1,0 +1,129 @@
+//! Shape arithmetic: broadcasting, axis normalisation, contiguous strides.
+
+use smallvec::SmallVec;
+
+use crate::error::{Error, Result};
+
+/// A shape or a stride vector; four dimensions live inline (no allocation).
+pub(crate) type Dims = SmallVec<[usize; 4]>;
+
+/// Number of elements of a shape (1 for the 0-d shape `[]`).
+#[inline]
+pub(crate) fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Row-major strides of a contiguous tensor of this shape.
+pub(crate) fn contiguous_strides(shape: &[usize]) -> Dims {
+    let mut strides: Dims = SmallVec::from_elem(0, shape.len());
+    let mut acc = 1;
+    for (s, &d) in strides.iter_mut().zip(shape).rev() {
+        *s = acc;
+        acc *= d;
+    }
+    strides
+}
+
+/// The NumPy broadcast of two shapes, or `None` when they do not broadcast.
+pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Dims> {
+    let n = a.len().max(b.len());
+    let mut out: Dims = SmallVec::from_elem(0, n);
+    for i in 0..n {
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}
+
+/// Like [`broadcast_shapes`], with the error an op reports.
+pub(crate) fn try_broadcast(op: &'static str, a: &[usize], b: &[usize]) -> Result<Dims> {
+    broadcast_shapes(a, b).ok_or_else(|| Error::shape(op, a, b))
+}
+
+/// Resolves a possibly negative axis against a rank.
+#[inline]
+pub(crate) fn normalize_axis(op: &'static str, axis: isize, ndim: usize) -> Result<usize> {
+    let n = ndim as isize;
+    let a = if axis < 0 { axis + n } else { axis };
+    if a < 0 || a >= n {
+        Err(Error::InvalidAxis { op, axis, ndim })
+    } else {
+        Ok(a as usize)
+    }
+}
+
+/// The shape after reducing `axis` (kept as size 1 with `keepdim`).
+pub(crate) fn reduced_shape(shape: &[usize], axis: usize, keepdim: bool) -> Dims {
+    let mut out: Dims = shape.into();
+    if keepdim {
+        out[axis] = 1;
+    } else {
+        out.remove(axis);
+    }
+    out
+}
+
+/// Splits a contiguous shape around `axis` into `(outer, len, inner)` extents.
+#[inline]
+pub(crate) fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (
+        numel(&shape[..axis]),
+        shape[axis],
+        numel(&shape[axis + 1..]),
+    )
+}
+
+/// Converts a row-major flat index to a multi-index.
+pub(crate) fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (i, &d) in shape.iter().enumerate().rev() {
+        if d > 0 {
+            idx[i] = flat % d;
+            flat /= d;
+        }
+    }
+    idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_follows_numpy() {
+        assert_eq!(broadcast_shapes(&[2, 3], &[3]).unwrap().as_slice(), &[2, 3]);
+        assert_eq!(
+            broadcast_shapes(&[4, 1, 3], &[5, 1]).unwrap().as_slice(),
+            &[4, 5, 3]
+        );
+        assert_eq!(broadcast_shapes(&[], &[2]).unwrap().as_slice(), &[2]);
+        assert_eq!(broadcast_shapes(&[0], &[1]).unwrap().as_slice(), &[0]);
+        assert!(broadcast_shapes(&[2, 3], &[2]).is_none());
+    }
+
+    #[test]
+    fn axes_and_strides() {
+        assert_eq!(normalize_axis("op", -1, 3).unwrap(), 2);
+        assert_eq!(normalize_axis("op", 0, 1).unwrap(), 0);
+        assert!(normalize_axis("op", 3, 3).is_err());
+        assert!(normalize_axis("op", -4, 3).is_err());
+        assert!(normalize_axis("op", 0, 0).is_err());
+        assert_eq!(contiguous_strides(&[2, 3, 4]).as_slice(), &[12, 4, 1]);
+        assert_eq!(unravel(7, &[2, 4]), vec![1, 3]);
+        assert_eq!(split_at_axis(&[2, 3, 4], 1), (2, 3, 4));
+    }
+}

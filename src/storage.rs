@@ -1,0 +1,53 @@
+//! The shared buffer behind tensors and views, with the version counter that guards
+//! in-place updates.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// A buffer shared by a tensor and all of its views.
+///
+/// Kernels take the read lock; in-place updates (optimizers, [`Tensor::assign`])
+/// take the write lock and bump `version`, which the backward pass compares with
+/// the version an op saw when it was recorded.
+///
+/// [`Tensor::assign`]: crate::Tensor::assign
+pub(crate) struct Storage<T> {
+    data: RwLock<Vec<T>>,
+    version: AtomicU64,
+}
+
+impl<T> Storage<T> {
+    #[inline]
+    pub(crate) fn new(data: Vec<T>) -> Arc<Self> {
+        Arc::new(Storage {
+            data: RwLock::new(data),
+            version: AtomicU64::new(0),
+        })
+    }
+
+    /// Read access. A poisoned lock still holds plain numbers, so it is not an error.
+    #[inline]
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<T>> {
+        self.data.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Write access for an in-place update; bumps the version.
+    #[inline]
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Vec<T>> {
+        let guard = self.data.write().unwrap_or_else(|e| e.into_inner());
+        self.version.fetch_add(1, Ordering::Release);
+        guard
+    }
+
+    /// Write access that does not count as an update (used only on buffers that
+    /// nothing else can see yet, e.g. a gradient being accumulated).
+    #[inline]
+    pub(crate) fn write_fresh(&self) -> RwLockWriteGuard<'_, Vec<T>> {
+        self.data.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[inline]
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,371 @@
+//! The `Tensor` handle: identity, accessors, gradient flags, and how op outputs are built.
+
+mod create;
+mod display;
+mod operators;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLockReadGuard};
+
+use crate::autograd::{is_grad_enabled, GradFn, Node, Op};
+use crate::element::Element;
+use crate::error::{or_panic, Error, Result};
+use crate::layout::Layout;
+use crate::storage::Storage;
+
+/// An n-dimensional array of `T` (`f32` by default) that records the operations it
+/// comes from, so that [`backward`](Tensor::backward) can compute gradients.
+///
+/// A `Tensor` is a cheap handle: `clone()` bumps a reference count and shares the
+/// data and the graph. Tensors are immutable (views such as [`transpose`](Tensor::transpose)
+/// share the buffer); the one exception is an in-place update of a parameter by an
+/// optimizer or by [`assign`](Tensor::assign), which every handle and view sees.
+/// `Tensor` is `Send + Sync`.
+///
+/// ```
+/// use ferrograd::Tensor;
+/// let x = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2])?;
+/// let w = Tensor::<f32>::ones(&[2, 1]).requires_grad();
+/// let loss = x.matmul(&w).relu().sum();
+/// assert_eq!(loss.item(), 10.0);
+/// let grads = loss.backward()?;
+/// assert_eq!(grads.get(&w).unwrap().to_vec(), vec![4.0, 6.0]);
+/// # Ok::<(), ferrograd::Error>(())
+/// ```
+pub struct Tensor<T: Element = f32>(pub(crate) Arc<Node<T>>);
+
+impl<T: Element> Clone for Tensor<T> {
+    #[inline]
+    fn clone(&self) -> Self {
+        Tensor(Arc::clone(&self.0))
+    }
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+#[inline]
+fn next_id() -> usize {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+impl<T: Element> Tensor<T> {
+    // ----- construction of nodes (crate-internal) -----
+
+    /// A node with no recorded op.
+    #[inline]
+    pub(crate) fn from_parts(
+        storage: Arc<Storage<T>>,
+        layout: Layout,
+        requires_grad: bool,
+    ) -> Self {
+        Tensor(Arc::new(Node {
+            id: next_id(),
+            storage,
+            layout,
+            requires_grad,
+            grad_fn: None,
+        }))
+    }
+
+    /// A fresh contiguous tensor that records nothing.
+    #[inline]
+    pub(crate) fn from_data(data: Vec<T>, shape: &[usize]) -> Self {
+        debug_assert_eq!(data.len(), crate::shape::numel(shape));
+        Self::from_parts(Storage::new(data), Layout::contiguous(shape), false)
+    }
+
+    /// Builds an op's output over `storage`/`layout`, recording `op` with its inputs
+    /// when recording is on and any input needs a gradient.
+    #[inline]
+    pub(crate) fn from_op(
+        storage: Arc<Storage<T>>,
+        layout: Layout,
+        op: impl Op<T>,
+        inputs: &[&Tensor<T>],
+    ) -> Self {
+        let record = inputs.iter().any(|t| t.0.requires_grad) && is_grad_enabled();
+        if !record {
+            return Self::from_parts(storage, layout, false);
+        }
+        let out_version = storage.version();
+        Tensor(Arc::new(Node {
+            id: next_id(),
+            storage,
+            layout,
+            requires_grad: true,
+            grad_fn: Some(GradFn {
+                op: Box::new(op),
+                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+                versions: inputs.iter().map(|t| t.0.storage.version()).collect(),
+                out_version,
+            }),
+        }))
+    }
+
+    /// A fresh contiguous output of `op`.
+    #[inline]
+    pub(crate) fn from_op_data(
+        data: Vec<T>,
+        shape: &[usize],
+        op: impl Op<T>,
+        inputs: &[&Tensor<T>],
+    ) -> Self {
+        debug_assert_eq!(data.len(), crate::shape::numel(shape));
+        Self::from_op(Storage::new(data), Layout::contiguous(shape), op, inputs)
+    }
+
+    /// A view of `self` (same buffer) under another layout, produced by `op`.
+    #[inline]
+    pub(crate) fn view_op(&self, layout: Layout, op: impl Op<T>) -> Self {
+        Self::from_op(Arc::clone(&self.0.storage), layout, op, &[self])
+    }
+
+    // ----- crate-internal access -----
+
+    #[inline]
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.0.layout
+    }
+
+    #[inline]
+    pub(crate) fn storage(&self) -> &Arc<Storage<T>> {
+        &self.0.storage
+    }
+
+    /// Read access to the whole buffer (index it through `layout()`).
+    #[inline]
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<T>> {
+        self.0.storage.read()
+    }
+
+    /// True when both tensors look at the same buffer.
+    #[inline]
+    pub(crate) fn shares_storage(&self, other: &Tensor<T>) -> bool {
+        Arc::ptr_eq(&self.0.storage, &other.0.storage)
+    }
+
+    /// Runs `f` on the elements as one contiguous row-major slice (copying only
+    /// when the layout is strided).
+    pub(crate) fn with_contiguous<R>(&self, f: impl FnOnce(&[T]) -> R) -> R {
+        let data = self.read();
+        match self.layout().contiguous_range() {
+            Some(r) => f(&data[r]),
+            None => {
+                let copy = crate::kernels::elementwise::map(&data, self.layout(), |v| v);
+                drop(data);
+                f(&copy)
+            }
+        }
+    }
+
+    /// The op that produced this tensor, if it was recorded.
+    pub(crate) fn grad_fn(&self) -> Option<&GradFn<T>> {
+        self.0.grad_fn.as_ref()
+    }
+
+    /// True when this handle and its buffer are referenced nowhere else, and the
+    /// layout covers the whole buffer densely: it may then be written in place.
+    pub(crate) fn is_exclusive(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+            && Arc::strong_count(&self.0.storage) == 1
+            && self.0.layout.offset == 0
+            && self.0.layout.is_contiguous()
+            && self.read().len() == self.numel()
+    }
+
+    // ----- public inspection -----
+
+    /// The size of each dimension; `[]` for a 0-d (scalar) tensor.
+    #[inline]
+    pub fn shape(&self) -> &[usize] {
+        &self.0.layout.shape
+    }
+
+    /// The number of dimensions.
+    #[inline]
+    pub fn ndim(&self) -> usize {
+        self.0.layout.shape.len()
+    }
+
+    /// The number of elements (1 for a 0-d tensor).
+    #[inline]
+    pub fn numel(&self) -> usize {
+        self.0.layout.numel()
+    }
+
+    /// The distance, in elements, between neighbours along each dimension.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::zeros(&[2, 3]);
+    /// assert_eq!(x.strides(), &[3, 1]);
+    /// assert_eq!(x.t().strides(), &[1, 3]);
+    /// ```
+    #[inline]
+    pub fn strides(&self) -> &[usize] {
+        &self.0.layout.strides
+    }
+
+    /// True when the elements lie row-major and dense in the buffer.
+    #[inline]
+    pub fn is_contiguous(&self) -> bool {
+        self.0.layout.is_contiguous()
+    }
+
+    /// A unique identity for this handle's node (shared by its clones).
+    #[inline]
+    pub fn id(&self) -> TensorId {
+        TensorId(self.0.id)
+    }
+
+    /// The elements in row-major order, whatever the strides.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::from_vec(vec![1., 2., 3., 4.], &[2, 2])?;
+    /// assert_eq!(x.t().to_vec(), vec![1., 3., 2., 4.]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    pub fn to_vec(&self) -> Vec<T> {
+        let data = self.read();
+        match self.layout().contiguous_range() {
+            Some(r) => data[r].to_vec(),
+            None => crate::kernels::elementwise::map(&data, self.layout(), |v| v),
+        }
+    }
+
+    /// The single element of a tensor with exactly one element.
+    ///
+    /// # Panics
+    /// Panics unless `numel() == 1`, naming the shape.
+    #[track_caller]
+    pub fn item(&self) -> T {
+        or_panic(self.try_item())
+    }
+
+    /// Like [`item`](Tensor::item), returning an error instead of panicking.
+    pub fn try_item(&self) -> Result<T> {
+        if self.numel() != 1 {
+            return Err(Error::invalid(
+                "item",
+                format!(
+                    "expected a tensor with exactly one element, got shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        let data = self.read();
+        Ok(data[self.layout().offset])
+    }
+
+    // ----- gradient flags -----
+
+    /// A new leaf handle sharing this tensor's data, whose gradient `backward`
+    /// will compute. The new handle has its own identity: look its gradient up with it.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let w = Tensor::<f64>::scalar(3.0).requires_grad();
+    /// let y = &w * &w;
+    /// assert_eq!(y.backward()?.get(&w).unwrap().item(), 6.0);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    pub fn requires_grad(&self) -> Tensor<T> {
+        Self::from_parts(Arc::clone(&self.0.storage), self.0.layout.clone(), true)
+    }
+
+    /// True when backward will flow into this tensor: it is a leaf made with
+    /// [`requires_grad`](Tensor::requires_grad), or an op recorded it.
+    #[inline]
+    pub fn needs_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+
+    /// True when no recorded op produced this tensor.
+    #[inline]
+    pub fn is_leaf(&self) -> bool {
+        self.0.grad_fn.is_none()
+    }
+
+    /// The name of the op that produced this tensor, when it was recorded.
+    pub fn op_name(&self) -> Option<&'static str> {
+        self.0.grad_fn.as_ref().map(|g| g.op.name())
+    }
+
+    /// The same data, cut from the graph: nothing flows back through the result.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::<f64>::scalar(2.0).requires_grad();
+    /// let y = &x * &x.detach(); // d/dx = x.detach() = 2, not 2x = 4
+    /// assert_eq!(y.backward()?.get(&x).unwrap().item(), 2.0);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    pub fn detach(&self) -> Tensor<T> {
+        Self::from_parts(Arc::clone(&self.0.storage), self.0.layout.clone(), false)
+    }
+
+    // ----- in-place update -----
+
+    /// Overwrites this tensor's elements with `values` (broadcast to this shape),
+    /// in place: every handle and view of the buffer sees the new values.
+    ///
+    /// This is how a hand-written training loop updates a parameter
+    /// (`w.assign(&(&w - &(g * lr)).detach())`). It is never recorded in the graph, and it
+    /// bumps the buffer's version: backward through an op that saved the old values
+    /// then returns [`Error::ModifiedInPlace`] instead of a wrong gradient.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let w = Tensor::<f32>::from_vec(vec![0.17], &[1])?.requires_grad();
+    /// let grad = Tensor::<f32>::from_vec(vec![200.0], &[1])?;
+    /// w.assign(&(&w - &grad * 0.01))?;                  // new = old − lr × grad
+    /// assert!((w.item() - (-1.83)).abs() < 1e-6);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `values` does not broadcast to this shape.
+    pub fn assign(&self, values: &Tensor<T>) -> Result<()> {
+        if crate::shape::broadcast_shapes(values.shape(), self.shape()).as_deref()
+            != Some(self.shape())
+        {
+            return Err(Error::shape("assign", self.shape(), values.shape()));
+        }
+        let src_layout = values.layout().broadcast_to(self.shape());
+        // Read the source first: it may share this buffer (w.assign(&w.t())).
+        let src = {
+            let d = values.read();
+            crate::kernels::elementwise::map(&d, &src_layout, |v| v)
+        };
+        self.update_with(|dst| dst.copy_from_slice(&src));
+        Ok(())
+    }
+
+    /// Applies `f` to the elements (row-major, as one contiguous slice) in place and
+    /// bumps the buffer version. Strided tensors are gathered, updated and scattered back.
+    pub(crate) fn update_with(&self, f: impl FnOnce(&mut [T])) {
+        let layout = self.layout();
+        let mut data = self.0.storage.write();
+        match layout.contiguous_range() {
+            Some(r) => f(&mut data[r]),
+            None => {
+                let offsets = layout.offsets();
+                let mut vals: Vec<T> = offsets.iter().map(|&o| data[o]).collect();
+                f(&mut vals);
+                for (o, v) in offsets.into_iter().zip(vals) {
+                    data[o] = v;
+                }
+            }
+        }
+    }
+}
+
+/// The identity of a tensor node, shared by clones of one handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(pub(crate) usize);
+
+impl TensorId {
+    /// The raw id: ids grow with creation order.
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
