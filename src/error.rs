@@ -125,6 +125,15 @@ pub enum Error {
         /// The relative tolerance used.
         rtol: f64,
     },
+    /// An optimizer found no gradient for a parameter while in strict mode.
+    #[error(
+        "optimizer: no gradient for parameter {param}; it did not take part in the \
+         loss, or backward was called on another graph"
+    )]
+    MissingGradient {
+        /// The parameter's name (or its position and shape when unnamed).
+        param: String,
+    },
     /// An I/O error (reading or writing a file).
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

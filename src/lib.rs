@@ -52,12 +52,17 @@
 #![cfg_attr(test, allow(clippy::cloned_ref_to_slice_refs))]
 
 mod autograd;
+pub mod data;
 mod element;
 mod error;
 pub mod gradcheck;
+pub mod io;
 mod kernels;
 mod layout;
+pub mod loss;
+pub mod nn;
 mod ops;
+pub mod optim;
 mod shape;
 mod storage;
 mod tensor;

@@ -1,0 +1,1 @@
+//! Mini-batch iteration for epochs.

@@ -1,0 +1,1 @@
+//! Loss functions (mean-reduced) and their unreduced `per_sample` forms.
