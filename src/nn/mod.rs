@@ -18,7 +18,10 @@ pub trait Module<T: Element = f32> {
 
     /// The trainable tensors, in the order of [`named_parameters`](Module::named_parameters).
     fn parameters(&self) -> Vec<Tensor<T>> {
-        self.named_parameters().into_iter().map(|(_, t)| t).collect()
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     }
 
     /// Switches between training (`true`, the default) and evaluation behaviour

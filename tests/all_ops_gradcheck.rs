@@ -1,0 +1,428 @@
+//! One table with every public differentiable op, each checked against finite
+//! differences on several shapes (broadcasting, 0-d, strided inputs). A second
+//! test reads the op table in `src/ops/mod.rs`, so an op listed there without an
+//! entry here fails the build of the test suite.
+
+use std::collections::BTreeSet;
+
+use ferrograd::gradcheck::gradcheck;
+use ferrograd::rand::{rngs::StdRng, SeedableRng};
+use ferrograd::Tensor;
+
+type F = Box<dyn Fn(&[Tensor<f64>]) -> Tensor<f64>>;
+
+struct Case {
+    op: &'static str,
+    f: F,
+    inputs: Vec<Tensor<f64>>,
+}
+
+/// Seeded values in [-1, 1) shifted away from 0 (kinks and poles).
+fn leaf(shape: &[usize], seed: u64) -> Tensor<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let v: Vec<f64> = Tensor::<f64>::rand_uniform(shape, -1.0, 1.0, &mut rng)
+        .to_vec()
+        .into_iter()
+        .map(|v| if v >= 0.0 { v + 0.2 } else { v - 0.2 })
+        .collect();
+    Tensor::from_vec(v, shape).unwrap().requires_grad()
+}
+
+/// Seeded positive values in [0.3, 1.5).
+fn pos(shape: &[usize], seed: u64) -> Tensor<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Tensor::<f64>::rand_uniform(shape, 0.3, 1.5, &mut rng).requires_grad()
+}
+
+/// A strided (transposed) leaf of shape `[a, b]`.
+fn strided(a: usize, b: usize, seed: u64) -> Tensor<f64> {
+    leaf(&[b, a], seed).detach().t().requires_grad()
+}
+
+fn case(
+    op: &'static str,
+    f: impl Fn(&[Tensor<f64>]) -> Tensor<f64> + 'static,
+    inputs: Vec<Tensor<f64>>,
+) -> Case {
+    Case {
+        op,
+        f: Box::new(f),
+        inputs,
+    }
+}
+
+fn table() -> Vec<Case> {
+    let mut c = Vec::new();
+    // binary, with broadcasting, 0-d and strided operands
+    type Bin = fn(&Tensor<f64>, &Tensor<f64>) -> Tensor<f64>;
+    let binaries: [(&str, Bin, bool); 7] = [
+        ("add", |a, b| a.add(b), false),
+        ("sub", |a, b| a.sub(b), false),
+        ("mul", |a, b| a.mul(b), false),
+        ("div", |a, b| a.div(b), false),
+        ("pow", |a, b| a.pow(b), true),
+        ("maximum", |a, b| a.maximum(b), false),
+        ("minimum", |a, b| a.minimum(b), false),
+    ];
+    for (i, (op, f, positive_base)) in binaries.into_iter().enumerate() {
+        let s = 100 * i as u64;
+        let base = |shape: &[usize], seed| {
+            if positive_base {
+                pos(shape, seed)
+            } else {
+                leaf(shape, seed)
+            }
+        };
+        c.push(case(
+            op,
+            move |x| f(&x[0], &x[1]),
+            vec![base(&[2, 3], s), leaf(&[2, 3], s + 1)],
+        ));
+        c.push(case(
+            op,
+            move |x| f(&x[0], &x[1]),
+            vec![base(&[2, 3], s + 2), leaf(&[3], s + 3)],
+        ));
+        c.push(case(
+            op,
+            move |x| f(&x[0], &x[1]),
+            vec![base(&[2, 1], s + 4), leaf(&[1, 3], s + 5)],
+        ));
+        c.push(case(
+            op,
+            move |x| f(&x[0], &x[1]),
+            vec![base(&[], s + 6), leaf(&[], s + 7)],
+        ));
+        c.push(case(
+            op,
+            move |x| f(&x[0], &x[1]),
+            vec![base(&[], s + 8), leaf(&[2, 2], s + 9)],
+        ));
+        let st = if positive_base {
+            pos(&[2, 3], s + 10).detach().t().requires_grad()
+        } else {
+            strided(3, 2, s + 10)
+        };
+        c.push(case(
+            op,
+            move |x| f(&x[0].t(), &x[1].narrow(1, 1, 3)),
+            vec![st, leaf(&[2, 4], s + 11)],
+        ));
+    }
+    // scalar operand
+    type Sc = fn(&Tensor<f64>) -> Tensor<f64>;
+    let scalars: [(&str, Sc); 6] = [
+        ("add_scalar", |a| a.add_scalar(0.7)),
+        ("sub_scalar", |a| a.sub_scalar(0.7)),
+        ("rsub_scalar", |a| a.rsub_scalar(0.7)),
+        ("mul_scalar", |a| a.mul_scalar(-1.3)),
+        ("div_scalar", |a| a.div_scalar(-1.3)),
+        ("rdiv_scalar", |a| a.rdiv_scalar(0.9)),
+    ];
+    // unary
+    let unaries: [(&str, Sc, bool); 20] = [
+        ("neg", |a| a.neg(), false),
+        ("exp", |a| a.exp(), false),
+        ("log", |a| a.log(), true),
+        ("sqrt", |a| a.sqrt(), true),
+        ("abs", |a| a.abs(), false),
+        ("square", |a| a.square(), false),
+        ("recip", |a| a.recip(), false),
+        ("sin", |a| a.sin(), false),
+        ("cos", |a| a.cos(), false),
+        ("tanh", |a| a.tanh(), false),
+        ("sigmoid", |a| a.sigmoid(), false),
+        ("relu", |a| a.relu(), false),
+        ("leaky_relu", |a| a.leaky_relu(0.05), false),
+        ("gelu", |a| a.gelu(), false),
+        ("gelu_erf", |a| a.gelu_erf(), false),
+        ("silu", |a| a.silu(), false),
+        ("softplus", |a| a.softplus(), false),
+        ("clamp", |a| a.clamp(-0.6, 0.6), false),
+        ("powf", |a| a.powf(2.5), true),
+        ("powi", |a| a.powi(-3), false),
+    ];
+    let all_unary = scalars.iter().map(|&(op, f)| (op, f, false)).chain(unaries);
+    for (i, (op, f, positive)) in all_unary.enumerate() {
+        let s = 1000 + 10 * i as u64;
+        let mk = |shape: &[usize], seed| {
+            if positive {
+                pos(shape, seed)
+            } else {
+                leaf(shape, seed)
+            }
+        };
+        c.push(case(op, move |x| f(&x[0]), vec![mk(&[], s)]));
+        c.push(case(op, move |x| f(&x[0]), vec![mk(&[2, 3], s + 1)]));
+        c.push(case(op, move |x| f(&x[0].t()), vec![mk(&[3, 2], s + 2)]));
+        c.push(case(
+            op,
+            move |x| f(&x[0].narrow(0, 1, 2)),
+            vec![mk(&[4, 2], s + 3)],
+        ));
+    }
+    // reductions
+    c.push(case("sum", |x| x[0].sum(), vec![leaf(&[2, 3], 2000)]));
+    c.push(case(
+        "sum",
+        |x| x[0].t().sum(),
+        vec![leaf(&[], 2001)
+            .detach()
+            .unsqueeze(0)
+            .unsqueeze(0)
+            .requires_grad()],
+    ));
+    c.push(case("mean", |x| x[0].mean(), vec![leaf(&[2, 3], 2002)]));
+    c.push(case("mean", |x| x[0].t().mean(), vec![strided(3, 2, 2003)]));
+    type Ax = fn(&Tensor<f64>, isize, bool) -> Tensor<f64>;
+    let axis_ops: [(&str, Ax); 6] = [
+        ("sum_axis", |a, ax, k| a.sum_axis(ax, k)),
+        ("mean_axis", |a, ax, k| a.mean_axis(ax, k)),
+        ("max_axis", |a, ax, k| a.max_axis(ax, k)),
+        ("min_axis", |a, ax, k| a.min_axis(ax, k)),
+        ("logsumexp", |a, ax, k| a.logsumexp(ax, k)),
+        ("var_axis", |a, ax, k| a.var_axis(ax, k)),
+    ];
+    for (i, (op, f)) in axis_ops.into_iter().enumerate() {
+        let s = 2100 + 10 * i as u64;
+        c.push(case(op, move |x| f(&x[0], 0, false), vec![leaf(&[3], s)]));
+        c.push(case(
+            op,
+            move |x| f(&x[0], -1, true),
+            vec![leaf(&[2, 3, 4], s + 1)],
+        ));
+        c.push(case(
+            op,
+            move |x| f(&x[0], 1, false),
+            vec![leaf(&[2, 3, 4], s + 2)],
+        ));
+        c.push(case(
+            op,
+            move |x| f(&x[0].t(), 0, false),
+            vec![strided(4, 3, s + 3)],
+        ));
+    }
+    // softmax family: weighted so the sum-to-one constraint cannot hide errors
+    for (op, f) in [
+        (
+            "softmax",
+            Tensor::<f64>::softmax as fn(&Tensor<f64>, isize) -> Tensor<f64>,
+        ),
+        ("log_softmax", Tensor::<f64>::log_softmax),
+    ] {
+        let w = leaf(&[2, 3, 4], 2200).detach();
+        let w2 = w.clone();
+        c.push(case(
+            op,
+            move |x| f(&x[0], -1).mul(&w),
+            vec![leaf(&[2, 3, 4], 2201)],
+        ));
+        c.push(case(
+            op,
+            move |x| f(&x[0], 1).mul(&w2),
+            vec![leaf(&[2, 3, 4], 2202)],
+        ));
+        c.push(case(
+            op,
+            move |x| f(&x[0].t(), 0),
+            vec![strided(3, 2, 2203)],
+        ));
+        c.push(case(op, move |x| f(&x[0], 0), vec![leaf(&[1], 2204)]));
+    }
+    // matmul in every NumPy form
+    let mm: [(&[usize], &[usize]); 7] = [
+        (&[3], &[3]),
+        (&[2, 3], &[3, 4]),
+        (&[2, 3], &[3]),
+        (&[3], &[3, 2]),
+        (&[2, 2, 3], &[3, 2]),
+        (&[2, 1, 2, 3], &[3, 3, 2]),
+        (&[1, 2, 3], &[2, 3, 1]),
+    ];
+    for (i, (a, b)) in mm.into_iter().enumerate() {
+        c.push(case(
+            "matmul",
+            |x| x[0].matmul(&x[1]),
+            vec![leaf(a, 2300 + i as u64), leaf(b, 2400 + i as u64)],
+        ));
+    }
+    c.push(case(
+        "matmul",
+        |x| x[0].t().matmul(&x[1].narrow(1, 1, 2)),
+        vec![leaf(&[3, 2], 2410), leaf(&[3, 4], 2411)],
+    ));
+    // movement (weighted by a fixed tensor so every element's gradient differs)
+    let w24 = leaf(&[24], 2500).detach();
+    let weigh = move |t: Tensor<f64>| t.reshape(&[24]).mul(&w24);
+    let wv = weigh.clone();
+    c.push(case(
+        "reshape",
+        move |x| wv(x[0].reshape(&[4, 6])),
+        vec![leaf(&[2, 3, 4], 2501)],
+    ));
+    let wv = weigh.clone();
+    c.push(case(
+        "reshape",
+        move |x| wv(x[0].transpose(0, 2).reshape(&[6, 4])),
+        vec![leaf(&[2, 3, 4], 2502)],
+    ));
+    let wv = weigh.clone();
+    c.push(case(
+        "flatten",
+        move |x| wv(x[0].t().flatten()),
+        vec![leaf(&[4, 6], 2503)],
+    ));
+    c.push(case(
+        "squeeze",
+        |x| x[0].squeeze(1).square(),
+        vec![leaf(&[3, 1, 2], 2504)],
+    ));
+    c.push(case(
+        "unsqueeze",
+        |x| x[0].unsqueeze(-1).square(),
+        vec![leaf(&[3, 2], 2505)],
+    ));
+    c.push(case(
+        "unsqueeze",
+        |x| x[0].unsqueeze(0).mul_scalar(3.0),
+        vec![leaf(&[], 2506)],
+    ));
+    let wv = weigh.clone();
+    c.push(case(
+        "transpose",
+        move |x| wv(x[0].transpose(0, -1)),
+        vec![leaf(&[2, 3, 4], 2507)],
+    ));
+    let wv = weigh.clone();
+    c.push(case("t", move |x| wv(x[0].t()), vec![leaf(&[4, 6], 2508)]));
+    let wv = weigh.clone();
+    c.push(case(
+        "permute",
+        move |x| wv(x[0].permute(&[1, 2, 0])),
+        vec![leaf(&[2, 3, 4], 2509)],
+    ));
+    let wv = weigh.clone();
+    c.push(case(
+        "broadcast_to",
+        move |x| wv(x[0].broadcast_to(&[2, 3, 4])),
+        vec![leaf(&[3, 1], 2510)],
+    ));
+    c.push(case(
+        "broadcast_to",
+        |x| x[0].broadcast_to(&[3]).square(),
+        vec![leaf(&[], 2511)],
+    ));
+    c.push(case(
+        "narrow",
+        |x| x[0].narrow(1, 1, 2).square(),
+        vec![leaf(&[3, 4], 2512)],
+    ));
+    c.push(case(
+        "narrow",
+        |x| x[0].t().narrow(0, 2, 2).square(),
+        vec![leaf(&[3, 4], 2513)],
+    ));
+    let wv = weigh;
+    c.push(case(
+        "contiguous",
+        move |x| wv(x[0].permute(&[2, 0, 1]).contiguous()),
+        vec![leaf(&[2, 3, 4], 2514)],
+    ));
+    // index ops
+    c.push(case(
+        "index_select",
+        |x| x[0].index_select(0, &[2, 0, 2, 1]).square(),
+        vec![leaf(&[3, 2], 2600)],
+    ));
+    c.push(case(
+        "index_select",
+        |x| x[0].t().index_select(-1, &[1, 1]).square(),
+        vec![leaf(&[3, 2], 2601)],
+    ));
+    let mask = Tensor::<f64>::from_vec(vec![1., 0., 0., 1.], &[4]).unwrap();
+    let mask2 = mask.reshape(&[4, 1]);
+    c.push(case(
+        "masked_fill",
+        move |x| x[0].masked_fill(&mask, -2.0).square(),
+        vec![leaf(&[3, 4], 2602)],
+    ));
+    c.push(case(
+        "masked_fill",
+        move |x| x[0].t().masked_fill(&mask2, 0.5).square(),
+        vec![leaf(&[3, 4], 2603)],
+    ));
+    c.push(case(
+        "cat",
+        |x| Tensor::cat(&[&x[0], &x[1]], 1).square(),
+        vec![leaf(&[2, 3], 2604), leaf(&[2, 1], 2605)],
+    ));
+    c.push(case(
+        "cat",
+        |x| Tensor::cat(&[&x[0].t(), &x[0]], 0).square(),
+        vec![leaf(&[2, 2], 2606)],
+    ));
+    c.push(case(
+        "stack",
+        |x| Tensor::stack(&[&x[0], &x[1]], -1).square(),
+        vec![leaf(&[2, 3], 2607), leaf(&[2, 3], 2608)],
+    ));
+    c.push(case(
+        "stack",
+        |x| Tensor::stack(&[&x[0], &x[0]], 0).mul_scalar(2.0),
+        vec![leaf(&[], 2609)],
+    ));
+    c
+}
+
+#[test]
+fn every_differentiable_op_passes_gradcheck() {
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for Case { op, f, inputs } in table() {
+        count += 1;
+        let shapes: Vec<_> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        if let Err(e) = gradcheck(&f, &inputs) {
+            failures.push(format!("{op} {shapes:?}: {e}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The op names in the table of `src/ops/mod.rs`, minus the non-differentiable rows.
+fn documented_ops() -> BTreeSet<String> {
+    let src =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ops/mod.rs")).unwrap();
+    let mut ops = BTreeSet::new();
+    for line in src.lines().filter(|l| l.starts_with("//! | `")) {
+        if line.contains("not differentiable") {
+            continue;
+        }
+        let first_cell = line.split('|').nth(1).unwrap();
+        for chunk in first_cell.split('`').skip(1).step_by(2) {
+            ops.extend(chunk.split_whitespace().map(str::to_string));
+        }
+    }
+    ops
+}
+
+#[test]
+fn the_table_covers_every_op_in_the_op_table() {
+    let documented = documented_ops();
+    assert!(documented.len() > 50, "parsed {documented:?}");
+    let tested: BTreeSet<String> = table().iter().map(|c| c.op.to_string()).collect();
+    let missing: Vec<_> = documented.difference(&tested).collect();
+    assert!(
+        missing.is_empty(),
+        "ops without a gradcheck entry: {missing:?}"
+    );
+    let unknown: Vec<_> = tested.difference(&documented).collect();
+    assert!(
+        unknown.is_empty(),
+        "entries for ops missing from the op table: {unknown:?}"
+    );
+}

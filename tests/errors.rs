@@ -1,0 +1,165 @@
+//! Bad input gives the documented error, or a panic whose message names the op
+//! and the shapes (asserted on the text, as a user would read it).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ferrograd::{Error, Tensor};
+
+/// The panic message of `f`, which must panic.
+fn panic_message(f: impl FnOnce()) -> String {
+    let err = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
+    err.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap()
+}
+
+#[test]
+fn from_vec_with_a_wrong_length() {
+    let e = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0], &[2, 2]).unwrap_err();
+    assert!(matches!(
+        e,
+        Error::LengthMismatch {
+            len: 3,
+            expected: 4,
+            ..
+        }
+    ));
+    assert_eq!(
+        e.to_string(),
+        "from_vec: 3 values cannot fill shape [2, 2] (4 elements)"
+    );
+    let e = Tensor::<f64>::from_slice(&[1.0], &[0]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "from_slice: 1 values cannot fill shape [0] (0 elements)"
+    );
+}
+
+#[test]
+fn bad_axes() {
+    let x = Tensor::<f32>::zeros(&[2, 3]);
+    let e = x.try_sum_axis(2, false).unwrap_err();
+    assert!(matches!(
+        e,
+        Error::InvalidAxis {
+            op: "sum_axis",
+            axis: 2,
+            ndim: 2
+        }
+    ));
+    assert_eq!(
+        e.to_string(),
+        "sum_axis: axis 2 is out of range for a tensor of rank 2"
+    );
+    assert_eq!(
+        panic_message(|| {
+            x.softmax(-3);
+        }),
+        "softmax: axis -3 is out of range for a tensor of rank 2"
+    );
+    assert_eq!(
+        panic_message(|| {
+            x.unsqueeze(4);
+        }),
+        "unsqueeze: axis 4 is out of range for a tensor of rank 3"
+    );
+    assert!(x
+        .try_narrow(0, 1, 2)
+        .unwrap_err()
+        .to_string()
+        .contains("exceeds size 2 of axis 0"));
+}
+
+#[test]
+fn mismatched_matmul_shapes() {
+    let a = Tensor::<f32>::zeros(&[2, 3]);
+    let b = Tensor::<f32>::zeros(&[2, 3]);
+    let e = a.try_matmul(&b).unwrap_err();
+    assert!(
+        matches!(&e, Error::ShapeMismatch { op: "matmul", lhs, rhs } if lhs == &[2, 3] && rhs == &[2, 3])
+    );
+    assert_eq!(
+        panic_message(|| {
+            a.matmul(&b);
+        }),
+        "matmul: incompatible shapes [2, 3] and [2, 3]"
+    );
+    let batched = Tensor::<f32>::zeros(&[4, 2, 3]);
+    assert_eq!(
+        batched
+            .try_matmul(&Tensor::zeros(&[5, 3, 2]))
+            .unwrap_err()
+            .to_string(),
+        "matmul: incompatible shapes [4, 2, 3] and [5, 3, 2]"
+    );
+}
+
+#[test]
+fn mismatched_broadcast_shapes() {
+    let a = Tensor::<f32>::zeros(&[2, 3]);
+    let b = Tensor::<f32>::zeros(&[4]);
+    for (msg, f) in [
+        ("add", Box::new(|| drop(&a + &b)) as Box<dyn Fn()>),
+        ("sub", Box::new(|| drop(&a - &b))),
+        ("mul", Box::new(|| drop(&a * &b))),
+        ("div", Box::new(|| drop(&a / &b))),
+        ("maximum", Box::new(|| drop(a.maximum(&b)))),
+    ] {
+        assert_eq!(
+            panic_message(f),
+            format!("{msg}: incompatible shapes [2, 3] and [4]")
+        );
+    }
+    assert_eq!(
+        a.try_broadcast_to(&[3, 3]).unwrap_err().to_string(),
+        "broadcast_to: incompatible shapes [2, 3] and [3, 3]"
+    );
+    assert_eq!(
+        panic_message(|| drop(a.reshape(&[5]))),
+        "reshape: incompatible shapes [2, 3] and [5]"
+    );
+    assert_eq!(
+        panic_message(|| drop(Tensor::cat(&[&a, &b], 0))),
+        "cat: incompatible shapes [2, 3] and [4]"
+    );
+}
+
+#[test]
+fn backward_on_a_non_scalar_and_item_on_a_vector() {
+    let x = Tensor::<f32>::ones(&[3]).requires_grad();
+    let e = (&x * 2.0).backward().unwrap_err();
+    assert!(matches!(&e, Error::NotScalar { shape } if shape == &[3]));
+    assert!(e
+        .to_string()
+        .contains("expected a tensor with exactly one element, got shape [3]"));
+    assert_eq!(
+        panic_message(|| {
+            x.item();
+        }),
+        "item: expected a tensor with exactly one element, got shape [3]"
+    );
+    assert!(x.try_item().is_err());
+}
+
+#[test]
+fn index_out_of_range() {
+    let table = Tensor::<f32>::zeros(&[3, 2]);
+    assert_eq!(
+        panic_message(|| drop(table.index_select(0, &[0, 3]))),
+        "index_select: index 3 is out of range for an axis of size 3"
+    );
+}
+
+#[test]
+fn panics_point_at_the_callers_line() {
+    // #[track_caller]: the location of the panic is this file, not the crate's
+    let hook = std::panic::take_hook();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = tx.send(info.location().map(|l| l.file().to_string()));
+    }));
+    let _ = catch_unwind(|| Tensor::<f32>::zeros(&[2]).matmul(&Tensor::zeros(&[3])));
+    std::panic::set_hook(hook);
+    assert_eq!(rx.recv().unwrap().as_deref(), Some("tests/errors.rs"));
+}

@@ -1,0 +1,106 @@
+//! Tensors are `Send + Sync`: graphs built in one thread run backward in another,
+//! and independent graphs train in parallel.
+
+use std::thread;
+
+use ferrograd::Tensor;
+
+#[test]
+fn graph_built_in_one_thread_backward_in_another() {
+    let x = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0], &[3])
+        .unwrap()
+        .requires_grad();
+    let loss = (&x * &x).sum(); // d/dx = 2x
+    let (x2, loss2) = (x.clone(), loss.clone());
+    let g = thread::spawn(move || loss2.backward().unwrap().get(&x2).unwrap().to_vec())
+        .join()
+        .unwrap();
+    assert_eq!(g, vec![2.0, 4.0, 6.0]);
+    // and the original thread can still use the graph
+    assert_eq!(loss.backward().unwrap().get(&x).unwrap().to_vec(), g);
+}
+
+#[test]
+fn shared_weights_read_by_many_threads() {
+    let w = Tensor::<f32>::from_vec(vec![0.5, -1.0], &[2, 1])
+        .unwrap()
+        .requires_grad();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let w = w.clone();
+            thread::spawn(move || {
+                let x = Tensor::<f32>::full(&[3, 2], i as f32);
+                let g = x.matmul(&w).sum().backward().unwrap();
+                g.get(&w).unwrap().to_vec()
+            })
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), vec![3.0 * i as f32; 2]);
+    }
+}
+
+/// Fits y = 3x − 1 by gradient descent; each thread has its own parameters.
+fn train(seed: u64) -> (f64, f64) {
+    let x =
+        Tensor::<f64>::from_vec((0..16).map(|i| i as f64 / 8.0 - 1.0).collect(), &[16, 1]).unwrap();
+    let y = &x * 3.0 - 1.0;
+    let w = Tensor::<f64>::from_vec(vec![seed as f64 * 0.1], &[1, 1])
+        .unwrap()
+        .requires_grad();
+    let b = Tensor::<f64>::zeros(&[1]).requires_grad();
+    for _ in 0..500 {
+        let loss = (x.matmul(&w) + &b - &y).square().mean();
+        let g = loss.backward().unwrap();
+        w.assign(&(&w - g.get(&w).unwrap() * 0.3)).unwrap();
+        b.assign(&(&b - g.get(&b).unwrap() * 0.3)).unwrap();
+        // no_grad is per thread: another thread's guard never disables ours
+        assert!(ferrograd::is_grad_enabled());
+    }
+    (w.item(), b.item())
+}
+
+#[test]
+fn two_threads_train_independent_graphs_at_once() {
+    let a = thread::spawn(|| train(1));
+    let b = thread::spawn(|| {
+        let _guard = ferrograd::no_grad(); // only this thread's recording is off...
+        drop(_guard); // ...and back on before it trains
+        train(7)
+    });
+    for (w, b) in [a.join().unwrap(), b.join().unwrap()] {
+        assert!(
+            (w - 3.0).abs() < 1e-6 && (b + 1.0).abs() < 1e-6,
+            "w {w} b {b}"
+        );
+    }
+}
+
+#[test]
+fn in_place_updates_while_other_threads_read() {
+    // one thread updates a parameter in place while others run forward passes:
+    // each reader sees either the old or the new values, never a torn mix
+    let w = Tensor::<f32>::zeros(&[1000]);
+    let writer = {
+        let w = w.clone();
+        thread::spawn(move || {
+            for k in 1..=200 {
+                w.assign(&Tensor::full(&[1000], k as f32)).unwrap();
+            }
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let w = w.clone();
+            thread::spawn(move || {
+                for _ in 0..200 {
+                    let v = w.mul_scalar(1.0).to_vec();
+                    assert!(v.iter().all(|&x| x == v[0]), "torn read");
+                }
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    readers.into_iter().for_each(|r| r.join().unwrap());
+    assert_eq!(w.to_vec()[0], 200.0);
+}
