@@ -325,7 +325,8 @@ impl<T: Element> ParamSet<T> {
         let mut found = Vec::with_capacity(self.tensors.len());
         let mut report = StepReport::default();
         for (i, p) in self.tensors.iter().enumerate() {
-            match grads.get(p) {
+            let g = grads.get(p);
+            match g {
                 None if self.strict => {
                     return Err(Error::MissingGradient {
                         param: self.describe(i),
@@ -346,7 +347,7 @@ impl<T: Element> ParamSet<T> {
                 }
                 Some(_) => {}
             }
-            found.push(grads.get(p));
+            found.push(g);
         }
         for ((p, g), state) in self.tensors.iter().zip(found).zip(states.iter_mut()) {
             let Some(g) = g else { continue };
@@ -657,6 +658,18 @@ mod tests {
         // a size-1 axis with stride 0 is no aliasing
         let ok = Tensor::<f32>::scalar(1.0).unsqueeze(0).requires_grad();
         assert!(Sgd::try_new(vec![ok], SgdConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn optimizers_and_schedules_cross_threads() {
+        fn assert_send_sync<X: Send + Sync>() {}
+        assert_send_sync::<Sgd<f32>>();
+        assert_send_sync::<Adam<f64>>();
+        assert_send_sync::<AdamW<f32>>();
+        assert_send_sync::<RmsProp<f32>>();
+        assert_send_sync::<Adagrad<f32>>();
+        assert_send_sync::<lr::SequentialLr<f32>>();
+        assert_send_sync::<lr::Scheduler<f32, lr::SequentialLr<f32>>>();
     }
 
     #[test]
