@@ -323,8 +323,21 @@ impl<T: Element> Tensor<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] when `values` does not broadcast to this shape.
+    /// [`Error::ShapeMismatch`] when `values` does not broadcast to this shape;
+    /// [`Error::InvalidArgument`] when this tensor is a broadcast view (several of
+    /// its elements share one slot of the buffer, so they cannot take different values).
     pub fn assign(&self, values: &Tensor<T>) -> Result<()> {
+        if !self.layout().is_non_overlapping() {
+            return Err(Error::invalid(
+                "assign",
+                format!(
+                    "cannot write into a broadcast view of shape {:?} (strides {:?}); \
+                     assign to the tensor it was broadcast from",
+                    self.shape(),
+                    self.strides()
+                ),
+            ));
+        }
         if crate::shape::broadcast_shapes(values.shape(), self.shape()).as_deref()
             != Some(self.shape())
         {

@@ -233,6 +233,12 @@ fn assign_checks_shapes_and_handles_self_aliasing() {
     assert_eq!(w.to_vec(), vec![0.0, 2.0, 1.0, 3.0]);
     w.assign(&Tensor::scalar(1.5)).unwrap(); // broadcasts
     assert_eq!(w.to_vec(), vec![1.5; 4]);
+    // a broadcast view cannot hold different values in its aliased slots
+    let s = Tensor::<f64>::scalar(1.0);
+    let b = s.broadcast_to(&[3]);
+    let e = b.assign(&t(&[1.0, 2.0, 3.0], &[3])).unwrap_err();
+    assert!(e.to_string().starts_with("assign: cannot write into a broadcast view"), "{e}");
+    assert_eq!(s.item(), 1.0);
 }
 
 #[test]
