@@ -63,6 +63,7 @@ pub mod loss;
 pub mod nn;
 mod ops;
 pub mod optim;
+mod pool;
 mod shape;
 mod storage;
 mod tensor;
@@ -70,6 +71,7 @@ mod tensor;
 pub use autograd::{is_grad_enabled, no_grad, Gradients, NoGradGuard};
 pub use element::Element;
 pub use error::{Error, Result};
+pub use pool::clear as clear_buffer_cache;
 pub use tensor::{Tensor, TensorId};
 
 /// The `rand` crate this crate was built with, so that callers' RNGs match

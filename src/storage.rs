@@ -11,12 +11,12 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// the version an op saw when it was recorded.
 ///
 /// [`Tensor::assign`]: crate::Tensor::assign
-pub(crate) struct Storage<T> {
+pub(crate) struct Storage<T: crate::element::Element> {
     data: RwLock<Vec<T>>,
     version: AtomicU64,
 }
 
-impl<T> Storage<T> {
+impl<T: crate::element::Element> Storage<T> {
     #[inline]
     pub(crate) fn new(data: Vec<T>) -> Arc<Self> {
         Arc::new(Storage {
@@ -49,5 +49,13 @@ impl<T> Storage<T> {
     #[inline]
     pub(crate) fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
+    }
+}
+
+impl<T: crate::element::Element> Drop for Storage<T> {
+    /// Hands the buffer to this thread's cache for reuse.
+    fn drop(&mut self) {
+        let data = self.data.get_mut().unwrap_or_else(|e| e.into_inner());
+        crate::pool::give(std::mem::take(data));
     }
 }

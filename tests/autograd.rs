@@ -237,7 +237,11 @@ fn assign_checks_shapes_and_handles_self_aliasing() {
     let s = Tensor::<f64>::scalar(1.0);
     let b = s.broadcast_to(&[3]);
     let e = b.assign(&t(&[1.0, 2.0, 3.0], &[3])).unwrap_err();
-    assert!(e.to_string().starts_with("assign: cannot write into a broadcast view"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("assign: cannot write into a broadcast view"),
+        "{e}"
+    );
     assert_eq!(s.item(), 1.0);
 }
 

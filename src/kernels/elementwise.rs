@@ -1,14 +1,17 @@
 //! Elementwise kernels: unary maps and broadcasting binary zips.
 
+use crate::element::Element;
 use crate::layout::{for_each_row, Layout};
+use crate::pool;
 
 /// `f` applied to every element of a strided view, in row-major order.
 #[inline]
-pub(crate) fn map<T: Copy, U>(data: &[T], layout: &Layout, f: impl Fn(T) -> U) -> Vec<U> {
+pub(crate) fn map<T: Copy, U: Element>(data: &[T], layout: &Layout, f: impl Fn(T) -> U) -> Vec<U> {
+    let mut out = pool::take(layout.numel());
     if let Some(r) = layout.contiguous_range() {
-        return data[r].iter().map(|&v| f(v)).collect();
+        out.extend(data[r].iter().map(|&v| f(v)));
+        return out;
     }
-    let mut out = Vec::with_capacity(layout.numel());
     for_each_row(
         &layout.shape,
         [&layout.strides],
@@ -26,7 +29,7 @@ pub(crate) fn map<T: Copy, U>(data: &[T], layout: &Layout, f: impl Fn(T) -> U) -
 
 /// `f(a, b)` over two views already broadcast to one shape, in row-major order.
 #[inline]
-pub(crate) fn zip<T: Copy>(
+pub(crate) fn zip<T: Element>(
     a: &[T],
     la: &Layout,
     b: &[T],
@@ -34,10 +37,11 @@ pub(crate) fn zip<T: Copy>(
     f: impl Fn(T, T) -> T,
 ) -> Vec<T> {
     debug_assert_eq!(la.shape, lb.shape);
+    let mut out = pool::take(la.numel());
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
-        return a[ra].iter().zip(&b[rb]).map(|(&x, &y)| f(x, y)).collect();
+        out.extend(a[ra].iter().zip(&b[rb]).map(|(&x, &y)| f(x, y)));
+        return out;
     }
-    let mut out = Vec::with_capacity(la.numel());
     for_each_row(
         &la.shape,
         [&la.strides, &lb.strides],
@@ -65,25 +69,27 @@ pub(crate) fn zip<T: Copy>(
 
 /// `f(a, b, c)` over three views already broadcast to one shape (fused backward rules).
 #[inline]
-pub(crate) fn zip3<T: Copy>(
+pub(crate) fn zip3<T: Element>(
     (a, la): (&[T], &Layout),
     (b, lb): (&[T], &Layout),
     (c, lc): (&[T], &Layout),
     f: impl Fn(T, T, T) -> T,
 ) -> Vec<T> {
+    let mut out = pool::take(la.numel());
     if let (Some(ra), Some(rb), Some(rc)) = (
         la.contiguous_range(),
         lb.contiguous_range(),
         lc.contiguous_range(),
     ) {
-        return a[ra]
-            .iter()
-            .zip(&b[rb])
-            .zip(&c[rc])
-            .map(|((&x, &y), &z)| f(x, y, z))
-            .collect();
+        out.extend(
+            a[ra]
+                .iter()
+                .zip(&b[rb])
+                .zip(&c[rc])
+                .map(|((&x, &y), &z)| f(x, y, z)),
+        );
+        return out;
     }
-    let mut out = Vec::with_capacity(la.numel());
     for_each_row(
         &la.shape,
         [&la.strides, &lb.strides, &lc.strides],

@@ -1,15 +1,18 @@
 //! Copies that move blocks: index_select and its scatter-add, concatenation,
 //! and embedding a block into zeros (the backward of narrow).
 
+use crate::element::Element;
+use crate::pool;
+
 /// `out[o, j, :] = x[o, idx[j], :]` for a contiguous `[outer, n, inner]` block.
-pub(crate) fn index_select<T: Copy>(
+pub(crate) fn index_select<T: Element>(
     x: &[T],
     outer: usize,
     n: usize,
     inner: usize,
     idx: &[usize],
 ) -> Vec<T> {
-    let mut out = Vec::with_capacity(outer * idx.len() * inner);
+    let mut out = pool::take(outer * idx.len() * inner);
     for o in 0..outer {
         for &j in idx {
             let start = (o * n + j) * inner;
@@ -20,14 +23,14 @@ pub(crate) fn index_select<T: Copy>(
 }
 
 /// `out[o, idx[j], :] += g[o, j, :]` into zeros of `[outer, n, inner]`.
-pub(crate) fn index_add<T: Copy + Default + std::ops::AddAssign>(
+pub(crate) fn index_add<T: Element>(
     g: &[T],
     outer: usize,
     n: usize,
     inner: usize,
     idx: &[usize],
 ) -> Vec<T> {
-    let mut out = vec![T::default(); outer * n * inner];
+    let mut out = pool::filled(outer * n * inner, T::zero());
     for o in 0..outer {
         for (j, &t) in idx.iter().enumerate() {
             let src = &g[(o * idx.len() + j) * inner..][..inner];
@@ -39,9 +42,9 @@ pub(crate) fn index_add<T: Copy + Default + std::ops::AddAssign>(
 }
 
 /// Concatenates contiguous `[outer, n_i, inner]` blocks along their middle axis.
-pub(crate) fn cat<T: Copy>(parts: &[(&[T], usize)], outer: usize, inner: usize) -> Vec<T> {
+pub(crate) fn cat<T: Element>(parts: &[(&[T], usize)], outer: usize, inner: usize) -> Vec<T> {
     let total: usize = parts.iter().map(|(_, n)| n).sum();
-    let mut out = Vec::with_capacity(outer * total * inner);
+    let mut out = pool::take(outer * total * inner);
     for o in 0..outer {
         for &(x, n) in parts {
             out.extend_from_slice(&x[o * n * inner..(o + 1) * n * inner]);
@@ -52,7 +55,7 @@ pub(crate) fn cat<T: Copy>(parts: &[(&[T], usize)], outer: usize, inner: usize) 
 
 /// Places a contiguous `[outer, len, inner]` block at `start` of the middle axis of
 /// zeros shaped `[outer, n, inner]`.
-pub(crate) fn pad_axis<T: Copy + Default>(
+pub(crate) fn pad_axis<T: Element>(
     g: &[T],
     outer: usize,
     n: usize,
@@ -60,7 +63,7 @@ pub(crate) fn pad_axis<T: Copy + Default>(
     start: usize,
     len: usize,
 ) -> Vec<T> {
-    let mut out = vec![T::default(); outer * n * inner];
+    let mut out = pool::filled(outer * n * inner, T::zero());
     for o in 0..outer {
         out[(o * n + start) * inner..(o * n + start + len) * inner]
             .copy_from_slice(&g[o * len * inner..(o + 1) * len * inner]);

@@ -3,6 +3,7 @@
 
 use crate::element::Element;
 use crate::layout::{for_each_row, Layout};
+use crate::pool;
 
 /// Sum of a slice with eight independent accumulators (vectorisable, and more
 /// accurate than one running sum).
@@ -27,12 +28,14 @@ pub(crate) fn sum_slice<T: Element>(x: &[T]) -> T {
 /// Sums a contiguous `[outer, n, inner]` block over its middle axis → `[outer, inner]`.
 pub(crate) fn sum_axis<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
     if n == 0 {
-        return vec![T::zero(); outer * inner];
+        return pool::filled(outer * inner, T::zero());
     }
     if inner == 1 {
-        return x.chunks_exact(n).map(sum_slice).collect();
+        let mut out = pool::take(outer);
+        out.extend(x.chunks_exact(n).map(sum_slice));
+        return out;
     }
-    let mut out = vec![T::zero(); outer * inner];
+    let mut out = pool::filled(outer * inner, T::zero());
     for (o, dst) in out.chunks_exact_mut(inner).enumerate() {
         let block = &x[o * n * inner..(o + 1) * n * inner];
         for row in block.chunks_exact(inner) {
@@ -51,7 +54,7 @@ pub(crate) fn extreme_axis<T: Element>(
     inner: usize,
     max: bool,
 ) -> (Vec<T>, Vec<usize>) {
-    let mut vals = Vec::with_capacity(outer * inner);
+    let mut vals = pool::take(outer * inner);
     let mut idxs = Vec::with_capacity(outer * inner);
     for o in 0..outer {
         for i in 0..inner {
@@ -91,7 +94,7 @@ pub(crate) fn sum_to_shape<T: Element>(data: &[T], layout: &Layout, target: &[us
             out_strides[i] = tstrides[i - extra];
         }
     }
-    let mut out = vec![T::zero(); crate::shape::numel(target)];
+    let mut out = pool::filled(crate::shape::numel(target), T::zero());
     for_each_row(
         &layout.shape,
         [&layout.strides, &out_strides],
@@ -162,7 +165,7 @@ pub(crate) fn row_max<T: Element>(row: &[T]) -> T {
 /// Stable for any finite inputs; `-inf` entries give exactly 0; a row of only
 /// `-inf` gives NaN, as in PyTorch.
 pub(crate) fn softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len()];
+    let mut out = pool::filled(x.len(), T::zero());
     for_each_lane(x, outer, n, inner, &mut out, |src, dst| {
         let m = row_max(src);
         let mut s = T::zero();
@@ -178,7 +181,7 @@ pub(crate) fn softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize)
 
 /// Log-softmax along the middle axis: `x - max - log Σ exp(x - max)`.
 pub(crate) fn log_softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len()];
+    let mut out = pool::filled(x.len(), T::zero());
     for_each_lane(x, outer, n, inner, &mut out, |src, dst| {
         let m = row_max(src);
         let s: T = src.iter().map(|&v| (v - m).exp()).sum();
@@ -194,7 +197,7 @@ pub(crate) fn log_softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: us
 /// `log Σ exp` along the middle axis → `[outer, inner]`. `+inf` in a row gives
 /// `+inf`; a row of only `-inf` gives `-inf`.
 pub(crate) fn logsumexp<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(outer * inner);
+    let mut out = pool::take(outer * inner);
     let mut lane = vec![T::zero(); n];
     for o in 0..outer {
         for i in 0..inner {
@@ -222,7 +225,7 @@ pub(crate) fn softmax_backward<T: Element>(
     n: usize,
     inner: usize,
 ) -> Vec<T> {
-    let mut out = vec![T::zero(); y.len()];
+    let mut out = pool::filled(y.len(), T::zero());
     lanes2(y, g, outer, n, inner, &mut out, |y, g, d| {
         let dot: T = y.iter().zip(g).map(|(&a, &b)| a * b).sum();
         for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
@@ -240,7 +243,7 @@ pub(crate) fn log_softmax_backward<T: Element>(
     n: usize,
     inner: usize,
 ) -> Vec<T> {
-    let mut out = vec![T::zero(); y.len()];
+    let mut out = pool::filled(y.len(), T::zero());
     lanes2(y, g, outer, n, inner, &mut out, |y, g, d| {
         let s: T = g.iter().copied().sum();
         for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {

@@ -62,7 +62,7 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
         .expect("internal error: matmul batch dims checked by the caller");
     let mut out_shape: Dims = batch.clone();
     out_shape.extend([m, n]);
-    let mut out = vec![T::zero(); numel(&out_shape)];
+    let mut out = crate::pool::filled(numel(&out_shape), T::zero());
     {
         let r = ReadMany::new(&[a, b]);
         let (la, lb) = (a.layout(), b.layout());

@@ -193,7 +193,7 @@ impl<T: Element> Op<T> for ExtremeAxis {
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
         let shape = cx.input(0).shape();
         let (outer, n, inner) = split_at_axis(shape, self.axis);
-        let mut out = vec![T::zero(); outer * n * inner];
+        let mut out = crate::pool::filled(outer * n * inner, T::zero());
         g.with_contiguous(|g| {
             for o in 0..outer {
                 for i in 0..inner {

@@ -67,7 +67,7 @@ impl<T: Element> Tensor<T> {
 
     /// A tensor of `shape` filled with `v`.
     pub fn full(shape: &[usize], v: T) -> Tensor<T> {
-        Tensor::from_data(vec![v; numel(shape)], shape)
+        Tensor::from_data(crate::pool::filled(numel(shape), v), shape)
     }
 
     /// A tensor of zeros.
