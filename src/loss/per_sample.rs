@@ -170,7 +170,8 @@ pub fn nll<T: Element>(log_probs: &Tensor<T>, targets: &[usize]) -> Result<Tenso
 
 /// Binary cross-entropy of probabilities, elementwise:
 /// `−(y·log p + (1 − y)·log(1 − p))` with each log clamped at −100, as PyTorch,
-/// so that `p = 0` or `p = 1` gives a finite loss (at most 100) and no NaN.
+/// so that `p = 0` or `p = 1` gives a finite loss (at most 100 for targets in
+/// `[0, 1]`) and no NaN.
 ///
 /// The gradient is the derivative of that clamped function: `(p − y) / (p(1 − p))`
 /// inside, and 0 for a log term where it is clamped (PyTorch returns a large finite
