@@ -1,1 +1,370 @@
-//! Mini-batch iteration for epochs.
+//! Mini-batch iteration for epochs: shuffled index batches ([`Batches`]) and the
+//! rows they pick ([`gather_rows`]).
+//!
+//! One epoch visits every sample index exactly once, in batches. Build a new
+//! [`Batches`] per epoch from the same seeded RNG: each epoch gets a new order, and
+//! the whole run is reproducible.
+//!
+//! ```
+//! use ferrograd::data::{gather_rows, Batches};
+//! use ferrograd::rand::{rngs::StdRng, SeedableRng};
+//! use ferrograd::{loss, Tensor};
+//!
+//! let x = Tensor::<f32>::randn(&[10, 3], &mut StdRng::seed_from_u64(1));
+//! let labels: Vec<usize> = (0..10).map(|i| i % 2).collect();
+//! let w = Tensor::<f32>::zeros(&[3, 2]).requires_grad();
+//! let mut rng = StdRng::seed_from_u64(0);
+//! for _epoch in 0..2 {
+//!     for batch in Batches::new(10, 4).shuffle(&mut rng) {      // sizes 4, 4, 2
+//!         let xb = gather_rows(&x, &batch);                     // [batch.len(), 3]
+//!         let yb: Vec<usize> = batch.iter().map(|&i| labels[i]).collect();
+//!         let loss = loss::cross_entropy(&xb.matmul(&w), &yb)?;
+//!         let grads = loss.backward()?;
+//!         w.assign(&(&w - grads.get(&w).unwrap() * 0.1))?;
+//!     }
+//! }
+//! # Ok::<(), ferrograd::Error>(())
+//! ```
+
+use std::iter::FusedIterator;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::element::Element;
+use crate::error::{or_panic, Error, Result};
+use crate::tensor::Tensor;
+
+/// The batches of one epoch over `n` samples: index lists of `batch_size` each
+/// (the last one shorter unless [`drop_last`](Batches::drop_last)), in order
+/// `0..n` or [shuffled](Batches::shuffle).
+///
+/// Iterating by value yields `Vec<usize>`; iterating a reference (or [`iter`](Batches::iter))
+/// yields `&[usize]` slices and leaves the `Batches` reusable.
+///
+/// ```
+/// use ferrograd::data::Batches;
+/// let b = Batches::new(5, 2);
+/// assert_eq!(b.len(), 3);
+/// assert_eq!(b.into_iter().collect::<Vec<_>>(), vec![vec![0, 1], vec![2, 3], vec![4]]);
+/// let b = Batches::new(5, 2).drop_last(true);
+/// assert_eq!(b.iter().collect::<Vec<_>>(), vec![&[0, 1][..], &[2, 3][..]]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batches {
+    order: Vec<usize>,
+    batch_size: usize,
+    drop_last: bool,
+}
+
+impl Batches {
+    /// The batches of `0..n` in order, `batch_size` indices each, the last batch
+    /// kept even when it is shorter.
+    ///
+    /// # Panics
+    /// Panics when `batch_size` is 0.
+    #[track_caller]
+    pub fn new(n: usize, batch_size: usize) -> Self {
+        or_panic(Self::try_new(n, batch_size))
+    }
+
+    /// Like [`new`](Batches::new), returning [`Error::InvalidArgument`] instead of
+    /// panicking when `batch_size` is 0.
+    ///
+    /// ```
+    /// let e = ferrograd::data::Batches::try_new(10, 0).unwrap_err();
+    /// assert_eq!(e.to_string(), "Batches::new: batch_size must be at least 1 (got 0, for 10 samples)");
+    /// ```
+    pub fn try_new(n: usize, batch_size: usize) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::invalid(
+                "Batches::new",
+                format!("batch_size must be at least 1 (got 0, for {n} samples)"),
+            ));
+        }
+        Ok(Batches {
+            order: (0..n).collect(),
+            batch_size,
+            drop_last: false,
+        })
+    }
+
+    /// Shuffles the sample order with `rng` (uniformly, Fisher–Yates). The same
+    /// seed gives the same order; drawing from one RNG epoch after epoch gives a
+    /// new order each epoch.
+    ///
+    /// ```
+    /// use ferrograd::data::Batches;
+    /// use ferrograd::rand::{rngs::StdRng, SeedableRng};
+    /// let a = Batches::new(100, 10).shuffle(&mut StdRng::seed_from_u64(7));
+    /// let b = Batches::new(100, 10).shuffle(&mut StdRng::seed_from_u64(7));
+    /// assert_eq!(a, b);
+    /// let mut seen = a.order().to_vec();
+    /// seen.sort_unstable();
+    /// assert_eq!(seen, (0..100).collect::<Vec<_>>());
+    /// ```
+    #[must_use]
+    pub fn shuffle<R: Rng + ?Sized>(mut self, rng: &mut R) -> Self {
+        self.order.shuffle(rng);
+        self
+    }
+
+    /// Whether to leave out the last batch when it is shorter than `batch_size`
+    /// (default `false`: it is kept). Useful when every step must see a full batch.
+    #[must_use]
+    pub fn drop_last(mut self, drop: bool) -> Self {
+        self.drop_last = drop;
+        self
+    }
+
+    /// The number of samples, `n`.
+    pub fn num_samples(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The size of every batch but possibly the last.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The number of batches: `⌈n / batch_size⌉`, or `⌊n / batch_size⌋` with
+    /// [`drop_last`](Batches::drop_last).
+    pub fn len(&self) -> usize {
+        self.visited().div_ceil(self.batch_size)
+    }
+
+    /// True when there is no batch (no samples, or fewer than one full batch with
+    /// [`drop_last`](Batches::drop_last)).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sample indices in visiting order, all `n` of them (including those a
+    /// dropped last batch would hold).
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// The batches as slices of [`order`](Batches::order).
+    pub fn iter(&self) -> std::slice::Chunks<'_, usize> {
+        self.order[..self.visited()].chunks(self.batch_size)
+    }
+
+    /// How many indices the batches cover.
+    fn visited(&self) -> usize {
+        let n = self.order.len();
+        if self.drop_last {
+            n - n % self.batch_size
+        } else {
+            n
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Batches {
+    type Item = &'a [usize];
+    type IntoIter = std::slice::Chunks<'a, usize>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl IntoIterator for Batches {
+    type Item = Vec<usize>;
+    type IntoIter = BatchIter;
+
+    fn into_iter(self) -> BatchIter {
+        let end = self.visited();
+        BatchIter {
+            order: self.order,
+            batch_size: self.batch_size,
+            pos: 0,
+            end,
+        }
+    }
+}
+
+/// The owning iterator over [`Batches`], yielding each batch as a `Vec<usize>`.
+#[derive(Clone, Debug)]
+pub struct BatchIter {
+    order: Vec<usize>,
+    batch_size: usize,
+    pos: usize,
+    end: usize,
+}
+
+impl Iterator for BatchIter {
+    type Item = Vec<usize>;
+
+    fn next(&mut self) -> Option<Vec<usize>> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let stop = self.end.min(self.pos + self.batch_size);
+        let batch = self.order[self.pos..stop].to_vec();
+        self.pos = stop;
+        Some(batch)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.end - self.pos).div_ceil(self.batch_size);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for BatchIter {}
+
+impl FusedIterator for BatchIter {}
+
+/// The rows of `x` (slices along axis 0) at `rows`, in that order: a mini-batch of
+/// a data set, `x.index_select(0, rows)`. Differentiable (gradients of repeated
+/// rows add up).
+///
+/// ```
+/// use ferrograd::{data::gather_rows, Tensor};
+/// let x = Tensor::<f32>::arange(6).reshape(&[3, 2]);
+/// assert_eq!(gather_rows(&x, &[2, 0]).to_vec(), vec![4.0, 5.0, 0.0, 1.0]);
+/// ```
+///
+/// # Panics
+/// Panics when `x` is 0-d or a row index is not below `x.shape()[0]`.
+#[track_caller]
+pub fn gather_rows<T: Element>(x: &Tensor<T>, rows: &[usize]) -> Tensor<T> {
+    or_panic(try_gather_rows(x, rows))
+}
+
+/// Like [`gather_rows`], returning [`Error::IndexOutOfRange`] (or
+/// [`Error::InvalidAxis`] for a 0-d tensor) instead of panicking.
+pub fn try_gather_rows<T: Element>(x: &Tensor<T>, rows: &[usize]) -> Result<Tensor<T>> {
+    x.try_index_select(0, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn sorted(mut v: Vec<usize>) -> Vec<usize> {
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn sizes_and_drop_last() {
+        let sizes = |b: &Batches| b.iter().map(<[usize]>::len).collect::<Vec<_>>();
+        let b = Batches::new(10, 4);
+        assert_eq!(sizes(&b), [4, 4, 2]);
+        assert_eq!((b.len(), b.num_samples(), b.batch_size()), (3, 10, 4));
+        let b = b.drop_last(true);
+        assert_eq!(sizes(&b), [4, 4]);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.order().len(), 10);
+        // exact multiple: drop_last changes nothing
+        assert_eq!(sizes(&Batches::new(8, 4).drop_last(true)), [4, 4]);
+        assert_eq!(sizes(&Batches::new(8, 4)), [4, 4]);
+        // a batch larger than the data
+        assert_eq!(sizes(&Batches::new(3, 10)), [3]);
+        assert!(Batches::new(3, 10).drop_last(true).is_empty());
+        // no data
+        let b = Batches::new(0, 4);
+        assert!(b.is_empty());
+        assert_eq!(b.into_iter().count(), 0);
+        // batch size 1
+        assert_eq!(sizes(&Batches::new(3, 1)), [1, 1, 1]);
+    }
+
+    #[test]
+    fn owned_and_borrowed_iteration_agree() {
+        let b = Batches::new(11, 3).shuffle(&mut StdRng::seed_from_u64(3));
+        let borrowed: Vec<Vec<usize>> = (&b).into_iter().map(<[usize]>::to_vec).collect();
+        let mut it = b.clone().into_iter();
+        assert_eq!(it.len(), 4);
+        it.next();
+        assert_eq!(it.size_hint(), (3, Some(3)));
+        assert_eq!(b.into_iter().collect::<Vec<_>>(), borrowed);
+        let mut it = Batches::new(4, 2).drop_last(true).into_iter();
+        assert_eq!(it.next(), Some(vec![0, 1]));
+        assert_eq!(it.next(), Some(vec![2, 3]));
+        assert_eq!((it.next(), it.next()), (None, None));
+    }
+
+    #[test]
+    fn every_index_once_per_epoch() {
+        let mut rng = StdRng::seed_from_u64(0);
+        for (n, bs) in [(10, 3), (64, 8), (7, 7), (1, 5)] {
+            for _epoch in 0..3 {
+                let all: Vec<usize> = Batches::new(n, bs)
+                    .shuffle(&mut rng)
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                assert_eq!(sorted(all), (0..n).collect::<Vec<_>>());
+            }
+        }
+        // with drop_last, the batches hold distinct indices, n − n % bs of them
+        let b = Batches::new(10, 4).shuffle(&mut rng).drop_last(true);
+        let seen: Vec<usize> = b.iter().flatten().copied().collect();
+        assert_eq!(seen.len(), 8);
+        let mut dedup = sorted(seen);
+        dedup.dedup();
+        assert_eq!(dedup.len(), 8);
+    }
+
+    #[test]
+    fn seeded_shuffles_are_reproducible_and_differ() {
+        let epoch = |seed| {
+            Batches::new(50, 8)
+                .shuffle(&mut StdRng::seed_from_u64(seed))
+                .order()
+                .to_vec()
+        };
+        assert_eq!(epoch(1), epoch(1));
+        assert_ne!(epoch(1), epoch(2));
+        assert_ne!(epoch(1), (0..50).collect::<Vec<_>>());
+        // one RNG over several epochs: a new order each epoch
+        let mut rng = StdRng::seed_from_u64(1);
+        let e1 = Batches::new(50, 8).shuffle(&mut rng).order().to_vec();
+        let e2 = Batches::new(50, 8).shuffle(&mut rng).order().to_vec();
+        assert_eq!(e1, epoch(1));
+        assert_ne!(e1, e2);
+    }
+
+    #[test]
+    fn batch_size_zero() {
+        assert!(matches!(
+            Batches::try_new(3, 0),
+            Err(Error::InvalidArgument {
+                op: "Batches::new",
+                ..
+            })
+        ));
+        let r = std::panic::catch_unwind(|| Batches::new(3, 0));
+        let msg = r.unwrap_err();
+        let msg = msg.downcast_ref::<String>().unwrap();
+        assert!(msg.contains("batch_size must be at least 1"), "{msg}");
+    }
+
+    #[test]
+    fn gather_rows_values_and_gradient() {
+        let x = Tensor::<f64>::arange(6).reshape(&[3, 2]).requires_grad();
+        let xb = gather_rows(&x, &[2, 0, 2]);
+        assert_eq!(xb.shape(), &[3, 2]);
+        assert_eq!(xb.to_vec(), vec![4., 5., 0., 1., 4., 5.]);
+        let g = xb.sum().backward().unwrap();
+        assert_eq!(g.get(&x).unwrap().to_vec(), vec![1., 1., 0., 0., 2., 2.]);
+        // 1-D data: rows are elements
+        let v = Tensor::<f32>::arange(4);
+        assert_eq!(gather_rows(&v, &[3, 1]).to_vec(), vec![3., 1.]);
+        assert!(matches!(
+            try_gather_rows(&x, &[3]),
+            Err(Error::IndexOutOfRange {
+                index: 3,
+                size: 3,
+                ..
+            })
+        ));
+        assert!(try_gather_rows(&Tensor::<f32>::scalar(1.0), &[0]).is_err());
+    }
+}

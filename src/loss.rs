@@ -1,1 +1,0 @@
-//! Loss functions (mean-reduced) and their unreduced `per_sample` forms.
