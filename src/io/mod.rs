@@ -13,6 +13,8 @@
 //! - [`load_safetensors`] and [`load_safetensors_from_bytes`] read `F32` and `F64`
 //!   tensors into either element type; [`load_safetensors_metadata`] reads only the
 //!   header's metadata.
+//! - [`save_module`], [`load_into`], [`load_into_strict`] and [`load_state_dict`] move
+//!   a [`Module`](crate::nn::Module)'s parameters, by name, to and from a checkpoint.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -42,6 +44,7 @@
 //! whose non-zero dimensions multiply past `usize::MAX` (even next to a 0).
 
 mod header;
+mod module;
 
 use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -54,6 +57,8 @@ use safetensors::{Dtype, SafeTensorError, View};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+
+pub use module::{load_into, load_into_strict, load_state_dict, save_module, LoadReport};
 
 use header::{format_error, METADATA_KEY, PREFIX_LEN};
 
