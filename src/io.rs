@@ -1,1 +1,0 @@
-//! Checkpoints in the safetensors format.

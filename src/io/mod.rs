@@ -1,0 +1,412 @@
+//! Checkpoints in the [safetensors](https://github.com/huggingface/safetensors) format.
+//!
+//! A safetensors file is an 8-byte little-endian header length `N`, `N` bytes of JSON
+//! header (`{"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]},
+//! "__metadata__": {…}}`), then the tensors' bytes: little-endian, row-major, packed
+//! back to back. PyTorch (`safetensors.torch.load_file`), candle
+//! (`candle_core::safetensors::load`), NumPy and JAX read and write the same files.
+//!
+//! - [`save_safetensors`] writes named tensors as `F32` (for `Tensor<f32>`) or `F64`
+//!   (for `Tensor<f64>`), whatever their strides; [`save_safetensors_with_metadata`]
+//!   adds the `"__metadata__"` strings; [`to_safetensors_bytes`] builds the bytes in
+//!   memory.
+//! - [`load_safetensors`] and [`load_safetensors_from_bytes`] read `F32` and `F64`
+//!   tensors into either element type; [`load_safetensors_metadata`] reads only the
+//!   header's metadata.
+//! - [`save_module`], [`load_into`], [`load_into_strict`] and [`load_state_dict`] move
+//!   a [`Module`](crate::nn::Module)'s parameters, by name, to and from a checkpoint.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use ferrograd::Tensor;
+//!
+//! let path = std::env::temp_dir().join(format!("ferrograd-io-{}.safetensors", std::process::id()));
+//! let w = Tensor::<f32>::from_vec(vec![1., 2., 3., 4., 5., 6.], &[2, 3])?;
+//! let b = Tensor::<f32>::zeros(&[3]);
+//! ferrograd::io::save_safetensors(&path, &[("w", &w), ("b", &b)])?;
+//!
+//! let named: BTreeMap<String, Tensor<f32>> = ferrograd::io::load_safetensors(&path)?;
+//! assert_eq!(named["w"].shape(), &[2, 3]);
+//! assert_eq!(named["w"].to_vec(), w.to_vec());
+//! # std::fs::remove_file(&path)?;
+//! # Ok::<(), ferrograd::Error>(())
+//! ```
+//!
+//! # Untrusted files
+//!
+//! Loading never panics and never allocates from a size the header declares before
+//! checking it against the file's actual length. A truncated, corrupt or hostile file
+//! (header length past the end, a header that is not JSON, offsets that overlap, leave
+//! a hole or run past the end, a dtype and shape that disagree with the byte range, a
+//! shape whose size overflows) is an [`Error::Format`] whose message names the problem
+//! and the tensor. The header is read by this module's own strict parser, which also
+//! rejects duplicate names and fields, unknown fields in a tensor entry, and shapes
+//! whose non-zero dimensions multiply past `usize::MAX` (even next to a 0).
+
+mod header;
+mod module;
+
+use std::borrow::{Borrow, Cow};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensorError, View};
+
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+pub use module::{load_into, load_into_strict, load_state_dict, save_module, LoadReport};
+
+use header::{format_error, METADATA_KEY, PREFIX_LEN};
+
+/// Writes named tensors to a safetensors file at `path`.
+///
+/// `tensors` is a slice of `(name, tensor)` pairs: `&[("w", &w)]`, or the
+/// `Vec<(String, Tensor<T>)>` of [`Module::named_parameters`](crate::nn::Module::named_parameters).
+/// `Tensor<f32>` is written as `F32` and `Tensor<f64>` as `F64`, in row-major order
+/// whatever the tensor's strides (a transposed view is written as the transposed
+/// matrix); a 0-d tensor gets shape `[]`. The file is written to a temporary file
+/// next to `path` and renamed over it, so a failed save leaves an existing file intact.
+///
+/// ```
+/// use ferrograd::Tensor;
+/// let path = std::env::temp_dir().join(format!("ferrograd-save-{}.safetensors", std::process::id()));
+/// let w = Tensor::<f32>::from_vec(vec![1., 2., 3., 4.], &[2, 2])?;
+/// let b = Tensor::<f32>::scalar(0.5);
+/// ferrograd::io::save_safetensors(&path, &[("w", &w), ("b", &b)])?;
+///
+/// // pairs of owned names and tensors work too
+/// let named = vec![("w.t".to_string(), w.t())];
+/// ferrograd::io::save_safetensors(&path, &named)?;
+/// let back = ferrograd::io::load_safetensors::<f32, _>(&path)?;
+/// assert_eq!(back["w.t"].to_vec(), vec![1., 3., 2., 4.]);
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), ferrograd::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Format`] when two tensors share a name or a name is `"__metadata__"`;
+/// [`Error::Io`] when the file cannot be written.
+pub fn save_safetensors<T, P, S, B>(path: P, tensors: &[(S, B)]) -> Result<()>
+where
+    T: Element,
+    P: AsRef<Path>,
+    S: AsRef<str>,
+    B: Borrow<Tensor<T>>,
+{
+    save_safetensors_with_metadata(path, tensors, &BTreeMap::new())
+}
+
+/// Like [`save_safetensors`], also writing `metadata` as the header's
+/// `"__metadata__"` object (left out when `metadata` is empty).
+///
+/// Metadata is free-form strings; PyTorch's `save_file` writes `{"format": "pt"}`.
+/// Read it back with [`load_safetensors_metadata`].
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use ferrograd::Tensor;
+/// let path = std::env::temp_dir().join(format!("ferrograd-meta-{}.safetensors", std::process::id()));
+/// let w = Tensor::<f64>::ones(&[3]);
+/// let meta = BTreeMap::from([("step".to_string(), "1000".to_string())]);
+/// ferrograd::io::save_safetensors_with_metadata(&path, &[("w", &w)], &meta)?;
+/// assert_eq!(ferrograd::io::load_safetensors_metadata(&path)?, meta);
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), ferrograd::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`save_safetensors`].
+pub fn save_safetensors_with_metadata<T, P, S, B>(
+    path: P,
+    tensors: &[(S, B)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()>
+where
+    T: Element,
+    P: AsRef<Path>,
+    S: AsRef<str>,
+    B: Borrow<Tensor<T>>,
+{
+    let path = path.as_ref();
+    let views = encoded_views(tensors)?;
+    safetensors::serialize_to_file(views, metadata_map(metadata), path).map_err(|e| match e {
+        SafeTensorError::IoError(e) => io_error(path, e),
+        e => format_error(e),
+    })
+}
+
+/// The bytes of a safetensors file holding `tensors` and `metadata` (see
+/// [`save_safetensors_with_metadata`]), built in memory.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use ferrograd::Tensor;
+/// let x = Tensor::<f32>::from_vec(vec![1.0, -2.0], &[2])?;
+/// let bytes = ferrograd::io::to_safetensors_bytes(&[("x", &x)], &BTreeMap::new())?;
+/// let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+/// let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+/// assert_eq!(header.trim_end(), r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#);
+/// assert_eq!(&bytes[8 + n..], &[0, 0, 128, 63, 0, 0, 0, 192]); // 1.0 and -2.0, little-endian
+/// # Ok::<(), ferrograd::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Format`] when two tensors share a name or a name is `"__metadata__"`.
+pub fn to_safetensors_bytes<T, S, B>(
+    tensors: &[(S, B)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>>
+where
+    T: Element,
+    S: AsRef<str>,
+    B: Borrow<Tensor<T>>,
+{
+    let views = encoded_views(tensors)?;
+    safetensors::serialize(views, metadata_map(metadata)).map_err(format_error)
+}
+
+/// Reads every tensor of a safetensors file into `Tensor<T>`s, by name.
+///
+/// `F32` and `F64` tensors load into either element type: `F32` into `Tensor<f64>` is
+/// exact; `F64` into `Tensor<f32>` rounds each value to the nearest `f32` (values
+/// beyond `f32`'s range become ±∞, as `tensor.float()` does in PyTorch). The tensors
+/// are fresh contiguous leaves that do not require gradients.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use ferrograd::Tensor;
+/// let path = std::env::temp_dir().join(format!("ferrograd-load-{}.safetensors", std::process::id()));
+/// let w = Tensor::<f64>::from_vec(vec![0.1, 0.2], &[2])?;
+/// ferrograd::io::save_safetensors(&path, &[("w", &w)])?;
+///
+/// let exact: BTreeMap<String, Tensor<f64>> = ferrograd::io::load_safetensors(&path)?;
+/// assert_eq!(exact["w"].to_vec(), vec![0.1, 0.2]);
+/// let rounded: BTreeMap<String, Tensor<f32>> = ferrograd::io::load_safetensors(&path)?;
+/// assert_eq!(rounded["w"].to_vec(), vec![0.1f32, 0.2f32]);
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), ferrograd::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read (the message names the path);
+/// [`Error::Format`] when it is not a valid safetensors file (see the
+/// [module docs](self#untrusted-files)) or holds a tensor of another dtype than `F32`
+/// and `F64` (`F16`, `BF16`, integers…), naming the tensor and its dtype.
+pub fn load_safetensors<T: Element, P: AsRef<Path>>(
+    path: P,
+) -> Result<BTreeMap<String, Tensor<T>>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    load_safetensors_from_bytes(&bytes)
+}
+
+/// Like [`load_safetensors`], from the bytes of a whole file.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use ferrograd::{Error, Tensor};
+/// let x = Tensor::<f32>::eye(2);
+/// let bytes = ferrograd::io::to_safetensors_bytes(&[("x", &x)], &BTreeMap::new())?;
+/// let named = ferrograd::io::load_safetensors_from_bytes::<f64>(&bytes)?;
+/// assert_eq!(named["x"].to_vec(), vec![1., 0., 0., 1.]);
+///
+/// let err = ferrograd::io::load_safetensors_from_bytes::<f32>(&bytes[..bytes.len() - 1]).unwrap_err();
+/// assert!(matches!(err, Error::Format(_)));
+/// # Ok::<(), ferrograd::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`load_safetensors`], without [`Error::Io`].
+pub fn load_safetensors_from_bytes<T: Element>(
+    bytes: &[u8],
+) -> Result<BTreeMap<String, Tensor<T>>> {
+    let n = header::header_len(bytes, bytes.len() as u64)?;
+    let (head, data) = bytes[PREFIX_LEN..].split_at(n);
+    let parsed = header::parse(head, data.len())?;
+    if let Some(t) = parsed
+        .tensors
+        .iter()
+        .find(|t| !matches!(t.dtype.as_str(), "F32" | "F64"))
+    {
+        return Err(format_error(format!(
+            "tensor {:?} has dtype {}; only F32 and F64 tensors can be loaded \
+             (convert it first, e.g. with `.float()` in PyTorch)",
+            t.name, t.dtype
+        )));
+    }
+    parsed
+        .tensors
+        .iter()
+        .map(|t| {
+            let bytes = &data[t.begin..t.end];
+            let values: Vec<T> = if t.dtype == "F32" {
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| from_f32(f32::from_le_bytes(array(c))))
+                    .collect()
+            } else {
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| from_f64(f64::from_le_bytes(array(c))))
+                    .collect()
+            };
+            Ok((t.name.clone(), Tensor::from_vec(values, &t.shape)?))
+        })
+        .collect()
+}
+
+/// Reads the `"__metadata__"` strings of a safetensors file (empty when it has none),
+/// reading only the header from disk. The header is checked as
+/// [`load_safetensors`] checks it, against the file's length; tensors of any dtype
+/// are accepted.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use ferrograd::Tensor;
+/// let path = std::env::temp_dir().join(format!("ferrograd-readmeta-{}.safetensors", std::process::id()));
+/// let w = Tensor::<f32>::zeros(&[2]);
+/// ferrograd::io::save_safetensors(&path, &[("w", &w)])?;
+/// assert!(ferrograd::io::load_safetensors_metadata(&path)?.is_empty());
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), ferrograd::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read; [`Error::Format`] when its header is
+/// invalid.
+pub fn load_safetensors_metadata<P: AsRef<Path>>(path: P) -> Result<BTreeMap<String, String>> {
+    let path = path.as_ref();
+    let mut file = File::open(path).map_err(|e| io_error(path, e))?;
+    let file_len = file.metadata().map_err(|e| io_error(path, e))?.len();
+    let mut prefix = Vec::with_capacity(PREFIX_LEN);
+    (&mut file)
+        .take(PREFIX_LEN as u64)
+        .read_to_end(&mut prefix)
+        .map_err(|e| io_error(path, e))?;
+    let n = header::header_len(&prefix, file_len)?;
+    // n is at most the file's length, checked above.
+    let mut head = vec![0; n];
+    file.read_exact(&mut head).map_err(|e| io_error(path, e))?;
+    let data_len = usize::try_from(file_len - PREFIX_LEN as u64 - n as u64)
+        .map_err(|_| format_error("the file is too large for this platform"))?;
+    Ok(header::parse(&head, data_len)?.metadata)
+}
+
+/// An I/O error that names the path.
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(std::io::Error::new(
+        e.kind(),
+        format!("{}: {e}", path.display()),
+    ))
+}
+
+/// The metadata as the `safetensors` crate takes it (`None` when empty).
+fn metadata_map(metadata: &BTreeMap<String, String>) -> Option<HashMap<String, String>> {
+    (!metadata.is_empty()).then(|| {
+        metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+}
+
+/// Checks the names and wraps each tensor as a [`View`] that encodes on demand.
+fn encoded_views<T, S, B>(tensors: &[(S, B)]) -> Result<Vec<(&str, Encoded<'_, T>)>>
+where
+    T: Element,
+    S: AsRef<str>,
+    B: Borrow<Tensor<T>>,
+{
+    let dtype = match T::DTYPE {
+        "f32" => Dtype::F32,
+        "f64" => Dtype::F64,
+        other => return Err(format_error(format!("no safetensors dtype for {other}"))),
+    };
+    let mut names = BTreeSet::new();
+    tensors
+        .iter()
+        .map(|(name, tensor)| {
+            let name = name.as_ref();
+            if name == METADATA_KEY {
+                return Err(format_error(format!(
+                    "{METADATA_KEY:?} is reserved and cannot name a tensor"
+                )));
+            }
+            if !names.insert(name) {
+                return Err(format_error(format!("duplicate tensor name {name:?}")));
+            }
+            let tensor = tensor.borrow();
+            Ok((name, Encoded { tensor, dtype }))
+        })
+        .collect()
+}
+
+/// A tensor as the `safetensors` crate writes it: its bytes are produced when the
+/// writer asks for them, so a file is written one tensor's bytes at a time.
+struct Encoded<'a, T: Element> {
+    tensor: &'a Tensor<T>,
+    dtype: Dtype,
+}
+
+impl<T: Element> View for Encoded<'_, T> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.tensor.shape()
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        let mut out = Vec::with_capacity(self.data_len());
+        self.tensor.with_contiguous(|values| {
+            for &v in values {
+                push_le(v, &mut out);
+            }
+        });
+        Cow::Owned(out)
+    }
+
+    fn data_len(&self) -> usize {
+        self.tensor.numel() * std::mem::size_of::<T>()
+    }
+}
+
+/// Appends the little-endian bytes of `v`, bit for bit (NaN payloads included).
+fn push_le<T: Element>(v: T, out: &mut Vec<u8>) {
+    let any: &dyn std::any::Any = &v;
+    if let Some(v) = any.downcast_ref::<f32>() {
+        out.extend_from_slice(&v.to_le_bytes());
+    } else if let Some(v) = any.downcast_ref::<f64>() {
+        out.extend_from_slice(&v.to_le_bytes());
+    } else {
+        unreachable!("Element is sealed: f32 and f64 only");
+    }
+}
+
+/// An `f32` as `T`: bit for bit when `T` is `f32`, exactly when it is `f64`.
+fn from_f32<T: Element>(v: f32) -> T {
+    match (&v as &dyn std::any::Any).downcast_ref::<T>() {
+        Some(&same) => same,
+        None => T::from_f64_lossy(f64::from(v)),
+    }
+}
+
+/// An `f64` as `T`: bit for bit when `T` is `f64`, rounded to nearest when it is `f32`.
+fn from_f64<T: Element>(v: f64) -> T {
+    match (&v as &dyn std::any::Any).downcast_ref::<T>() {
+        Some(&same) => same,
+        None => T::from_f64_lossy(v),
+    }
+}
+
+/// A chunk of `chunks_exact(N)` as an array.
+fn array<const N: usize>(chunk: &[u8]) -> [u8; N] {
+    let mut a = [0; N];
+    a.copy_from_slice(chunk);
+    a
+}
