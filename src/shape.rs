@@ -13,6 +13,25 @@ pub(crate) fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// The number of elements of a shape given by a user, checked: the product of the
+/// non-zero dimensions (which the strides reach) must fit in memory addresses.
+pub(crate) fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    let limit = isize::MAX as usize / 8;
+    let mut nonzero: usize = 1;
+    for &d in shape.iter().filter(|&&d| d != 0) {
+        nonzero = nonzero
+            .checked_mul(d)
+            .filter(|&n| n <= limit)
+            .ok_or_else(|| {
+                Error::invalid(
+                    op,
+                    format!("shape {shape:?} has more elements than memory can address"),
+                )
+            })?;
+    }
+    Ok(if shape.contains(&0) { 0 } else { nonzero })
+}
+
 /// Row-major strides of a contiguous tensor of this shape.
 pub(crate) fn contiguous_strides(shape: &[usize]) -> Dims {
     let mut strides: Dims = SmallVec::from_elem(0, shape.len());

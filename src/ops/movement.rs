@@ -7,7 +7,7 @@ use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
 use crate::kernels;
 use crate::layout::Layout;
-use crate::shape::{broadcast_shapes, normalize_axis, numel, split_at_axis, Dims};
+use crate::shape::{broadcast_shapes, checked_numel, normalize_axis, split_at_axis, Dims};
 use crate::storage::Storage;
 use crate::tensor::Tensor;
 
@@ -173,7 +173,7 @@ impl<T: Element> Tensor<T> {
 
     /// Like [`reshape`](Tensor::reshape), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor<T>> {
-        if numel(shape) != self.numel() {
+        if checked_numel("reshape", shape)? != self.numel() {
             return Err(Error::shape("reshape", self.shape(), shape));
         }
         if shape == self.shape() {
@@ -339,6 +339,7 @@ impl<T: Element> Tensor<T> {
 
     /// Like [`broadcast_to`](Tensor::broadcast_to), returning an error instead of panicking.
     pub fn try_broadcast_to(&self, shape: &[usize]) -> Result<Tensor<T>> {
+        checked_numel("broadcast_to", shape)?;
         if shape.len() < self.ndim()
             || broadcast_shapes(self.shape(), shape).as_deref() != Some(shape)
         {

@@ -3,8 +3,8 @@
 use rand::Rng;
 
 use crate::element::{c, Element};
-use crate::error::{Error, Result};
-use crate::shape::numel;
+use crate::error::{or_panic, Error, Result};
+use crate::shape::checked_numel;
 use crate::tensor::Tensor;
 
 impl<T: Element> Tensor<T> {
@@ -21,7 +21,7 @@ impl<T: Element> Tensor<T> {
     /// # Errors
     /// [`Error::LengthMismatch`] when `data.len()` is not the product of `shape`.
     pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Result<Tensor<T>> {
-        let expected = numel(shape);
+        let expected = checked_numel("from_vec", shape)?;
         if data.len() != expected {
             return Err(Error::LengthMismatch {
                 op: "from_vec",
@@ -66,23 +66,36 @@ impl<T: Element> Tensor<T> {
     }
 
     /// A tensor of `shape` filled with `v`.
+    ///
+    /// # Panics
+    /// Panics when the shape has more elements than memory can address (as do
+    /// `zeros`, `ones`, `randn` and `rand_uniform`).
+    #[track_caller]
     pub fn full(shape: &[usize], v: T) -> Tensor<T> {
-        Tensor::from_data(crate::pool::filled(numel(shape), v), shape)
+        Tensor::filled("full", shape, v)
+    }
+
+    #[track_caller]
+    fn filled(op: &'static str, shape: &[usize], v: T) -> Tensor<T> {
+        let n = or_panic(checked_numel(op, shape));
+        Tensor::from_data(crate::pool::filled(n, v), shape)
     }
 
     /// A tensor of zeros.
+    #[track_caller]
     ///
     /// ```
     /// let z = ferrograd::Tensor::<f64>::zeros(&[2, 3]);
     /// assert_eq!(z.to_vec(), vec![0.0; 6]);
     /// ```
     pub fn zeros(shape: &[usize]) -> Tensor<T> {
-        Tensor::full(shape, T::zero())
+        Tensor::filled("zeros", shape, T::zero())
     }
 
     /// A tensor of ones.
+    #[track_caller]
     pub fn ones(shape: &[usize]) -> Tensor<T> {
-        Tensor::full(shape, T::one())
+        Tensor::filled("ones", shape, T::one())
     }
 
     /// Zeros with the shape of `t`.
@@ -109,8 +122,9 @@ impl<T: Element> Tensor<T> {
     /// ```
     /// assert_eq!(ferrograd::Tensor::<f32>::eye(2).to_vec(), vec![1., 0., 0., 1.]);
     /// ```
+    #[track_caller]
     pub fn eye(n: usize) -> Tensor<T> {
-        let mut data = vec![T::zero(); n * n];
+        let mut data = crate::pool::filled(or_panic(checked_numel("eye", &[n, n])), T::zero());
         for i in 0..n {
             data[i * n + i] = T::one();
         }
@@ -127,8 +141,11 @@ impl<T: Element> Tensor<T> {
     /// let std = w.var_axis(0, false).mean().item().sqrt();
     /// assert!(mean.abs() < 0.02 && (std - 1.0).abs() < 0.02);
     /// ```
+    #[track_caller]
     pub fn randn<R: Rng + ?Sized>(shape: &[usize], rng: &mut R) -> Tensor<T> {
-        let data = (0..numel(shape)).map(|_| T::sample_normal(rng)).collect();
+        let data = (0..or_panic(checked_numel("randn", shape)))
+            .map(|_| T::sample_normal(rng))
+            .collect();
         Tensor::from_data(data, shape)
     }
 
@@ -147,7 +164,7 @@ impl<T: Element> Tensor<T> {
             low.is_finite() && high.is_finite() && low <= high,
             "rand_uniform: invalid bounds [{low}, {high})"
         );
-        let data = (0..numel(shape))
+        let data = (0..or_panic(checked_numel("rand_uniform", shape)))
             .map(|_| T::sample_uniform(low, high, rng))
             .collect();
         Tensor::from_data(data, shape)
@@ -180,6 +197,18 @@ mod tests {
             &[0, 3]
         );
         assert_eq!(Tensor::<f64>::eye(3).sum().item(), 3.0);
+        // shapes whose element count overflows are refused, never wrapped
+        let huge = [1usize << 32, 1 << 32];
+        let e = Tensor::<f32>::from_vec(vec![], &huge).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "from_vec: shape [4294967296, 4294967296] has more elements than memory can address"
+        );
+        assert!(Tensor::<f32>::from_vec(vec![], &[0, 1 << 32, 1 << 32]).is_err());
+        assert!(std::panic::catch_unwind(|| Tensor::<f32>::zeros(&huge)).is_err());
+        let x = Tensor::<f32>::zeros(&[0]);
+        assert!(x.try_reshape(&[0, 1 << 40, 1 << 40]).is_err());
+        assert!(Tensor::<f32>::scalar(1.0).try_broadcast_to(&huge).is_err());
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
         let u = Tensor::<f64>::rand_uniform(&[1000], -2.0, 3.0, &mut rng).to_vec();
         assert!(u.iter().all(|&v| (-2.0..3.0).contains(&v)));
