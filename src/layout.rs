@@ -5,20 +5,62 @@ use smallvec::SmallVec;
 use crate::shape::{contiguous_strides, numel, Dims};
 
 /// How a tensor's logical elements map onto its buffer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The fields are read freely in the crate but only changed here, so that the
+/// cached `dense` flag (row-major without gaps) always matches them.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
     pub(crate) shape: Dims,
     pub(crate) strides: Dims,
     pub(crate) offset: usize,
+    dense: bool,
+}
+
+impl Clone for Layout {
+    #[inline]
+    fn clone(&self) -> Self {
+        // `from_slice` copies the inline dims with one memcpy; the derived clone
+        // goes through the generic `extend`, measurably slower on the per-op path.
+        Layout {
+            shape: Dims::from_slice(&self.shape),
+            strides: Dims::from_slice(&self.strides),
+            offset: self.offset,
+            dense: self.dense,
+        }
+    }
+}
+
+/// Whether `strides` are the row-major strides of `shape` (size-1 dims ignored).
+fn is_dense(shape: &[usize], strides: &[usize]) -> bool {
+    let mut expected = 1;
+    for (&d, &s) in shape.iter().zip(strides).rev() {
+        if d != 1 && s != expected {
+            return false;
+        }
+        expected *= d;
+    }
+    true
 }
 
 impl Layout {
+    #[inline]
+    fn new(shape: Dims, strides: Dims, offset: usize) -> Self {
+        let dense = is_dense(&shape, &strides);
+        Layout {
+            shape,
+            strides,
+            offset,
+            dense,
+        }
+    }
+
     /// A row-major layout starting at offset 0.
     pub(crate) fn contiguous(shape: &[usize]) -> Self {
         Layout {
-            shape: shape.into(),
+            shape: Dims::from_slice(shape),
             strides: contiguous_strides(shape),
             offset: 0,
+            dense: true,
         }
     }
 
@@ -33,15 +75,9 @@ impl Layout {
     }
 
     /// True when the elements are row-major and dense (the offset may be non-zero).
+    #[inline]
     pub(crate) fn is_contiguous(&self) -> bool {
-        let mut expected = 1;
-        for (&d, &s) in self.shape.iter().zip(&self.strides).rev() {
-            if d != 1 && s != expected {
-                return false;
-            }
-            expected *= d;
-        }
-        true
+        self.dense
     }
 
     /// The buffer range holding the elements, when they are contiguous.
@@ -72,20 +108,22 @@ impl Layout {
     }
 
     pub(crate) fn permute(&self, perm: &[usize]) -> Self {
-        Layout {
-            shape: perm.iter().map(|&p| self.shape[p]).collect(),
-            strides: perm.iter().map(|&p| self.strides[p]).collect(),
-            offset: self.offset,
-        }
+        Layout::new(
+            perm.iter().map(|&p| self.shape[p]).collect(),
+            perm.iter().map(|&p| self.strides[p]).collect(),
+            self.offset,
+        )
     }
 
     pub(crate) fn narrow(&self, axis: usize, start: usize, len: usize) -> Self {
-        let mut out = self.clone();
-        out.shape[axis] = len;
-        if len > 0 {
-            out.offset += start * self.strides[axis];
-        }
-        out
+        let mut shape = self.shape.clone();
+        shape[axis] = len;
+        let offset = if len > 0 {
+            self.offset + start * self.strides[axis]
+        } else {
+            self.offset
+        };
+        Layout::new(shape, self.strides.clone(), offset)
     }
 
     /// A broadcast view onto `shape`; the caller has checked that it is compatible.
@@ -100,38 +138,35 @@ impl Layout {
                 0
             };
         }
-        Layout {
-            shape: shape.into(),
-            strides,
-            offset: self.offset,
-        }
+        Layout::new(shape.into(), strides, self.offset)
     }
 
     pub(crate) fn unsqueeze(&self, axis: usize) -> Self {
-        let mut out = self.clone();
         let stride = if axis < self.ndim() {
             self.strides[axis] * self.shape[axis]
         } else {
             1
         };
-        out.shape.insert(axis, 1);
-        out.strides.insert(axis, stride);
-        out
+        let (mut shape, mut strides) = (self.shape.clone(), self.strides.clone());
+        shape.insert(axis, 1);
+        strides.insert(axis, stride);
+        Layout::new(shape, strides, self.offset)
     }
 
     pub(crate) fn remove_axis(&self, axis: usize) -> Self {
-        let mut out = self.clone();
-        out.shape.remove(axis);
-        out.strides.remove(axis);
-        out
+        let (mut shape, mut strides) = (self.shape.clone(), self.strides.clone());
+        shape.remove(axis);
+        strides.remove(axis);
+        Layout::new(shape, strides, self.offset)
     }
 
     /// The same elements under a new shape, when that needs no copy.
     pub(crate) fn reshape(&self, shape: &[usize]) -> Option<Self> {
         self.is_contiguous().then(|| Layout {
-            shape: shape.into(),
+            shape: Dims::from_slice(shape),
             strides: contiguous_strides(shape),
             offset: self.offset,
+            dense: true,
         })
     }
 

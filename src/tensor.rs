@@ -7,11 +7,12 @@ mod operators;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLockReadGuard};
 
-use crate::autograd::{is_grad_enabled, GradFn, Node, Op};
+use crate::autograd::{is_grad_enabled, GradFn, NoOp, Node, Op};
 use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
 use crate::layout::Layout;
 use crate::storage::Storage;
+use smallvec::SmallVec;
 
 /// An n-dimensional array of `T` (`f32` by default) that records the operations it
 /// comes from, so that [`backward`](Tensor::backward) can compute gradients.
@@ -41,6 +42,27 @@ impl<T: Element> Clone for Tensor<T> {
     }
 }
 
+/// Clones of the input handles, with plain pushes (the generic `collect` is
+/// measurably slower on this per-op path).
+#[inline]
+fn handles<T: Element>(inputs: &[&Tensor<T>]) -> SmallVec<[Tensor<T>; 2]> {
+    let mut v = SmallVec::new();
+    for t in inputs {
+        v.push((*t).clone());
+    }
+    v
+}
+
+/// The buffer versions of the inputs, as they are now.
+#[inline]
+fn versions<T: Element>(inputs: &[&Tensor<T>]) -> SmallVec<[u64; 2]> {
+    let mut v = SmallVec::new();
+    for t in inputs {
+        v.push(t.0.storage.version());
+    }
+    v
+}
+
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 #[inline]
@@ -58,13 +80,18 @@ impl<T: Element> Tensor<T> {
         layout: Layout,
         requires_grad: bool,
     ) -> Self {
-        Tensor(Arc::new(Node {
+        let node: Arc<Node<T>> = Arc::new(Node {
             id: next_id(),
             storage,
             layout,
             requires_grad,
-            grad_fn: None,
-        }))
+            recorded: false,
+            inputs: SmallVec::new(),
+            versions: SmallVec::new(),
+            out_version: 0,
+            op: NoOp,
+        });
+        Tensor(node)
     }
 
     /// A fresh contiguous tensor that records nothing.
@@ -87,19 +114,36 @@ impl<T: Element> Tensor<T> {
         if !record {
             return Self::from_parts(storage, layout, false);
         }
-        let out_version = storage.version();
-        Tensor(Arc::new(Node {
+        let node: Arc<Node<T>> = Arc::new(Node {
             id: next_id(),
+            out_version: storage.version(),
             storage,
             layout,
             requires_grad: true,
-            grad_fn: Some(GradFn {
-                op: Box::new(op),
-                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-                versions: inputs.iter().map(|t| t.0.storage.version()).collect(),
-                out_version,
-            }),
-        }))
+            recorded: true,
+            inputs: handles(inputs),
+            versions: versions(inputs),
+            op,
+        });
+        Tensor(node)
+    }
+
+    /// A fresh contiguous output of `op` with the shape of `like` (reusing its
+    /// layout when it is dense from offset 0, instead of recomputing strides).
+    #[inline]
+    pub(crate) fn from_op_data_like(
+        data: Vec<T>,
+        like: &Tensor<T>,
+        op: impl Op<T>,
+        inputs: &[&Tensor<T>],
+    ) -> Self {
+        let l = like.layout();
+        let layout = if l.offset == 0 && l.is_contiguous() {
+            l.clone()
+        } else {
+            Layout::contiguous(&l.shape)
+        };
+        Self::from_op(Storage::new(data), layout, op, inputs)
     }
 
     /// A fresh contiguous output of `op`.
@@ -159,8 +203,8 @@ impl<T: Element> Tensor<T> {
     }
 
     /// The op that produced this tensor, if it was recorded.
-    pub(crate) fn grad_fn(&self) -> Option<&GradFn<T>> {
-        self.0.grad_fn.as_ref()
+    pub(crate) fn grad_fn(&self) -> Option<GradFn<'_, T>> {
+        self.0.grad_fn()
     }
 
     /// True when this handle and its buffer are referenced nowhere else, and the
@@ -282,12 +326,12 @@ impl<T: Element> Tensor<T> {
     /// True when no recorded op produced this tensor.
     #[inline]
     pub fn is_leaf(&self) -> bool {
-        self.0.grad_fn.is_none()
+        !self.0.recorded
     }
 
     /// The name of the op that produced this tensor, when it was recorded.
     pub fn op_name(&self) -> Option<&'static str> {
-        self.0.grad_fn.as_ref().map(|g| g.op.name())
+        self.0.recorded.then(|| self.0.op.name())
     }
 
     /// The same data, cut from the graph: nothing flows back through the result.

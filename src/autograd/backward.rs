@@ -2,11 +2,10 @@
 //! order, run each op's rule once its gradient is complete, and free it after use.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::{no_grad, BackwardCx, Gradients, Saves};
+use super::{no_grad, BackwardCx, GradFn, Gradients, Saves};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -95,18 +94,30 @@ fn run<T: Element>(root: &Tensor<T>, seed: Tensor<T>) -> Result<Gradients<T>> {
     // Rules are tensor ops; here they run as plain arithmetic, recording nothing.
     let _guard = no_grad();
 
-    // 1. Discovery: dense indices for the nodes that gradients can flow through.
+    // 1. Discovery: dense indices for the nodes that gradients can flow through,
+    //    and for each node the dense indices of its inputs (`NONE` for inputs
+    //    that need no gradient), so that the walk below never hashes.
+    const NONE: u32 = u32::MAX;
     let mut nodes: Vec<&Tensor<T>> = vec![root];
+    let mut edges: Vec<u32> = Vec::new();
+    let mut first_edge: Vec<u32> = Vec::new();
     let mut index: IdMap<u32> = IdMap::default();
     index.insert(root.0.id, 0);
     let mut i = 0;
     while i < nodes.len() {
+        first_edge.push(edges.len() as u32);
         if let Some(gf) = nodes[i].grad_fn() {
-            for input in gf.inputs.iter().filter(|t| t.needs_grad()) {
-                if let Entry::Vacant(e) = index.entry(input.0.id) {
-                    e.insert(nodes.len() as u32);
+            for input in gf.inputs {
+                if !input.needs_grad() {
+                    edges.push(NONE);
+                    continue;
+                }
+                let next = nodes.len() as u32;
+                let slot = *index.entry(input.0.id).or_insert(next);
+                if slot == next {
                     nodes.push(input);
                 }
+                edges.push(slot);
             }
         }
         i += 1;
@@ -132,32 +143,36 @@ fn run<T: Element>(root: &Tensor<T>, seed: Tensor<T>) -> Result<Gradients<T>> {
             leaves.push((node.clone(), grad));
             continue;
         };
-        let op = gf.op.name();
-        check_versions(node, op, gf.op.saves())?;
+        check_versions(node, &gf)?;
         let cx = BackwardCx {
-            inputs: &gf.inputs,
+            inputs: gf.inputs,
             output: node,
         };
         let input_grads = gf.op.backward(&cx, &grad);
         debug_assert_eq!(
             input_grads.len(),
             gf.inputs.len(),
-            "internal error: backward of {op} returned the wrong number of gradients"
+            "internal error: backward of {} returned the wrong number of gradients",
+            gf.op.name()
         );
         drop(grad);
-        for (input, g) in gf.inputs.iter().zip(input_grads) {
+        let slots = &edges[first_edge[i as usize] as usize..][..gf.inputs.len()];
+        for ((input, g), &slot) in gf.inputs.iter().zip(input_grads).zip(slots) {
             let Some(g) = g else { continue };
-            if !input.needs_grad() {
+            if slot == NONE {
                 continue;
             }
             let g = if g.shape() == input.shape() {
                 g
             } else {
                 crate::ops::sum_to_shape(&g, input.shape()).unwrap_or_else(|e| {
-                    panic!("internal error: backward of {op} returned a gradient of the wrong shape: {e}")
+                    panic!(
+                        "internal error: backward of {} returned a gradient of the wrong shape: {e}",
+                        gf.op.name()
+                    )
                 })
             };
-            let slot = &mut grads[index[&input.0.id] as usize];
+            let slot = &mut grads[slot as usize];
             *slot = Some(match slot.take() {
                 None => g,
                 Some(prev) => accumulate(prev, &g),
@@ -177,16 +192,15 @@ fn run<T: Element>(root: &Tensor<T>, seed: Tensor<T>) -> Result<Gradients<T>> {
     ))
 }
 
-fn check_versions<T: Element>(node: &Tensor<T>, op: &'static str, saves: Saves) -> Result<()> {
-    let gf = node
-        .grad_fn()
-        .expect("internal error: checked node has an op");
+fn check_versions<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>) -> Result<()> {
+    let saves = gf.op.saves();
+    let op = gf.op.name();
     let checked = |j: usize| match saves {
         Saves::Inputs | Saves::Both => true,
         Saves::Input(i) => i == j,
         Saves::Nothing | Saves::Output => false,
     };
-    for (j, (input, &saved)) in gf.inputs.iter().zip(&gf.versions).enumerate() {
+    for (j, (input, &saved)) in gf.inputs.iter().zip(gf.versions).enumerate() {
         if checked(j) {
             let current = input.storage().version();
             if current != saved {

@@ -8,7 +8,7 @@ mod node;
 
 pub use gradients::Gradients;
 pub use no_grad::{is_grad_enabled, no_grad, NoGradGuard};
-pub(crate) use node::{GradFn, Node};
+pub(crate) use node::{GradFn, NoOp, Node};
 
 use smallvec::SmallVec;
 

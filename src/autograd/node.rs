@@ -4,49 +4,98 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::Op;
+use super::{BackwardCx, InputGrads, Op};
 use crate::element::Element;
 use crate::layout::Layout;
 use crate::storage::Storage;
 use crate::tensor::Tensor;
 
-/// What a `Tensor` handle points to.
-pub(crate) struct Node<T: Element> {
+/// What a `Tensor` handle points to: the data, and the op that produced it.
+///
+/// The op is the last field and unsized (`dyn Op<T>` once behind the `Arc`), so a
+/// node and its op share one allocation: recording an op with parameters (a
+/// scalar, an axis, saved indices) costs no extra allocation.
+pub(crate) struct Node<T: Element, O: ?Sized + Op<T> = dyn Op<T>> {
     /// From a global counter: an op's output always has a larger id than its inputs.
     pub(crate) id: usize,
     pub(crate) storage: Arc<Storage<T>>,
     pub(crate) layout: Layout,
     /// A leaf that asked for a gradient, or the output of a recorded op.
     pub(crate) requires_grad: bool,
-    /// The recorded op, or `None` for a leaf (or anything built under `no_grad`).
-    pub(crate) grad_fn: Option<GradFn<T>>,
+    /// True when `op` is a recorded op (false for leaves and for anything built
+    /// while recording was off, whose `op` is [`NoOp`]).
+    pub(crate) recorded: bool,
+    /// The inputs of the recorded op: a plain field, so that `Drop` can reach them.
+    pub(crate) inputs: SmallVec<[Tensor<T>; 2]>,
+    /// The buffer versions of the inputs when the op was recorded.
+    pub(crate) versions: SmallVec<[u64; 2]>,
+    /// The output buffer's version when the op was recorded.
+    pub(crate) out_version: u64,
+    pub(crate) op: O,
 }
 
-/// A recorded op: the rule, the inputs it was applied to, and the buffer versions
-/// it saw. The inputs are a plain field so that `Drop` can reach them.
-pub(crate) struct GradFn<T: Element> {
-    pub(crate) op: Box<dyn Op<T>>,
-    pub(crate) inputs: SmallVec<[Tensor<T>; 2]>,
-    pub(crate) versions: SmallVec<[u64; 2]>,
+/// The op of a node that records nothing.
+pub(crate) struct NoOp;
+
+impl<T: Element> Op<T> for NoOp {
+    fn name(&self) -> &'static str {
+        "leaf"
+    }
+    fn backward(&self, _: &BackwardCx<'_, T>, _: &Tensor<T>) -> InputGrads<T> {
+        unreachable!("internal error: backward of a node that recorded no op")
+    }
+}
+
+/// A view of a recorded op: the rule, the inputs it was applied to, and the
+/// buffer versions it saw.
+pub(crate) struct GradFn<'a, T: Element> {
+    pub(crate) op: &'a dyn Op<T>,
+    pub(crate) inputs: &'a [Tensor<T>],
+    pub(crate) versions: &'a [u64],
     pub(crate) out_version: u64,
 }
 
-impl<T: Element> Drop for Node<T> {
+impl<T: Element> Node<T> {
+    /// The recorded op, if any.
+    #[inline]
+    pub(crate) fn grad_fn(&self) -> Option<GradFn<'_, T>> {
+        self.recorded.then(|| GradFn {
+            op: &self.op,
+            inputs: &self.inputs,
+            versions: &self.versions,
+            out_version: self.out_version,
+        })
+    }
+}
+
+impl<T: Element, O: ?Sized + Op<T>> Drop for Node<T, O> {
     /// Frees the graph behind this node without recursion: a chain of a million
     /// ops would otherwise overflow the stack through nested `Arc` drops.
     fn drop(&mut self) {
-        let Some(grad_fn) = self.grad_fn.take() else {
+        if self.inputs.is_empty() {
             return;
-        };
-        let mut stack: SmallVec<[Tensor<T>; 8]> = grad_fn.inputs.into_iter().collect();
-        while let Some(t) = stack.pop() {
-            // `into_inner` hands the node back only to its last owner, race-free.
-            if let Some(mut node) = Arc::into_inner(t.0) {
-                if let Some(g) = node.grad_fn.take() {
-                    stack.extend(g.inputs);
-                }
-                // `node` drops here with no inputs left: no recursion.
+        }
+        let mut stack: SmallVec<[Tensor<T>; 8]> = SmallVec::new();
+        push_all(&mut stack, &mut self.inputs);
+        while let Some(mut t) = stack.pop() {
+            // The last owner empties the node's inputs before dropping it, so that
+            // drop does no work of its own. (`get_mut` succeeds only for the sole
+            // owner; if another thread drops its handle at the same moment, the
+            // node's own iterative `Drop` frees what is left.)
+            if let Some(node) = Arc::get_mut(&mut t.0) {
+                push_all(&mut stack, &mut node.inputs);
             }
         }
+    }
+}
+
+/// Moves every input into the stack (plain pushes: this runs once per freed node).
+#[inline]
+fn push_all<T: Element>(
+    stack: &mut SmallVec<[Tensor<T>; 8]>,
+    inputs: &mut SmallVec<[Tensor<T>; 2]>,
+) {
+    while let Some(t) = inputs.pop() {
+        stack.push(t);
     }
 }

@@ -98,7 +98,7 @@ pub(crate) fn map_op<T: Element>(
         let d = x.read();
         crate::kernels::elementwise::map(&d, x.layout(), f)
     };
-    Tensor::from_op_data(data, x.shape(), op, &[x])
+    Tensor::from_op_data_like(data, x, op, &[x])
 }
 
 /// Elementwise `f(x)` as a plain tensor that records nothing (masks, derivatives).
