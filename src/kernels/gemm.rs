@@ -31,8 +31,21 @@ impl<T> MatRef<'_, T> {
 /// start-up costs more than it saves.
 const PARALLEL_WORK: usize = 48 * 48 * 48;
 
+/// Work (m·n·k, summed over a batch) from which a batch of small products is
+/// spread over the thread pool, one product per task.
+pub(crate) const PARALLEL_BATCH_WORK: usize = 64 * 64 * 64;
+
+#[cfg(test)]
+thread_local! {
+    /// GEMM calls made by this thread (tests check how ops use the GEMM).
+    pub(crate) static CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// `out = a · b` (or `out += a · b` with `accumulate`), where `a` is `m × k`, `b`
-/// is `k × n` and `out` is a dense row-major `m × n` slice.
+/// is `k × n` and `out` is a dense row-major `m × n` slice. Large products use
+/// the thread pool, unless `serial` (set when the caller already runs products
+/// in parallel).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul<T: Element>(
     m: usize,
     k: usize,
@@ -41,7 +54,10 @@ pub(crate) fn matmul<T: Element>(
     b: MatRef<'_, T>,
     out: &mut [T],
     accumulate: bool,
+    serial: bool,
 ) {
+    #[cfg(test)]
+    CALLS.with(|c| c.set(c.get() + 1));
     assert_eq!(out.len(), m * n, "internal error: gemm output size");
     if m == 0 || n == 0 {
         return;
@@ -54,7 +70,7 @@ pub(crate) fn matmul<T: Element>(
     }
     a.check(m, k);
     b.check(k, n);
-    let parallelism = if m * n * k >= PARALLEL_WORK {
+    let parallelism = if !serial && m * n * k >= PARALLEL_WORK {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -110,12 +126,12 @@ mod tests {
             cs: 2,
         };
         let mut out = [0.0; 4];
-        matmul(2, 2, 2, ar, bt, &mut out, false);
+        matmul(2, 2, 2, ar, bt, &mut out, false, false);
         assert_eq!(out, [5.0, 11.0, 11.0, 25.0]);
-        matmul(2, 2, 2, ar, bt, &mut out, true);
+        matmul(2, 2, 2, ar, bt, &mut out, true, true);
         assert_eq!(out, [10.0, 22.0, 22.0, 50.0]);
         let mut out = [7.0; 4];
-        matmul(2, 0, 2, ar, bt, &mut out, false);
+        matmul(2, 0, 2, ar, bt, &mut out, false, false);
         assert_eq!(out, [0.0; 4]);
     }
 }

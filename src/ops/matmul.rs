@@ -5,7 +5,9 @@ use super::ReadMany;
 use crate::autograd::{grads, BackwardCx, InputGrads, Op};
 use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
-use crate::kernels::gemm::{matmul as gemm, MatRef};
+use rayon::prelude::*;
+
+use crate::kernels::gemm::{matmul as gemm, MatRef, PARALLEL_BATCH_WORK};
 use crate::layout::for_each_row;
 use crate::shape::{broadcast_shapes, numel, Dims};
 use crate::tensor::Tensor;
@@ -82,7 +84,7 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
                     rs: a_rs,
                     cs: a_cs,
                 };
-                gemm(numel(&sa[..na - 1]), k, n, am, bm, &mut out, false);
+                gemm(numel(&sa[..na - 1]), k, n, am, bm, &mut out, false, false);
             }
             _ => {
                 let mut full_a: Dims = batch.clone();
@@ -91,28 +93,38 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
                 full_b.extend([k, n]);
                 let (ba, bb) = (la.broadcast_to(&full_a), lb.broadcast_to(&full_b));
                 let nbat = batch.len();
-                let mut chunks = out.chunks_exact_mut((m * n).max(1));
+                // the operands' offsets for each product of the batch
+                let mut offsets = Vec::with_capacity(numel(&batch));
                 for_each_row(
                     &batch,
                     [&ba.strides[..nbat], &bb.strides[..nbat]],
                     [ba.offset, bb.offset],
                     |[oa, ob], [sa, sb], len| {
-                        for i in 0..len {
-                            let am = MatRef {
-                                data: r.get(0),
-                                offset: oa + i * sa,
-                                rs: ba.strides[nbat],
-                                cs: a_cs,
-                            };
-                            let bm = MatRef {
-                                offset: ob + i * sb,
-                                ..bm
-                            };
-                            let dst = chunks.next().expect("internal error: matmul output chunks");
-                            gemm(m, k, n, am, bm, dst, false);
-                        }
+                        offsets.extend((0..len).map(|i| (oa + i * sa, ob + i * sb)));
                     },
                 );
+                let a_rs = ba.strides[nbat];
+                let product = |dst: &mut [T], &(oa, ob): &(usize, usize), serial: bool| {
+                    let am = MatRef {
+                        data: r.get(0),
+                        offset: oa,
+                        rs: a_rs,
+                        cs: a_cs,
+                    };
+                    let bm = MatRef { offset: ob, ..bm };
+                    gemm(m, k, n, am, bm, dst, false, serial);
+                };
+                let chunk = (m * n).max(1);
+                if offsets.len() > 1 && offsets.len() * m * n * k >= PARALLEL_BATCH_WORK {
+                    // many small products: one task each, each on one thread
+                    out.par_chunks_exact_mut(chunk)
+                        .zip(offsets.par_iter())
+                        .for_each(|(dst, o)| product(dst, o, true));
+                } else {
+                    for (dst, o) in out.chunks_exact_mut(chunk).zip(&offsets) {
+                        product(dst, o, false);
+                    }
+                }
             }
         }
     }
@@ -223,6 +235,45 @@ mod tests {
         // empty inner dimension gives zeros
         let e = Tensor::<f64>::zeros(&[2, 0]).matmul(&Tensor::zeros(&[0, 3]));
         assert_close(&e, &[0.0; 6], 0.0);
+    }
+
+    #[test]
+    fn a_batch_times_a_matrix_is_one_gemm_forward_and_two_backward() {
+        use crate::kernels::gemm::CALLS;
+        let x = Tensor::<f32>::ones(&[4, 8, 16]).requires_grad();
+        let w = Tensor::<f32>::ones(&[16, 3]).requires_grad();
+        let calls = || CALLS.with(|c| c.get());
+        let before = calls();
+        let y = x.matmul(&w);
+        assert_eq!(
+            calls() - before,
+            1,
+            "[B, T, C]·[C, D] runs as one [B·T, C]·[C, D] GEMM"
+        );
+        let before = calls();
+        let g = y.sum().backward().unwrap();
+        assert_eq!(calls() - before, 2, "one GEMM for dX, one for dW");
+        assert_eq!(g.get(&w).unwrap().to_vec(), vec![32.0; 48]);
+        assert_eq!(g.get(&x).unwrap().to_vec(), vec![3.0; 512]);
+    }
+
+    #[test]
+    fn parallel_batches_match_serial_products() {
+        // 32 products of 32×32·32×32: above the threshold for one task per product
+        let a = Tensor::<f64>::arange(32 * 32 * 32)
+            .reshape(&[32, 32, 32])
+            .div_scalar(1e4);
+        let b = a.transpose(1, 2).mul_scalar(0.5);
+        let c = a.matmul(&b);
+        for i in [0usize, 17, 31] {
+            let ai = a.narrow(0, i, 1).reshape(&[32, 32]);
+            let bi = b.narrow(0, i, 1).reshape(&[32, 32]);
+            assert_close(
+                &c.narrow(0, i, 1).reshape(&[32, 32]),
+                &ai.matmul(&bi).to_vec(),
+                1e-12,
+            );
+        }
     }
 
     #[test]
