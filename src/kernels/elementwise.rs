@@ -1,17 +1,55 @@
-//! Elementwise kernels: unary maps and broadcasting binary zips.
+//! Elementwise kernels: unary maps and broadcasting binary (and ternary) zips.
+//!
+//! Contiguous inputs take a slice fast path that LLVM vectorises; large ones
+//! ([`PARALLEL_LEN`] elements and up) are cut into chunks computed on the thread
+//! pool. Strided and broadcast inputs are walked row by row.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
 
 use crate::element::Element;
 use crate::layout::{for_each_row, Layout};
 use crate::pool;
 
+/// Outputs with at least this many elements are computed on the thread pool.
+pub(crate) const PARALLEL_LEN: usize = 1 << 16;
+/// The pieces a parallel kernel is cut into.
+const CHUNK: usize = 1 << 14;
+
+/// An empty buffer of capacity `n` filled with `f` applied chunk by chunk over
+/// the thread pool: `f` gets a chunk's start index and its slots, and must write
+/// every slot.
+fn fill_parallel<T: Element>(n: usize, f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) -> Vec<T> {
+    let mut out = pool::take(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, slots)| f(c * CHUNK, slots));
+    // SAFETY: the chunks cover `0..n` exactly and every caller's `f` writes each
+    // slot of its chunk (it zips the slots with inputs at least as long).
+    unsafe { out.set_len(n) };
+    out
+}
+
 /// `f` applied to every element of a strided view, in row-major order.
 #[inline]
-pub(crate) fn map<T: Copy, U: Element>(data: &[T], layout: &Layout, f: impl Fn(T) -> U) -> Vec<U> {
-    let mut out = pool::take(layout.numel());
+pub(crate) fn map<T: Element>(data: &[T], layout: &Layout, f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    let n = layout.numel();
     if let Some(r) = layout.contiguous_range() {
-        out.extend(data[r].iter().map(|&v| f(v)));
+        let src = &data[r];
+        if n >= PARALLEL_LEN {
+            return fill_parallel(n, |start, slots| {
+                for (slot, &v) in slots.iter_mut().zip(&src[start..]) {
+                    slot.write(f(v));
+                }
+            });
+        }
+        let mut out = pool::take(n);
+        out.extend(src.iter().map(|&v| f(v)));
         return out;
     }
+    let mut out = pool::take(n);
     for_each_row(
         &layout.shape,
         [&layout.strides],
@@ -34,14 +72,24 @@ pub(crate) fn zip<T: Element>(
     la: &Layout,
     b: &[T],
     lb: &Layout,
-    f: impl Fn(T, T) -> T,
+    f: impl Fn(T, T) -> T + Sync,
 ) -> Vec<T> {
     debug_assert_eq!(la.shape, lb.shape);
-    let mut out = pool::take(la.numel());
+    let n = la.numel();
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
-        out.extend(a[ra].iter().zip(&b[rb]).map(|(&x, &y)| f(x, y)));
+        let (a, b) = (&a[ra], &b[rb]);
+        if n >= PARALLEL_LEN {
+            return fill_parallel(n, |start, slots| {
+                for ((slot, &x), &y) in slots.iter_mut().zip(&a[start..]).zip(&b[start..]) {
+                    slot.write(f(x, y));
+                }
+            });
+        }
+        let mut out = pool::take(n);
+        out.extend(a.iter().zip(b).map(|(&x, &y)| f(x, y)));
         return out;
     }
+    let mut out = pool::take(n);
     for_each_row(
         &la.shape,
         [&la.strides, &lb.strides],
@@ -73,23 +121,28 @@ pub(crate) fn zip3<T: Element>(
     (a, la): (&[T], &Layout),
     (b, lb): (&[T], &Layout),
     (c, lc): (&[T], &Layout),
-    f: impl Fn(T, T, T) -> T,
+    f: impl Fn(T, T, T) -> T + Sync,
 ) -> Vec<T> {
-    let mut out = pool::take(la.numel());
+    let n = la.numel();
     if let (Some(ra), Some(rb), Some(rc)) = (
         la.contiguous_range(),
         lb.contiguous_range(),
         lc.contiguous_range(),
     ) {
-        out.extend(
-            a[ra]
-                .iter()
-                .zip(&b[rb])
-                .zip(&c[rc])
-                .map(|((&x, &y), &z)| f(x, y, z)),
-        );
+        let (a, b, c) = (&a[ra], &b[rb], &c[rc]);
+        if n >= PARALLEL_LEN {
+            return fill_parallel(n, |start, slots| {
+                let inputs = a[start..].iter().zip(&b[start..]).zip(&c[start..]);
+                for (slot, ((&x, &y), &z)) in slots.iter_mut().zip(inputs) {
+                    slot.write(f(x, y, z));
+                }
+            });
+        }
+        let mut out = pool::take(n);
+        out.extend(a.iter().zip(b).zip(c).map(|((&x, &y), &z)| f(x, y, z)));
         return out;
     }
+    let mut out = pool::take(n);
     for_each_row(
         &la.shape,
         [&la.strides, &lb.strides, &lc.strides],
@@ -121,4 +174,30 @@ pub(crate) fn add_assign<T: Copy + std::ops::AddAssign>(dst: &mut [T], src: &[T]
         }
         pos += len;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_paths_match_serial() {
+        let n = PARALLEL_LEN + CHUNK / 2 + 3; // a ragged last chunk
+        let a: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        let b: Vec<f64> = (0..n).map(|i| (i % 7) as f64).collect();
+        let l = Layout::contiguous(&[n]);
+        let m = map(&a, &l, |x| x * 2.0);
+        assert!(m.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f64));
+        let z = zip(&a, &l, &b, &l, |x, y| x - y);
+        assert!(z
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == i as f64 - (i % 7) as f64));
+        let z3 = zip3((&a, &l), (&b, &l), (&a, &l), |x, y, w| x * y + w);
+        assert!(z3
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == (i * (i % 7) + i) as f64));
+        assert_eq!((m.len(), z.len(), z3.len()), (n, n, n));
+    }
 }

@@ -15,7 +15,7 @@ fn binary<T: Element>(
     a: &Tensor<T>,
     b: &Tensor<T>,
     op: impl Op<T>,
-    f: impl Fn(T, T) -> T,
+    f: impl Fn(T, T) -> T + Sync,
 ) -> Result<Tensor<T>> {
     let shape = try_broadcast(name, a.shape(), b.shape())?;
     let (la, lb) = (

@@ -92,7 +92,7 @@ impl<'a, T: Element> ReadMany<'a, T> {
 pub(crate) fn map_op<T: Element>(
     x: &Tensor<T>,
     op: impl crate::autograd::Op<T>,
-    f: impl Fn(T) -> T,
+    f: impl Fn(T) -> T + Sync,
 ) -> Tensor<T> {
     let data = {
         let d = x.read();
@@ -103,7 +103,7 @@ pub(crate) fn map_op<T: Element>(
 
 /// Elementwise `f(x)` as a plain tensor that records nothing (masks, derivatives).
 #[inline]
-pub(crate) fn map_plain<T: Element>(x: &Tensor<T>, f: impl Fn(T) -> T) -> Tensor<T> {
+pub(crate) fn map_plain<T: Element>(x: &Tensor<T>, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
     let data = {
         let d = x.read();
         crate::kernels::elementwise::map(&d, x.layout(), f)
@@ -116,7 +116,7 @@ pub(crate) fn zip_plain<T: Element>(
     shape: &[usize],
     a: &Tensor<T>,
     b: &Tensor<T>,
-    f: impl Fn(T, T) -> T,
+    f: impl Fn(T, T) -> T + Sync,
 ) -> Tensor<T> {
     let (la, lb) = (
         a.layout().broadcast_to(shape),
@@ -133,7 +133,7 @@ pub(crate) fn zip3_plain<T: Element>(
     a: &Tensor<T>,
     b: &Tensor<T>,
     c: &Tensor<T>,
-    f: impl Fn(T, T, T) -> T,
+    f: impl Fn(T, T, T) -> T + Sync,
 ) -> Tensor<T> {
     let ls: [Layout; 3] = [a, b, c].map(|t| t.layout().broadcast_to(shape));
     let r = ReadMany::new(&[a, b, c]);
