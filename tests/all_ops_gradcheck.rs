@@ -328,6 +328,23 @@ fn table() -> Vec<Case> {
         move |x| wv(x[0].permute(&[2, 0, 1]).contiguous()),
         vec![leaf(&[2, 3, 4], 2514)],
     ));
+    // layer norm over the last axis, with and without weight and bias
+    let wl = leaf(&[2, 3, 4], 2700).detach();
+    let wl2 = wl.clone();
+    c.push(case(
+        "layer_norm",
+        move |x| {
+            ferrograd::nn::functional::layer_norm(&x[0], Some(&x[1]), Some(&x[2]), 1e-5).mul(&wl)
+        },
+        vec![leaf(&[2, 3, 4], 2701), leaf(&[4], 2702), leaf(&[4], 2703)],
+    ));
+    c.push(case(
+        "layer_norm",
+        move |x| {
+            ferrograd::nn::functional::layer_norm(&x[0].transpose(1, 2), None, None, 1e-5).mul(&wl2)
+        },
+        vec![leaf(&[2, 4, 3], 2704)],
+    ));
     // index ops
     c.push(case(
         "index_select",

@@ -91,8 +91,8 @@ pub(crate) fn check_linear_shapes<T: Element>(
 /// where `mean` and `var` are taken over the last axis of size `d`, `var` is the
 /// *biased* variance (divided by `d`, not `d − 1`, unlike
 /// [`var_axis`](Tensor::var_axis)), and `weight`, `bias` are `[d]` (each optional:
-/// `None` means ones / zeros). A composite of differentiable ops, so gradients flow
-/// to `x`, `weight` and `bias`. `eps` is usually `1e-5`.
+/// `None` means ones / zeros). One fused op with its own backward rule; gradients
+/// flow to `x`, `weight` and `bias`. `eps` is usually `1e-5`.
 ///
 /// ```
 /// use ferrograd::{nn::functional::layer_norm, Tensor};
@@ -146,16 +146,7 @@ pub fn try_layer_norm<T: Element>(
             return Err(Error::shape("layer_norm", x.shape(), p.shape()));
         }
     }
-    let centered = x.sub(&x.mean_axis(-1, true));
-    let var = centered.square().mean_axis(-1, true);
-    let mut y = centered.div(&var.add_scalar(eps).sqrt());
-    if let Some(w) = weight {
-        y = y.mul(w);
-    }
-    if let Some(b) = bias {
-        y = y.add(b);
-    }
-    Ok(y)
+    Ok(crate::ops::layer_norm(x, weight, bias, eps))
 }
 
 /// Inverted dropout, PyTorch's `F.dropout(x, p, training)`: in training, each

@@ -15,6 +15,7 @@
 //! | `var_axis` | `reduce.rs` | composite | — |
 //! | `argmax argmin` | `reduce.rs` | not differentiable | — |
 //! | `softmax log_softmax` | `softmax.rs` | primitive (stable) | fused kernel |
+//! | `layer_norm` (public as nn::functional::layer_norm) | `norm.rs` | primitive | fused kernel |
 //! | `matmul` | `matmul.rs` | primitive | tensor ops (GEMM) |
 //! | `reshape flatten squeeze unsqueeze transpose t permute broadcast_to narrow contiguous` | `movement.rs` | views | tensor ops |
 //! | `index_select masked_fill cat stack` | `index.rs` | primitive | kernels |
@@ -42,6 +43,7 @@ mod binary;
 mod index;
 mod matmul;
 mod movement;
+mod norm;
 mod reduce;
 mod scalar;
 mod softmax;
@@ -52,6 +54,7 @@ use std::sync::RwLockReadGuard;
 use smallvec::SmallVec;
 
 pub(crate) use movement::sum_to_shape;
+pub(crate) use norm::layer_norm;
 
 use crate::element::Element;
 use crate::layout::Layout;
