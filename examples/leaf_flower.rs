@@ -27,7 +27,7 @@ use ferrograd::io::save_safetensors_with_metadata;
 use ferrograd::loss::per_sample;
 use ferrograd::nn::init::xavier_normal;
 use ferrograd::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
-use ferrograd::rand::{rngs::StdRng, RngExt, SeedableRng};
+use ferrograd::rand::{rngs::StdRng, seq::SliceRandom, RngExt, SeedableRng};
 use ferrograd::{no_grad, Error, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -72,9 +72,9 @@ impl LossKind {
 
     fn describe(self) -> &'static str {
         match self {
-            LossKind::L1 => "L1 loss on the softmax outputs, summed over the outputs",
-            LossKind::Mse => "squared error on the softmax outputs, summed over the outputs",
-            LossKind::Ce => "cross-entropy on the logits",
+            LossKind::L1 => "|target − output|, summed over the two softmax outputs",
+            LossKind::Mse => "(target − output)², summed over the two softmax outputs",
+            LossKind::Ce => "cross-entropy, −ln(the softmax output of the right class)",
         }
     }
 }
@@ -108,8 +108,9 @@ impl OptimizerKind {
 
 /// The learning rate used when `--lr` is not given, per loss and optimizer.
 ///
-/// The L1 and squared-error losses on softmax outputs have small gradients (the
-/// softmax flattens them), so plain gradient descent takes bigger steps there.
+/// Plain gradient descent moves each weight by `lr × grad`; the squared error's
+/// gradients shrink with the error, so it gets a larger rate. Adam moves each weight
+/// by about `lr` whatever the gradient's size, so it needs a smaller one.
 pub fn default_lr(loss: LossKind, optimizer: OptimizerKind) -> f32 {
     match (optimizer, loss) {
         (OptimizerKind::Sgd, LossKind::L1) => 0.1,
@@ -151,7 +152,7 @@ impl Default for Options {
             lr: None,
             loss: LossKind::L1,
             optimizer: OptimizerKind::Sgd,
-            seed: 7,
+            seed: 2,
             samples: 1000,
             hidden: 16,
             batch_size: 32,
@@ -166,11 +167,11 @@ pub const USAGE: &str = "\
 usage: cargo run --release --example leaf_flower -- [options]
 
   --epochs N           passes over the training data (default 30)
-  --lr X               learning rate (default: 0.5 for sgd with l1 or mse,
-                       0.2 for sgd with ce, 0.01 for adam)
+  --lr X               learning rate (default: sgd 0.1 with l1 or ce and 0.2 with mse,
+                       adam 0.01)
   --loss l1|mse|ce     the loss to minimise (default l1)
   --optimizer sgd|adam the optimizer (default sgd)
-  --seed N             seed of the data, the initial weights and the batch order (default 7)
+  --seed N             seed of the data, the initial weights and the batch order (default 2)
   --hidden N           hidden units (default 16)
   --batch-size N       samples per mini-batch (default 32)
   --samples N          samples generated, a quarter of them for testing (default 1000)
@@ -283,9 +284,9 @@ pub fn generate(n: usize, rng: &mut StdRng) -> Vec<Sample> {
         .map(|i| {
             let class = i % 2;
             let (base, median_volume, spread): ([f64; 3], f64, f64) = if class == 0 {
+                // one leaf in ten is an autumn leaf, yellow to red
                 let base = if rng.random_bool(0.1) {
                     [rng.random_range(0.6..0.9), rng.random_range(0.35..0.6), 0.1]
-                // autumn
                 } else {
                     [
                         rng.random_range(0.15..0.45),
@@ -310,10 +311,8 @@ pub fn generate(n: usize, rng: &mut StdRng) -> Vec<Sample> {
             Sample { features: f, class }
         })
         .collect();
-    // shuffle (Fisher–Yates) so that the split below takes both classes at random
-    for i in (1..samples.len()).rev() {
-        samples.swap(i, rng.random_range(0..=i));
-    }
+    // shuffle, so that the split into train and test takes both classes at random
+    samples.shuffle(rng);
     samples
 }
 
@@ -408,10 +407,8 @@ impl Net {
 
     /// The logits `[n, 2]` of inputs `[n, 4]`; `softmax(-1)` of them are the outputs.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        (x.matmul(&self.w1) + &self.b1)
-            .tanh()
-            .matmul(&self.w2)
-            .add(&self.b2)
+        let hidden = (x.matmul(&self.w1) + &self.b1).tanh();
+        hidden.matmul(&self.w2) + &self.b2
     }
 
     /// The parameters by name, as they are saved.
@@ -422,6 +419,11 @@ impl Net {
             ("w2", &self.w2),
             ("b2", &self.b2),
         ]
+    }
+
+    /// Handles to the four parameter tensors (sharing their data).
+    pub fn parameters(&self) -> Vec<Tensor> {
+        self.named().iter().map(|(_, t)| (*t).clone()).collect()
     }
 
     fn count(&self) -> usize {
@@ -526,7 +528,11 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
     let test = scaling.split(test_samples)?;
     let leaves = |s: &Split| s.labels.iter().filter(|&&c| c == 0).count();
     println!("1. The data");
-    println!("   {} samples of (R, G, B, Vol): colour channels in [0, 1], volume in cm³, generated from seed {}.", o.samples, o.seed);
+    println!(
+        "   {} samples of (R, G, B, Vol), generated from seed {}:",
+        o.samples, o.seed
+    );
+    println!("   colour channels in [0, 1] and volume in cm³, each labelled leaf or flower.");
     println!(
         "   Leaves are greener and smaller, flowers more colourful and larger; autumn leaves,"
     );
@@ -540,16 +546,18 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
         leaves(&test),
         test.labels.len() - leaves(&test),
     );
-    println!("   The network learns from the train split only; the test split measures it on samples it never saw.");
-    println!("   Each feature is scaled to mean 0 and standard deviation 1 (with the train split's statistics),");
-    println!("   so that volume (in cm³) does not drown out colour.");
+    println!(
+        "   Training sees only the train split; the test split checks the network on new samples."
+    );
+    println!("   Each feature is scaled to mean 0 and standard deviation 1 (train statistics),");
+    println!("   so that volume, in cm³, does not drown out colour.");
     println!();
 
     // 2. the network --------------------------------------------------------
     let net = Net::new(o.hidden, &mut rng);
     println!("2. The network");
     println!(
-        "   4 inputs → {} hidden units (tanh) → 2 outputs (softmax: leaf, flower), {} weights, random to start.",
+        "   4 inputs → {} hidden (tanh) → 2 outputs (softmax: leaf, flower); {} weights, random for now.",
         o.hidden,
         net.count()
     );
@@ -560,16 +568,17 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
     let first = first_step(&net, &train, lr)?;
 
     // 6. training -----------------------------------------------------------
+    // the optimizer holds handles to the weights and updates them in place
     let mut opt: Box<dyn Optimizer> = match o.optimizer {
         OptimizerKind::Sgd => Box::new(Sgd::new(
-            net.named().iter().map(|(_, t)| (*t).clone()).collect(),
+            net.parameters(),
             SgdConfig {
                 lr,
                 ..Default::default()
             },
         )),
         OptimizerKind::Adam => Box::new(Adam::new(
-            net.named().iter().map(|(_, t)| (*t).clone()).collect(),
+            net.parameters(),
             AdamConfig {
                 lr,
                 ..Default::default()
@@ -582,21 +591,31 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
         "6. Training: {} epochs of mini-batches of {}",
         o.epochs, o.batch_size
     );
-    println!("   loss: {} (--loss {})", o.loss.describe(), o.loss.name());
     println!(
-        "   optimizer: {}, learning rate {lr} (--optimizer {})",
+        "   loss:          {:<4}  {}",
+        o.loss.name(),
+        o.loss.describe()
+    );
+    println!(
+        "   optimizer:     {:<4}  {}",
+        o.optimizer.name(),
         match o.optimizer {
             OptimizerKind::Sgd => "plain gradient descent, new = old − lr × grad",
-            OptimizerKind::Adam => "Adam, a step per weight scaled by its recent gradients",
+            OptimizerKind::Adam => "Adam, each weight's step scaled by its recent gradients",
         },
-        o.optimizer.name()
     );
+    println!("   learning rate: {lr}");
     println!("   An epoch visits every training sample once, in a new random order, in {batches_per_epoch} batches;");
     println!(
         "   after each batch, every weight steps against its gradient of the batch's mean loss."
     );
     println!("   The average loss of an epoch is the mean of its {n_train} samples' losses: it should fall.");
     println!("   Epoch 0 is the random network, before any update.");
+    // a line per epoch, or per few epochs in a long run (the loss curve has them all)
+    let every = o.epochs.div_ceil(30).max(1);
+    if every > 1 {
+        println!("   (a line every {every} epochs; the loss curve shows them all)");
+    }
 
     let bar = o.progress.then(|| {
         let bar = ProgressBar::new((o.epochs * batches_per_epoch) as u64);
@@ -633,13 +652,15 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
         }
         let mut total = 0.0f64;
         for batch in &Batches::new(n_train, o.batch_size).shuffle(&mut shuffle_rng) {
-            let labels: Vec<usize> = batch.iter().map(|&i| train.labels[i]).collect();
+            // forward: the batch's outputs and its mean loss
             let logits = net.forward(&gather_rows(&train.x, batch));
-            let losses =
-                sample_losses(o.loss, &logits, &gather_rows(&train.onehot, batch), &labels)?;
-            let loss = losses.mean(); // forward
-            let grads = loss.backward()?; // backward
-            opt.step(&grads)?; // update
+            let onehot = gather_rows(&train.onehot, batch);
+            let labels: Vec<usize> = batch.iter().map(|&i| train.labels[i]).collect();
+            let loss = sample_losses(o.loss, &logits, &onehot, &labels)?.mean();
+            // backward: the gradient of that loss for every weight
+            let grads = loss.backward()?;
+            // update: every weight steps against its gradient
+            opt.step(&grads)?;
             total += f64::from(loss.item()) * batch.len() as f64;
             if let Some(bar) = &bar {
                 bar.inc(1);
@@ -649,7 +670,9 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
         let tested = evaluate(&net, &test, o.loss)?;
         epoch_losses.push(average);
         test_losses.push(tested.0);
-        say(epoch_line(epoch, average, tested));
+        if epoch % every == 0 || epoch == o.epochs {
+            say(epoch_line(epoch, average, tested));
+        }
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -662,7 +685,7 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
     let n_test = test.labels.len();
     println!("7. The result");
     println!(
-        "   test accuracy: {:.1}% ({} of {n_test} test samples right; train accuracy {:.1}%)",
+        "   test accuracy: {:.1}% ({} of {n_test} right; train accuracy {:.1}%)",
         100.0 * test_accuracy,
         (test_accuracy * n_test as f32).round() as usize,
         100.0 * train_accuracy,
@@ -730,7 +753,13 @@ fn signed(v: f32) -> String {
 /// Chapters 3 to 5: the first training sample that is a leaf, through the random
 /// network, its L1 loss, one weight's gradient and one update of that weight.
 fn first_step(net: &Net, train: &Split, lr: f32) -> Result<FirstStep, Error> {
-    let i = train.labels.iter().position(|&c| c == 0).unwrap_or(0);
+    // the train split holds three quarters of the samples, more than the flowers
+    // (half of them): it has a leaf
+    let i = train
+        .labels
+        .iter()
+        .position(|&c| c == 0)
+        .expect("a leaf among the training samples");
     let sample = train.samples[i];
     let x = gather_rows(&train.x, &[i]);
     let target = Tensor::<f32>::from_vec(vec![1.0, 0.0], &[1, 2])?;
@@ -742,7 +771,7 @@ fn first_step(net: &Net, train: &Split, lr: f32) -> Result<FirstStep, Error> {
     let [p_leaf, p_flower] = <[f32; 2]>::try_from(outputs.to_vec()).expect("two outputs");
     println!("3. One forward pass, with the random weights");
     println!(
-        "   a training sample: R {:.2}  G {:.2}  B {:.2}  Vol {:.2} cm³ — a leaf, so the target is (1, 0)",
+        "   a sample: R {:.2}  G {:.2}  B {:.2}  Vol {:.2} cm³, a leaf: the target is (1, 0)",
         f[0], f[1], f[2], f[3]
     );
     println!(
@@ -781,7 +810,7 @@ fn first_step(net: &Net, train: &Split, lr: f32) -> Result<FirstStep, Error> {
         }
     );
     println!(
-        "   The size says how fast the loss changes: about {:.4} per unit of weight, for small changes.",
+        "   The size says how fast: the loss changes by about {:.4} per unit of weight.",
         grad.abs()
     );
     println!();

@@ -249,7 +249,7 @@ fn leaf_flower_options_from_the_command_line() {
     assert_eq!(o.out, PathBuf::from("some/dir"));
 
     let d = leaf_flower::Options::from_args(args(&[])).unwrap().unwrap();
-    assert_eq!((d.epochs, d.seed, d.lr), (30, 7, None));
+    assert_eq!((d.epochs, d.seed, d.lr), (30, 2, None));
     assert_eq!((d.loss, d.optimizer), (LossKind::L1, OptimizerKind::Sgd));
     assert_eq!(d.learning_rate(), 0.1);
     let adam = leaf_flower::Options::from_args(args(&["--optimizer", "adam"]))
