@@ -83,6 +83,11 @@ pub use rand;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+/// The code blocks of `docs/guide.md`, compiled and run as doc tests.
+#[doc = include_str!("../docs/guide.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;
+
 #[cfg(test)]
 mod send_sync {
     fn assert_send_sync<T: Send + Sync>() {}
