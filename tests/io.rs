@@ -934,3 +934,23 @@ fn loading_invalidates_graphs_that_saved_the_old_values() -> Result<()> {
     ));
     Ok(())
 }
+
+#[cfg(unix)]
+#[test]
+fn saved_files_get_the_usual_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let path =
+        std::env::temp_dir().join(format!("ferrograd-perm-{}.safetensors", std::process::id()));
+    let t = Tensor::<f32>::zeros(&[2]);
+    ferrograd::io::save_safetensors(&path, &[("t", &t)]).unwrap();
+    let plain = path.with_extension("plain");
+    std::fs::write(&plain, b"x").unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&path),
+        mode(&plain),
+        "as std::fs::write would create it"
+    );
+    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(&plain).unwrap();
+}

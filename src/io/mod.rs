@@ -52,7 +52,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensorError, View};
+use safetensors::{Dtype, View};
 
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -132,11 +132,36 @@ where
     B: Borrow<Tensor<T>>,
 {
     let path = path.as_ref();
-    let views = encoded_views(tensors)?;
-    safetensors::serialize_to_file(views, metadata_map(metadata), path).map_err(|e| match e {
-        SafeTensorError::IoError(e) => io_error(path, e),
-        e => format_error(e),
-    })
+    let bytes = to_safetensors_bytes(tensors, metadata)?;
+    write_atomically(path, &bytes).map_err(|e| io_error(path, e))
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`,
+/// so that a failed save never leaves a half-written checkpoint. The file is
+/// created like `std::fs::write` does (permissions from the process umask).
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let name = path
+        .file_name()
+        .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// The bytes of a safetensors file holding `tensors` and `metadata` (see
