@@ -1,0 +1,39 @@
+//! Runs N training steps of the W5 tiny GPT (default 50) and prints the time per
+//! step: a steady loop to profile, e.g.
+//! `cargo build --profile bench --example profile_gpt &&
+//!  perf record -g target/release/examples/profile_gpt 200`.
+//!
+//! Run: `cargo run --release --example profile_gpt -- [STEPS]`
+
+use std::time::Instant;
+
+#[path = "../benches/common/gpt.rs"]
+mod gpt;
+
+use gpt::{GptConfig, GptTraining};
+
+fn main() {
+    let steps: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("STEPS is a number"))
+        .unwrap_or(50);
+    let mut training = GptTraining::new(GptConfig::W5, 16, 0);
+    let params: usize = training
+        .model()
+        .parameters()
+        .iter()
+        .map(|p| p.numel())
+        .sum();
+    println!("W5 tiny GPT: {params} parameters, batch 16");
+    let first = training.step(); // warm-up, not timed
+    let start = Instant::now();
+    let mut loss = first;
+    for _ in 0..steps {
+        loss = training.step();
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{steps} steps: {:.2} ms/step, loss {first:.4} -> {loss:.4}",
+        elapsed.as_secs_f64() * 1e3 / steps.max(1) as f64
+    );
+}
