@@ -15,11 +15,14 @@ use crate::tensor::Tensor;
 /// The op is the last field and unsized (`dyn Op<T>` once behind the `Arc`), so a
 /// node and its op share one allocation: recording an op with parameters (a
 /// scalar, an axis, saved indices) costs no extra allocation.
+///
+/// `repr(C)` keeps the fields the backward walk reads for every node (id, flags,
+/// inputs) together at the start, in the first cache line; the layout, which the
+/// walk rarely needs, comes after them.
+#[repr(C)]
 pub(crate) struct Node<T: Element, O: ?Sized + Op<T> = dyn Op<T>> {
     /// From a global counter: an op's output always has a larger id than its inputs.
     pub(crate) id: usize,
-    pub(crate) storage: Arc<Storage<T>>,
-    pub(crate) layout: Layout,
     /// A leaf that asked for a gradient, or the output of a recorded op.
     pub(crate) requires_grad: bool,
     /// True when `op` is a recorded op (false for leaves and for anything built
@@ -31,6 +34,8 @@ pub(crate) struct Node<T: Element, O: ?Sized + Op<T> = dyn Op<T>> {
     pub(crate) versions: SmallVec<[u64; 2]>,
     /// The output buffer's version when the op was recorded.
     pub(crate) out_version: u64,
+    pub(crate) storage: Arc<Storage<T>>,
+    pub(crate) layout: Layout,
     pub(crate) op: O,
 }
 
