@@ -46,6 +46,15 @@ pub trait Element:
     /// The error function, from `libm` (accurate to the last bits, as gradcheck needs).
     fn erf(self) -> Self;
 
+    /// `eˣ` as the kernels compute it: a vectorisable approximation for `f32`
+    /// (a few ulp), the C library's for `f64`.
+    #[doc(hidden)]
+    fn exp_k(self) -> Self;
+
+    /// `tanh(x)` as the kernels compute it (see [`exp_k`](Element::exp_k)).
+    #[doc(hidden)]
+    fn tanh_k(self) -> Self;
+
     /// A sample of the standard normal distribution.
     fn sample_normal<R: Rng + ?Sized>(rng: &mut R) -> Self;
 
@@ -54,7 +63,7 @@ pub trait Element:
 }
 
 macro_rules! impl_element {
-    ($t:ty, $name:literal, $erf:path) => {
+    ($t:ty, $name:literal, $erf:path, $exp:expr, $tanh:expr) => {
         impl Element for $t {
             const DTYPE: &'static str = $name;
 
@@ -71,6 +80,16 @@ macro_rules! impl_element {
             #[inline]
             fn erf(self) -> Self {
                 $erf(self)
+            }
+
+            #[inline(always)]
+            fn exp_k(self) -> Self {
+                $exp(self)
+            }
+
+            #[inline(always)]
+            fn tanh_k(self) -> Self {
+                $tanh(self)
             }
 
             #[inline]
@@ -91,8 +110,14 @@ macro_rules! impl_element {
     };
 }
 
-impl_element!(f32, "f32", libm::erff);
-impl_element!(f64, "f64", libm::erf);
+impl_element!(
+    f32,
+    "f32",
+    libm::erff,
+    crate::kernels::approx::exp_f32,
+    crate::kernels::approx::tanh_f32
+);
+impl_element!(f64, "f64", libm::erf, f64::exp, f64::tanh);
 
 /// Shorthand for a constant of the element type.
 #[inline(always)]

@@ -170,7 +170,7 @@ pub(crate) fn softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize)
         let m = row_max(src);
         let mut s = T::zero();
         for (d, &v) in dst.iter_mut().zip(src) {
-            *d = (v - m).exp();
+            *d = (v - m).exp_k();
             s += *d;
         }
         let inv = T::one() / s;
@@ -184,7 +184,7 @@ pub(crate) fn log_softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: us
     let mut out = pool::filled(x.len(), T::zero());
     for_each_lane(x, outer, n, inner, &mut out, |src, dst| {
         let m = row_max(src);
-        let s: T = src.iter().map(|&v| (v - m).exp()).sum();
+        let s: T = src.iter().map(|&v| (v - m).exp_k()).sum();
         // (x - max) - log s keeps the precision that x - (max + log s) loses
         let ln_s = s.ln();
         for (d, &v) in dst.iter_mut().zip(src) {
@@ -210,7 +210,7 @@ pub(crate) fn logsumexp<T: Element>(x: &[T], outer: usize, n: usize, inner: usiz
                 out.push(m);
                 continue;
             }
-            let s: T = lane.iter().map(|&v| (v - m).exp()).sum();
+            let s: T = lane.iter().map(|&v| (v - m).exp_k()).sum();
             out.push(m + s.ln());
         }
     }
@@ -247,7 +247,7 @@ pub(crate) fn log_softmax_backward<T: Element>(
     lanes2(y, g, outer, n, inner, &mut out, |y, g, d| {
         let s: T = g.iter().copied().sum();
         for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
-            *d = g - y.exp() * s;
+            *d = g - y.exp_k() * s;
         }
     });
     out

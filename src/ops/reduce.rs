@@ -321,7 +321,9 @@ impl<T: Element> Op<T> for LogSumExp {
         let gb = expand_back(g, Some(self.axis), self.keepdim, s);
         let yb = expand_back(cx.output, Some(self.axis), self.keepdim, s);
         // d lse / dx = softmax(x) = exp(x - lse)
-        grads![Some(zip3_plain(s, &gb, x, &yb, |g, x, y| g * (x - y).exp()))]
+        grads![Some(
+            zip3_plain(s, &gb, x, &yb, |g, x, y| g * (x - y).exp_k())
+        )]
     }
 }
 
