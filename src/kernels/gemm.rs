@@ -95,7 +95,8 @@ pub(crate) fn matmul<T: Element>(
             b.data.as_ptr().add(b.offset),
             b.cs as isize,
             b.rs as isize,
-            T::one(),
+            // dst = alpha·dst + beta·(a·b): alpha only matters when reading dst
+            if accumulate { T::one() } else { T::zero() },
             T::one(),
             false,
             false,

@@ -19,10 +19,21 @@ impl<T: Element> Op<T> for MatMul {
     fn name(&self) -> &'static str {
         "matmul"
     }
+    /// `dA = G·Bᵀ` and `dB = Aᵀ·G`; transposes are stride swaps, never copies.
+    /// A gradient is computed in its input's memory order: for an input that is a
+    /// transposed view (as `x.matmul(&w.t())` makes of a Linear weight), the
+    /// transposed product is computed and handed back as a view, so that the
+    /// weight's gradient comes out dense in the weight's own layout.
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
         let (a, b) = (cx.input(0), cx.input(1));
-        // dA = G·Bᵀ and dB = Aᵀ·G; transposes are stride swaps, never copies.
-        let ga = cx.needs(0).then(|| matmul_nd(g, &b.transpose(-1, -2)));
+        let tr = |t: &Tensor<T>| t.transpose(-1, -2);
+        let ga = cx.needs(0).then(|| {
+            if is_col_major(a) {
+                tr(&matmul_nd(b, &tr(g)))
+            } else {
+                matmul_nd(g, &tr(b))
+            }
+        });
         let gb = cx.needs(1).then(|| {
             if b.ndim() == 2 && a.ndim() > 2 {
                 // [.., M, K]ᵀ·[.., M, N] summed over the batch is one GEMM of
@@ -30,13 +41,28 @@ impl<T: Element> Op<T> for MatMul {
                 let k = a.shape()[a.ndim() - 1];
                 let n = g.shape()[g.ndim() - 1];
                 let rows = a.numel() / k.max(1);
-                matmul_nd(&a.reshape(&[rows, k]).t(), &g.reshape(&[rows, n]))
+                let (a2, g2) = (a.reshape(&[rows, k]), g.reshape(&[rows, n]));
+                if is_col_major(b) {
+                    tr(&matmul_nd(&tr(&g2), &a2))
+                } else {
+                    matmul_nd(&tr(&a2), &g2)
+                }
+            } else if is_col_major(b) {
+                tr(&matmul_nd(&tr(g), a))
             } else {
-                matmul_nd(&a.transpose(-1, -2), g)
+                matmul_nd(&tr(a), g)
             }
         });
         grads![ga, gb]
     }
+}
+
+/// True when the last two dimensions are laid out column-major: the tensor is a
+/// transposed view of a dense stack of matrices.
+fn is_col_major<T: Element>(t: &Tensor<T>) -> bool {
+    let (s, st) = (t.shape(), t.strides());
+    let n = s.len();
+    n >= 2 && s[n - 2] > 1 && s[n - 1] > 1 && st[n - 2] == 1 && st[n - 1] == s[n - 2]
 }
 
 /// The stride that steps through the rows of `[.., M, K]` when all leading
@@ -255,6 +281,32 @@ mod tests {
         assert_eq!(calls() - before, 2, "one GEMM for dX, one for dW");
         assert_eq!(g.get(&w).unwrap().to_vec(), vec![32.0; 48]);
         assert_eq!(g.get(&x).unwrap().to_vec(), vec![3.0; 512]);
+    }
+
+    #[test]
+    fn a_transposed_weight_gets_a_dense_gradient_without_a_copy() {
+        // Linear: y = x·Wᵀ with W [out, in]; dW must come back dense in W's layout
+        let x = rand_leaf(&[5, 3], 101);
+        let w = rand_leaf(&[4, 3], 102);
+        let y = x.matmul(&w.t());
+        let g = y.square().sum().backward().unwrap();
+        let gw = g.get(&w).unwrap();
+        assert!(gw.is_contiguous() && gw.shape() == [4, 3]);
+        // against the same product with a dense (copied) transpose
+        let w2 = w.detach().t().contiguous().requires_grad();
+        let g2 = x.matmul(&w2).square().sum().backward().unwrap();
+        assert_close(gw, &g2.get(&w2).unwrap().t().to_vec(), 1e-12);
+        assert_close(g.get(&x).unwrap(), &g2.get(&x).unwrap().to_vec(), 1e-12);
+        // a transposed left operand, and the batched form
+        let a = rand_leaf(&[3, 5], 103);
+        check(|t| t[0].t().matmul(&t[1].t()), &[a, w.clone()]);
+        let xb = rand_leaf(&[2, 5, 3], 104);
+        check(|t| t[0].matmul(&t[1].t()), &[xb, w]);
+        let wb = rand_leaf(&[2, 4, 3], 105);
+        check(
+            |t| t[0].matmul(&t[1].transpose(1, 2)),
+            &[rand_leaf(&[2, 5, 3], 106), wb],
+        );
     }
 
     #[test]

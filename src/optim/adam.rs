@@ -178,6 +178,10 @@ fn init_state<T: Element>(numel: usize) -> AdamState<T> {
 
 /// One Adam step over a parameter: L2 decay `l2` folded into the gradient, or
 /// (AdamW) the decoupled factor `shrink = 1 − lr·λ` applied to `p` first.
+///
+/// The per-step scalars are computed once; the element loop has no branches (one
+/// monomorphised copy per decay kind), so it vectorises, and large parameters
+/// are split over the thread pool.
 #[allow(clippy::too_many_arguments)]
 fn adam_update<T: Element>(
     s: &mut AdamState<T>,
@@ -195,20 +199,83 @@ fn adam_update<T: Element>(
     let t = s.step as f64;
     let bias1 = 1.0 - beta1.to_f64_lossless().powf(t);
     let bias2 = 1.0 - beta2.to_f64_lossless().powf(t);
-    let step_size = T::from_f64_lossy(lr.to_f64_lossless() / bias1);
-    let bias2_sqrt = T::from_f64_lossy(bias2.sqrt());
-    let (one_m_b1, one_m_b2) = (T::one() - beta1, T::one() - beta2);
-    let moments = s.exp_avg.iter_mut().zip(s.exp_avg_sq.iter_mut());
-    for ((p, &g), (m, v)) in p.iter_mut().zip(g).zip(moments) {
-        if let Some(shrink) = shrink {
-            *p *= shrink;
-        }
-        let g = if l2 != T::zero() { g + l2 * *p } else { g };
-        *m = beta1 * *m + one_m_b1 * g;
-        *v = beta2 * *v + one_m_b2 * g * g;
-        let denom = v.sqrt() / bias2_sqrt + eps;
-        *p -= step_size * (*m / denom);
+    let k = AdamScalars {
+        beta1,
+        beta2,
+        one_m_b1: T::one() - beta1,
+        one_m_b2: T::one() - beta2,
+        step_size: T::from_f64_lossy(lr.to_f64_lossless() / bias1),
+        bias2_sqrt: T::from_f64_lossy(bias2.sqrt()),
+        eps,
+        l2,
+        shrink: shrink.unwrap_or(T::one()),
+    };
+    let (m, v) = (&mut s.exp_avg[..], &mut s.exp_avg_sq[..]);
+    match (shrink.is_some(), l2 != T::zero()) {
+        (true, _) => for_chunks(p, g, m, v, |p, g, m, v| {
+            adam_elems::<T, true, false>(&k, p, g, m, v)
+        }),
+        (false, true) => for_chunks(p, g, m, v, |p, g, m, v| {
+            adam_elems::<T, false, true>(&k, p, g, m, v)
+        }),
+        (false, false) => for_chunks(p, g, m, v, |p, g, m, v| {
+            adam_elems::<T, false, false>(&k, p, g, m, v)
+        }),
     }
+}
+
+/// The per-step constants of an Adam update.
+struct AdamScalars<T> {
+    beta1: T,
+    beta2: T,
+    one_m_b1: T,
+    one_m_b2: T,
+    step_size: T,
+    bias2_sqrt: T,
+    eps: T,
+    l2: T,
+    shrink: T,
+}
+
+#[inline(always)]
+fn adam_elems<T: Element, const SHRINK: bool, const L2: bool>(
+    k: &AdamScalars<T>,
+    p: &mut [T],
+    g: &[T],
+    m: &mut [T],
+    v: &mut [T],
+) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        if SHRINK {
+            *p *= k.shrink;
+        }
+        let g = if L2 { g + k.l2 * *p } else { g };
+        *m = k.beta1 * *m + k.one_m_b1 * g;
+        *v = k.beta2 * *v + k.one_m_b2 * g * g;
+        let denom = v.sqrt() / k.bias2_sqrt + k.eps;
+        *p -= k.step_size * (*m / denom);
+    }
+}
+
+/// Runs `f` over matching chunks of a parameter, its gradient and two state
+/// buffers: on the thread pool when the parameter is large, else in one call.
+fn for_chunks<T: Element>(
+    p: &mut [T],
+    g: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    f: impl Fn(&mut [T], &[T], &mut [T], &mut [T]) + Sync,
+) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 14;
+    if p.len() < 4 * CHUNK {
+        return f(p, g, m, v);
+    }
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| f(p, g, m, v));
 }
 
 impl<T: Element> Adam<T> {
