@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLockReadGuard};
 use crate::autograd::{is_grad_enabled, GradFn, NoOp, Node, Op};
 use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
+use crate::kernels::elementwise::Cost;
 use crate::layout::Layout;
 use crate::storage::Storage;
 use smallvec::SmallVec;
@@ -195,7 +196,8 @@ impl<T: Element> Tensor<T> {
         match self.layout().contiguous_range() {
             Some(r) => f(&data[r]),
             None => {
-                let copy = crate::kernels::elementwise::map(&data, self.layout(), |v| v);
+                let copy =
+                    crate::kernels::elementwise::map(&data, self.layout(), Cost::Cheap, |v| v);
                 drop(data);
                 f(&copy)
             }
@@ -272,7 +274,7 @@ impl<T: Element> Tensor<T> {
         let data = self.read();
         match self.layout().contiguous_range() {
             Some(r) => data[r].to_vec(),
-            None => crate::kernels::elementwise::map(&data, self.layout(), |v| v),
+            None => crate::kernels::elementwise::map(&data, self.layout(), Cost::Cheap, |v| v),
         }
     }
 
@@ -391,7 +393,7 @@ impl<T: Element> Tensor<T> {
         // Read the source first: it may share this buffer (w.assign(&w.t())).
         let src = {
             let d = values.read();
-            crate::kernels::elementwise::map(&d, &src_layout, |v| v)
+            crate::kernels::elementwise::map(&d, &src_layout, Cost::Cheap, |v| v)
         };
         self.update_with(|dst| dst.copy_from_slice(&src));
         Ok(())

@@ -12,8 +12,26 @@ use crate::element::Element;
 use crate::layout::{for_each_row, Layout};
 use crate::pool;
 
-/// Outputs with at least this many elements are computed on the thread pool.
-pub(crate) const PARALLEL_LEN: usize = 1 << 16;
+/// How much work one element of a kernel is, which decides from what size it is
+/// worth waking the thread pool (a dispatch costs some microseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cost {
+    /// A few arithmetic instructions (add, mul, relu, copies): memory-bound.
+    Cheap,
+    /// A transcendental function or similar (exp, tanh, GELU, pow).
+    Costly,
+}
+
+impl Cost {
+    /// Outputs with at least this many elements are computed on the thread pool.
+    #[inline]
+    pub(crate) fn parallel_len(self) -> usize {
+        match self {
+            Cost::Cheap => 1 << 18,
+            Cost::Costly => 1 << 15,
+        }
+    }
+}
 /// The pieces a parallel kernel is cut into.
 const CHUNK: usize = 1 << 14;
 
@@ -34,11 +52,16 @@ fn fill_parallel<T: Element>(n: usize, f: impl Fn(usize, &mut [MaybeUninit<T>]) 
 
 /// `f` applied to every element of a strided view, in row-major order.
 #[inline]
-pub(crate) fn map<T: Element>(data: &[T], layout: &Layout, f: impl Fn(T) -> T + Sync) -> Vec<T> {
+pub(crate) fn map<T: Element>(
+    data: &[T],
+    layout: &Layout,
+    cost: Cost,
+    f: impl Fn(T) -> T + Sync,
+) -> Vec<T> {
     let n = layout.numel();
     if let Some(r) = layout.contiguous_range() {
         let src = &data[r];
-        if n >= PARALLEL_LEN {
+        if n >= cost.parallel_len() {
             return fill_parallel(n, |start, slots| {
                 for (slot, &v) in slots.iter_mut().zip(&src[start..]) {
                     slot.write(f(v));
@@ -72,13 +95,14 @@ pub(crate) fn zip<T: Element>(
     la: &Layout,
     b: &[T],
     lb: &Layout,
+    cost: Cost,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Vec<T> {
     debug_assert_eq!(la.shape, lb.shape);
     let n = la.numel();
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
         let (a, b) = (&a[ra], &b[rb]);
-        if n >= PARALLEL_LEN {
+        if n >= cost.parallel_len() {
             return fill_parallel(n, |start, slots| {
                 for ((slot, &x), &y) in slots.iter_mut().zip(&a[start..]).zip(&b[start..]) {
                     slot.write(f(x, y));
@@ -121,6 +145,7 @@ pub(crate) fn zip3<T: Element>(
     (a, la): (&[T], &Layout),
     (b, lb): (&[T], &Layout),
     (c, lc): (&[T], &Layout),
+    cost: Cost,
     f: impl Fn(T, T, T) -> T + Sync,
 ) -> Vec<T> {
     let n = la.numel();
@@ -130,7 +155,7 @@ pub(crate) fn zip3<T: Element>(
         lc.contiguous_range(),
     ) {
         let (a, b, c) = (&a[ra], &b[rb], &c[rc]);
-        if n >= PARALLEL_LEN {
+        if n >= cost.parallel_len() {
             return fill_parallel(n, |start, slots| {
                 let inputs = a[start..].iter().zip(&b[start..]).zip(&c[start..]);
                 for (slot, ((&x, &y), &z)) in slots.iter_mut().zip(inputs) {
@@ -182,18 +207,20 @@ mod tests {
 
     #[test]
     fn parallel_paths_match_serial() {
-        let n = PARALLEL_LEN + CHUNK / 2 + 3; // a ragged last chunk
+        let n = Cost::Costly.parallel_len() + CHUNK / 2 + 3; // a ragged last chunk
         let a: Vec<f64> = (0..n).map(|i| i as f64).collect();
         let b: Vec<f64> = (0..n).map(|i| (i % 7) as f64).collect();
         let l = Layout::contiguous(&[n]);
-        let m = map(&a, &l, |x| x * 2.0);
+        let m = map(&a, &l, Cost::Costly, |x| x * 2.0);
         assert!(m.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f64));
-        let z = zip(&a, &l, &b, &l, |x, y| x - y);
+        let z = zip(&a, &l, &b, &l, Cost::Costly, |x, y| x - y);
         assert!(z
             .iter()
             .enumerate()
             .all(|(i, &v)| v == i as f64 - (i % 7) as f64));
-        let z3 = zip3((&a, &l), (&b, &l), (&a, &l), |x, y, w| x * y + w);
+        let z3 = zip3((&a, &l), (&b, &l), (&a, &l), Cost::Costly, |x, y, w| {
+            x * y + w
+        });
         assert!(z3
             .iter()
             .enumerate()

@@ -1,7 +1,7 @@
 //! Binary elementwise ops with NumPy broadcasting: add, sub, mul, div, pow,
 //! maximum, minimum.
 
-use super::{zip3_plain, ReadMany};
+use super::{zip3_plain, Cost, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::error::{or_panic, Result};
@@ -17,6 +17,11 @@ fn binary<T: Element>(
     op: impl Op<T>,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Result<Tensor<T>> {
+    let cost = if name == "pow" {
+        Cost::Costly
+    } else {
+        Cost::Cheap
+    };
     let shape = try_broadcast(name, a.shape(), b.shape())?;
     let (la, lb) = (
         a.layout().broadcast_to(&shape),
@@ -24,7 +29,7 @@ fn binary<T: Element>(
     );
     let data = {
         let r = ReadMany::new(&[a, b]);
-        zip(r.get(0), &la, r.get(1), &lb, f)
+        zip(r.get(0), &la, r.get(1), &lb, cost, f)
     };
     Ok(Tensor::from_op_data(data, &shape, op, &[a, b]))
 }
@@ -141,7 +146,7 @@ impl<T: Element> Op<T> for Div {
             cx.needs(0).then(|| g.div(b)),
             // d(a/b)/db = -a / b²
             cx.needs(1)
-                .then(|| zip3_plain(g.shape(), g, a, b, |g, a, b| -g * a / (b * b))),
+                .then(|| zip3_plain(g.shape(), g, a, b, Cost::Cheap, |g, a, b| -g * a / (b * b))),
         ]
     }
 }
@@ -175,20 +180,22 @@ impl<T: Element> Op<T> for Pow {
         let (a, b) = (cx.input(0), cx.input(1));
         let s = g.shape();
         grads![
-            cx.needs(0).then(|| zip3_plain(s, g, a, b, |g, a, b| {
-                if b == T::zero() {
-                    T::zero()
-                } else {
-                    g * b * a.powf(b - T::one())
-                }
-            })),
-            cx.needs(1).then(|| zip3_plain(s, g, a, b, |g, a, b| {
-                if a == T::zero() && b >= T::zero() {
-                    T::zero()
-                } else {
-                    g * a.powf(b) * a.ln()
-                }
-            })),
+            cx.needs(0)
+                .then(|| zip3_plain(s, g, a, b, Cost::Costly, |g, a, b| {
+                    if b == T::zero() {
+                        T::zero()
+                    } else {
+                        g * b * a.powf(b - T::one())
+                    }
+                })),
+            cx.needs(1)
+                .then(|| zip3_plain(s, g, a, b, Cost::Costly, |g, a, b| {
+                    if a == T::zero() && b >= T::zero() {
+                        T::zero()
+                    } else {
+                        g * a.powf(b) * a.ln()
+                    }
+                })),
         ]
     }
 }
@@ -253,8 +260,10 @@ impl<T: Element, const MAX: bool> Op<T> for Extremum<MAX> {
             }
         };
         grads![
-            cx.needs(0).then(|| zip3_plain(s, g, a, b, share)),
-            cx.needs(1).then(|| zip3_plain(s, g, b, a, share)),
+            cx.needs(0)
+                .then(|| zip3_plain(s, g, a, b, Cost::Cheap, share)),
+            cx.needs(1)
+                .then(|| zip3_plain(s, g, b, a, Cost::Cheap, share)),
         ]
     }
 }
@@ -316,7 +325,8 @@ mod tests {
             check(|x| x[0].div(&x[1]), &[a.clone(), b.clone()]);
             check(|x| x[0].maximum(&x[1]), &[a.clone(), b.clone()]);
             check(|x| x[0].minimum(&x[1]), &[a.clone(), b.clone()]);
-            let pos = crate::ops::map_plain(&a, |v| v.abs() + 0.5).requires_grad();
+            let pos =
+                crate::ops::map_plain(&a, super::Cost::Cheap, |v| v.abs() + 0.5).requires_grad();
             check(|x| x[0].pow(&x[1]), &[pos, b.clone()]);
         }
         // non-contiguous operands: a transposed and a narrowed view

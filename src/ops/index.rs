@@ -1,7 +1,7 @@
 //! Selection and assembly: `index_select` (embedding lookups), `masked_fill`,
 //! `cat` and `stack`.
 
-use super::{zip_plain, ReadMany};
+use super::{zip_plain, Cost, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
@@ -73,7 +73,7 @@ impl<T: Element> Op<T> for MaskedFill {
     }
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
         let mask = cx.input(1);
-        let gx = zip_plain(g.shape(), g, mask, |g, m| {
+        let gx = zip_plain(g.shape(), g, mask, Cost::Cheap, |g, m| {
             if m != T::zero() {
                 T::zero()
             } else {
@@ -182,7 +182,7 @@ impl<T: Element> Tensor<T> {
         );
         let data = {
             let r = ReadMany::new(&[self, mask]);
-            crate::kernels::elementwise::zip(r.get(0), &lx, r.get(1), &lm, |x, m| {
+            crate::kernels::elementwise::zip(r.get(0), &lx, r.get(1), &lm, Cost::Cheap, |x, m| {
                 if m != T::zero() {
                     value
                 } else {

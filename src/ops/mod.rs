@@ -57,6 +57,7 @@ pub(crate) use movement::sum_to_shape;
 pub(crate) use norm::layer_norm;
 
 use crate::element::Element;
+pub(crate) use crate::kernels::elementwise::Cost;
 use crate::layout::Layout;
 use crate::tensor::Tensor;
 
@@ -95,21 +96,26 @@ impl<'a, T: Element> ReadMany<'a, T> {
 pub(crate) fn map_op<T: Element>(
     x: &Tensor<T>,
     op: impl crate::autograd::Op<T>,
+    cost: Cost,
     f: impl Fn(T) -> T + Sync,
 ) -> Tensor<T> {
     let data = {
         let d = x.read();
-        crate::kernels::elementwise::map(&d, x.layout(), f)
+        crate::kernels::elementwise::map(&d, x.layout(), cost, f)
     };
     Tensor::from_op_data_like(data, x, op, &[x])
 }
 
 /// Elementwise `f(x)` as a plain tensor that records nothing (masks, derivatives).
 #[inline]
-pub(crate) fn map_plain<T: Element>(x: &Tensor<T>, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
+pub(crate) fn map_plain<T: Element>(
+    x: &Tensor<T>,
+    cost: Cost,
+    f: impl Fn(T) -> T + Sync,
+) -> Tensor<T> {
     let data = {
         let d = x.read();
-        crate::kernels::elementwise::map(&d, x.layout(), f)
+        crate::kernels::elementwise::map(&d, x.layout(), cost, f)
     };
     Tensor::from_data(data, x.shape())
 }
@@ -119,6 +125,7 @@ pub(crate) fn zip_plain<T: Element>(
     shape: &[usize],
     a: &Tensor<T>,
     b: &Tensor<T>,
+    cost: Cost,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Tensor<T> {
     let (la, lb) = (
@@ -126,7 +133,7 @@ pub(crate) fn zip_plain<T: Element>(
         b.layout().broadcast_to(shape),
     );
     let r = ReadMany::new(&[a, b]);
-    let data = crate::kernels::elementwise::zip(r.get(0), &la, r.get(1), &lb, f);
+    let data = crate::kernels::elementwise::zip(r.get(0), &la, r.get(1), &lb, cost, f);
     Tensor::from_data(data, shape)
 }
 
@@ -136,6 +143,7 @@ pub(crate) fn zip3_plain<T: Element>(
     a: &Tensor<T>,
     b: &Tensor<T>,
     c: &Tensor<T>,
+    cost: Cost,
     f: impl Fn(T, T, T) -> T + Sync,
 ) -> Tensor<T> {
     let ls: [Layout; 3] = [a, b, c].map(|t| t.layout().broadcast_to(shape));
@@ -144,6 +152,7 @@ pub(crate) fn zip3_plain<T: Element>(
         (r.get(0), &ls[0]),
         (r.get(1), &ls[1]),
         (r.get(2), &ls[2]),
+        cost,
         f,
     );
     Tensor::from_data(data, shape)
@@ -165,7 +174,14 @@ pub(crate) mod test_util {
     /// Same values, avoiding a band around zero (for kinks and poles).
     pub(crate) fn rand_leaf_away_from_zero(shape: &[usize], seed: u64) -> Tensor<f64> {
         let x = rand_leaf(shape, seed).detach();
-        crate::ops::map_plain(&x, |v| if v >= 0.0 { v + 0.2 } else { v - 0.2 }).requires_grad()
+        crate::ops::map_plain(&x, super::Cost::Cheap, |v| {
+            if v >= 0.0 {
+                v + 0.2
+            } else {
+                v - 0.2
+            }
+        })
+        .requires_grad()
     }
 
     /// Panics with gradcheck's message when `f` fails it.

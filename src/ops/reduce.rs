@@ -1,7 +1,7 @@
 //! Reductions: sum, mean (whole tensor or along an axis), max/min along an axis,
 //! logsumexp, variance, and the non-differentiable argmax/argmin.
 
-use super::zip3_plain;
+use super::{zip3_plain, Cost};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::error::{or_panic, Result};
@@ -322,7 +322,7 @@ impl<T: Element> Op<T> for LogSumExp {
         let yb = expand_back(cx.output, Some(self.axis), self.keepdim, s);
         // d lse / dx = softmax(x) = exp(x - lse)
         grads![Some(
-            zip3_plain(s, &gb, x, &yb, |g, x, y| g * (x - y).exp_k())
+            zip3_plain(s, &gb, x, &yb, Cost::Costly, |g, x, y| g * (x - y).exp_k())
         )]
     }
 }

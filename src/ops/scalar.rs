@@ -1,7 +1,7 @@
 //! Ops with a scalar operand (`x * 1.0001`, `x + b`, `1.0 - x`, …): no broadcast
 //! tensor is built for the scalar.
 
-use super::map_op;
+use super::{map_op, Cost};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::Element;
 use crate::tensor::Tensor;
@@ -31,12 +31,12 @@ impl<T: Element> ScalarOp<T> {
     fn apply(x: &Tensor<T>, kind: Kind, s: T) -> Tensor<T> {
         let op = ScalarOp { kind, s };
         match kind {
-            Kind::Add => map_op(x, op, move |v| v + s),
-            Kind::Sub => map_op(x, op, move |v| v - s),
-            Kind::RSub => map_op(x, op, move |v| s - v),
-            Kind::Mul => map_op(x, op, move |v| v * s),
-            Kind::Div => map_op(x, op, move |v| v / s),
-            Kind::RDiv => map_op(x, op, move |v| s / v),
+            Kind::Add => map_op(x, op, Cost::Cheap, move |v| v + s),
+            Kind::Sub => map_op(x, op, Cost::Cheap, move |v| v - s),
+            Kind::RSub => map_op(x, op, Cost::Cheap, move |v| s - v),
+            Kind::Mul => map_op(x, op, Cost::Cheap, move |v| v * s),
+            Kind::Div => map_op(x, op, Cost::Cheap, move |v| v / s),
+            Kind::RDiv => map_op(x, op, Cost::Cheap, move |v| s / v),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! derivative rule `df(g, x, y)` = upstream `g` × ∂y/∂x, evaluated in one fused
 //! pass in the backward walk.
 
-use super::{map_op, map_plain, zip_plain};
+use super::{map_op, map_plain, zip_plain, Cost};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::tensor::Tensor;
@@ -21,6 +21,8 @@ trait UnaryFn<T: Element>:
 {
     const NAME: &'static str;
     const USES: Uses;
+    /// Whether one element is a transcendental function's worth of work.
+    const COSTLY: bool = false;
     fn f(self, x: T) -> T;
     /// The gradient with respect to `x`, given the upstream gradient `g`, the
     /// input `x` and the output `y` (only what `USES` names is meaningful).
@@ -43,21 +45,30 @@ impl<T: Element, F: UnaryFn<T>> Op<T> for Unary<F> {
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
         let k = self.0;
         let z = T::zero();
+        let cost = cost_of::<T, F>();
         grads![Some(match F::USES {
-            Uses::None => map_plain(g, |g| k.df(g, z, z)),
-            Uses::X => zip_plain(g.shape(), g, cx.input(0), |g, x| k.df(g, x, z)),
-            Uses::Y => zip_plain(g.shape(), g, cx.output, |g, y| k.df(g, z, y)),
+            Uses::None => map_plain(g, cost, |g| k.df(g, z, z)),
+            Uses::X => zip_plain(g.shape(), g, cx.input(0), cost, |g, x| k.df(g, x, z)),
+            Uses::Y => zip_plain(g.shape(), g, cx.output, cost, |g, y| k.df(g, z, y)),
         })]
     }
 }
 
+fn cost_of<T: Element, F: UnaryFn<T>>() -> Cost {
+    if F::COSTLY {
+        Cost::Costly
+    } else {
+        Cost::Cheap
+    }
+}
+
 fn apply<T: Element, F: UnaryFn<T>>(x: &Tensor<T>, k: F) -> Tensor<T> {
-    map_op(x, Unary(k), move |v| k.f(v))
+    map_op(x, Unary(k), cost_of::<T, F>(), move |v| k.f(v))
 }
 
 /// Declares a parameterless unary op: its struct, its `UnaryFn` impl and its method.
 macro_rules! unary {
-    ($(#[$doc:meta])* $method:ident, $kind:ident, $uses:ident,
+    ($(#[$doc:meta])* $method:ident, $kind:ident, $uses:ident, $cost:ident,
      f: |$x:ident| $f:expr, df: |$g:ident, $dx:pat_param, $dy:pat_param| $df:expr) => {
         #[derive(Clone, Copy)]
         struct $kind;
@@ -65,6 +76,7 @@ macro_rules! unary {
         impl<T: Element> UnaryFn<T> for $kind {
             const NAME: &'static str = stringify!($method);
             const USES: Uses = Uses::$uses;
+            const COSTLY: bool = matches!(Cost::$cost, Cost::Costly);
             #[inline(always)]
             fn f(self, $x: T) -> T {
                 $f
@@ -86,7 +98,7 @@ macro_rules! unary {
 
 unary!(
     /// `-x` (also the unary `-` operator).
-    neg, Neg, None, f: |x| -x, df: |g, _, _| -g
+    neg, Neg, None, Cheap, f: |x| -x, df: |g, _, _| -g
 );
 
 unary!(
@@ -97,48 +109,48 @@ unary!(
     /// assert_eq!(x.exp().to_vec(), vec![1.0, std::f64::consts::E]);
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    exp, Exp, Y, f: |x| x.exp_k(), df: |g, _, y| g * y
+    exp, Exp, Y, Costly, f: |x| x.exp_k(), df: |g, _, y| g * y
 );
 
 unary!(
     /// Natural logarithm (`-inf` at 0, NaN below).
-    log, Log, X, f: |x| x.ln(), df: |g, x, _| g / x
+    log, Log, X, Costly, f: |x| x.ln(), df: |g, x, _| g / x
 );
 
 unary!(
     /// Square root (NaN below 0).
-    sqrt, Sqrt, Y, f: |x| x.sqrt(), df: |g, _, y| g * c::<T>(0.5) / y
+    sqrt, Sqrt, Y, Cheap, f: |x| x.sqrt(), df: |g, _, y| g * c::<T>(0.5) / y
 );
 
 unary!(
     /// `|x|`. Its gradient at 0 is 0 (the subgradient PyTorch picks).
-    abs, Abs, X, f: |x| x.abs(),
+    abs, Abs, X, Cheap, f: |x| x.abs(),
     df: |g, x, _| if x > T::zero() { g } else if x < T::zero() { -g } else if x == T::zero() { T::zero() } else { x }
 );
 
 unary!(
     /// `x²`.
-    square, Square, X, f: |x| x * x, df: |g, x, _| g * c::<T>(2.0) * x
+    square, Square, X, Cheap, f: |x| x * x, df: |g, x, _| g * c::<T>(2.0) * x
 );
 
 unary!(
     /// `1 / x`.
-    recip, Recip, Y, f: |x| x.recip(), df: |g, _, y| -g * y * y
+    recip, Recip, Y, Cheap, f: |x| x.recip(), df: |g, _, y| -g * y * y
 );
 
 unary!(
     /// Sine.
-    sin, Sin, X, f: |x| x.sin(), df: |g, x, _| g * x.cos()
+    sin, Sin, X, Costly, f: |x| x.sin(), df: |g, x, _| g * x.cos()
 );
 
 unary!(
     /// Cosine.
-    cos, Cos, X, f: |x| x.cos(), df: |g, x, _| -g * x.sin()
+    cos, Cos, X, Costly, f: |x| x.cos(), df: |g, x, _| -g * x.sin()
 );
 
 unary!(
     /// Hyperbolic tangent.
-    tanh, Tanh, Y, f: |x| x.tanh_k(), df: |g, _, y| g * (T::one() - y * y)
+    tanh, Tanh, Y, Costly, f: |x| x.tanh_k(), df: |g, _, y| g * (T::one() - y * y)
 );
 
 unary!(
@@ -149,7 +161,7 @@ unary!(
     /// assert_eq!(x.sigmoid().to_vec(), vec![0.5, 0.0, 1.0]);
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    sigmoid, Sigmoid, Y, f: |x| sigmoid(x), df: |g, _, y| g * y * (T::one() - y)
+    sigmoid, Sigmoid, Y, Costly, f: |x| sigmoid(x), df: |g, _, y| g * y * (T::one() - y)
 );
 
 unary!(
@@ -162,14 +174,14 @@ unary!(
     /// assert!(ferrograd::Tensor::<f32>::scalar(f32::NAN).relu().item().is_nan());
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    relu, Relu, X, f: |x| if x <= T::zero() { T::zero() } else { x },
+    relu, Relu, X, Cheap, f: |x| if x <= T::zero() { T::zero() } else { x },
     df: |g, x, _| if x <= T::zero() { T::zero() } else { g }
 );
 
 unary!(
     /// GELU with the tanh approximation (PyTorch's `approximate="tanh"`):
     /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
-    gelu, Gelu, X, f: |x| {
+    gelu, Gelu, X, Costly, f: |x| {
         let t = (c::<T>(GELU_K) * (x + c::<T>(0.044715) * x * x * x)).tanh_k();
         c::<T>(0.5) * x * (T::one() + t)
     },
@@ -183,7 +195,7 @@ unary!(
 
 unary!(
     /// Exact GELU, `x·Φ(x) = 0.5·x·(1 + erf(x/√2))` (PyTorch's default `gelu`).
-    gelu_erf, GeluErf, X, f: |x| c::<T>(0.5) * x * (T::one() + (x * c::<T>(std::f64::consts::FRAC_1_SQRT_2)).erf()),
+    gelu_erf, GeluErf, X, Costly, f: |x| c::<T>(0.5) * x * (T::one() + (x * c::<T>(std::f64::consts::FRAC_1_SQRT_2)).erf()),
     df: |g, x, _| {
         let cdf = c::<T>(0.5) * (T::one() + (x * c::<T>(std::f64::consts::FRAC_1_SQRT_2)).erf());
         let pdf = (-(x * x) * c::<T>(0.5)).exp_k() * c::<T>(INV_SQRT_2PI);
@@ -193,7 +205,7 @@ unary!(
 
 unary!(
     /// SiLU (swish), `x·sigmoid(x)`.
-    silu, Silu, X, f: |x| x * sigmoid(x),
+    silu, Silu, X, Costly, f: |x| x * sigmoid(x),
     df: |g, x, _| {
         let s = sigmoid(x);
         g * s * (T::one() + x * (T::one() - s))
@@ -202,7 +214,7 @@ unary!(
 
 unary!(
     /// `log(1 + eˣ)`, computed stably as `max(x, 0) + log1p(e^-|x|)`.
-    softplus, Softplus, X,
+    softplus, Softplus, X, Costly,
     f: |x| (if x > T::zero() { x } else { T::zero() }) + (-x.abs()).exp_k().ln_1p(),
     df: |g, x, _| g * sigmoid(x)
 );
@@ -280,6 +292,7 @@ struct Powf<T>(T);
 impl<T: Element> UnaryFn<T> for Powf<T> {
     const NAME: &'static str = "powf";
     const USES: Uses = Uses::X;
+    const COSTLY: bool = true;
     #[inline(always)]
     fn f(self, x: T) -> T {
         x.powf(self.0)
@@ -402,9 +415,12 @@ mod tests {
         let x = rand_leaf_away_from_zero(shape, seed);
         match d {
             Domain::Any | Domain::AwayFromZero => x,
-            Domain::Positive => crate::ops::map_plain(&x, |v| v.abs() + 0.1).requires_grad(),
+            Domain::Positive => {
+                crate::ops::map_plain(&x, crate::ops::Cost::Cheap, |v| v.abs() + 0.1)
+                    .requires_grad()
+            }
             // keep clear of ±0.5 (clamp's kinks)
-            Domain::AwayFromBounds => crate::ops::map_plain(&x, |v| {
+            Domain::AwayFromBounds => crate::ops::map_plain(&x, crate::ops::Cost::Cheap, |v| {
                 if (v.abs() - 0.5).abs() < 0.05 {
                     v * 1.3
                 } else {
