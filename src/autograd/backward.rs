@@ -148,14 +148,15 @@ fn run<T: Element>(root: &Tensor<T>, seed: Tensor<T>) -> Result<Gradients<T>> {
             inputs: gf.inputs,
             output: node,
         };
-        let input_grads = gf.op.backward(&cx, &grad);
+        // The rule owns the gradient: when nothing else holds it, the rule may
+        // write its result into the same buffer.
+        let input_grads = gf.op.backward(&cx, grad);
         debug_assert_eq!(
             input_grads.len(),
             gf.inputs.len(),
             "internal error: backward of {} returned the wrong number of gradients",
             gf.op.name()
         );
-        drop(grad);
         let slots = &edges[first_edge[i as usize] as usize..][..gf.inputs.len()];
         for ((input, g), &slot) in gf.inputs.iter().zip(input_grads).zip(slots) {
             let Some(g) = g else { continue };

@@ -48,10 +48,11 @@ pub(crate) trait Op<T: Element>:
     /// The op's name as users know it (`"matmul"`, `"relu"`, …).
     fn name(&self) -> &'static str;
 
-    /// Given the gradient of the loss with respect to the output, returns one
-    /// gradient per input. A returned gradient may have the output's (broadcast)
+    /// Given the gradient of the loss with respect to the output (owned: a rule
+    /// may reuse its buffer when nothing else holds it), returns one gradient per
+    /// input. A returned gradient may have the output's (broadcast)
     /// shape: the walk sums it down to the input's shape.
-    fn backward(&self, cx: &BackwardCx<'_, T>, grad: &Tensor<T>) -> InputGrads<T>;
+    fn backward(&self, cx: &BackwardCx<'_, T>, grad: Tensor<T>) -> InputGrads<T>;
 
     /// Which values the rule reads (for the in-place version check).
     fn saves(&self) -> Saves {

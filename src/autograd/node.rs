@@ -46,7 +46,7 @@ impl<T: Element> Op<T> for NoOp {
     fn name(&self) -> &'static str {
         "leaf"
     }
-    fn backward(&self, _: &BackwardCx<'_, T>, _: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, _: &BackwardCx<'_, T>, _: Tensor<T>) -> InputGrads<T> {
         unreachable!("internal error: backward of a node that recorded no op")
     }
 }

@@ -179,6 +179,79 @@ pub(crate) fn zip3<T: Element>(
     out
 }
 
+/// `dst[i] = f(dst[i])` in place over a dense buffer.
+pub(crate) fn map_inplace<T: Element>(dst: &mut [T], cost: Cost, f: impl Fn(T) -> T + Sync) {
+    if dst.len() >= cost.parallel_len() {
+        dst.par_chunks_mut(CHUNK)
+            .for_each(|d| d.iter_mut().for_each(|v| *v = f(*v)));
+    } else {
+        dst.iter_mut().for_each(|v| *v = f(*v));
+    }
+}
+
+/// `dst[i] = f(dst[i], b[i])` in place, where `dst` is a dense row-major buffer
+/// and `b` a view already broadcast to its shape.
+pub(crate) fn zip_inplace<T: Element>(
+    dst: &mut [T],
+    b: &[T],
+    lb: &Layout,
+    cost: Cost,
+    f: impl Fn(T, T) -> T + Sync,
+) {
+    if let Some(rb) = lb.contiguous_range() {
+        let b = &b[rb];
+        if dst.len() >= cost.parallel_len() {
+            dst.par_chunks_mut(CHUNK)
+                .zip(b.par_chunks(CHUNK))
+                .for_each(|(d, b)| d.iter_mut().zip(b).for_each(|(x, &y)| *x = f(*x, y)));
+        } else {
+            dst.iter_mut().zip(b).for_each(|(x, &y)| *x = f(*x, y));
+        }
+        return;
+    }
+    let mut pos = 0;
+    for_each_row(&lb.shape, [&lb.strides], [lb.offset], |[o], [s], len| {
+        let d = &mut dst[pos..pos + len];
+        match s {
+            0 => {
+                let y = b[o];
+                d.iter_mut().for_each(|x| *x = f(*x, y));
+            }
+            1 => d
+                .iter_mut()
+                .zip(&b[o..o + len])
+                .for_each(|(x, &y)| *x = f(*x, y)),
+            _ => d
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, x)| *x = f(*x, b[o + i * s])),
+        }
+        pos += len;
+    });
+}
+
+/// `dst[i] = f(dst[i], b[i], c[i])` in place (see [`zip_inplace`]).
+pub(crate) fn zip3_inplace<T: Element>(
+    dst: &mut [T],
+    (b, lb): (&[T], &Layout),
+    (c, lc): (&[T], &Layout),
+    f: impl Fn(T, T, T) -> T,
+) {
+    let mut pos = 0;
+    for_each_row(
+        &lb.shape,
+        [&lb.strides, &lc.strides],
+        [lb.offset, lc.offset],
+        |[ob, oc], [sb, sc], len| {
+            let d = &mut dst[pos..pos + len];
+            d.iter_mut()
+                .enumerate()
+                .for_each(|(i, x)| *x = f(*x, b[ob + i * sb], c[oc + i * sc]));
+            pos += len;
+        },
+    );
+}
+
 /// `dst += src`, where `dst` is a dense row-major buffer of `src`'s shape.
 pub(crate) fn add_assign<T: Copy + std::ops::AddAssign>(dst: &mut [T], src: &[T], ls: &Layout) {
     if let Some(r) = ls.contiguous_range() {

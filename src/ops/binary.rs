@@ -1,7 +1,7 @@
 //! Binary elementwise ops with NumPy broadcasting: add, sub, mul, div, pow,
 //! maximum, minimum.
 
-use super::{zip3_plain, Cost, ReadMany};
+use super::{map_grad, zip3_plain, zip_grad, Cost, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::error::{or_panic, Result};
@@ -78,11 +78,8 @@ impl<T: Element> Op<T> for Add {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
-        grads![
-            cx.needs(0).then(|| g.clone()),
-            cx.needs(1).then(|| g.clone())
-        ]
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        grads![cx.needs(0).then(|| g.clone()), cx.needs(1).then_some(g)]
     }
 }
 
@@ -102,8 +99,12 @@ impl<T: Element> Op<T> for Sub {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
-        grads![cx.needs(0).then(|| g.clone()), cx.needs(1).then(|| g.neg())]
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        match (cx.needs(0), cx.needs(1)) {
+            (true, true) => grads![Some(g.clone()), Some(g.neg())],
+            (true, false) => grads![Some(g), None],
+            (false, _) => grads![None, Some(map_grad(g, Cost::Cheap, |v| -v))],
+        }
     }
 }
 
@@ -120,9 +121,14 @@ impl<T: Element> Op<T> for Mul {
     fn name(&self) -> &'static str {
         "mul"
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
         let (a, b) = (cx.input(0), cx.input(1));
-        grads![cx.needs(0).then(|| g.mul(b)), cx.needs(1).then(|| g.mul(a))]
+        // the last gradient computed may take over g's buffer
+        let gb = cx.needs(1).then(|| g.mul(a));
+        let ga = cx
+            .needs(0)
+            .then(|| zip_grad(g, b, Cost::Cheap, |g, b| g * b));
+        grads![ga, gb]
     }
 }
 
@@ -140,14 +146,16 @@ impl<T: Element> Op<T> for Div {
     fn name(&self) -> &'static str {
         "div"
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
         let (a, b) = (cx.input(0), cx.input(1));
-        grads![
-            cx.needs(0).then(|| g.div(b)),
-            // d(a/b)/db = -a / b²
-            cx.needs(1)
-                .then(|| zip3_plain(g.shape(), g, a, b, Cost::Cheap, |g, a, b| -g * a / (b * b))),
-        ]
+        // d(a/b)/db = -a / b²; then d(a/b)/da = 1/b may take over g's buffer
+        let gb = cx
+            .needs(1)
+            .then(|| zip3_plain(g.shape(), &g, a, b, Cost::Cheap, |g, a, b| -g * a / (b * b)));
+        let ga = cx
+            .needs(0)
+            .then(|| zip_grad(g, b, Cost::Cheap, |g, b| g / b));
+        grads![ga, gb]
     }
 }
 
@@ -176,7 +184,8 @@ impl<T: Element> Op<T> for Pow {
     fn name(&self) -> &'static str {
         "pow"
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let (a, b) = (cx.input(0), cx.input(1));
         let s = g.shape();
         grads![
@@ -246,7 +255,8 @@ impl<T: Element, const MAX: bool> Op<T> for Extremum<MAX> {
             "minimum"
         }
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let (a, b) = (cx.input(0), cx.input(1));
         let s = g.shape();
         // The side that lost gets 0; a tie gets half; NaN comparisons let it through.

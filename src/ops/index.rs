@@ -1,7 +1,7 @@
 //! Selection and assembly: `index_select` (embedding lookups), `masked_fill`,
 //! `cat` and `stack`.
 
-use super::{zip_plain, Cost, ReadMany};
+use super::{zip_grad, Cost, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
@@ -23,7 +23,8 @@ impl<T: Element> Op<T> for IndexSelect {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let n = cx.input(0).shape()[self.axis];
         grads![Some(index_add(g, self.axis, &self.indices, n))]
     }
@@ -43,7 +44,8 @@ impl<T: Element> Op<T> for IndexAdd {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, _: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, _: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         grads![Some(g.index_select(self.axis as isize, &self.indices))]
     }
 }
@@ -71,9 +73,9 @@ impl<T: Element> Op<T> for MaskedFill {
     fn saves(&self) -> Saves {
         Saves::Input(1)
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
         let mask = cx.input(1);
-        let gx = zip_plain(g.shape(), g, mask, Cost::Cheap, |g, m| {
+        let gx = zip_grad(g, mask, Cost::Cheap, |g, m| {
             if m != T::zero() {
                 T::zero()
             } else {
@@ -98,7 +100,8 @@ impl<T: Element> Op<T> for Cat {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let mut start = 0;
         self.sizes
             .iter()

@@ -24,7 +24,8 @@ impl<T: Element> Op<T> for MatMul {
     /// transposed view (as `x.matmul(&w.t())` makes of a Linear weight), the
     /// transposed product is computed and handed back as a view, so that the
     /// weight's gradient comes out dense in the weight's own layout.
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let (a, b) = (cx.input(0), cx.input(1));
         let tr = |t: &Tensor<T>| t.transpose(-1, -2);
         let ga = cx.needs(0).then(|| {

@@ -158,6 +158,71 @@ pub(crate) fn zip3_plain<T: Element>(
     Tensor::from_data(data, shape)
 }
 
+/// True when a backward rule may write its result into the gradient it was
+/// handed: nothing else holds that buffer, and nothing is being recorded (a
+/// recorded rule must leave its inputs intact for higher-order gradients).
+#[inline]
+fn reusable<T: Element>(g: &Tensor<T>) -> bool {
+    g.is_exclusive() && !crate::autograd::is_grad_enabled()
+}
+
+/// `f(g)` elementwise, in `g`'s own buffer when it is [`reusable`].
+pub(crate) fn map_grad<T: Element>(
+    g: Tensor<T>,
+    cost: Cost,
+    f: impl Fn(T) -> T + Sync,
+) -> Tensor<T> {
+    if !reusable(&g) {
+        return map_plain(&g, cost, f);
+    }
+    crate::kernels::elementwise::map_inplace(&mut g.storage().write_fresh(), cost, f);
+    g
+}
+
+/// `f(g, b)` elementwise with `b` broadcast to `g`'s shape, in `g`'s own buffer
+/// when it is [`reusable`].
+pub(crate) fn zip_grad<T: Element>(
+    g: Tensor<T>,
+    b: &Tensor<T>,
+    cost: Cost,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Tensor<T> {
+    if !reusable(&g) {
+        return zip_plain(g.shape(), &g, b, cost, f);
+    }
+    let lb = b.layout().broadcast_to(g.shape());
+    {
+        // `g` is exclusive, so `b` cannot share its buffer: two different locks
+        let mut dst = g.storage().write_fresh();
+        crate::kernels::elementwise::zip_inplace(&mut dst, &b.read(), &lb, cost, f);
+    }
+    g
+}
+
+/// `f(g, b, c)` elementwise with `b` and `c` broadcast to `g`'s shape, in `g`'s
+/// own buffer when it is [`reusable`].
+pub(crate) fn zip3_grad<T: Element>(
+    g: Tensor<T>,
+    b: &Tensor<T>,
+    c: &Tensor<T>,
+    cost: Cost,
+    f: impl Fn(T, T, T) -> T + Sync,
+) -> Tensor<T> {
+    if !reusable(&g) {
+        return zip3_plain(g.shape(), &g, b, c, cost, f);
+    }
+    let (lb, lc) = (
+        b.layout().broadcast_to(g.shape()),
+        c.layout().broadcast_to(g.shape()),
+    );
+    {
+        let mut dst = g.storage().write_fresh();
+        let r = ReadMany::new(&[b, c]);
+        crate::kernels::elementwise::zip3_inplace(&mut dst, (r.get(0), &lb), (r.get(1), &lc), f);
+    }
+    g
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
     //! Helpers shared by the op files' tests.

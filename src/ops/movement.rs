@@ -21,7 +21,8 @@ impl<T: Element> Op<T> for Reshape {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         grads![Some(g.reshape(cx.input(0).shape()))]
     }
 }
@@ -36,7 +37,8 @@ impl<T: Element> Op<T> for Permute {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, _: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, _: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let mut inverse = vec![0; self.0.len()];
         for (i, &p) in self.0.iter().enumerate() {
             inverse[p] = i;
@@ -55,7 +57,8 @@ impl<T: Element> Op<T> for BroadcastTo {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, _: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, _: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         grads![Some(g.clone())]
     }
 }
@@ -73,7 +76,8 @@ impl<T: Element> Op<T> for Narrow {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         grads![Some(pad_axis(
             g,
             self.axis,
@@ -96,7 +100,8 @@ impl<T: Element> Op<T> for PadAxis {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let len = cx.input(0).shape()[self.axis];
         grads![Some(g.narrow(self.axis as isize, self.start, len))]
     }
@@ -121,7 +126,8 @@ impl<T: Element> Op<T> for Contiguous {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, _: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, _: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         grads![Some(g.clone())]
     }
 }
@@ -136,7 +142,8 @@ impl<T: Element> Op<T> for SumToShape {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         grads![Some(g.broadcast_to(cx.input(0).shape()))]
     }
 }

@@ -71,7 +71,8 @@ impl<T: Element> Op<T> for LayerNorm<T> {
     /// With `x̂ = (x − mean)·rstd` and `ĝ = g·weight`, per row of length `d`:
     /// `dx = rstd · (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))`, `dweight = Σ_rows g·x̂`,
     /// `dbias = Σ_rows g`.
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let x = cx.input(0);
         let d = *x.shape().last().expect("internal error: layer_norm shape");
         let weight = self.has_weight.then(|| cx.input(1).to_vec());

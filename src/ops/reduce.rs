@@ -40,7 +40,8 @@ impl<T: Element> Op<T> for SumAll {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let x = cx.input(0);
         let g = if self.mean {
             g.div_scalar(c(x.numel() as f64))
@@ -70,7 +71,8 @@ impl<T: Element> Op<T> for SumAxis {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let x = cx.input(0);
         let g = if self.mean {
             g.div_scalar(c(x.shape()[self.axis] as f64))
@@ -190,7 +192,8 @@ impl<T: Element> Op<T> for ExtremeAxis {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let shape = cx.input(0).shape();
         let (outer, n, inner) = split_at_axis(shape, self.axis);
         let mut out = crate::pool::filled(outer * n * inner, T::zero());
@@ -315,7 +318,8 @@ impl<T: Element> Op<T> for LogSumExp {
     fn saves(&self) -> Saves {
         Saves::Both
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let x = cx.input(0);
         let s = x.shape();
         let gb = expand_back(g, Some(self.axis), self.keepdim, s);

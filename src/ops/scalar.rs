@@ -1,7 +1,7 @@
 //! Ops with a scalar operand (`x * 1.0001`, `x + b`, `1.0 - x`, …): no broadcast
 //! tensor is built for the scalar.
 
-use super::{map_op, Cost};
+use super::{map_grad, map_op, zip3_grad, Cost};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::Element;
 use crate::tensor::Tensor;
@@ -58,15 +58,16 @@ impl<T: Element> Op<T> for ScalarOp<T> {
             _ => Saves::Nothing,
         }
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
         let s = self.s;
         grads![Some(match self.kind {
-            Kind::Add | Kind::Sub => g.clone(),
-            Kind::RSub => g.neg(),
-            Kind::Mul => g.mul_scalar(s),
-            Kind::Div => g.div_scalar(s),
+            Kind::Add | Kind::Sub => g,
+            Kind::RSub => map_grad(g, Cost::Cheap, |v| -v),
+            Kind::Mul => map_grad(g, Cost::Cheap, move |v| v * s),
+            Kind::Div => map_grad(g, Cost::Cheap, move |v| v / s),
             // d(s/x)/dx = -s/x² = -(s/x)/x
-            Kind::RDiv => g.mul(cx.output).div(cx.input(0)).neg(),
+            Kind::RDiv => zip3_grad(g, cx.output, cx.input(0), Cost::Cheap, |g, y, x| -(g * y)
+                / x),
         })]
     }
 }

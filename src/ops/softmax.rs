@@ -24,7 +24,8 @@ impl<T: Element> Op<T> for Softmax {
     fn saves(&self) -> Saves {
         Saves::Output
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let g = &g;
         let y = cx.output;
         let (outer, n, inner) = split_at_axis(y.shape(), self.axis);
         let data = y.with_contiguous(|y| {

@@ -2,7 +2,7 @@
 //! derivative rule `df(g, x, y)` = upstream `g` × ∂y/∂x, evaluated in one fused
 //! pass in the backward walk.
 
-use super::{map_op, map_plain, zip_plain, Cost};
+use super::{map_grad, map_op, zip_grad, Cost};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::tensor::Tensor;
@@ -42,14 +42,14 @@ impl<T: Element, F: UnaryFn<T>> Op<T> for Unary<F> {
             Uses::Y => Saves::Output,
         }
     }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
         let k = self.0;
         let z = T::zero();
         let cost = cost_of::<T, F>();
         grads![Some(match F::USES {
-            Uses::None => map_plain(g, cost, |g| k.df(g, z, z)),
-            Uses::X => zip_plain(g.shape(), g, cx.input(0), cost, |g, x| k.df(g, x, z)),
-            Uses::Y => zip_plain(g.shape(), g, cx.output, cost, |g, y| k.df(g, z, y)),
+            Uses::None => map_grad(g, cost, |g| k.df(g, z, z)),
+            Uses::X => zip_grad(g, cx.input(0), cost, |g, x| k.df(g, x, z)),
+            Uses::Y => zip_grad(g, cx.output, cost, |g, y| k.df(g, z, y)),
         })]
     }
 }
