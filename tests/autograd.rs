@@ -271,3 +271,23 @@ fn gradients_collection() {
     assert_eq!(pairs, vec![(a.id(), vec![2])]);
     assert!(g.remove(&a).is_some() && g.is_empty());
 }
+
+#[test]
+fn backward_never_writes_into_the_callers_tensors() {
+    // rules may reuse the gradient buffer they are handed, but never one the
+    // caller can see: the upstream of backward_with, or a tensor of the graph
+    let x = t(&[0.5, -1.0, 2.0], &[3]).requires_grad();
+    let y = (&x * 3.0).tanh().neg().exp() / 2.0;
+    let v = t(&[1.0, 2.0, 3.0], &[3]);
+    let snapshot = (v.to_vec(), y.to_vec(), x.to_vec());
+    let g1 = y.backward_with(&v).unwrap().get(&x).unwrap().to_vec();
+    let g2 = y.backward_with(&v).unwrap().get(&x).unwrap().to_vec();
+    assert_eq!(g1, g2);
+    assert_eq!((v.to_vec(), y.to_vec(), x.to_vec()), snapshot);
+    // the same gradient by hand: d/dx exp(-tanh(3x))/2 = -3·(1 − tanh²)·exp(−tanh)/2
+    for (i, &xi) in [0.5f64, -1.0, 2.0].iter().enumerate() {
+        let th = (3.0 * xi).tanh();
+        let want = (i + 1) as f64 * -3.0 * (1.0 - th * th) * (-th).exp() / 2.0;
+        assert!((g1[i] - want).abs() < 1e-12, "{} vs {want}", g1[i]);
+    }
+}
