@@ -1,6 +1,8 @@
 //! Matrix multiply through the `gemm` crate, on strided operands (a transposed
 //! operand is passed as swapped strides, never copied).
 
+use std::mem::MaybeUninit;
+
 use crate::element::Element;
 
 /// A strided matrix inside a buffer: element `(i, j)` is at `offset + i*rs + j*cs`.
@@ -45,19 +47,17 @@ thread_local! {
     pub(crate) static CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// `out = a · b` (or `out += a · b` with `accumulate`), where `a` is `m × k`, `b`
-/// is `k × n` and `out` is a dense row-major `m × n` slice. Large products use
-/// the thread pool, unless `serial` (set when the caller already runs products
-/// in parallel).
-#[allow(clippy::too_many_arguments)]
+/// `out = a · b`, where `a` is `m × k`, `b` is `k × n` and `out` is a dense
+/// row-major `m × n` slice, possibly uninitialised: every element is written, so
+/// output buffers need no zero-fill first. Large products use the thread pool,
+/// unless `serial` (set when the caller already runs products in parallel).
 pub(crate) fn matmul<T: Element>(
     m: usize,
     k: usize,
     n: usize,
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
-    out: &mut [T],
-    accumulate: bool,
+    out: &mut [MaybeUninit<T>],
     serial: bool,
 ) {
     #[cfg(test)]
@@ -67,9 +67,9 @@ pub(crate) fn matmul<T: Element>(
         return;
     }
     if k == 0 {
-        if !accumulate {
-            out.fill(T::zero());
-        }
+        out.iter_mut().for_each(|v| {
+            v.write(T::zero());
+        });
         return;
     }
     a.check(m, k);
@@ -86,7 +86,7 @@ pub(crate) fn matmul<T: Element>(
         } else {
             gemm::Parallelism::None
         };
-        return gemm_rows(m, k, n, a, b, out, accumulate, par);
+        return gemm_rows(m, k, n, a, b, out, par);
     }
     // Split the rows: each part is one single-threaded product into its own
     // slice of the output (measured faster than `gemm`'s own threading here).
@@ -100,29 +100,18 @@ pub(crate) fn matmul<T: Element>(
                 offset: a.offset + r0 * a.rs,
                 ..a
             };
-            gemm_rows(
-                dst.len() / n,
-                k,
-                n,
-                part_a,
-                b,
-                dst,
-                accumulate,
-                gemm::Parallelism::None,
-            );
+            gemm_rows(dst.len() / n, k, n, part_a, b, dst, gemm::Parallelism::None);
         });
 }
 
 /// One call of the `gemm` crate on checked operands.
-#[allow(clippy::too_many_arguments)]
 fn gemm_rows<T: Element>(
     m: usize,
     k: usize,
     n: usize,
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
-    out: &mut [T],
-    accumulate: bool,
+    out: &mut [MaybeUninit<T>],
     parallelism: gemm::Parallelism,
 ) {
     debug_assert_eq!(out.len(), m * n);
@@ -130,25 +119,26 @@ fn gemm_rows<T: Element>(
     // SAFETY: `check` proved that every element the strides address lies inside
     // `a.data` and `b.data`; `out` holds exactly `m*n` elements addressed with row
     // stride `n` and column stride 1; `out` is a unique borrow, so it cannot
-    // overlap the shared inputs. `T` is `f32` or `f64` (sealed `Element`), which
-    // `gemm` supports.
+    // overlap the shared inputs. `gemm` writes every element of `out` without
+    // reading it (`read_dst = false`), so `out` may be uninitialised. `T` is `f32`
+    // or `f64` (sealed `Element`), which `gemm` supports.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out.as_mut_ptr().cast::<T>(),
             1,
             n as isize,
-            accumulate,
+            false,
             a.data.as_ptr().add(a.offset),
             a.cs as isize,
             a.rs as isize,
             b.data.as_ptr().add(b.offset),
             b.cs as isize,
             b.rs as isize,
-            // dst = alpha·dst + beta·(a·b): alpha only matters when reading dst
-            if accumulate { T::one() } else { T::zero() },
+            // dst = alpha·dst + beta·(a·b); dst is not read
+            T::zero(),
             T::one(),
             false,
             false,
@@ -161,6 +151,30 @@ fn gemm_rows<T: Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `matmul` into a fresh buffer.
+    fn product(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: MatRef<'_, f64>,
+        b: MatRef<'_, f64>,
+        serial: bool,
+    ) -> Vec<f64> {
+        let mut out = Vec::with_capacity(m * n);
+        matmul(
+            m,
+            k,
+            n,
+            a,
+            b,
+            &mut out.spare_capacity_mut()[..m * n],
+            serial,
+        );
+        // SAFETY: `matmul` wrote all `m * n` elements.
+        unsafe { out.set_len(m * n) };
+        out
+    }
 
     #[test]
     fn strided_operands() {
@@ -178,14 +192,9 @@ mod tests {
             rs: 1,
             cs: 2,
         };
-        let mut out = [0.0; 4];
-        matmul(2, 2, 2, ar, bt, &mut out, false, false);
-        assert_eq!(out, [5.0, 11.0, 11.0, 25.0]);
-        matmul(2, 2, 2, ar, bt, &mut out, true, true);
-        assert_eq!(out, [10.0, 22.0, 22.0, 50.0]);
-        let mut out = [7.0; 4];
-        matmul(2, 0, 2, ar, bt, &mut out, false, false);
-        assert_eq!(out, [0.0; 4]);
+        assert_eq!(product(2, 2, 2, ar, bt, false), [5.0, 11.0, 11.0, 25.0]);
+        assert_eq!(product(2, 2, 2, ar, bt, true), [5.0, 11.0, 11.0, 25.0]);
+        assert_eq!(product(2, 0, 2, ar, bt, false), [0.0; 4]);
     }
 
     #[test]
@@ -206,10 +215,8 @@ mod tests {
             rs: 1,
             cs: k,
         }; // bᵀ read as k × n
-        let mut split = vec![0.0; m * n];
-        matmul(m, k, n, am, bm, &mut split, false, false);
-        let mut serial = vec![0.0; m * n];
-        matmul(m, k, n, am, bm, &mut serial, false, true);
+        let split = product(m, k, n, am, bm, false);
+        let serial = product(m, k, n, am, bm, true);
         assert_eq!(split, serial);
         let mut naive = vec![0.0; m * n];
         for i in 0..m {
@@ -218,7 +225,5 @@ mod tests {
             }
         }
         assert_eq!(split, naive);
-        matmul(m, k, n, am, bm, &mut split, true, false);
-        assert!(split.iter().zip(&naive).all(|(s, v)| *s == 2.0 * v));
     }
 }

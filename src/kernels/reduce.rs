@@ -2,8 +2,15 @@
 //! row-wise softmax family.
 
 use crate::element::Element;
+use rayon::prelude::*;
+
 use crate::layout::{for_each_row, Layout};
 use crate::pool;
+
+/// Row-wise kernels (softmax family) on at least this many elements split their
+/// rows over the thread pool, in groups of about `ROWS_CHUNK` elements.
+const PARALLEL_ROWS_LEN: usize = 1 << 15;
+const ROWS_CHUNK: usize = 1 << 13;
 
 /// Sum of a slice with eight independent accumulators (vectorisable, and more
 /// accurate than one running sum).
@@ -119,14 +126,26 @@ fn for_each_lane<T: Element>(
     n: usize,
     inner: usize,
     out: &mut [T],
-    mut f: impl FnMut(&[T], &mut [T]),
+    f: impl Fn(&[T], &mut [T]) + Sync,
 ) {
     if n == 0 {
         return;
     }
     if inner == 1 {
-        for (src, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-            f(src, dst);
+        if x.len() >= PARALLEL_ROWS_LEN {
+            // rows are independent: groups of them on the thread pool
+            let rows = (ROWS_CHUNK / n).max(1) * n;
+            out.par_chunks_mut(rows)
+                .zip(x.par_chunks(rows))
+                .for_each(|(dst, src)| {
+                    for (s, d) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
+                        f(s, d);
+                    }
+                });
+        } else {
+            for (src, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+                f(src, dst);
+            }
         }
         return;
     }
@@ -261,18 +280,28 @@ fn lanes2<T: Element>(
     n: usize,
     inner: usize,
     out: &mut [T],
-    mut f: impl FnMut(&[T], &[T], &mut [T]),
+    f: impl Fn(&[T], &[T], &mut [T]) + Sync,
 ) {
     if n == 0 {
         return;
     }
     if inner == 1 {
-        for ((a, b), d) in a
-            .chunks_exact(n)
-            .zip(b.chunks_exact(n))
-            .zip(out.chunks_exact_mut(n))
-        {
-            f(a, b, d);
+        let each = |a: &[T], b: &[T], d: &mut [T]| {
+            for ((a, b), d) in a
+                .chunks_exact(n)
+                .zip(b.chunks_exact(n))
+                .zip(d.chunks_exact_mut(n))
+            {
+                f(a, b, d);
+            }
+        };
+        if a.len() >= PARALLEL_ROWS_LEN {
+            let rows = (ROWS_CHUNK / n).max(1) * n;
+            out.par_chunks_mut(rows)
+                .zip(a.par_chunks(rows).zip(b.par_chunks(rows)))
+                .for_each(|(d, (a, b))| each(a, b, d));
+        } else {
+            each(a, b, out);
         }
         return;
     }

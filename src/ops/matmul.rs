@@ -7,6 +7,8 @@ use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
 use crate::kernels::gemm::{matmul as gemm, MatRef, PARALLEL_BATCH_WORK};
 use crate::layout::for_each_row;
 use crate::shape::{broadcast_shapes, numel, Dims};
@@ -91,7 +93,8 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
         .expect("internal error: matmul batch dims checked by the caller");
     let mut out_shape: Dims = batch.clone();
     out_shape.extend([m, n]);
-    let mut out = crate::pool::filled(numel(&out_shape), T::zero());
+    let len = numel(&out_shape);
+    let mut out: Vec<T> = crate::pool::take(len);
     {
         let r = ReadMany::new(&[a, b]);
         let (la, lb) = (a.layout(), b.layout());
@@ -111,7 +114,15 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
                     rs: a_rs,
                     cs: a_cs,
                 };
-                gemm(numel(&sa[..na - 1]), k, n, am, bm, &mut out, false, false);
+                gemm(
+                    numel(&sa[..na - 1]),
+                    k,
+                    n,
+                    am,
+                    bm,
+                    &mut out.spare_capacity_mut()[..len],
+                    false,
+                );
             }
             _ => {
                 let mut full_a: Dims = batch.clone();
@@ -131,30 +142,37 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
                     },
                 );
                 let a_rs = ba.strides[nbat];
-                let product = |dst: &mut [T], &(oa, ob): &(usize, usize), serial: bool| {
-                    let am = MatRef {
-                        data: r.get(0),
-                        offset: oa,
-                        rs: a_rs,
-                        cs: a_cs,
+                let product =
+                    |dst: &mut [MaybeUninit<T>], &(oa, ob): &(usize, usize), serial: bool| {
+                        let am = MatRef {
+                            data: r.get(0),
+                            offset: oa,
+                            rs: a_rs,
+                            cs: a_cs,
+                        };
+                        let bm = MatRef { offset: ob, ..bm };
+                        gemm(m, k, n, am, bm, dst, serial);
                     };
-                    let bm = MatRef { offset: ob, ..bm };
-                    gemm(m, k, n, am, bm, dst, false, serial);
-                };
                 let chunk = (m * n).max(1);
+                let spare = &mut out.spare_capacity_mut()[..len];
                 if offsets.len() > 1 && offsets.len() * m * n * k >= PARALLEL_BATCH_WORK {
                     // many small products: one task each, each on one thread
-                    out.par_chunks_exact_mut(chunk)
+                    spare
+                        .par_chunks_exact_mut(chunk)
                         .zip(offsets.par_iter())
                         .for_each(|(dst, o)| product(dst, o, true));
                 } else {
-                    for (dst, o) in out.chunks_exact_mut(chunk).zip(&offsets) {
+                    for (dst, o) in spare.chunks_exact_mut(chunk).zip(&offsets) {
                         product(dst, o, false);
                     }
                 }
             }
         }
     }
+    // SAFETY: every element of `out[..len]` was written above: the products
+    // cover the output exactly (one per batch index, each `m × n`), and the GEMM
+    // writes all of its output (zeros when `k == 0`).
+    unsafe { out.set_len(len) };
     Tensor::from_op_data(out, &out_shape, MatMul, &[a, b])
 }
 

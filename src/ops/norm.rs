@@ -4,6 +4,8 @@
 //! it stays in the tests as the reference.) Public as
 //! `nn::functional::layer_norm`.
 
+use rayon::prelude::*;
+
 use crate::autograd::{BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::pool;
@@ -14,6 +16,20 @@ struct LayerNorm<T> {
     stats: Vec<(T, T)>,
     has_weight: bool,
     has_bias: bool,
+}
+
+/// Inputs of at least this many elements split their rows over the thread pool,
+/// in groups of about `GROUP` elements.
+const PARALLEL_LEN: usize = 1 << 15;
+const GROUP: usize = 1 << 13;
+
+/// One group of rows in the backward pass: `dx` to fill, `x` and `g`, and the
+/// rows' statistics.
+type BackwardGroup<'a, T> = ((&'a mut [T], (&'a [T], &'a [T])), &'a [(T, T)]);
+
+/// Rows per group for rows of length `d`.
+fn group_rows(d: usize) -> usize {
+    (GROUP / d.max(1)).max(1)
 }
 
 /// `(x − mean) / sqrt(var + eps) · weight + bias` over the last axis (biased
@@ -28,28 +44,40 @@ pub(crate) fn layer_norm<T: Element>(
         .shape()
         .last()
         .expect("internal error: layer_norm of a 0-d tensor");
-    let rows = x.numel().checked_div(d).unwrap_or(0);
     let w = weight.map(Tensor::to_vec);
     let b = bias.map(Tensor::to_vec);
-    let mut stats = Vec::with_capacity(rows);
-    let mut out = pool::take(x.numel());
-    x.with_contiguous(|x| {
-        for row in x.chunks_exact(d.max(1)).take(rows) {
-            let mean = row.iter().copied().sum::<T>() / c(d as f64);
-            let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / c(d as f64);
-            let rstd = T::one() / (var + eps).sqrt();
-            stats.push((mean, rstd));
-            let normed = row.iter().map(|&v| (v - mean) * rstd);
-            match (&w, &b) {
-                (Some(w), Some(b)) => {
-                    out.extend(normed.zip(w).zip(b).map(|((v, &w), &b)| v * w + b))
+    let mut out = pool::filled(x.numel(), T::zero());
+    let stats: Vec<(T, T)> = if d == 0 {
+        Vec::new()
+    } else {
+        x.with_contiguous(|x| {
+            let rows = group_rows(d) * d;
+            let normalize = |(out, x): (&mut [T], &[T])| {
+                let mut stats = Vec::with_capacity(x.len() / d);
+                for (row, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+                    let mean = row.iter().copied().sum::<T>() / c(d as f64);
+                    let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / c(d as f64);
+                    let rstd = T::one() / (var + eps).sqrt();
+                    stats.push((mean, rstd));
+                    for (j, (o, &v)) in dst.iter_mut().zip(row).enumerate() {
+                        let n = (v - mean) * rstd;
+                        let n = w.as_ref().map_or(n, |w| n * w[j]);
+                        *o = b.as_ref().map_or(n, |b| n + b[j]);
+                    }
                 }
-                (Some(w), None) => out.extend(normed.zip(w).map(|(v, &w)| v * w)),
-                (None, Some(b)) => out.extend(normed.zip(b).map(|(v, &b)| v + b)),
-                (None, None) => out.extend(normed),
+                stats
+            };
+            if x.len() < PARALLEL_LEN {
+                return normalize((&mut out[..], x));
             }
-        }
-    });
+            let groups: Vec<Vec<(T, T)>> = out
+                .par_chunks_mut(rows)
+                .zip(x.par_chunks(rows))
+                .map(normalize)
+                .collect();
+            groups.concat()
+        })
+    };
     let op = LayerNorm {
         stats,
         has_weight: weight.is_some(),
@@ -70,48 +98,73 @@ impl<T: Element> Op<T> for LayerNorm<T> {
     }
     /// With `x̂ = (x − mean)·rstd` and `ĝ = g·weight`, per row of length `d`:
     /// `dx = rstd · (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))`, `dweight = Σ_rows g·x̂`,
-    /// `dbias = Σ_rows g`.
+    /// `dbias = Σ_rows g` (summed per group of rows, then across groups).
     fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
-        let g = &g;
         let x = cx.input(0);
         let d = *x.shape().last().expect("internal error: layer_norm shape");
         let weight = self.has_weight.then(|| cx.input(1).to_vec());
         let need_w = self.has_weight && cx.needs(1);
         let need_b = self.has_bias && cx.needs(1 + self.has_weight as usize);
-        let mut dx = pool::take(x.numel());
-        let mut dw = vec![T::zero(); if need_w { d } else { 0 }];
-        let mut db = vec![T::zero(); if need_b { d } else { 0 }];
-        let mut ghat = vec![T::zero(); d];
-        let mut xhat = vec![T::zero(); d];
+        let mut dx = pool::filled(x.numel(), T::zero());
         let inv_d = T::one() / c(d as f64);
-        x.with_contiguous(|x| {
-            g.with_contiguous(|g| {
-                let rows = x.chunks_exact(d.max(1)).zip(g.chunks_exact(d.max(1)));
-                for ((xr, gr), &(mean, rstd)) in rows.zip(&self.stats) {
-                    let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
-                    for j in 0..d {
-                        xhat[j] = (xr[j] - mean) * rstd;
-                        ghat[j] = match &weight {
-                            Some(w) => gr[j] * w[j],
-                            None => gr[j],
-                        };
-                        sum_g += ghat[j];
-                        sum_gx += ghat[j] * xhat[j];
+        let zeros = |on: bool| vec![T::zero(); if on { d } else { 0 }];
+        let (dw, db) = if d == 0 {
+            (zeros(need_w), zeros(need_b))
+        } else {
+            x.with_contiguous(|x| {
+                g.with_contiguous(|g| {
+                    let group = group_rows(d);
+                    let rows = group * d;
+                    let grads = |((dx, (x, g)), stats): BackwardGroup<'_, T>| {
+                        let (mut dw, mut db) = (zeros(need_w), zeros(need_b));
+                        let mut ghat = vec![T::zero(); d];
+                        let mut xhat = vec![T::zero(); d];
+                        let rows = x
+                            .chunks_exact(d)
+                            .zip(g.chunks_exact(d))
+                            .zip(dx.chunks_exact_mut(d));
+                        for (((xr, gr), dxr), &(mean, rstd)) in rows.zip(stats) {
+                            let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
+                            for j in 0..d {
+                                xhat[j] = (xr[j] - mean) * rstd;
+                                ghat[j] = weight.as_ref().map_or(gr[j], |w| gr[j] * w[j]);
+                                sum_g += ghat[j];
+                                sum_gx += ghat[j] * xhat[j];
+                            }
+                            let (mg, mgx) = (sum_g * inv_d, sum_gx * inv_d);
+                            for (j, o) in dxr.iter_mut().enumerate() {
+                                *o = rstd * (ghat[j] - mg - xhat[j] * mgx);
+                            }
+                            if need_w {
+                                dw.iter_mut()
+                                    .zip(gr)
+                                    .zip(&xhat)
+                                    .for_each(|((a, &g), &h)| *a += g * h);
+                            }
+                            if need_b {
+                                db.iter_mut().zip(gr).for_each(|(a, &g)| *a += g);
+                            }
+                        }
+                        (dw, db)
+                    };
+                    if x.len() < PARALLEL_LEN {
+                        return grads(((&mut dx[..], (x, g)), &self.stats[..]));
                     }
-                    let (mg, mgx) = (sum_g * inv_d, sum_gx * inv_d);
-                    dx.extend((0..d).map(|j| rstd * (ghat[j] - mg - xhat[j] * mgx)));
-                    if need_w {
-                        dw.iter_mut()
-                            .zip(gr)
-                            .zip(&xhat)
-                            .for_each(|((a, &g), &h)| *a += g * h);
-                    }
-                    if need_b {
-                        db.iter_mut().zip(gr).for_each(|(a, &g)| *a += g);
-                    }
-                }
+                    dx.par_chunks_mut(rows)
+                        .zip(x.par_chunks(rows).zip(g.par_chunks(rows)))
+                        .zip(self.stats.par_chunks(group))
+                        .map(grads)
+                        .reduce(
+                            || (zeros(need_w), zeros(need_b)),
+                            |(mut w1, mut b1), (w2, b2)| {
+                                w1.iter_mut().zip(w2).for_each(|(a, b)| *a += b);
+                                b1.iter_mut().zip(b2).for_each(|(a, b)| *a += b);
+                                (w1, b1)
+                            },
+                        )
+                })
             })
-        });
+        };
         let mut grads: InputGrads<T> =
             smallvec::smallvec![cx.needs(0).then(|| Tensor::from_data(dx, x.shape()))];
         if self.has_weight {
@@ -170,6 +223,30 @@ mod tests {
         ] {
             let fused = layer_norm(&x, wo, bo, 1e-5);
             assert_close(&fused, &composite(&x, wo, bo, 1e-5).to_vec(), 1e-12);
+        }
+    }
+
+    #[test]
+    fn parallel_groups_match_the_composite() {
+        // 64 rows of 1024: above the parallel size, many groups
+        let x = rand_leaf(&[64, 1024], 11);
+        let w = rand_leaf(&[1024], 12);
+        let b = rand_leaf(&[1024], 13);
+        let weigh = rand_leaf(&[64, 1024], 14).detach();
+        let fused = layer_norm(&x, Some(&w), Some(&b), 1e-5);
+        assert_close(
+            &fused,
+            &composite(&x, Some(&w), Some(&b), 1e-5).to_vec(),
+            1e-12,
+        );
+        let g1 = fused.mul(&weigh).sum().backward().unwrap();
+        let g2 = composite(&x, Some(&w), Some(&b), 1e-5)
+            .mul(&weigh)
+            .sum()
+            .backward()
+            .unwrap();
+        for t in [&x, &w, &b] {
+            assert_close(g1.get(t).unwrap(), &g2.get(t).unwrap().to_vec(), 1e-10);
         }
     }
 
