@@ -1,10 +1,10 @@
-//! The examples' core, run as tests: `examples/leaf_flower.rs` and
+//! The examples' core, run as tests: `examples/leaf_flower/` and
 //! `examples/moons.rs` are included as modules and their `run` functions called,
 //! briefly and at their full default settings (both take about a second in a
 //! debug build), writing into temporary directories.
 
 #[allow(dead_code)]
-#[path = "../examples/leaf_flower.rs"]
+#[path = "../examples/leaf_flower/main.rs"]
 mod leaf_flower;
 
 #[allow(dead_code)]
