@@ -35,11 +35,21 @@
 //! - [`Tensor`]: construction, inspection, and every differentiable op (the op
 //!   table is in the `ops` module source); operators `+ - * /` broadcast.
 //! - Autograd: [`Tensor::requires_grad`], [`Tensor::backward`],
-//!   [`Tensor::backward_with`], [`Gradients`], [`Tensor::detach`], [`no_grad`].
+//!   [`Tensor::backward_with`], [`Gradients`], [`Tensor::detach`], [`no_grad`];
+//!   in-place updates with [`Tensor::assign`], guarded by buffer versions.
 //! - [`gradcheck`]: finite-difference checking for your own tests.
+//! - [`loss`]: losses (mean-reduced, and unreduced in [`loss::per_sample`]).
+//! - [`optim`]: optimizers that update parameters in place, and
+//!   [`optim::lr`] schedules.
+//! - [`nn`]: the [`nn::Module`] trait, layers, initialisers and
+//!   [`nn::functional`].
+//! - [`data`]: shuffled mini-batches; [`io`]: safetensors checkpoints.
 //! - [`Error`]: what can go wrong. Methods that combine shapes panic with the
 //!   error's message (pointing at your line); each has a `try_` twin that
 //!   returns [`Result`].
+//!
+//! `docs/guide.md` in the repository tells the whole training story for
+//! newcomers; `docs/performance.md` compares the speed with PyTorch.
 //!
 //! Tensors are generic over the element type: `Tensor<f32>` (the default) and
 //! `Tensor<f64>`. The default does not drive type inference, so annotate:
