@@ -13,6 +13,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// [`Tensor::assign`]: crate::Tensor::assign
 pub(crate) struct Storage<T: crate::element::Element> {
     data: RwLock<Vec<T>>,
+    /// The buffer's length, which never changes (updates write elements only).
+    len: usize,
     version: AtomicU64,
 }
 
@@ -20,6 +22,7 @@ impl<T: crate::element::Element> Storage<T> {
     #[inline]
     pub(crate) fn new(data: Vec<T>) -> Arc<Self> {
         Arc::new(Storage {
+            len: data.len(),
             data: RwLock::new(data),
             version: AtomicU64::new(0),
         })
@@ -44,6 +47,12 @@ impl<T: crate::element::Element> Storage<T> {
     #[inline]
     pub(crate) fn write_fresh(&self) -> RwLockWriteGuard<'_, Vec<T>> {
         self.data.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The number of elements in the buffer (no lock needed).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     #[inline]

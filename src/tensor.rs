@@ -216,7 +216,7 @@ impl<T: Element> Tensor<T> {
             && Arc::strong_count(&self.0.storage) == 1
             && self.0.layout.offset == 0
             && self.0.layout.is_contiguous()
-            && self.read().len() == self.numel()
+            && self.0.storage.len() == self.numel()
     }
 
     // ----- public inspection -----

@@ -99,6 +99,7 @@ fn run<T: Element>(root: &Tensor<T>, seed: Tensor<T>) -> Result<Gradients<T>> {
     //    that need no gradient), so that the walk below never hashes.
     const NONE: u32 = u32::MAX;
     let mut nodes: Vec<&Tensor<T>> = vec![root];
+    let mut ids: Vec<usize> = vec![root.0.id];
     let mut edges: Vec<u32> = Vec::new();
     let mut first_edge: Vec<u32> = Vec::new();
     let mut index: IdMap<u32> = IdMap::default();
@@ -116,6 +117,7 @@ fn run<T: Element>(root: &Tensor<T>, seed: Tensor<T>) -> Result<Gradients<T>> {
                 let slot = *index.entry(input.0.id).or_insert(next);
                 if slot == next {
                     nodes.push(input);
+                    ids.push(input.0.id);
                 }
                 edges.push(slot);
             }
@@ -126,7 +128,7 @@ fn run<T: Element>(root: &Tensor<T>, seed: Tensor<T>) -> Result<Gradients<T>> {
     // 2. Ids grow with creation, so descending id is a reverse topological order:
     //    a node's gradient is complete when its turn comes.
     let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| Reverse(nodes[i as usize].0.id));
+    order.sort_unstable_by_key(|&i| Reverse(ids[i as usize]));
 
     // 3. The walk. Each gradient is taken out of its slot when used, so
     //    intermediate gradients are freed as soon as they are passed on.
@@ -195,7 +197,9 @@ fn run<T: Element>(root: &Tensor<T>, seed: Tensor<T>) -> Result<Gradients<T>> {
 
 fn check_versions<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>) -> Result<()> {
     let saves = gf.op.saves();
-    let op = gf.op.name();
+    if saves == Saves::Nothing {
+        return Ok(());
+    }
     let checked = |j: usize| match saves {
         Saves::Inputs | Saves::Both => true,
         Saves::Input(i) => i == j,
@@ -206,7 +210,7 @@ fn check_versions<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>) -> Result<()
             let current = input.storage().version();
             if current != saved {
                 return Err(Error::ModifiedInPlace {
-                    op,
+                    op: gf.op.name(),
                     which: format!("input {j}"),
                     saved,
                     current,
@@ -218,7 +222,7 @@ fn check_versions<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>) -> Result<()
         let current = node.storage().version();
         if current != gf.out_version {
             return Err(Error::ModifiedInPlace {
-                op,
+                op: gf.op.name(),
                 which: "output".into(),
                 saved: gf.out_version,
                 current,
