@@ -15,13 +15,9 @@ fn binary<T: Element>(
     a: &Tensor<T>,
     b: &Tensor<T>,
     op: impl Op<T>,
+    cost: Cost,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Result<Tensor<T>> {
-    let cost = if name == "pow" {
-        Cost::Costly
-    } else {
-        Cost::Cheap
-    };
     let shape = try_broadcast(name, a.shape(), b.shape())?;
     let (la, lb) = (
         a.layout().broadcast_to(&shape),
@@ -35,7 +31,7 @@ fn binary<T: Element>(
 }
 
 macro_rules! binary_method {
-    ($(#[$doc:meta])* $name:ident, $try_name:ident, $op:expr, $f:expr) => {
+    ($(#[$doc:meta])* $name:ident, $try_name:ident, $op:expr, $cost:ident, $f:expr) => {
         impl<T: Element> Tensor<T> {
             $(#[$doc])*
             ///
@@ -48,7 +44,7 @@ macro_rules! binary_method {
 
             #[doc = concat!("Like [`", stringify!($name), "`](Tensor::", stringify!($name), "), returning [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) instead of panicking.")]
             pub fn $try_name(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-                binary(stringify!($name), self, other, $op, $f)
+                binary(stringify!($name), self, other, $op, Cost::$cost, $f)
             }
         }
     };
@@ -68,7 +64,7 @@ binary_method!(
     /// assert_eq!(a.add(&b).to_vec(), vec![11., 22., 13., 24.]);
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    add, try_add, Add, |a, b| a + b
+    add, try_add, Add, Cheap, |a, b| a + b
 );
 
 impl<T: Element> Op<T> for Add {
@@ -89,7 +85,7 @@ struct Sub;
 
 binary_method!(
     /// Elementwise `self - other`, broadcasting (also the `-` operator).
-    sub, try_sub, Sub, |a, b| a - b
+    sub, try_sub, Sub, Cheap, |a, b| a - b
 );
 
 impl<T: Element> Op<T> for Sub {
@@ -114,7 +110,7 @@ struct Mul;
 
 binary_method!(
     /// Elementwise `self * other`, broadcasting (also the `*` operator).
-    mul, try_mul, Mul, |a, b| a * b
+    mul, try_mul, Mul, Cheap, |a, b| a * b
 );
 
 impl<T: Element> Op<T> for Mul {
@@ -139,7 +135,7 @@ struct Div;
 binary_method!(
     /// Elementwise `self / other`, broadcasting (also the `/` operator). Division
     /// by zero follows IEEE 754 (`±inf` or NaN).
-    div, try_div, Div, |a, b| a / b
+    div, try_div, Div, Cheap, |a, b| a / b
 );
 
 impl<T: Element> Op<T> for Div {
@@ -177,7 +173,7 @@ binary_method!(
     /// assert_eq!(a.pow(&b).to_vec(), vec![8.0, 3.0]);
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    pow, try_pow, Pow, |a: T, b: T| a.powf(b)
+    pow, try_pow, Pow, Costly, |a: T, b: T| a.powf(b)
 );
 
 impl<T: Element> Op<T> for Pow {
@@ -238,13 +234,13 @@ binary_method!(
     /// assert!(m[2].is_nan());
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    maximum, try_maximum, Extremum::<true>, extremum::<T, true>
+    maximum, try_maximum, Extremum::<true>, Cheap, extremum::<T, true>
 );
 
 binary_method!(
     /// Elementwise minimum, broadcasting; NaN propagates and ties split the
     /// gradient ½/½, as in [`maximum`](Tensor::maximum).
-    minimum, try_minimum, Extremum::<false>, extremum::<T, false>
+    minimum, try_minimum, Extremum::<false>, Cheap, extremum::<T, false>
 );
 
 impl<T: Element, const MAX: bool> Op<T> for Extremum<MAX> {

@@ -99,11 +99,7 @@ pub(crate) fn map_op<T: Element>(
     cost: Cost,
     f: impl Fn(T) -> T + Sync,
 ) -> Tensor<T> {
-    let data = {
-        let d = x.read();
-        crate::kernels::elementwise::map(&d, x.layout(), cost, f)
-    };
-    Tensor::from_op_data_like(data, x, op, &[x])
+    Tensor::from_op_data_like(map_data(x, cost, f), x, op, &[x])
 }
 
 /// Elementwise `f(x)` as a plain tensor that records nothing (masks, derivatives).
@@ -113,11 +109,13 @@ pub(crate) fn map_plain<T: Element>(
     cost: Cost,
     f: impl Fn(T) -> T + Sync,
 ) -> Tensor<T> {
-    let data = {
-        let d = x.read();
-        crate::kernels::elementwise::map(&d, x.layout(), cost, f)
-    };
-    Tensor::from_data(data, x.shape())
+    Tensor::from_data(map_data(x, cost, f), x.shape())
+}
+
+/// `f` over `x`'s elements in row-major order, into a fresh buffer.
+#[inline]
+fn map_data<T: Element>(x: &Tensor<T>, cost: Cost, f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    crate::kernels::elementwise::map(&x.read(), x.layout(), cost, f)
 }
 
 /// `f(a, b)` with `a` and `b` broadcast to `shape`, as a plain tensor (records nothing).

@@ -478,7 +478,7 @@ mod tests {
         check(|x| wsum(x[0].contiguous()), &[x.clone()]);
         check(|x| x[0].narrow(2, 1, 2).square(), &[x.clone()]);
         check(
-            |x| x[0].narrow(-1, 0, 3).t_last().reshape(&[18]),
+            |x| x[0].narrow(-1, 0, 3).transpose(-1, -2).reshape(&[18]),
             &[x.clone()],
         );
         check(|x| x[0].flatten().mul(&w), &[x.clone()]);
@@ -509,14 +509,5 @@ mod tests {
             |x| sum_to_shape(&x[0].broadcast_to(&[2, 3, 4]).square(), &[3, 1]).unwrap(),
             &[x],
         );
-    }
-
-    trait TLast {
-        fn t_last(&self) -> Self;
-    }
-    impl TLast for Tensor<f64> {
-        fn t_last(&self) -> Self {
-            self.transpose(-1, -2)
-        }
     }
 }
