@@ -66,6 +66,40 @@ pub enum Error {
          requires_grad() leads to it, or it was built under no_grad)"
     )]
     NoGraph,
+    /// `backward` or [`grad`](crate::grad) was called on a tensor that needs no
+    /// gradient because it was computed from a gradient taken without
+    /// `create_graph`: such a gradient is a plain value with no graph behind it.
+    #[error(
+        "backward: the tensor does not require a gradient: it was computed from a \
+         gradient taken without create_graph, which carries no graph; take that \
+         gradient with grad(.., GradOptions {{ create_graph: true, .. }}) to \
+         differentiate it again"
+    )]
+    GradientWithoutGraph,
+    /// [`grad`](crate::grad) was asked for the gradient of an output with more than
+    /// one element without an upstream gradient.
+    #[error(
+        "grad: the output has shape {shape:?}, not a single element; pass the \
+         gradient to seed it with as GradOptions {{ upstream: Some(..), .. }} (a \
+         tensor of that shape: the result is the vector-Jacobian product)"
+    )]
+    NeedsUpstream {
+        /// The output's shape.
+        shape: Vec<usize>,
+    },
+    /// [`grad`](crate::grad) was asked for the gradient with respect to a tensor
+    /// the output does not depend on.
+    #[error(
+        "grad: input {position} (shape {shape:?}) is not used to compute the output \
+         (or does not require a gradient); pass allow_unused: true in GradOptions \
+         to get zeros for it"
+    )]
+    UnusedInput {
+        /// The input's position in the slice given to `grad`.
+        position: usize,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
     /// An index is out of range for the axis it selects along.
     #[error("{op}: index {index} is out of range for an axis of size {size}")]
     IndexOutOfRange {
@@ -119,6 +153,39 @@ pub enum Error {
         /// The gradient computed by backward.
         analytic: f64,
         /// The gradient estimated by central differences.
+        numeric: f64,
+        /// The absolute tolerance used.
+        atol: f64,
+        /// The relative tolerance used.
+        rtol: f64,
+    },
+    /// An analytic second derivative disagrees with the central difference of the
+    /// analytic gradient ([`gradgradcheck`](crate::gradcheck::gradgradcheck)).
+    #[error(
+        "gradgradcheck: d(gradient of input {grad_of}, element {grad_element} (index \
+         {grad_index:?})) / d({wrt}, element {wrt_element} (index {wrt_index:?})): \
+         analytic {analytic:.8e} vs numeric {numeric:.8e} (|difference| {diff:.3e} \
+         exceeds atol {atol:e} + rtol {rtol:e} * |numeric|)",
+        wrt = wrt_input.map_or("the upstream gradient".to_string(), |i| format!("input {i}")),
+        diff = (analytic - numeric).abs()
+    )]
+    GradGradCheck {
+        /// The input whose gradient was differentiated.
+        grad_of: usize,
+        /// The row-major flat index of the element within that gradient.
+        grad_element: usize,
+        /// The same element as a multi-index.
+        grad_index: Vec<usize>,
+        /// The input the gradient was differentiated with respect to; `None` for
+        /// the random upstream gradient the check seeds the first backward with.
+        wrt_input: Option<usize>,
+        /// The row-major flat index of the perturbed element.
+        wrt_element: usize,
+        /// The same element as a multi-index.
+        wrt_index: Vec<usize>,
+        /// The second derivative computed by backward through the gradient.
+        analytic: f64,
+        /// The central difference of the analytic gradient.
         numeric: f64,
         /// The absolute tolerance used.
         atol: f64,

@@ -1,5 +1,7 @@
 //! Finite-difference gradient checking: compare what `backward` computes with
-//! central differences, element by element. Meant for users' own unit tests.
+//! central differences, element by element ([`gradcheck`]), and second
+//! derivatives with central differences of the analytic gradient
+//! ([`gradgradcheck`]). Meant for users' own unit tests.
 //!
 //! ```
 //! use ferrograd::{gradcheck::gradcheck, Tensor};
@@ -10,12 +12,15 @@
 //! # Ok::<(), ferrograd::Error>(())
 //! ```
 
-use crate::autograd::no_grad;
+use std::cell::RefCell;
+
+use crate::autograd::{enable_grad, grad, no_grad, GradOptions};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::shape::unravel;
 use crate::storage::Storage;
 use crate::tensor::Tensor;
+use rand::SeedableRng;
 
 /// Settings of a gradient check; `Default` is PyTorch's (`eps` 1e-6, `atol` 1e-5,
 /// `rtol` 1e-3).
@@ -185,6 +190,151 @@ impl GradCheck {
             }
         }
         Ok(report)
+    }
+}
+
+/// Checks `f`'s second derivatives with the default settings; see
+/// [`GradCheck::check_gradgrad`].
+///
+/// ```
+/// use ferrograd::{gradcheck::gradgradcheck, Tensor};
+/// let x = Tensor::<f64>::from_vec(vec![0.3, -1.2, 2.0], &[3])?.requires_grad();
+/// let w = Tensor::<f64>::from_vec(vec![0.5, 0.1, -0.7, 1.1, 0.2, 0.0], &[3, 2])?.requires_grad();
+/// gradgradcheck(|t| t[0].matmul(&t[1]).tanh(), &[x, w])?;
+/// # Ok::<(), ferrograd::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::GradGradCheck`] naming the gradient element and the input element
+/// where the analytic and numeric second derivatives disagree, with both values.
+pub fn gradgradcheck<F>(f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
+where
+    F: Fn(&[Tensor<f64>]) -> Tensor<f64>,
+{
+    GradCheck::default().check_gradgrad(f, inputs)
+}
+
+impl GradCheck {
+    /// Checks second derivatives, as PyTorch's `gradgradcheck`: the gradient of
+    /// `f` (seeded with a random upstream `u` that itself requires a gradient, so
+    /// that a rule which cuts its incoming gradient from the graph is caught)
+    /// is taken with `create_graph`, and [`check`](GradCheck::check) compares its
+    /// derivatives with respect to every input and to `u` with central
+    /// differences of the analytic gradient.
+    ///
+    /// The report counts `u` among the inputs checked. `u` is drawn from a
+    /// fixed seed, so a check is repeatable.
+    ///
+    /// ```
+    /// use ferrograd::{gradcheck::GradCheck, Error, Tensor};
+    /// let x = Tensor::<f64>::from_vec(vec![0.5, 1.5], &[2])?.requires_grad();
+    /// // x·stopgrad(x): the first derivative is right at x = x₀ only in value
+    /// let err = GradCheck::default().check_gradgrad(|t| &t[0] * &t[0].detach() * &t[0], &[x]).unwrap_err();
+    /// assert!(matches!(err, Error::GradGradCheck { grad_of: 0, .. }));
+    /// assert!(err.to_string().starts_with("gradgradcheck: d(gradient of input 0, element 0 (index [0])) / d(input 0"));
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::GradGradCheck`] at the first disagreement; the errors of
+    /// [`check`](GradCheck::check) for bad inputs; any error the inner
+    /// [`grad`](crate::grad) returns.
+    pub fn check_gradgrad<F>(&self, f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
+    where
+        F: Fn(&[Tensor<f64>]) -> Tensor<f64>,
+    {
+        let wanted: Vec<usize> = (0..inputs.len())
+            .filter(|&i| inputs[i].needs_grad())
+            .collect();
+        let n = inputs.len();
+        let out_shape = {
+            let _on = enable_grad();
+            f(inputs).shape().to_vec()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        let mut args = inputs.to_vec();
+        args.push(Tensor::randn(&out_shape, &mut rng).requires_grad());
+        let failure: RefCell<Option<Error>> = RefCell::new(None);
+        // The gradients of f with respect to the wanted inputs, seeded with the
+        // last argument and recorded, flattened into one vector.
+        let gradient = |args: &[Tensor<f64>]| -> Tensor<f64> {
+            // recording on even in gradcheck's numeric passes (which run under no_grad)
+            let _on = enable_grad();
+            let xs: Vec<Tensor<f64>> = args[..n]
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    if wanted.contains(&i) && !a.needs_grad() {
+                        a.requires_grad()
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect();
+            let targets: Vec<&Tensor<f64>> = wanted.iter().map(|&i| &xs[i]).collect();
+            let options = GradOptions {
+                create_graph: true,
+                allow_unused: true,
+                upstream: Some(args[n].clone()),
+            };
+            match grad(&f(&xs), &targets, options) {
+                Ok(gs) => {
+                    let flat: Vec<Tensor<f64>> =
+                        gs.iter().map(|g| g.reshape(&[g.numel()])).collect();
+                    let refs: Vec<&Tensor<f64>> = flat.iter().collect();
+                    if refs.is_empty() {
+                        Tensor::zeros(&[0])
+                    } else {
+                        Tensor::cat(&refs, 0)
+                    }
+                }
+                Err(e) => {
+                    failure.borrow_mut().get_or_insert(e);
+                    Tensor::zeros(&[wanted.iter().map(|&i| args[i].numel()).sum()])
+                }
+            }
+        };
+        let result = self.check(gradient, &args);
+        if let Some(e) = failure.into_inner() {
+            return Err(e);
+        }
+        result.map_err(|e| match e {
+            Error::GradCheck {
+                input,
+                element,
+                index,
+                output,
+                analytic,
+                numeric,
+                atol,
+                rtol,
+            } => {
+                // `output` indexes the concatenated gradients: find whose it is
+                let mut start = 0;
+                let mut grad_of = wanted[0];
+                for &i in &wanted {
+                    if output < start + inputs[i].numel() {
+                        grad_of = i;
+                        break;
+                    }
+                    start += inputs[i].numel();
+                }
+                let grad_element = output - start;
+                Error::GradGradCheck {
+                    grad_of,
+                    grad_element,
+                    grad_index: unravel(grad_element, inputs[grad_of].shape()),
+                    wrt_input: (input < n).then_some(input),
+                    wrt_element: element,
+                    wrt_index: index,
+                    analytic,
+                    numeric,
+                    atol,
+                    rtol,
+                }
+            }
+            other => other,
+        })
     }
 }
 

@@ -78,7 +78,9 @@ mod shape;
 mod storage;
 mod tensor;
 
-pub use autograd::{is_grad_enabled, no_grad, Gradients, NoGradGuard};
+pub use autograd::{
+    functional, grad, is_grad_enabled, no_grad, GradOptions, Gradients, NoGradGuard,
+};
 pub use element::Element;
 pub use error::{Error, Result};
 pub use pool::clear as clear_buffer_cache;

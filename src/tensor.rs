@@ -54,14 +54,31 @@ fn handles<T: Element>(inputs: &[&Tensor<T>]) -> SmallVec<[Tensor<T>; 2]> {
     v
 }
 
-/// The buffer versions of the inputs, as they are now.
-#[inline]
-fn versions<T: Element>(inputs: &[&Tensor<T>]) -> SmallVec<[u64; 2]> {
-    let mut v = SmallVec::new();
-    for t in inputs {
-        v.push(t.0.storage.version());
+/// The buffer versions of an op's inputs, noted *before* its kernel reads them,
+/// when the op is going to be recorded (`None` otherwise).
+///
+/// Every op follows the same order: note, read, record ([`Tensor::from_op`]).
+/// A writer ([`Tensor::assign`], an optimizer) bumps the version while it holds
+/// the buffer's write lock, so a version noted before the read is never newer
+/// than the values read: an update that slips in between makes the versions
+/// differ at backward time, which is an error, never a gradient computed from
+/// values the forward pass did not see.
+pub(crate) struct Seen(Option<SmallVec<[u64; 2]>>);
+
+impl Seen {
+    /// Notes the inputs' versions if the op will be recorded: recording is on and
+    /// an input needs a gradient.
+    #[inline]
+    pub(crate) fn note<T: Element>(inputs: &[&Tensor<T>]) -> Seen {
+        let record = inputs.iter().any(|t| t.0.requires_grad) && is_grad_enabled();
+        Seen(record.then(|| {
+            let mut v = SmallVec::new();
+            for t in inputs {
+                v.push(t.0.storage.version());
+            }
+            v
+        }))
     }
-    v
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
@@ -81,12 +98,26 @@ impl<T: Element> Tensor<T> {
         layout: Layout,
         requires_grad: bool,
     ) -> Self {
+        Self::plain(storage, layout, requires_grad, false)
+    }
+
+    /// A node with no recorded op; `grad_no_graph` marks a gradient computed
+    /// without `create_graph` (or a value computed from one).
+    #[inline]
+    fn plain(
+        storage: Arc<Storage<T>>,
+        layout: Layout,
+        requires_grad: bool,
+        grad_no_graph: bool,
+    ) -> Self {
+        crate::autograd::live_nodes::created();
         let node: Arc<Node<T>> = Arc::new(Node {
             id: next_id(),
             storage,
             layout,
             requires_grad,
             recorded: false,
+            grad_no_graph,
             inputs: SmallVec::new(),
             versions: SmallVec::new(),
             out_version: 0,
@@ -102,19 +133,27 @@ impl<T: Element> Tensor<T> {
         Self::from_parts(Storage::new(data), Layout::contiguous(shape), false)
     }
 
-    /// Builds an op's output over `storage`/`layout`, recording `op` with its inputs
-    /// when recording is on and any input needs a gradient.
+    /// Builds an op's output over `storage`/`layout`, recording `op` with its
+    /// inputs and the versions `seen` noted before the kernel read them, when
+    /// recording was on and an input needs a gradient.
     #[inline]
     pub(crate) fn from_op(
+        seen: Seen,
         storage: Arc<Storage<T>>,
         layout: Layout,
         op: impl Op<T>,
         inputs: &[&Tensor<T>],
     ) -> Self {
-        let record = inputs.iter().any(|t| t.0.requires_grad) && is_grad_enabled();
-        if !record {
-            return Self::from_parts(storage, layout, false);
-        }
+        #[cfg(test)]
+        crate::autograd::test_hooks::run(
+            crate::autograd::test_hooks::Point::BetweenReadAndRecord,
+            op.name(),
+        );
+        let Some(versions) = seen.0 else {
+            let from_grad = inputs.iter().any(|t| t.0.grad_no_graph);
+            return Self::plain(storage, layout, false, from_grad);
+        };
+        crate::autograd::live_nodes::created();
         let node: Arc<Node<T>> = Arc::new(Node {
             id: next_id(),
             out_version: storage.version(),
@@ -122,8 +161,9 @@ impl<T: Element> Tensor<T> {
             layout,
             requires_grad: true,
             recorded: true,
+            grad_no_graph: false,
             inputs: handles(inputs),
-            versions: versions(inputs),
+            versions,
             op,
         });
         Tensor(node)
@@ -133,6 +173,7 @@ impl<T: Element> Tensor<T> {
     /// layout when it is dense from offset 0, instead of recomputing strides).
     #[inline]
     pub(crate) fn from_op_data_like(
+        seen: Seen,
         data: Vec<T>,
         like: &Tensor<T>,
         op: impl Op<T>,
@@ -144,25 +185,34 @@ impl<T: Element> Tensor<T> {
         } else {
             Layout::contiguous(&l.shape)
         };
-        Self::from_op(Storage::new(data), layout, op, inputs)
+        Self::from_op(seen, Storage::new(data), layout, op, inputs)
     }
 
     /// A fresh contiguous output of `op`.
     #[inline]
     pub(crate) fn from_op_data(
+        seen: Seen,
         data: Vec<T>,
         shape: &[usize],
         op: impl Op<T>,
         inputs: &[&Tensor<T>],
     ) -> Self {
         debug_assert_eq!(data.len(), crate::shape::numel(shape));
-        Self::from_op(Storage::new(data), Layout::contiguous(shape), op, inputs)
+        Self::from_op(
+            seen,
+            Storage::new(data),
+            Layout::contiguous(shape),
+            op,
+            inputs,
+        )
     }
 
-    /// A view of `self` (same buffer) under another layout, produced by `op`.
+    /// A view of `self` (same buffer) under another layout, produced by `op`
+    /// (which reads no values: views save nothing).
     #[inline]
     pub(crate) fn view_op(&self, layout: Layout, op: impl Op<T>) -> Self {
-        Self::from_op(Arc::clone(&self.0.storage), layout, op, &[self])
+        let seen = Seen::note(&[self]);
+        Self::from_op(seen, Arc::clone(&self.0.storage), layout, op, &[self])
     }
 
     // ----- crate-internal access -----

@@ -1,7 +1,10 @@
 //! Tensors are `Send + Sync`: graphs built in one thread run backward in another,
 //! and independent graphs train in parallel.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use ferrograd::Tensor;
 
@@ -63,17 +66,88 @@ fn train(seed: u64) -> (f64, f64) {
 #[test]
 fn two_threads_train_independent_graphs_at_once() {
     let a = thread::spawn(|| train(1));
-    let b = thread::spawn(|| {
-        let _guard = ferrograd::no_grad(); // only this thread's recording is off...
-        drop(_guard); // ...and back on before it trains
-        train(7)
-    });
+    let b = thread::spawn(|| train(7));
     for (w, b) in [a.join().unwrap(), b.join().unwrap()] {
         assert!(
             (w - 3.0).abs() < 1e-6 && (b + 1.0).abs() < 1e-6,
             "w {w} b {b}"
         );
     }
+}
+
+#[test]
+fn a_no_grad_guard_in_one_thread_never_stops_another_from_recording() {
+    // Thread b holds a no_grad guard for the whole time thread a trains (the
+    // barriers make the overlap certain); a checks at every step that it still
+    // records (`train` asserts it), and b that its own recording is off.
+    let start = Arc::new(Barrier::new(2));
+    let done = Arc::new(Barrier::new(2));
+    let a = {
+        let (start, done) = (start.clone(), done.clone());
+        thread::spawn(move || {
+            start.wait();
+            let r = train(3);
+            done.wait();
+            r
+        })
+    };
+    let b = thread::spawn(move || {
+        let _guard = ferrograd::no_grad();
+        start.wait();
+        let w = Tensor::<f64>::ones(&[2]).requires_grad();
+        let off = !(&w * 2.0).needs_grad();
+        done.wait();
+        off
+    });
+    let (w, bias) = a.join().unwrap();
+    assert!((w - 3.0).abs() < 1e-6 && (bias + 1.0).abs() < 1e-6);
+    assert!(
+        b.join().unwrap(),
+        "the guard's own thread stopped recording"
+    );
+}
+
+#[test]
+fn an_ok_gradient_is_always_the_gradient_at_the_values_the_forward_pass_saw() {
+    // One thread runs y = Σ w·w and backward while another keeps setting w to
+    // uniform values k. Backward may refuse (the graph went stale), but every
+    // gradient it returns must be 2k for the k the forward pass saw (y = n·k²),
+    // never a mix of old and new values.
+    const N: usize = 64;
+    let w = Tensor::<f64>::full(&[N], 1.0).requires_grad();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (w, stop) = (w.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut k = 1.0;
+            while !stop.load(Ordering::Relaxed) {
+                k = if k >= 50.0 { 1.0 } else { k + 1.0 };
+                w.assign(&Tensor::full(&[N], k)).unwrap();
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let (mut ok, mut refused) = (0, 0);
+    while Instant::now() < deadline {
+        let y = w.mul(&w).sum();
+        let k = (y.item() / N as f64).sqrt();
+        match y.backward() {
+            Ok(g) => {
+                ok += 1;
+                let g = g.get(&w).unwrap().to_vec();
+                assert!(
+                    g.iter().all(|&v| v == 2.0 * k),
+                    "forward saw k = {k}, gradient {:?}",
+                    &g[..4]
+                );
+            }
+            Err(ferrograd::Error::ModifiedInPlace { .. }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(ok + refused > 0, "ok {ok}, refused {refused}");
 }
 
 #[test]

@@ -2,11 +2,21 @@
 //! gradients and the `no_grad` mode.
 
 mod backward;
+pub mod functional;
+mod grad;
 mod gradients;
+pub(crate) mod live_nodes;
 mod no_grad;
 mod node;
+#[cfg(test)]
+pub(crate) mod test_hooks;
+#[cfg(test)]
+mod tests;
+mod walk;
 
+pub use grad::{grad, GradOptions};
 pub use gradients::Gradients;
+pub(crate) use no_grad::enable_grad;
 pub use no_grad::{is_grad_enabled, no_grad, NoGradGuard};
 pub(crate) use node::{GradFn, NoOp, Node};
 
@@ -39,9 +49,11 @@ pub(crate) enum Saves {
 
 /// A differentiable operation as recorded in the graph: its name and its backward rule.
 ///
-/// The rule is written with tensor ops. The walk runs it under `no_grad`, where it is
-/// plain arithmetic; with recording on, it would build the graph of the gradient
-/// itself (the path to higher-order gradients).
+/// The rule is written with tensor ops. A plain walk runs it under `no_grad`, where
+/// it is plain arithmetic and may use fused kernels; a `create_graph` walk runs
+/// it with recording on and `cx.create_graph` set, where it must use recorded
+/// ops (or ops whose own backward is differentiable), so that the gradient it
+/// returns carries the graph of its computation.
 pub(crate) trait Op<T: Element>:
     Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe + 'static
 {
@@ -60,10 +72,17 @@ pub(crate) trait Op<T: Element>:
     }
 }
 
-/// What a backward rule may look at: the op's inputs and its output.
+/// What a backward rule may look at: the op's inputs and its output, which
+/// inputs want a gradient, and whether the rule must be differentiable.
 pub(crate) struct BackwardCx<'a, T: Element> {
     pub(crate) inputs: &'a [Tensor<T>],
     pub(crate) output: &'a Tensor<T>,
+    /// Per input, where its gradient goes in the walk ([`walk::NONE`]: nowhere).
+    pub(crate) edges: &'a [u32],
+    /// True when the walk records (`grad(.., create_graph: true)`): the rule must
+    /// build its result from recorded tensor ops, so that it can be
+    /// differentiated again; false for the fused first-order fast path.
+    pub(crate) create_graph: bool,
 }
 
 impl<T: Element> BackwardCx<'_, T> {
@@ -76,7 +95,7 @@ impl<T: Element> BackwardCx<'_, T> {
     /// True when the `i`-th input wants a gradient (rules skip the others' work).
     #[inline]
     pub(crate) fn needs(&self, i: usize) -> bool {
-        self.inputs[i].needs_grad()
+        self.edges[i] != walk::NONE
     }
 }
 

@@ -28,6 +28,10 @@ pub(crate) struct Node<T: Element, O: ?Sized + Op<T> = dyn Op<T>> {
     /// True when `op` is a recorded op (false for leaves and for anything built
     /// while recording was off, whose `op` is [`NoOp`]).
     pub(crate) recorded: bool,
+    /// A gradient handed out by a walk without `create_graph`, or a value
+    /// computed from one without recording: differentiating it is
+    /// [`Error::GradientWithoutGraph`](crate::Error::GradientWithoutGraph).
+    pub(crate) grad_no_graph: bool,
     /// The inputs of the recorded op: a plain field, so that `Drop` can reach them.
     pub(crate) inputs: SmallVec<[Tensor<T>; 2]>,
     /// The buffer versions of the inputs when the op was recorded.
@@ -77,6 +81,7 @@ impl<T: Element, O: ?Sized + Op<T>> Drop for Node<T, O> {
     /// Frees the graph behind this node without recursion: a chain of a million
     /// ops would otherwise overflow the stack through nested `Arc` drops.
     fn drop(&mut self) {
+        super::live_nodes::dropped();
         if self.inputs.is_empty() {
             return;
         }

@@ -230,28 +230,6 @@ pub(crate) fn zip_inplace<T: Element>(
     });
 }
 
-/// `dst[i] = f(dst[i], b[i], c[i])` in place (see [`zip_inplace`]).
-pub(crate) fn zip3_inplace<T: Element>(
-    dst: &mut [T],
-    (b, lb): (&[T], &Layout),
-    (c, lc): (&[T], &Layout),
-    f: impl Fn(T, T, T) -> T,
-) {
-    let mut pos = 0;
-    for_each_row(
-        &lb.shape,
-        [&lb.strides, &lc.strides],
-        [lb.offset, lc.offset],
-        |[ob, oc], [sb, sc], len| {
-            let d = &mut dst[pos..pos + len];
-            d.iter_mut()
-                .enumerate()
-                .for_each(|(i, x)| *x = f(*x, b[ob + i * sb], c[oc + i * sc]));
-            pos += len;
-        },
-    );
-}
-
 /// `dst += src`, where `dst` is a dense row-major buffer of `src`'s shape.
 pub(crate) fn add_assign<T: Copy + std::ops::AddAssign>(dst: &mut [T], src: &[T], ls: &Layout) {
     if let Some(r) = ls.contiguous_range() {

@@ -1,13 +1,13 @@
 //! Binary elementwise ops with NumPy broadcasting: add, sub, mul, div, pow,
 //! maximum, minimum.
 
-use super::{map_grad, zip3_plain, zip_grad, Cost, ReadMany};
+use super::{map_grad, zip3_plain, zip_grad, zip_plain, Cost, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::error::{or_panic, Result};
 use crate::kernels::elementwise::zip;
 use crate::shape::try_broadcast;
-use crate::tensor::Tensor;
+use crate::tensor::{Seen, Tensor};
 
 /// Broadcasts `a` and `b`, applies `f` elementwise and records `op`.
 fn binary<T: Element>(
@@ -23,11 +23,12 @@ fn binary<T: Element>(
         a.layout().broadcast_to(&shape),
         b.layout().broadcast_to(&shape),
     );
+    let seen = Seen::note(&[a, b]);
     let data = {
         let r = ReadMany::new(&[a, b]);
         zip(r.get(0), &la, r.get(1), &lb, cost, f)
     };
-    Ok(Tensor::from_op_data(data, &shape, op, &[a, b]))
+    Ok(Tensor::from_op_data(seen, data, &shape, op, &[a, b]))
 }
 
 macro_rules! binary_method {
@@ -99,6 +100,7 @@ impl<T: Element> Op<T> for Sub {
         match (cx.needs(0), cx.needs(1)) {
             (true, true) => grads![Some(g.clone()), Some(g.neg())],
             (true, false) => grads![Some(g), None],
+            (false, _) if cx.create_graph => grads![None, Some(g.neg())],
             (false, _) => grads![None, Some(map_grad(g, Cost::Cheap, |v| -v))],
         }
     }
@@ -119,6 +121,9 @@ impl<T: Element> Op<T> for Mul {
     }
     fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
         let (a, b) = (cx.input(0), cx.input(1));
+        if cx.create_graph {
+            return grads![cx.needs(0).then(|| g.mul(b)), cx.needs(1).then(|| g.mul(a))];
+        }
         // the last gradient computed may take over g's buffer
         let gb = cx.needs(1).then(|| g.mul(a));
         let ga = cx
@@ -144,6 +149,12 @@ impl<T: Element> Op<T> for Div {
     }
     fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
         let (a, b) = (cx.input(0), cx.input(1));
+        if cx.create_graph {
+            // d/da = g/b, d/db = -g·a/b² = -(g/b)·a/b
+            let ga = g.div(b);
+            let gb = cx.needs(1).then(|| ga.mul(a).div(b).neg());
+            return grads![cx.needs(0).then_some(ga), gb];
+        }
         // d(a/b)/db = -a / b²; then d(a/b)/da = 1/b may take over g's buffer
         let gb = cx
             .needs(1)
@@ -184,6 +195,9 @@ impl<T: Element> Op<T> for Pow {
         let g = &g;
         let (a, b) = (cx.input(0), cx.input(1));
         let s = g.shape();
+        if cx.create_graph {
+            return pow_graph(cx, g, a, b);
+        }
         grads![
             cx.needs(0)
                 .then(|| zip3_plain(s, g, a, b, Cost::Costly, |g, a, b| {
@@ -202,6 +216,39 @@ impl<T: Element> Op<T> for Pow {
                     }
                 })),
         ]
+    }
+}
+
+/// The recorded form of pow's rule, with the same edge values: the base gets 0
+/// where the exponent is 0, and the exponent gets 0 where the base is 0 (and the
+/// exponent non-negative). The base is replaced by 1 at those places before the
+/// power and the log, so that their own derivatives stay finite there.
+fn pow_graph<T: Element>(
+    cx: &BackwardCx<'_, T>,
+    g: &Tensor<T>,
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+) -> InputGrads<T> {
+    let s = g.shape();
+    let safe_base = |mask: Tensor<T>| a.masked_fill(&mask, T::one());
+    let ga = cx.needs(0).then(|| {
+        let a = safe_base(zip_plain(s, a, b, Cost::Cheap, |_, b| flag(b == T::zero())));
+        g.mul(b).mul(&a.pow(&b.sub_scalar(T::one())))
+    });
+    let gb = cx.needs(1).then(|| {
+        let zero_base = |a: T, b: T| flag(a == T::zero() && b >= T::zero());
+        let a = safe_base(zip_plain(s, a, b, Cost::Cheap, zero_base));
+        g.mul(&a.pow(b)).mul(&a.log())
+    });
+    grads![ga, gb]
+}
+
+/// 1 for true, 0 for false (a mask element).
+fn flag<T: Element>(b: bool) -> T {
+    if b {
+        T::one()
+    } else {
+        T::zero()
     }
 }
 
@@ -265,6 +312,18 @@ impl<T: Element, const MAX: bool> Op<T> for Extremum<MAX> {
                 g
             }
         };
+        if cx.create_graph {
+            // g times a constant share: the second derivative is 0
+            let local = |mine, other| {
+                zip_plain(s, mine, other, Cost::Cheap, move |m, o| {
+                    share(T::one(), m, o)
+                })
+            };
+            return grads![
+                cx.needs(0).then(|| g.mul(&local(a, b))),
+                cx.needs(1).then(|| g.mul(&local(b, a))),
+            ];
+        }
         grads![
             cx.needs(0)
                 .then(|| zip3_plain(s, g, a, b, Cost::Cheap, share)),

@@ -7,7 +7,7 @@ use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
 use crate::kernels::gather;
 use crate::shape::{broadcast_shapes, normalize_axis, split_at_axis, Dims};
-use crate::tensor::Tensor;
+use crate::tensor::{Seen, Tensor};
 
 // ----- index_select -----
 
@@ -50,16 +50,22 @@ impl<T: Element> Op<T> for IndexAdd {
     }
 }
 
-fn index_add<T: Element>(g: &Tensor<T>, axis: usize, indices: &[usize], n: usize) -> Tensor<T> {
+pub(super) fn index_add<T: Element>(
+    g: &Tensor<T>,
+    axis: usize,
+    indices: &[usize],
+    n: usize,
+) -> Tensor<T> {
     let mut shape: Dims = g.shape().into();
     shape[axis] = n;
     let (outer, _, inner) = split_at_axis(&shape, axis);
+    let seen = Seen::note(&[g]);
     let data = g.with_contiguous(|g| gather::index_add(g, outer, n, inner, indices));
     let op = IndexAdd {
         axis,
         indices: indices.to_vec(),
     };
-    Tensor::from_op_data(data, &shape, op, &[g])
+    Tensor::from_op_data(seen, data, &shape, op, &[g])
 }
 
 // ----- masked_fill -----
@@ -75,6 +81,9 @@ impl<T: Element> Op<T> for MaskedFill {
     }
     fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
         let mask = cx.input(1);
+        if cx.create_graph {
+            return grads![Some(g.masked_fill(mask, T::zero())), None];
+        }
         let gx = zip_grad(g, mask, Cost::Cheap, |g, m| {
             if m != T::zero() {
                 T::zero()
@@ -144,6 +153,7 @@ impl<T: Element> Tensor<T> {
                 size: n,
             });
         }
+        let seen = Seen::note(&[self]);
         let data = self.with_contiguous(|x| gather::index_select(x, outer, n, inner, indices));
         let mut shape: Dims = self.shape().into();
         shape[a] = indices.len();
@@ -151,7 +161,7 @@ impl<T: Element> Tensor<T> {
             axis: a,
             indices: indices.to_vec(),
         };
-        Ok(Tensor::from_op_data(data, &shape, op, &[self]))
+        Ok(Tensor::from_op_data(seen, data, &shape, op, &[self]))
     }
 
     /// `value` where `mask` is nonzero, the input elsewhere. `mask` broadcasts to
@@ -183,8 +193,10 @@ impl<T: Element> Tensor<T> {
             self.layout().clone(),
             mask.layout().broadcast_to(self.shape()),
         );
+        let mask = mask.detach();
+        let seen = Seen::note(&[self, &mask]);
         let data = {
-            let r = ReadMany::new(&[self, mask]);
+            let r = ReadMany::new(&[self, &mask]);
             crate::kernels::elementwise::zip(r.get(0), &lx, r.get(1), &lm, Cost::Cheap, |x, m| {
                 if m != T::zero() {
                     value
@@ -193,8 +205,8 @@ impl<T: Element> Tensor<T> {
                 }
             })
         };
-        let mask = mask.detach();
         Ok(Tensor::from_op_data(
+            seen,
             data,
             self.shape(),
             MaskedFill,
@@ -240,6 +252,7 @@ impl<T: Element> Tensor<T> {
         }
         let (outer, _, inner) = split_at_axis(first.shape(), a);
         let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[a]).collect();
+        let seen = Seen::note(tensors);
         let parts: Vec<Vec<T>> = tensors.iter().map(|t| t.to_vec()).collect();
         let views: Vec<(&[T], usize)> = parts
             .iter()
@@ -250,6 +263,7 @@ impl<T: Element> Tensor<T> {
         let mut shape: Dims = first.shape().into();
         shape[a] = sizes.iter().sum();
         Ok(Tensor::from_op_data(
+            seen,
             data,
             &shape,
             Cat { axis: a, sizes },

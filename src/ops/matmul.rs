@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 use crate::kernels::gemm::{matmul as gemm, MatRef, PARALLEL_BATCH_WORK};
 use crate::layout::for_each_row;
 use crate::shape::{broadcast_shapes, numel, Dims};
-use crate::tensor::Tensor;
+use crate::tensor::{Seen, Tensor};
 
 /// Batched matrix product of two tensors with at least 2 dimensions each.
 struct MatMul;
@@ -95,6 +95,7 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
     out_shape.extend([m, n]);
     let len = numel(&out_shape);
     let mut out: Vec<T> = crate::pool::take(len);
+    let seen = Seen::note(&[a, b]);
     {
         let r = ReadMany::new(&[a, b]);
         let (la, lb) = (a.layout(), b.layout());
@@ -173,7 +174,7 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
     // cover the output exactly (one per batch index, each `m × n`), and the GEMM
     // writes all of its output (zeros when `k == 0`).
     unsafe { out.set_len(len) };
-    Tensor::from_op_data(out, &out_shape, MatMul, &[a, b])
+    Tensor::from_op_data(seen, out, &out_shape, MatMul, &[a, b])
 }
 
 impl<T: Element> Tensor<T> {

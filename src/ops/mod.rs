@@ -59,7 +59,7 @@ pub(crate) use norm::layer_norm;
 use crate::element::Element;
 pub(crate) use crate::kernels::elementwise::Cost;
 use crate::layout::Layout;
-use crate::tensor::Tensor;
+use crate::tensor::{Seen, Tensor};
 
 /// Read guards for several tensors, taking each distinct buffer's lock once (a
 /// second read lock on the same buffer from one thread could wait behind a writer).
@@ -99,7 +99,8 @@ pub(crate) fn map_op<T: Element>(
     cost: Cost,
     f: impl Fn(T) -> T + Sync,
 ) -> Tensor<T> {
-    Tensor::from_op_data_like(map_data(x, cost, f), x, op, &[x])
+    let seen = Seen::note(&[x]);
+    Tensor::from_op_data_like(seen, map_data(x, cost, f), x, op, &[x])
 }
 
 /// Elementwise `f(x)` as a plain tensor that records nothing (masks, derivatives).
@@ -193,30 +194,6 @@ pub(crate) fn zip_grad<T: Element>(
         // `g` is exclusive, so `b` cannot share its buffer: two different locks
         let mut dst = g.storage().write_fresh();
         crate::kernels::elementwise::zip_inplace(&mut dst, &b.read(), &lb, cost, f);
-    }
-    g
-}
-
-/// `f(g, b, c)` elementwise with `b` and `c` broadcast to `g`'s shape, in `g`'s
-/// own buffer when it is [`reusable`].
-pub(crate) fn zip3_grad<T: Element>(
-    g: Tensor<T>,
-    b: &Tensor<T>,
-    c: &Tensor<T>,
-    cost: Cost,
-    f: impl Fn(T, T, T) -> T + Sync,
-) -> Tensor<T> {
-    if !reusable(&g) {
-        return zip3_plain(g.shape(), &g, b, c, cost, f);
-    }
-    let (lb, lc) = (
-        b.layout().broadcast_to(g.shape()),
-        c.layout().broadcast_to(g.shape()),
-    );
-    {
-        let mut dst = g.storage().write_fresh();
-        let r = ReadMany::new(&[b, c]);
-        crate::kernels::elementwise::zip3_inplace(&mut dst, (r.get(0), &lb), (r.get(1), &lc), f);
     }
     g
 }

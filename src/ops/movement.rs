@@ -9,7 +9,7 @@ use crate::kernels;
 use crate::layout::Layout;
 use crate::shape::{broadcast_shapes, checked_numel, normalize_axis, split_at_axis, Dims};
 use crate::storage::Storage;
-use crate::tensor::Tensor;
+use crate::tensor::{Seen, Tensor};
 
 /// A change of shape (view or copy): the gradient is reshaped back.
 struct Reshape;
@@ -112,8 +112,9 @@ fn pad_axis<T: Element>(g: &Tensor<T>, axis: usize, start: usize, n: usize) -> T
     let len = shape[axis];
     shape[axis] = n;
     let (outer, _, inner) = split_at_axis(&shape, axis);
+    let seen = Seen::note(&[g]);
     let data = g.with_contiguous(|x| kernels::gather::pad_axis(x, outer, n, inner, start, len));
-    Tensor::from_op_data(data, &shape, PadAxis { axis, start }, &[g])
+    Tensor::from_op_data(seen, data, &shape, PadAxis { axis, start }, &[g])
 }
 
 /// A copy into a fresh row-major buffer; the gradient passes unchanged.
@@ -154,11 +155,12 @@ pub(crate) fn sum_to_shape<T: Element>(g: &Tensor<T>, shape: &[usize]) -> Result
     if broadcast_shapes(shape, g.shape()).as_deref() != Some(g.shape()) {
         return Err(Error::shape("sum_to_shape", g.shape(), shape));
     }
+    let seen = Seen::note(&[g]);
     let data = {
         let d = g.read();
         kernels::reduce::sum_to_shape(&d, g.layout(), shape)
     };
-    Ok(Tensor::from_op_data(data, shape, SumToShape, &[g]))
+    Ok(Tensor::from_op_data(seen, data, shape, SumToShape, &[g]))
 }
 
 impl<T: Element> Tensor<T> {
@@ -189,8 +191,10 @@ impl<T: Element> Tensor<T> {
         Ok(match self.layout().reshape(shape) {
             Some(layout) => self.view_op(layout, Reshape),
             None => {
+                let seen = Seen::note(&[self]);
                 let data = self.to_vec();
                 Tensor::from_op(
+                    seen,
                     Storage::new(data),
                     Layout::contiguous(shape),
                     Reshape,
@@ -399,7 +403,14 @@ impl<T: Element> Tensor<T> {
         if self.is_contiguous() {
             return self.clone();
         }
-        Tensor::from_op_data(self.to_vec(), self.shape(), Contiguous, &[self])
+        self.copy_recorded()
+    }
+
+    /// A fresh contiguous copy that owns its buffer, recorded (as `contiguous`)
+    /// when recording is on and this tensor needs a gradient.
+    pub(crate) fn copy_recorded(&self) -> Tensor<T> {
+        let seen = Seen::note(&[self]);
+        Tensor::from_op_data(seen, self.to_vec(), self.shape(), Contiguous, &[self])
     }
 
     /// A fresh contiguous copy that owns its buffer and records nothing.

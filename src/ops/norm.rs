@@ -9,11 +9,12 @@ use rayon::prelude::*;
 use crate::autograd::{BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::pool;
-use crate::tensor::Tensor;
+use crate::tensor::{Seen, Tensor};
 
 struct LayerNorm<T> {
     /// Per row: the mean and `1 / sqrt(var + eps)`.
     stats: Vec<(T, T)>,
+    eps: T,
     has_weight: bool,
     has_bias: bool,
 }
@@ -44,6 +45,10 @@ pub(crate) fn layer_norm<T: Element>(
         .shape()
         .last()
         .expect("internal error: layer_norm of a 0-d tensor");
+    let mut inputs = vec![x];
+    inputs.extend(weight);
+    inputs.extend(bias);
+    let seen = Seen::note(&inputs);
     let w = weight.map(Tensor::to_vec);
     let b = bias.map(Tensor::to_vec);
     let mut out = pool::filled(x.numel(), T::zero());
@@ -80,13 +85,11 @@ pub(crate) fn layer_norm<T: Element>(
     };
     let op = LayerNorm {
         stats,
+        eps,
         has_weight: weight.is_some(),
         has_bias: bias.is_some(),
     };
-    let mut inputs = vec![x];
-    inputs.extend(weight);
-    inputs.extend(bias);
-    Tensor::from_op_data(out, x.shape(), op, &inputs)
+    Tensor::from_op_data(seen, out, x.shape(), op, &inputs)
 }
 
 impl<T: Element> Op<T> for LayerNorm<T> {
@@ -100,6 +103,9 @@ impl<T: Element> Op<T> for LayerNorm<T> {
     /// `dx = rstd · (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))`, `dweight = Σ_rows g·x̂`,
     /// `dbias = Σ_rows g` (summed per group of rows, then across groups).
     fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        if cx.create_graph {
+            return self.backward_graph(cx, &g);
+        }
         let x = cx.input(0);
         let d = *x.shape().last().expect("internal error: layer_norm shape");
         let weight = self.has_weight.then(|| cx.input(1).to_vec());
@@ -172,6 +178,40 @@ impl<T: Element> Op<T> for LayerNorm<T> {
         }
         if self.has_bias {
             grads.push(need_b.then(|| Tensor::from_data(db, &[d])));
+        }
+        grads
+    }
+}
+
+impl<T: Element> LayerNorm<T> {
+    /// The same rule as recorded tensor ops (the row statistics recomputed from
+    /// `x`, so that they carry its graph), for `create_graph`.
+    fn backward_graph(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
+        let x = cx.input(0);
+        let mean = x.mean_axis(-1, true);
+        let centered = x.sub(&mean);
+        let rstd = centered
+            .square()
+            .mean_axis(-1, true)
+            .add_scalar(self.eps)
+            .powf(c(-0.5));
+        let xhat = centered.mul(&rstd);
+        let ghat = if self.has_weight {
+            g.mul(cx.input(1))
+        } else {
+            g.clone()
+        };
+        let mut grads: InputGrads<T> = smallvec::smallvec![cx.needs(0).then(|| {
+            let mean_g = ghat.mean_axis(-1, true);
+            let mean_gx = ghat.mul(&xhat).mean_axis(-1, true);
+            ghat.sub(&mean_g).sub(&xhat.mul(&mean_gx)).mul(&rstd)
+        })];
+        // the walk sums these [.., d] gradients down to [d]
+        if self.has_weight {
+            grads.push(cx.needs(1).then(|| g.mul(&xhat)));
+        }
+        if self.has_bias {
+            grads.push(cx.needs(1 + self.has_weight as usize).then(|| g.clone()));
         }
         grads
     }

@@ -7,7 +7,7 @@ use crate::element::{c, Element};
 use crate::error::{or_panic, Result};
 use crate::kernels::reduce as k;
 use crate::shape::{normalize_axis, reduced_shape, split_at_axis};
-use crate::tensor::Tensor;
+use crate::tensor::{Seen, Tensor};
 
 /// `g` (reduced along `axis`, with or without the kept dim) broadcast back to `shape`.
 fn expand_back<T: Element>(
@@ -98,15 +98,17 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
     pub fn sum(&self) -> Tensor<T> {
+        let seen = Seen::note(&[self]);
         let s = self.with_contiguous(k::sum_slice);
-        Tensor::from_op_data(vec![s], &[], SumAll { mean: false }, &[self])
+        Tensor::from_op_data(seen, vec![s], &[], SumAll { mean: false }, &[self])
     }
 
     /// The mean of all elements, as a 0-d tensor (NaN for an empty tensor).
     pub fn mean(&self) -> Tensor<T> {
         let n = self.numel();
+        let seen = Seen::note(&[self]);
         let s = self.with_contiguous(k::sum_slice) / c(n as f64);
-        Tensor::from_op_data(vec![s], &[], SumAll { mean: true }, &[self])
+        Tensor::from_op_data(seen, vec![s], &[], SumAll { mean: true }, &[self])
     }
 
     fn reduce_axis(
@@ -118,6 +120,7 @@ impl<T: Element> Tensor<T> {
     ) -> Result<Tensor<T>> {
         let a = normalize_axis(op, axis, self.ndim())?;
         let (outer, n, inner) = split_at_axis(self.shape(), a);
+        let seen = Seen::note(&[self]);
         let mut data = self.with_contiguous(|x| k::sum_axis(x, outer, n, inner));
         if mean {
             let inv = c::<T>(n as f64);
@@ -125,6 +128,7 @@ impl<T: Element> Tensor<T> {
         }
         let shape = reduced_shape(self.shape(), a, keepdim);
         Ok(Tensor::from_op_data(
+            seen,
             data,
             &shape,
             SumAxis {
@@ -175,10 +179,10 @@ impl<T: Element> Tensor<T> {
 // ----- max / min along an axis -----
 
 struct ExtremeAxis {
-    axis: usize,
     max: bool,
-    /// The position of the (first) extreme along `axis`, per output element.
-    arg: Vec<usize>,
+    /// The flat (row-major) position in the input of the (first) extreme, per
+    /// output element.
+    pos: Vec<usize>,
 }
 
 impl<T: Element> Op<T> for ExtremeAxis {
@@ -192,20 +196,13 @@ impl<T: Element> Op<T> for ExtremeAxis {
     fn saves(&self) -> Saves {
         Saves::Nothing
     }
+    /// The gradient scattered to the extremes' positions: an `index_add`, whose
+    /// own backward (a gather) makes the rule differentiable at every order.
     fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
-        let g = &g;
-        let shape = cx.input(0).shape();
-        let (outer, n, inner) = split_at_axis(shape, self.axis);
-        let mut out = crate::pool::filled(outer * n * inner, T::zero());
-        g.with_contiguous(|g| {
-            for o in 0..outer {
-                for i in 0..inner {
-                    let j = o * inner + i;
-                    out[(o * n + self.arg[j]) * inner + i] = g[j];
-                }
-            }
-        });
-        grads![Some(Tensor::from_data(out, shape))]
+        let x = cx.input(0);
+        let flat = g.reshape(&[self.pos.len()]);
+        let scattered = super::index::index_add(&flat, 0, &self.pos, x.numel());
+        grads![Some(scattered.reshape(x.shape()))]
     }
 }
 
@@ -222,10 +219,16 @@ impl<T: Element> Tensor<T> {
         if n == 0 {
             return Err(crate::Error::invalid(op, "cannot reduce an axis of size 0"));
         }
+        let seen = Seen::note(&[self]);
         let (vals, arg) = self.with_contiguous(|x| k::extreme_axis(x, outer, n, inner, max));
         let shape = reduced_shape(self.shape(), a, keepdim);
-        let op = ExtremeAxis { axis: a, max, arg };
-        Ok(Tensor::from_op_data(vals, &shape, op, &[self]))
+        let pos = arg
+            .into_iter()
+            .enumerate()
+            .map(|(j, k)| ((j / inner) * n + k) * inner + j % inner)
+            .collect();
+        let op = ExtremeAxis { max, pos };
+        Ok(Tensor::from_op_data(seen, vals, &shape, op, &[self]))
     }
 
     /// The maximum along `axis`. The gradient goes to the first maximal element;
@@ -325,6 +328,9 @@ impl<T: Element> Op<T> for LogSumExp {
         let gb = expand_back(g, Some(self.axis), self.keepdim, s);
         let yb = expand_back(cx.output, Some(self.axis), self.keepdim, s);
         // d lse / dx = softmax(x) = exp(x - lse)
+        if cx.create_graph {
+            return grads![Some(gb.mul(&x.sub(&yb).exp()))];
+        }
         grads![Some(
             zip3_plain(s, &gb, x, &yb, Cost::Costly, |g, x, y| g * (x - y).exp_k())
         )]
@@ -353,9 +359,11 @@ impl<T: Element> Tensor<T> {
     pub fn try_logsumexp(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
         let a = normalize_axis("logsumexp", axis, self.ndim())?;
         let (outer, n, inner) = split_at_axis(self.shape(), a);
+        let seen = Seen::note(&[self]);
         let data = self.with_contiguous(|x| k::logsumexp(x, outer, n, inner));
         let shape = reduced_shape(self.shape(), a, keepdim);
         Ok(Tensor::from_op_data(
+            seen,
             data,
             &shape,
             LogSumExp { axis: a, keepdim },

@@ -1,78 +1,13 @@
 //! Ops with a scalar operand (`x * 1.0001`, `x + b`, `1.0 - x`, …): no broadcast
-//! tensor is built for the scalar.
+//! tensor is built for the scalar. They are unary ops with a parameter, declared
+//! with the same [`unary!`](super::unary::unary) macro.
 
-use super::{map_grad, map_op, zip3_grad, Cost};
-use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
+use super::unary::{apply, unary, UnaryFn, Uses};
+use super::Cost;
 use crate::element::Element;
 use crate::tensor::Tensor;
 
-#[derive(Clone, Copy)]
-enum Kind {
-    /// x + s
-    Add,
-    /// x - s
-    Sub,
-    /// s - x
-    RSub,
-    /// x * s
-    Mul,
-    /// x / s
-    Div,
-    /// s / x
-    RDiv,
-}
-
-struct ScalarOp<T> {
-    kind: Kind,
-    s: T,
-}
-
-impl<T: Element> ScalarOp<T> {
-    fn apply(x: &Tensor<T>, kind: Kind, s: T) -> Tensor<T> {
-        let op = ScalarOp { kind, s };
-        match kind {
-            Kind::Add => map_op(x, op, Cost::Cheap, move |v| v + s),
-            Kind::Sub => map_op(x, op, Cost::Cheap, move |v| v - s),
-            Kind::RSub => map_op(x, op, Cost::Cheap, move |v| s - v),
-            Kind::Mul => map_op(x, op, Cost::Cheap, move |v| v * s),
-            Kind::Div => map_op(x, op, Cost::Cheap, move |v| v / s),
-            Kind::RDiv => map_op(x, op, Cost::Cheap, move |v| s / v),
-        }
-    }
-}
-
-impl<T: Element> Op<T> for ScalarOp<T> {
-    fn name(&self) -> &'static str {
-        match self.kind {
-            Kind::Add => "add_scalar",
-            Kind::Sub => "sub_scalar",
-            Kind::RSub => "rsub_scalar",
-            Kind::Mul => "mul_scalar",
-            Kind::Div => "div_scalar",
-            Kind::RDiv => "rdiv_scalar",
-        }
-    }
-    fn saves(&self) -> Saves {
-        match self.kind {
-            Kind::RDiv => Saves::Both,
-            _ => Saves::Nothing,
-        }
-    }
-    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
-        let s = self.s;
-        grads![Some(match self.kind {
-            Kind::Add | Kind::Sub => g,
-            Kind::RSub => map_grad(g, Cost::Cheap, |v| -v),
-            Kind::Mul => map_grad(g, Cost::Cheap, move |v| v * s),
-            Kind::Div => map_grad(g, Cost::Cheap, move |v| v / s),
-            // d(s/x)/dx = -s/x² = -(s/x)/x
-            Kind::RDiv => zip3_grad(g, cx.output, cx.input(0), Cost::Cheap, |g, y, x| -(g * y)
-                / x),
-        })]
-    }
-}
-
-impl<T: Element> Tensor<T> {
+unary!(
     /// `self + s` elementwise (also `&x + s`).
     ///
     /// ```
@@ -81,35 +16,52 @@ impl<T: Element> Tensor<T> {
     /// assert_eq!((&x + 0.5).to_vec(), vec![1.5, 2.5]);
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    pub fn add_scalar(&self, s: T) -> Tensor<T> {
-        ScalarOp::apply(self, Kind::Add, s)
-    }
+    add_scalar(s: T) => AddScalar, None, Cheap,
+    f: |x| x + s,
+    df: |g, _, _| g,
+    graph: |g, _, _| g.clone(),
+);
 
+unary!(
     /// `self - s` elementwise (also `&x - s`).
-    pub fn sub_scalar(&self, s: T) -> Tensor<T> {
-        ScalarOp::apply(self, Kind::Sub, s)
-    }
+    sub_scalar(s: T) => SubScalar, None, Cheap,
+    f: |x| x - s,
+    df: |g, _, _| g,
+    graph: |g, _, _| g.clone(),
+);
 
+unary!(
     /// `s - self` elementwise (also `s - &x` for `f32`/`f64`).
-    pub fn rsub_scalar(&self, s: T) -> Tensor<T> {
-        ScalarOp::apply(self, Kind::RSub, s)
-    }
+    rsub_scalar(s: T) => RSubScalar, None, Cheap,
+    f: |x| s - x,
+    df: |g, _, _| -g,
+    graph: |g, _, _| g.neg(),
+);
 
+unary!(
     /// `self * s` elementwise (also `&x * s`).
-    pub fn mul_scalar(&self, s: T) -> Tensor<T> {
-        ScalarOp::apply(self, Kind::Mul, s)
-    }
+    mul_scalar(s: T) => MulScalar, None, Cheap,
+    f: |x| x * s,
+    df: |g, _, _| g * s,
+    graph: |g, _, _| g.mul_scalar(s),
+);
 
+unary!(
     /// `self / s` elementwise (also `&x / s`); true division, not `* (1/s)`.
-    pub fn div_scalar(&self, s: T) -> Tensor<T> {
-        ScalarOp::apply(self, Kind::Div, s)
-    }
+    div_scalar(s: T) => DivScalar, None, Cheap,
+    f: |x| x / s,
+    df: |g, _, _| g / s,
+    graph: |g, _, _| g.div_scalar(s),
+);
 
+unary!(
     /// `s / self` elementwise (also `s / &x` for `f32`/`f64`).
-    pub fn rdiv_scalar(&self, s: T) -> Tensor<T> {
-        ScalarOp::apply(self, Kind::RDiv, s)
-    }
-}
+    rdiv_scalar(s: T) => RDivScalar, X, Cheap,
+    f: |x| s / x,
+    // d(s/x)/dx = -s/x²
+    df: |g, x, _| -(g * s) / (x * x),
+    graph: |g, x, _| g.div(&x.square()).mul_scalar(-s),
+);
 
 #[cfg(test)]
 mod tests {

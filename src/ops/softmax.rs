@@ -6,7 +6,7 @@ use crate::element::Element;
 use crate::error::{or_panic, Result};
 use crate::kernels::reduce as k;
 use crate::shape::{normalize_axis, split_at_axis};
-use crate::tensor::Tensor;
+use crate::tensor::{Seen, Tensor};
 
 struct Softmax {
     axis: usize,
@@ -27,6 +27,16 @@ impl<T: Element> Op<T> for Softmax {
     fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
         let g = &g;
         let y = cx.output;
+        if cx.create_graph {
+            let axis = self.axis as isize;
+            return grads![Some(if self.log {
+                // g − exp(y)·Σg
+                g.sub(&y.exp().mul(&g.sum_axis(axis, true)))
+            } else {
+                // y·(g − Σ g·y)
+                y.mul(&g.sub(&g.mul(y).sum_axis(axis, true)))
+            })];
+        }
         let (outer, n, inner) = split_at_axis(y.shape(), self.axis);
         let data = y.with_contiguous(|y| {
             g.with_contiguous(|g| {
@@ -45,6 +55,7 @@ impl<T: Element> Tensor<T> {
     fn softmax_impl(&self, op: &'static str, axis: isize, log: bool) -> Result<Tensor<T>> {
         let a = normalize_axis(op, axis, self.ndim())?;
         let (outer, n, inner) = split_at_axis(self.shape(), a);
+        let seen = Seen::note(&[self]);
         let data = self.with_contiguous(|x| {
             if log {
                 k::log_softmax(x, outer, n, inner)
@@ -53,6 +64,7 @@ impl<T: Element> Tensor<T> {
             }
         });
         Ok(Tensor::from_op_data(
+            seen,
             data,
             self.shape(),
             Softmax { axis: a, log },

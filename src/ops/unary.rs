@@ -1,35 +1,48 @@
-//! Unary elementwise ops. Each is a forward function `f(x)` next to its local
-//! derivative rule `df(g, x, y)` = upstream `g` × ∂y/∂x, evaluated in one fused
-//! pass in the backward walk.
+//! Unary elementwise ops, declared with [`unary!`]: each is a forward function
+//! `f(x)` next to its local derivative rule in two forms:
+//!
+//! - `df(g, x, y)` = upstream `g` × ∂y/∂x, one fused pass over the buffers, for
+//!   the plain first-order walk;
+//! - `graph(g, x, y)`, the same gradient as recorded tensor ops, for a
+//!   `create_graph` walk, so that it can be differentiated again (any order).
+//!
+//! Ops whose derivative is piecewise constant (relu, abs, clamp, …) write their
+//! graph form as `g` times the constant local derivative ([`times_local`]): their
+//! second derivative is 0 wherever it exists, as in PyTorch.
+//!
+//! The ops with a scalar operand (`scalar.rs`) are declared with the same macro.
 
-use super::{map_grad, map_op, zip_grad, Cost};
+use super::{map_grad, map_op, map_plain, zip_grad, Cost};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::tensor::Tensor;
 
-/// What the local derivative reads: the input `x`, the output `y`, both, or neither.
+/// What the local derivative reads: the input `x`, the output `y`, or neither.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Uses {
+pub(super) enum Uses {
     None,
     X,
     Y,
 }
 
-/// An elementwise function and its derivative.
-trait UnaryFn<T: Element>:
+/// An elementwise function and its derivative, in both forms.
+pub(super) trait UnaryFn<T: Element>:
     Copy + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe + 'static
 {
     const NAME: &'static str;
     const USES: Uses;
     /// Whether one element is a transcendental function's worth of work.
-    const COSTLY: bool = false;
+    const COSTLY: bool;
     fn f(self, x: T) -> T;
     /// The gradient with respect to `x`, given the upstream gradient `g`, the
     /// input `x` and the output `y` (only what `USES` names is meaningful).
     fn df(self, g: T, x: T, y: T) -> T;
+    /// The same gradient as recorded tensor ops (reading only what `USES` names).
+    fn graph(self, g: &Tensor<T>, x: &Tensor<T>, y: &Tensor<T>) -> Tensor<T>;
 }
 
-struct Unary<F>(F);
+/// The recorded op of a [`UnaryFn`].
+pub(super) struct Unary<F>(F);
 
 impl<T: Element, F: UnaryFn<T>> Op<T> for Unary<F> {
     fn name(&self) -> &'static str {
@@ -44,6 +57,9 @@ impl<T: Element, F: UnaryFn<T>> Op<T> for Unary<F> {
     }
     fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
         let k = self.0;
+        if cx.create_graph {
+            return grads![Some(k.graph(&g, cx.input(0), cx.output))];
+        }
         let z = T::zero();
         let cost = cost_of::<T, F>();
         grads![Some(match F::USES {
@@ -62,43 +78,114 @@ fn cost_of<T: Element, F: UnaryFn<T>>() -> Cost {
     }
 }
 
-fn apply<T: Element, F: UnaryFn<T>>(x: &Tensor<T>, k: F) -> Tensor<T> {
+/// Applies `k` elementwise and records it.
+pub(super) fn apply<T: Element, F: UnaryFn<T>>(x: &Tensor<T>, k: F) -> Tensor<T> {
     map_op(x, Unary(k), cost_of::<T, F>(), move |v| k.f(v))
 }
 
-/// Declares a parameterless unary op: its struct, its `UnaryFn` impl and its method.
-macro_rules! unary {
-    ($(#[$doc:meta])* $method:ident, $kind:ident, $uses:ident, $cost:ident,
-     f: |$x:ident| $f:expr, df: |$g:ident, $dx:pat_param, $dy:pat_param| $df:expr) => {
-        #[derive(Clone, Copy)]
-        struct $kind;
+/// `g` times the local derivative `df(1, x, y)` computed as a constant: the
+/// graph form of an op whose derivative is piecewise constant (its own
+/// derivative is 0 wherever it exists).
+pub(super) fn times_local<T: Element, F: UnaryFn<T>>(
+    k: F,
+    g: &Tensor<T>,
+    x: &Tensor<T>,
+    y: &Tensor<T>,
+) -> Tensor<T> {
+    let (one, z) = (T::one(), T::zero());
+    let local = match F::USES {
+        Uses::None => return g.mul_scalar(k.df(one, z, z)),
+        Uses::X => map_plain(x, Cost::Cheap, |x| k.df(one, x, z)),
+        Uses::Y => map_plain(y, Cost::Cheap, |y| k.df(one, z, y)),
+    };
+    g.mul(&local)
+}
 
-        impl<T: Element> UnaryFn<T> for $kind {
+/// Declares a unary op: its struct (holding the op's parameters), its
+/// [`UnaryFn`] impl and its `Tensor` method. The closures see the parameters by
+/// name:
+///
+/// ```ignore
+/// unary!(
+///     /// docs
+///     method(param: Type) => Kind, Uses, Cost,
+///     f: |x| forward(x),
+///     df: |g, x, y| fused_gradient,
+///     graph: |g, x, y| recorded_gradient,   // or `graph: piecewise`
+/// );
+/// ```
+macro_rules! unary {
+    // An op whose derivative is piecewise constant: its graph form is `g` times
+    // the constant local derivative.
+    ($(#[$doc:meta])* $method:ident($($p:ident: $pt:ty),*) => $kind:ident, $uses:ident, $cost:ident,
+     f: |$x:ident| $f:expr,
+     df: |$g:ident, $dx:pat_param, $dy:pat_param| $df:expr,
+     graph: piecewise $(,)?) => {
+        unary!(@impl $(#[$doc])* $method($($p: $pt),*) => $kind, $uses, $cost,
+            f: |$x| $f,
+            df: |$g, $dx, $dy| $df,
+            graph: |this, g, x, y| times_local(this, g, x, y));
+    };
+    ($(#[$doc:meta])* $method:ident($($p:ident: $pt:ty),*) => $kind:ident, $uses:ident, $cost:ident,
+     f: |$x:ident| $f:expr,
+     df: |$g:ident, $dx:pat_param, $dy:pat_param| $df:expr,
+     graph: |$gg:ident, $gx:pat_param, $gy:pat_param| $graph:expr $(,)?) => {
+        unary!(@impl $(#[$doc])* $method($($p: $pt),*) => $kind, $uses, $cost,
+            f: |$x| $f,
+            df: |$g, $dx, $dy| $df,
+            graph: |_this, $gg, $gx, $gy| $graph);
+    };
+    (@impl $(#[$doc:meta])* $method:ident($($p:ident: $pt:ty),*) => $kind:ident, $uses:ident, $cost:ident,
+     f: |$x:ident| $f:expr,
+     df: |$g:ident, $dx:pat_param, $dy:pat_param| $df:expr,
+     graph: |$this:ident, $gg:ident, $gx:pat_param, $gy:pat_param| $graph:expr) => {
+        #[derive(Clone, Copy)]
+        struct $kind<T> {
+            $($p: $pt,)*
+            _t: ::std::marker::PhantomData<fn() -> T>,
+        }
+
+        #[allow(unused_variables)]
+        impl<T: Element> UnaryFn<T> for $kind<T> {
             const NAME: &'static str = stringify!($method);
             const USES: Uses = Uses::$uses;
             const COSTLY: bool = matches!(Cost::$cost, Cost::Costly);
             #[inline(always)]
             fn f(self, $x: T) -> T {
+                let $kind { $($p,)* .. } = self;
                 $f
             }
             #[inline(always)]
             fn df(self, $g: T, $dx: T, $dy: T) -> T {
+                let $kind { $($p,)* .. } = self;
                 $df
+            }
+            fn graph(self, $gg: &Tensor<T>, $gx: &Tensor<T>, $gy: &Tensor<T>) -> Tensor<T> {
+                let $this = self;
+                let $kind { $($p,)* .. } = self;
+                $graph
             }
         }
 
         impl<T: Element> Tensor<T> {
             $(#[$doc])*
-            pub fn $method(&self) -> Tensor<T> {
-                apply(self, $kind)
+            pub fn $method(&self, $($p: $pt),*) -> Tensor<T> {
+                apply(self, $kind { $($p,)* _t: ::std::marker::PhantomData })
             }
         }
     };
 }
+pub(super) use unary;
+
+// `graph` forms read only what their `Uses` names, so that the version check
+// covers every value they read.
 
 unary!(
     /// `-x` (also the unary `-` operator).
-    neg, Neg, None, Cheap, f: |x| -x, df: |g, _, _| -g
+    neg() => Neg, None, Cheap,
+    f: |x| -x,
+    df: |g, _, _| -g,
+    graph: |g, _, _| g.neg(),
 );
 
 unary!(
@@ -109,48 +196,75 @@ unary!(
     /// assert_eq!(x.exp().to_vec(), vec![1.0, std::f64::consts::E]);
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    exp, Exp, Y, Costly, f: |x| x.exp_k(), df: |g, _, y| g * y
+    exp() => Exp, Y, Costly,
+    f: |x| x.exp_k(),
+    df: |g, _, y| g * y,
+    graph: |g, _, y| g.mul(y),
 );
 
 unary!(
     /// Natural logarithm (`-inf` at 0, NaN below).
-    log, Log, X, Costly, f: |x| x.ln(), df: |g, x, _| g / x
+    log() => Log, X, Costly,
+    f: |x| x.ln(),
+    df: |g, x, _| g / x,
+    graph: |g, x, _| g.div(x),
 );
 
 unary!(
     /// Square root (NaN below 0).
-    sqrt, Sqrt, Y, Cheap, f: |x| x.sqrt(), df: |g, _, y| g * c::<T>(0.5) / y
+    sqrt() => Sqrt, Y, Cheap,
+    f: |x| x.sqrt(),
+    df: |g, _, y| g * c::<T>(0.5) / y,
+    graph: |g, _, y| g.mul_scalar(c(0.5)).div(y),
 );
 
 unary!(
-    /// `|x|`. Its gradient at 0 is 0 (the subgradient PyTorch picks).
-    abs, Abs, X, Cheap, f: |x| x.abs(),
-    df: |g, x, _| if x > T::zero() { g } else if x < T::zero() { -g } else if x == T::zero() { T::zero() } else { x }
+    /// `|x|`. Its gradient at 0 is 0 (the subgradient PyTorch picks), and its
+    /// second derivative is 0.
+    abs() => Abs, X, Cheap,
+    f: |x| x.abs(),
+    df: |g, x, _| if x > T::zero() { g } else if x < T::zero() { -g } else if x == T::zero() { T::zero() } else { x },
+    graph: piecewise,
 );
 
 unary!(
     /// `x²`.
-    square, Square, X, Cheap, f: |x| x * x, df: |g, x, _| g * c::<T>(2.0) * x
+    square() => Square, X, Cheap,
+    f: |x| x * x,
+    df: |g, x, _| g * c::<T>(2.0) * x,
+    graph: |g, x, _| g.mul(x).mul_scalar(c(2.0)),
 );
 
 unary!(
     /// `1 / x`.
-    recip, Recip, Y, Cheap, f: |x| x.recip(), df: |g, _, y| -g * y * y
+    recip() => Recip, Y, Cheap,
+    f: |x| x.recip(),
+    df: |g, _, y| -g * y * y,
+    graph: |g, _, y| g.mul(&y.square()).neg(),
 );
 
 unary!(
     /// Sine.
-    sin, Sin, X, Costly, f: |x| x.sin(), df: |g, x, _| g * x.cos()
+    sin() => Sin, X, Costly,
+    f: |x| x.sin(),
+    df: |g, x, _| g * x.cos(),
+    graph: |g, x, _| g.mul(&x.cos()),
 );
 
 unary!(
     /// Cosine.
-    cos, Cos, X, Costly, f: |x| x.cos(), df: |g, x, _| -g * x.sin()
+    cos() => Cos, X, Costly,
+    f: |x| x.cos(),
+    df: |g, x, _| -g * x.sin(),
+    graph: |g, x, _| g.mul(&x.sin()).neg(),
 );
 
 unary!(
     /// Hyperbolic tangent.
-    tanh, Tanh, Y, Costly, f: |x| x.tanh_k(), df: |g, _, y| g * (T::one() - y * y)
+    tanh() => Tanh, Y, Costly,
+    f: |x| x.tanh_k(),
+    df: |g, _, y| g * (T::one() - y * y),
+    graph: |g, _, y| g.mul(&y.square().rsub_scalar(T::one())),
 );
 
 unary!(
@@ -161,12 +275,15 @@ unary!(
     /// assert_eq!(x.sigmoid().to_vec(), vec![0.5, 0.0, 1.0]);
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    sigmoid, Sigmoid, Y, Costly, f: |x| sigmoid(x), df: |g, _, y| g * y * (T::one() - y)
+    sigmoid() => Sigmoid, Y, Costly,
+    f: |x| sigmoid(x),
+    df: |g, _, y| g * y * (T::one() - y),
+    graph: |g, _, y| g.mul(&y.mul(&y.rsub_scalar(T::one()))),
 );
 
 unary!(
     /// `max(x, 0)`. The gradient at 0 is 0, as in PyTorch; NaN passes through
-    /// (forward and backward), unlike `f32::max`.
+    /// (forward and backward), unlike `f32::max`. The second derivative is 0.
     ///
     /// ```
     /// let x = ferrograd::Tensor::<f32>::from_vec(vec![-1.0, 0.0, 2.0], &[3])?;
@@ -174,55 +291,165 @@ unary!(
     /// assert!(ferrograd::Tensor::<f32>::scalar(f32::NAN).relu().item().is_nan());
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    relu, Relu, X, Cheap, f: |x| if x <= T::zero() { T::zero() } else { x },
-    df: |g, x, _| if x <= T::zero() { T::zero() } else { g }
+    relu() => Relu, X, Cheap,
+    f: |x| if x <= T::zero() { T::zero() } else { x },
+    df: |g, x, _| if x <= T::zero() { T::zero() } else { g },
+    graph: piecewise,
 );
 
 unary!(
     /// GELU with the tanh approximation (PyTorch's `approximate="tanh"`):
     /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
-    gelu, Gelu, X, Costly, f: |x| {
-        let t = (c::<T>(GELU_K) * (x + c::<T>(0.044715) * x * x * x)).tanh_k();
+    gelu() => Gelu, X, Costly,
+    f: |x| {
+        let t = (c::<T>(GELU_K) * (x + c::<T>(GELU_A) * x * x * x)).tanh_k();
         c::<T>(0.5) * x * (T::one() + t)
     },
     df: |g, x, _| {
         let x2 = x * x;
-        let t = (c::<T>(GELU_K) * (x + c::<T>(0.044715) * x2 * x)).tanh_k();
-        let du = c::<T>(GELU_K) * (T::one() + c::<T>(3.0 * 0.044715) * x2);
+        let t = (c::<T>(GELU_K) * (x + c::<T>(GELU_A) * x2 * x)).tanh_k();
+        let du = c::<T>(GELU_K) * (T::one() + c::<T>(3.0 * GELU_A) * x2);
         g * (c::<T>(0.5) * (T::one() + t) + c::<T>(0.5) * x * (T::one() - t * t) * du)
-    }
+    },
+    graph: |g, x, _| {
+        // 0.5·(1 + t) + 0.5·x·(1 − t²)·u' with u = K·(x + A·x³), t = tanh(u)
+        let x2 = x.square();
+        let t = x.add(&x2.mul(x).mul_scalar(c(GELU_A))).mul_scalar(c(GELU_K)).tanh();
+        let du = x2.mul_scalar(c(3.0 * GELU_A * GELU_K)).add_scalar(c(GELU_K));
+        let left = t.add_scalar(T::one()).mul_scalar(c(0.5));
+        let right = x.mul(&t.square().rsub_scalar(T::one())).mul(&du).mul_scalar(c(0.5));
+        g.mul(&left.add(&right))
+    },
 );
 
 unary!(
     /// Exact GELU, `x·Φ(x) = 0.5·x·(1 + erf(x/√2))` (PyTorch's default `gelu`).
-    gelu_erf, GeluErf, X, Costly, f: |x| c::<T>(0.5) * x * (T::one() + (x * c::<T>(std::f64::consts::FRAC_1_SQRT_2)).erf()),
+    gelu_erf() => GeluErf, X, Costly,
+    f: |x| c::<T>(0.5) * x * (T::one() + (x * c::<T>(std::f64::consts::FRAC_1_SQRT_2)).erf()),
     df: |g, x, _| {
         let cdf = c::<T>(0.5) * (T::one() + (x * c::<T>(std::f64::consts::FRAC_1_SQRT_2)).erf());
         let pdf = (-(x * x) * c::<T>(0.5)).exp_k() * c::<T>(INV_SQRT_2PI);
         g * (cdf + x * pdf)
-    }
+    },
+    graph: |g, x, _| {
+        // Φ(x) + x·φ(x)
+        let cdf = Tensor::erf(&x.mul_scalar(c(std::f64::consts::FRAC_1_SQRT_2)))
+            .add_scalar(T::one())
+            .mul_scalar(c(0.5));
+        let pdf = x.square().mul_scalar(c(-0.5)).exp().mul_scalar(c(INV_SQRT_2PI));
+        g.mul(&cdf.add(&x.mul(&pdf)))
+    },
+);
+
+unary!(
+    /// The error function `erf(x) = 2/√π ∫₀ˣ e^(−t²) dt` (from `libm`, accurate to
+    /// the last bits).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f64>::from_vec(vec![0.0, 1.0], &[2])?;
+    /// assert!((x.erf().to_vec()[1] - 0.8427007929497149).abs() < 1e-15);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    erf() => Erf, X, Costly,
+    f: |x| Element::erf(x),
+    df: |g, x, _| g * c::<T>(TWO_OVER_SQRT_PI) * (-(x * x)).exp_k(),
+    graph: |g, x, _| g.mul(&x.square().neg().exp()).mul_scalar(c(TWO_OVER_SQRT_PI)),
 );
 
 unary!(
     /// SiLU (swish), `x·sigmoid(x)`.
-    silu, Silu, X, Costly, f: |x| x * sigmoid(x),
+    silu() => Silu, X, Costly,
+    f: |x| x * sigmoid(x),
     df: |g, x, _| {
         let s = sigmoid(x);
         g * s * (T::one() + x * (T::one() - s))
-    }
+    },
+    graph: |g, x, _| {
+        let s = x.sigmoid();
+        g.mul(&s.mul(&x.mul(&s.rsub_scalar(T::one())).add_scalar(T::one())))
+    },
 );
 
 unary!(
     /// `log(1 + eˣ)`, computed stably as `max(x, 0) + log1p(e^-|x|)`.
-    softplus, Softplus, X, Costly,
+    softplus() => Softplus, X, Costly,
     f: |x| (if x > T::zero() { x } else { T::zero() }) + (-x.abs()).exp_k().ln_1p(),
-    df: |g, x, _| g * sigmoid(x)
+    df: |g, x, _| g * sigmoid(x),
+    graph: |g, x, _| g.mul(&x.sigmoid()),
+);
+
+unary!(
+    /// `x` where `x > 0`, else `slope·x`. The gradient at 0 is `slope`; the
+    /// second derivative is 0.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::from_vec(vec![-2.0, 3.0], &[2])?;
+    /// assert_eq!(x.leaky_relu(0.1).to_vec(), vec![-0.2, 3.0]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    leaky_relu(slope: T) => LeakyRelu, X, Cheap,
+    f: |x| if x > T::zero() { x } else { x * slope },
+    df: |g, x, _| if x > T::zero() { g } else { g * slope },
+    graph: piecewise,
+);
+
+unary!(
+    /// Limits every element to `[min, max]` (as `min(max(x, min), max)`, so `max`
+    /// wins when `min > max`). The gradient passes where `min ≤ x ≤ max`; NaN
+    /// stays NaN. The second derivative is 0.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::from_vec(vec![-2.0, 0.5, 3.0], &[3])?;
+    /// assert_eq!(x.clamp(-1.0, 1.0).to_vec(), vec![-1.0, 0.5, 1.0]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    clamp(min: T, max: T) => Clamp, X, Cheap,
+    f: |x| {
+        let v = if x < min { min } else { x };
+        if v > max { max } else { v }
+    },
+    df: |g, x, _| if x >= min && x <= max { g } else { T::zero() },
+    graph: piecewise,
+);
+
+unary!(
+    /// `xᵖ` for a real exponent (NaN for negative `x` and non-integer `p`).
+    powf(p: T) => Powf, X, Costly,
+    f: |x| x.powf(p),
+    df: |g, x, _| if p == T::zero() { T::zero() } else { g * p * x.powf(p - T::one()) },
+    graph: |g, x, _| if p == T::zero() {
+        Tensor::zeros(g.shape())
+    } else {
+        g.mul(&x.powf(p - T::one())).mul_scalar(p)
+    },
+);
+
+unary!(
+    /// `xⁿ` for an integer exponent (defined for negative `x`).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f64>::from_vec(vec![-2.0, 3.0], &[2])?;
+    /// assert_eq!(x.powi(3).to_vec(), vec![-8.0, 27.0]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    powi(n: i32) => Powi, X, Cheap,
+    f: |x| x.powi(n),
+    df: |g, x, _| if n == 0 { T::zero() } else { g * c::<T>(f64::from(n)) * x.powi(n - 1) },
+    graph: |g, x, _| if n == 0 {
+        Tensor::zeros(g.shape())
+    } else {
+        g.mul(&x.powi(n - 1)).mul_scalar(c(f64::from(n)))
+    },
 );
 
 /// √(2/π)
 const GELU_K: f64 = 0.797_884_560_802_865_4;
+/// The cubic coefficient of the tanh approximation of GELU.
+const GELU_A: f64 = 0.044715;
 /// 1/√(2π)
 const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+/// 2/√π
+const TWO_OVER_SQRT_PI: f64 = std::f64::consts::FRAC_2_SQRT_PI;
 
 #[inline(always)]
 fn sigmoid<T: Element>(x: T) -> T {
@@ -232,140 +459,6 @@ fn sigmoid<T: Element>(x: T) -> T {
         T::one() / (T::one() + e)
     } else {
         e / (T::one() + e)
-    }
-}
-
-// ----- parameterised unary ops -----
-
-#[derive(Clone, Copy)]
-struct LeakyRelu<T>(T);
-
-impl<T: Element> UnaryFn<T> for LeakyRelu<T> {
-    const NAME: &'static str = "leaky_relu";
-    const USES: Uses = Uses::X;
-    #[inline(always)]
-    fn f(self, x: T) -> T {
-        if x > T::zero() {
-            x
-        } else {
-            x * self.0
-        }
-    }
-    #[inline(always)]
-    fn df(self, g: T, x: T, _: T) -> T {
-        if x > T::zero() {
-            g
-        } else {
-            g * self.0
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Clamp<T>(T, T);
-
-impl<T: Element> UnaryFn<T> for Clamp<T> {
-    const NAME: &'static str = "clamp";
-    const USES: Uses = Uses::X;
-    #[inline(always)]
-    fn f(self, x: T) -> T {
-        let v = if x < self.0 { self.0 } else { x };
-        if v > self.1 {
-            self.1
-        } else {
-            v
-        }
-    }
-    #[inline(always)]
-    fn df(self, g: T, x: T, _: T) -> T {
-        if x >= self.0 && x <= self.1 {
-            g
-        } else {
-            T::zero()
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Powf<T>(T);
-
-impl<T: Element> UnaryFn<T> for Powf<T> {
-    const NAME: &'static str = "powf";
-    const USES: Uses = Uses::X;
-    const COSTLY: bool = true;
-    #[inline(always)]
-    fn f(self, x: T) -> T {
-        x.powf(self.0)
-    }
-    #[inline(always)]
-    fn df(self, g: T, x: T, _: T) -> T {
-        if self.0 == T::zero() {
-            T::zero()
-        } else {
-            g * self.0 * x.powf(self.0 - T::one())
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Powi(i32);
-
-impl<T: Element> UnaryFn<T> for Powi {
-    const NAME: &'static str = "powi";
-    const USES: Uses = Uses::X;
-    #[inline(always)]
-    fn f(self, x: T) -> T {
-        x.powi(self.0)
-    }
-    #[inline(always)]
-    fn df(self, g: T, x: T, _: T) -> T {
-        if self.0 == 0 {
-            T::zero()
-        } else {
-            g * c::<T>(self.0 as f64) * x.powi(self.0 - 1)
-        }
-    }
-}
-
-impl<T: Element> Tensor<T> {
-    /// `x` where `x > 0`, else `slope·x`. The gradient at 0 is `slope`.
-    ///
-    /// ```
-    /// let x = ferrograd::Tensor::<f32>::from_vec(vec![-2.0, 3.0], &[2])?;
-    /// assert_eq!(x.leaky_relu(0.1).to_vec(), vec![-0.2, 3.0]);
-    /// # Ok::<(), ferrograd::Error>(())
-    /// ```
-    pub fn leaky_relu(&self, slope: T) -> Tensor<T> {
-        apply(self, LeakyRelu(slope))
-    }
-
-    /// Limits every element to `[min, max]` (as `min(max(x, min), max)`, so `max`
-    /// wins when `min > max`). The gradient passes where `min ≤ x ≤ max`; NaN
-    /// stays NaN.
-    ///
-    /// ```
-    /// let x = ferrograd::Tensor::<f32>::from_vec(vec![-2.0, 0.5, 3.0], &[3])?;
-    /// assert_eq!(x.clamp(-1.0, 1.0).to_vec(), vec![-1.0, 0.5, 1.0]);
-    /// # Ok::<(), ferrograd::Error>(())
-    /// ```
-    pub fn clamp(&self, min: T, max: T) -> Tensor<T> {
-        apply(self, Clamp(min, max))
-    }
-
-    /// `xᵖ` for a real exponent (NaN for negative `x` and non-integer `p`).
-    pub fn powf(&self, p: T) -> Tensor<T> {
-        apply(self, Powf(p))
-    }
-
-    /// `xⁿ` for an integer exponent (defined for negative `x`).
-    ///
-    /// ```
-    /// let x = ferrograd::Tensor::<f64>::from_vec(vec![-2.0, 3.0], &[2])?;
-    /// assert_eq!(x.powi(3).to_vec(), vec![-8.0, 27.0]);
-    /// # Ok::<(), ferrograd::Error>(())
-    /// ```
-    pub fn powi(&self, n: i32) -> Tensor<T> {
-        apply(self, Powi(n))
     }
 }
 

@@ -1,0 +1,1 @@
+//! Function transforms built on [`grad`](crate::grad).

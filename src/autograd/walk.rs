@@ -1,0 +1,284 @@
+//! The backward walk shared by `backward`, `backward_with` and `grad`: discover
+//! the reachable graph, visit it in reverse creation order, run each op's rule
+//! once its gradient is complete, and free each gradient after use.
+//!
+//! With `create_graph` everything the walk does is recorded: the rules run with
+//! recording on (in their differentiable form), fan-in is summed with a recorded
+//! `add`, and results are handed out through a recorded copy, so the returned
+//! gradients can be differentiated again. Without it the rules run as plain
+//! arithmetic, fan-in is summed in place, and nothing is recorded.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::no_grad::with_grad_mode;
+use super::{BackwardCx, GradFn, Saves};
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// An edge to an input that gets no gradient (it needs none, or, for `grad`,
+/// no requested tensor lies behind it).
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// Hashes the (unique, sequential) node ids with one multiply.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("IdHasher only hashes usize ids")
+    }
+    fn write_usize(&mut self, id: usize) {
+        self.0 = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<usize, V, BuildHasherDefault<IdHasher>>;
+
+/// The part of the graph gradients can flow through, with dense indices so that
+/// the walk never hashes: node `i`'s inputs are `edges[first_edge[i]..]`, each the
+/// dense index of the input or [`NONE`].
+pub(crate) struct Graph<'a, T: Element> {
+    pub(crate) nodes: Vec<&'a Tensor<T>>,
+    ids: Vec<usize>,
+    edges: Vec<u32>,
+    first_edge: Vec<u32>,
+    /// Dense index of each discovered id.
+    index: IdMap<u32>,
+}
+
+impl<'a, T: Element> Graph<'a, T> {
+    /// Discovers the nodes behind `root` that need a gradient, not descending
+    /// below id `min_id` (nothing there can lead to a tensor created later).
+    pub(crate) fn discover(root: &'a Tensor<T>, min_id: usize) -> Self {
+        let mut g = Graph {
+            nodes: vec![root],
+            ids: vec![root.0.id],
+            edges: Vec::new(),
+            first_edge: Vec::new(),
+            index: IdMap::default(),
+        };
+        g.index.insert(root.0.id, 0);
+        let mut i = 0;
+        while i < g.nodes.len() {
+            g.first_edge.push(g.edges.len() as u32);
+            if let Some(gf) = g.nodes[i].grad_fn() {
+                for input in gf.inputs {
+                    if !input.needs_grad() || input.0.id < min_id {
+                        g.edges.push(NONE);
+                        continue;
+                    }
+                    let next = g.nodes.len() as u32;
+                    let slot = *g.index.entry(input.0.id).or_insert(next);
+                    if slot == next {
+                        g.nodes.push(input);
+                        g.ids.push(input.0.id);
+                    }
+                    g.edges.push(slot);
+                }
+            }
+            i += 1;
+        }
+        g
+    }
+
+    /// The dense index of a discovered tensor.
+    pub(crate) fn dense_index(&self, t: &Tensor<T>) -> Option<u32> {
+        self.index.get(&t.0.id).copied()
+    }
+
+    fn edges_of(&self, i: usize, n_inputs: usize) -> &[u32] {
+        &self.edges[self.first_edge[i] as usize..][..n_inputs]
+    }
+
+    /// Cuts every edge that leads to no node in `wanted` (by dense index), so that
+    /// rules compute only what the wanted gradients need. Returns, per node,
+    /// whether a wanted node lies behind it (or is it).
+    pub(crate) fn prune(&mut self, wanted: &[u32]) -> Vec<bool> {
+        let mut needed = vec![false; self.nodes.len()];
+        for &w in wanted {
+            needed[w as usize] = true;
+        }
+        // Inputs have smaller ids: ascending id order sees them first.
+        let mut order: Vec<u32> = (0..self.nodes.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| self.ids[i as usize]);
+        for &i in &order {
+            let i = i as usize;
+            let start = self.first_edge[i] as usize;
+            let end = self
+                .first_edge
+                .get(i + 1)
+                .map_or(self.edges.len(), |&e| e as usize);
+            for e in &mut self.edges[start..end] {
+                if *e != NONE {
+                    if needed[*e as usize] {
+                        needed[i] = true;
+                    } else {
+                        *e = NONE;
+                    }
+                }
+            }
+        }
+        needed
+    }
+}
+
+/// What the walk hands back: per dense node index, the gradient it received,
+/// for the nodes `keep` asks for (leaves for `backward`, requested tensors for
+/// `grad`). Gradients that nothing keeps are freed as soon as they are passed on.
+pub(crate) fn run<T: Element>(
+    graph: &Graph<'_, T>,
+    seed: Tensor<T>,
+    create_graph: bool,
+    keep: impl Fn(usize, &Tensor<T>) -> bool,
+) -> Result<Vec<(usize, Tensor<T>)>> {
+    // Rules are tensor ops: recorded with create_graph, plain arithmetic without.
+    with_grad_mode(create_graph, || walk(graph, seed, create_graph, keep))
+}
+
+fn walk<T: Element>(
+    graph: &Graph<'_, T>,
+    seed: Tensor<T>,
+    create_graph: bool,
+    keep: impl Fn(usize, &Tensor<T>) -> bool,
+) -> Result<Vec<(usize, Tensor<T>)>> {
+    let n = graph.nodes.len();
+    // Ids grow with creation, so descending id is a reverse topological order:
+    // a node's gradient is complete when its turn comes.
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_unstable_by_key(|&i| Reverse(graph.ids[i as usize]));
+
+    let mut grads: Vec<Option<Tensor<T>>> = Vec::with_capacity(n);
+    grads.resize_with(n, || None);
+    grads[0] = Some(seed);
+    let mut kept = Vec::new();
+    for &i in &order {
+        let i = i as usize;
+        let Some(grad) = grads[i].take() else {
+            continue;
+        };
+        let node = graph.nodes[i];
+        let gf = node.grad_fn();
+        let n_inputs = gf.as_ref().map_or(0, |gf| gf.inputs.len());
+        let edges = graph.edges_of(i, n_inputs);
+        let runs = gf.is_some() && edges.iter().any(|&e| e != NONE);
+        let grad = if keep(i, node) {
+            if !runs {
+                kept.push((i, grad));
+                continue;
+            }
+            kept.push((i, grad.clone()));
+            grad
+        } else {
+            grad
+        };
+        let Some(gf) = gf.filter(|_| runs) else {
+            continue;
+        };
+        check_versions(node, &gf)?;
+        #[cfg(test)]
+        super::test_hooks::run(super::test_hooks::Point::BetweenCheckAndRule, gf.op.name());
+        let cx = BackwardCx {
+            inputs: gf.inputs,
+            output: node,
+            edges,
+            create_graph,
+        };
+        // The rule owns the gradient: when nothing else holds it, the rule may
+        // write its result into the same buffer.
+        let input_grads = gf.op.backward(&cx, grad);
+        #[cfg(test)]
+        super::test_hooks::rule_ran();
+        // Seqlock: a value the rule read may have been updated in place while it
+        // ran; the versions tell, and the gradient is refused rather than wrong.
+        check_versions(node, &gf)?;
+        debug_assert_eq!(
+            input_grads.len(),
+            gf.inputs.len(),
+            "internal error: backward of {} returned the wrong number of gradients",
+            gf.op.name()
+        );
+        for ((input, g), &slot) in gf.inputs.iter().zip(input_grads).zip(edges) {
+            let Some(g) = g else { continue };
+            if slot == NONE {
+                continue;
+            }
+            let g = if g.shape() == input.shape() {
+                g
+            } else {
+                crate::ops::sum_to_shape(&g, input.shape()).unwrap_or_else(|e| {
+                    panic!(
+                        "internal error: backward of {} returned a gradient of the wrong shape: {e}",
+                        gf.op.name()
+                    )
+                })
+            };
+            let slot = &mut grads[slot as usize];
+            *slot = Some(match slot.take() {
+                None => g,
+                // A recorded sum keeps both contributions in the gradient's graph.
+                Some(prev) if create_graph => prev.add(&g),
+                Some(prev) => accumulate(prev, &g),
+            });
+        }
+    }
+    Ok(kept)
+}
+
+/// Refuses to run (or to keep the result of) a rule whose saved values were
+/// updated in place since the forward pass recorded them.
+fn check_versions<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>) -> Result<()> {
+    let saves = gf.op.saves();
+    if saves == Saves::Nothing {
+        return Ok(());
+    }
+    let checked = |j: usize| match saves {
+        Saves::Inputs | Saves::Both => true,
+        Saves::Input(i) => i == j,
+        Saves::Nothing | Saves::Output => false,
+    };
+    for (j, (input, &saved)) in gf.inputs.iter().zip(gf.versions).enumerate() {
+        if checked(j) {
+            let current = input.storage().version();
+            if current != saved {
+                return Err(Error::ModifiedInPlace {
+                    op: gf.op.name(),
+                    which: format!("input {j}"),
+                    saved,
+                    current,
+                });
+            }
+        }
+    }
+    if matches!(saves, Saves::Output | Saves::Both) {
+        let current = node.storage().version();
+        if current != gf.out_version {
+            return Err(Error::ModifiedInPlace {
+                op: gf.op.name(),
+                which: "output".into(),
+                saved: gf.out_version,
+                current,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `prev + g`, written into `prev`'s buffer when nothing else can see it.
+fn accumulate<T: Element>(prev: Tensor<T>, g: &Tensor<T>) -> Tensor<T> {
+    if prev.is_exclusive() && prev.shape() == g.shape() {
+        {
+            let mut dst = prev.storage().write_fresh();
+            let src = g.read();
+            crate::kernels::elementwise::add_assign(&mut dst, &src, g.layout());
+        }
+        prev
+    } else {
+        prev.add(g)
+    }
+}
