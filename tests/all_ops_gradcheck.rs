@@ -1,13 +1,21 @@
-//! One table with every public differentiable op, each checked against finite
-//! differences on several shapes (broadcasting, 0-d, strided inputs). A second
-//! test reads the op table in `src/ops/mod.rs`, so an op listed there without an
-//! entry here fails the build of the test suite.
+//! One table with every public differentiable op, each checked on several
+//! shapes (broadcasting, 0-d, transposed and narrowed inputs), in f64:
+//!
+//! - first derivatives against finite differences (`gradcheck`);
+//! - second derivatives against finite differences of the gradient
+//!   (`gradgradcheck`, seeded with a random upstream that requires a gradient);
+//! - the fused first-order rule against the recorded (`create_graph`) rule: the
+//!   same first derivative from both.
+//!
+//! Another test reads the op table in `src/ops/mod.rs`, so an op listed there
+//! without an entry here fails the suite, and so does a row whose "order" column
+//! is not ∞.
 
 use std::collections::BTreeSet;
 
-use ferrograd::gradcheck::gradcheck;
+use ferrograd::gradcheck::{gradcheck, gradgradcheck};
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
-use ferrograd::Tensor;
+use ferrograd::{grad, GradOptions, Tensor};
 
 type F = Box<dyn Fn(&[Tensor<f64>]) -> Tensor<f64>>;
 
@@ -55,7 +63,7 @@ fn table() -> Vec<Case> {
     let mut c = Vec::new();
     // binary, with broadcasting, 0-d and strided operands
     type Bin = fn(&Tensor<f64>, &Tensor<f64>) -> Tensor<f64>;
-    let binaries: [(&str, Bin, bool); 7] = [
+    let binaries: &[(&str, Bin, bool)] = &[
         ("add", |a, b| a.add(b), false),
         ("sub", |a, b| a.sub(b), false),
         ("mul", |a, b| a.mul(b), false),
@@ -64,7 +72,7 @@ fn table() -> Vec<Case> {
         ("maximum", |a, b| a.maximum(b), false),
         ("minimum", |a, b| a.minimum(b), false),
     ];
-    for (i, (op, f, positive_base)) in binaries.into_iter().enumerate() {
+    for (i, &(op, f, positive_base)) in binaries.iter().enumerate() {
         let s = 100 * i as u64;
         let base = |shape: &[usize], seed| {
             if positive_base {
@@ -111,7 +119,7 @@ fn table() -> Vec<Case> {
     }
     // scalar operand
     type Sc = fn(&Tensor<f64>) -> Tensor<f64>;
-    let scalars: [(&str, Sc); 6] = [
+    let scalars: &[(&str, Sc)] = &[
         ("add_scalar", |a| a.add_scalar(0.7)),
         ("sub_scalar", |a| a.sub_scalar(0.7)),
         ("rsub_scalar", |a| a.rsub_scalar(0.7)),
@@ -120,7 +128,7 @@ fn table() -> Vec<Case> {
         ("rdiv_scalar", |a| a.rdiv_scalar(0.9)),
     ];
     // unary
-    let unaries: [(&str, Sc, bool); 20] = [
+    let unaries: &[(&str, Sc, bool)] = &[
         ("neg", |a| a.neg(), false),
         ("exp", |a| a.exp(), false),
         ("log", |a| a.log(), true),
@@ -141,8 +149,12 @@ fn table() -> Vec<Case> {
         ("clamp", |a| a.clamp(-0.6, 0.6), false),
         ("powf", |a| a.powf(2.5), true),
         ("powi", |a| a.powi(-3), false),
+        ("erf", |a| a.erf(), false),
     ];
-    let all_unary = scalars.iter().map(|&(op, f)| (op, f, false)).chain(unaries);
+    let all_unary = scalars
+        .iter()
+        .map(|&(op, f)| (op, f, false))
+        .chain(unaries.iter().copied());
     for (i, (op, f, positive)) in all_unary.enumerate() {
         let s = 1000 + 10 * i as u64;
         let mk = |shape: &[usize], seed| {
@@ -175,7 +187,7 @@ fn table() -> Vec<Case> {
     c.push(case("mean", |x| x[0].mean(), vec![leaf(&[2, 3], 2002)]));
     c.push(case("mean", |x| x[0].t().mean(), vec![strided(3, 2, 2003)]));
     type Ax = fn(&Tensor<f64>, isize, bool) -> Tensor<f64>;
-    let axis_ops: [(&str, Ax); 6] = [
+    let axis_ops: &[(&str, Ax)] = &[
         ("sum_axis", |a, ax, k| a.sum_axis(ax, k)),
         ("mean_axis", |a, ax, k| a.mean_axis(ax, k)),
         ("max_axis", |a, ax, k| a.max_axis(ax, k)),
@@ -183,7 +195,7 @@ fn table() -> Vec<Case> {
         ("logsumexp", |a, ax, k| a.logsumexp(ax, k)),
         ("var_axis", |a, ax, k| a.var_axis(ax, k)),
     ];
-    for (i, (op, f)) in axis_ops.into_iter().enumerate() {
+    for (i, &(op, f)) in axis_ops.iter().enumerate() {
         let s = 2100 + 10 * i as u64;
         c.push(case(op, move |x| f(&x[0], 0, false), vec![leaf(&[3], s)]));
         c.push(case(
@@ -230,7 +242,7 @@ fn table() -> Vec<Case> {
         c.push(case(op, move |x| f(&x[0], 0), vec![leaf(&[1], 2204)]));
     }
     // matmul in every NumPy form
-    let mm: [(&[usize], &[usize]); 7] = [
+    let mm: &[(&[usize], &[usize])] = &[
         (&[3], &[3]),
         (&[2, 3], &[3, 4]),
         (&[2, 3], &[3]),
@@ -239,7 +251,7 @@ fn table() -> Vec<Case> {
         (&[2, 1, 2, 3], &[3, 3, 2]),
         (&[1, 2, 3], &[2, 3, 1]),
     ];
-    for (i, (a, b)) in mm.into_iter().enumerate() {
+    for (i, &(a, b)) in mm.iter().enumerate() {
         c.push(case(
             "matmul",
             |x| x[0].matmul(&x[1]),
@@ -391,51 +403,112 @@ fn table() -> Vec<Case> {
     c
 }
 
-#[test]
-fn every_differentiable_op_passes_gradcheck() {
+/// Runs `check` on every case; fails listing every case that failed.
+fn for_each_case(what: &str, check: impl Fn(&Case) -> Result<(), String>) {
     let mut failures = Vec::new();
     let mut count = 0;
-    for Case { op, f, inputs } in table() {
+    for case in table() {
         count += 1;
-        let shapes: Vec<_> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-        if let Err(e) = gradcheck(&f, &inputs) {
-            failures.push(format!("{op} {shapes:?}: {e}"));
+        if let Err(e) = check(&case) {
+            let shapes: Vec<_> = case.inputs.iter().map(|t| t.shape().to_vec()).collect();
+            failures.push(format!("{} {shapes:?}: {e}", case.op));
         }
     }
     assert!(
         failures.is_empty(),
-        "{} of {count} cases failed:\n{}",
+        "{what}: {} of {count} cases failed:\n{}",
         failures.len(),
         failures.join("\n")
     );
 }
 
-/// The op names in the table of `src/ops/mod.rs`, minus the non-differentiable rows.
-fn documented_ops() -> BTreeSet<String> {
+#[test]
+fn every_differentiable_op_passes_gradcheck() {
+    for_each_case("gradcheck", |c| {
+        gradcheck(&c.f, &c.inputs)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}
+
+#[test]
+fn every_differentiable_op_passes_gradgradcheck() {
+    for_each_case("gradgradcheck", |c| {
+        gradgradcheck(&c.f, &c.inputs)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}
+
+#[test]
+fn fused_and_recorded_rules_give_the_same_first_derivative() {
+    for_each_case("fused vs recorded", |c| {
+        let y = (c.f)(&c.inputs);
+        let mut rng = StdRng::seed_from_u64(7);
+        let u = Tensor::<f64>::randn(y.shape(), &mut rng);
+        let fused = y.backward_with(&u).map_err(|e| e.to_string())?;
+        let inputs: Vec<&Tensor<f64>> = c.inputs.iter().collect();
+        let options = GradOptions {
+            create_graph: true,
+            upstream: Some(u),
+            ..Default::default()
+        };
+        let recorded = grad(&y, &inputs, options).map_err(|e| e.to_string())?;
+        for (i, (x, r)) in c.inputs.iter().zip(&recorded).enumerate() {
+            let f = fused.get(x).unwrap().to_vec();
+            for (k, (a, b)) in f.iter().zip(r.to_vec()).enumerate() {
+                if (a - b).abs() > 1e-12 * (1.0 + a.abs()) {
+                    return Err(format!("input {i}, element {k}: fused {a}, recorded {b}"));
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+/// The rows of the table in `src/ops/mod.rs`: the op names of the first cell and
+/// the "order" cell, minus the non-differentiable rows.
+fn documented_rows() -> Vec<(Vec<String>, String)> {
     let src =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ops/mod.rs")).unwrap();
-    let mut ops = BTreeSet::new();
+    let header = src
+        .lines()
+        .find(|l| l.starts_with("//! | op |"))
+        .expect("the op table's header");
+    let order_col = header
+        .split('|')
+        .position(|c| c.trim() == "order")
+        .expect("an order column");
+    let mut rows = Vec::new();
     for line in src.lines().filter(|l| l.starts_with("//! | `")) {
         if line.contains("not differentiable") {
             continue;
         }
-        let first_cell = line.split('|').nth(1).unwrap();
-        for chunk in first_cell.split('`').skip(1).step_by(2) {
-            ops.extend(chunk.split_whitespace().map(str::to_string));
-        }
+        let cells: Vec<&str> = line.split('|').collect();
+        let ops = cells[1]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .flat_map(|chunk| chunk.split_whitespace().map(str::to_string))
+            .collect();
+        rows.push((ops, cells[order_col].trim().to_string()));
     }
-    ops
+    rows
 }
 
 #[test]
-fn the_table_covers_every_op_in_the_op_table() {
-    let documented = documented_ops();
+fn the_table_covers_every_op_in_the_op_table_at_every_order() {
+    let rows = documented_rows();
+    let documented: BTreeSet<String> = rows.iter().flat_map(|(ops, _)| ops.clone()).collect();
     assert!(documented.len() > 50, "parsed {documented:?}");
+    for (ops, order) in &rows {
+        assert_eq!(order, "∞", "the op table gives {ops:?} order {order}");
+    }
     let tested: BTreeSet<String> = table().iter().map(|c| c.op.to_string()).collect();
     let missing: Vec<_> = documented.difference(&tested).collect();
     assert!(
         missing.is_empty(),
-        "ops without a gradcheck entry: {missing:?}"
+        "ops without a gradcheck and gradgradcheck entry: {missing:?}"
     );
     let unknown: Vec<_> = tested.difference(&documented).collect();
     assert!(

@@ -230,7 +230,7 @@ fn pow_graph<T: Element>(
     b: &Tensor<T>,
 ) -> InputGrads<T> {
     let s = g.shape();
-    let safe_base = |mask: Tensor<T>| a.masked_fill(&mask, T::one());
+    let safe_base = |mask: Tensor<T>| a.broadcast_to(s).masked_fill(&mask, T::one());
     let ga = cx.needs(0).then(|| {
         let a = safe_base(zip_plain(s, a, b, Cost::Cheap, |_, b| flag(b == T::zero())));
         g.mul(b).mul(&a.pow(&b.sub_scalar(T::one())))

@@ -3,27 +3,34 @@
 //!
 //! # The op table
 //!
-//! | op | file | kind | backward |
-//! |---|---|---|---|
-//! | `add sub mul div` | `binary.rs` | primitive | tensor ops |
-//! | `pow maximum minimum` | `binary.rs` | primitive | fused kernel |
-//! | `add_scalar sub_scalar rsub_scalar mul_scalar div_scalar rdiv_scalar` (and the operators with a scalar) | `scalar.rs` | primitive | tensor ops |
-//! | `neg exp log sqrt abs square recip sin cos tanh sigmoid relu leaky_relu gelu gelu_erf silu softplus clamp powf powi` | `unary.rs` | primitive | fused kernel |
-//! | `sum mean sum_axis mean_axis` | `reduce.rs` | primitive | broadcast view |
-//! | `max_axis min_axis` | `reduce.rs` | primitive | scatter kernel |
-//! | `logsumexp` | `reduce.rs` | primitive (stable) | fused kernel |
-//! | `var_axis` | `reduce.rs` | composite | — |
-//! | `argmax argmin` | `reduce.rs` | not differentiable | — |
-//! | `softmax log_softmax` | `softmax.rs` | primitive (stable) | fused kernel |
-//! | `layer_norm` (public as nn::functional::layer_norm) | `norm.rs` | primitive | fused kernel |
-//! | `matmul` | `matmul.rs` | primitive | tensor ops (GEMM) |
-//! | `reshape flatten squeeze unsqueeze transpose t permute broadcast_to narrow contiguous` | `movement.rs` | views | tensor ops |
-//! | `index_select masked_fill cat stack` | `index.rs` | primitive | kernels |
+//! "Backward" is the rule of the plain first-order walk; under `create_graph`
+//! every rule builds its result from recorded ops instead ("recorded form"), so
+//! that it can be differentiated again. "Order" is how many times an op can be
+//! differentiated: ∞ everywhere (at kinks, the derivative PyTorch picks: relu'' =
+//! abs'' = 0, and max/min send the gradient to the first extreme).
+//!
+//! | op | file | kind | backward | recorded form | order |
+//! |---|---|---|---|---|---|
+//! | `add sub` | `binary.rs` | primitive | tensor ops | the same | ∞ |
+//! | `mul div` | `binary.rs` | primitive | fused kernels | `mul`, `div` | ∞ |
+//! | `pow` | `binary.rs` | primitive | fused kernels | `pow`, `log`, `masked_fill` (safe at 0) | ∞ |
+//! | `maximum minimum` | `binary.rs` | primitive | fused kernels | `g` × a constant share | ∞ |
+//! | `add_scalar sub_scalar rsub_scalar mul_scalar div_scalar rdiv_scalar` (and the operators with a scalar) | `scalar.rs` | primitive, `unary!` | fused kernel | scalar ops | ∞ |
+//! | `neg exp log sqrt abs square recip sin cos tanh sigmoid relu leaky_relu gelu gelu_erf erf silu softplus clamp powf powi` | `unary.rs` | primitive, `unary!` | fused kernel | each op's `graph:` (piecewise ops: `g` × a constant) | ∞ |
+//! | `sum mean sum_axis mean_axis` | `reduce.rs` | primitive | broadcast view | the same | ∞ |
+//! | `max_axis min_axis` | `reduce.rs` | primitive | `index_add` (scatter) | the same | ∞ |
+//! | `logsumexp` | `reduce.rs` | primitive (stable) | fused kernel | `exp(x − y)` | ∞ |
+//! | `var_axis` | `reduce.rs` | composite | — | — | ∞ |
+//! | `argmax argmin` | `reduce.rs` | not differentiable | — | — | — |
+//! | `softmax log_softmax` | `softmax.rs` | primitive (stable) | fused kernel | `y·(g − Σg·y)`, `g − exp(y)·Σg` | ∞ |
+//! | `layer_norm` (public as nn::functional::layer_norm) | `norm.rs` | primitive | fused kernel | the statistics recomputed from `x` | ∞ |
+//! | `matmul` | `matmul.rs` | primitive | tensor ops (GEMM) | the same | ∞ |
+//! | `reshape flatten squeeze unsqueeze transpose t permute broadcast_to narrow contiguous` | `movement.rs` | views | tensor ops (`narrow` ↔ `pad_axis`) | the same | ∞ |
+//! | `index_select masked_fill cat stack` | `index.rs` | primitive | `index_add` ↔ `index_select`, a masked kernel, `narrow` | the same, `masked_fill` | ∞ |
 //!
 //! "Fused kernel" rules compute `grad × local derivative` in one pass over the
-//! buffers instead of several tensor ops; they are exact for first-order
-//! gradients. Higher-order gradients will need a differentiable form of these
-//! local derivatives.
+//! buffers instead of several tensor ops; `tests/all_ops_gradcheck.rs` checks
+//! that both forms give the same first derivative.
 //!
 //! The walk sums every gradient a rule returns down to its input's shape
 //! ([`sum_to_shape`]), so rules of broadcasting ops return gradients of the
@@ -31,12 +38,20 @@
 //!
 //! # Adding an op
 //!
-//! 1. A section in the family file: the op struct, its `Tensor` method (and a
-//!    `try_` twin when it combines shapes or takes axes), and its `impl Op` with
-//!    the backward rule, next to each other.
-//! 2. A row in the table above.
-//! 3. A known-value test and a `gradcheck` test in the file's `mod tests`.
-//! 4. An entry in `tests/all_ops_gradcheck.rs`.
+//! 1. A section in the family file: the op's `Tensor` method (and a `try_` twin
+//!    when it combines shapes or takes axes) and its backward rule, next to each
+//!    other. An elementwise op is one `unary!` (in `unary.rs`, or `scalar.rs`
+//!    with a scalar parameter: `f`, the fused `df`, and the recorded `graph:`
+//!    form) or one `binary_method!` with its `impl Op`. Any other op is a struct
+//!    with `impl Op`, whose `backward` branches on `cx.create_graph`: recorded
+//!    tensor ops there (or a backward op with its own `impl Op`, as
+//!    `pad_axis` is for `narrow`), a fused kernel otherwise if it is faster.
+//!    Forward: `Seen::note(inputs)` before reading them, then
+//!    `Tensor::from_op_data(seen, ..)`.
+//! 2. A row in the table above, with its order.
+//! 3. Known-value tests in the file's `mod tests`.
+//! 4. An entry in `tests/all_ops_gradcheck.rs`: it runs `gradcheck`,
+//!    `gradgradcheck` and the fused-vs-recorded comparison on it.
 //! 5. A line in `CHANGELOG.md`.
 
 mod binary;

@@ -464,80 +464,9 @@ fn sigmoid<T: Element>(x: T) -> T {
 
 #[cfg(test)]
 mod tests {
-    use crate::ops::test_util::{assert_close, check, rand_leaf_away_from_zero};
+    use crate::ops::test_util::assert_close;
     use crate::Tensor;
-
-    type F = fn(&Tensor<f64>) -> Tensor<f64>;
-
-    /// Every unary op, with whether its input must avoid zero (kinks, poles) or be positive.
-    fn all() -> Vec<(&'static str, F, Domain)> {
-        use Domain::*;
-        vec![
-            ("neg", |x| x.neg(), Any),
-            ("exp", |x| x.exp(), Any),
-            ("log", |x| x.log(), Positive),
-            ("sqrt", |x| x.sqrt(), Positive),
-            ("abs", |x| x.abs(), AwayFromZero),
-            ("square", |x| x.square(), Any),
-            ("recip", |x| x.recip(), AwayFromZero),
-            ("sin", |x| x.sin(), Any),
-            ("cos", |x| x.cos(), Any),
-            ("tanh", |x| x.tanh(), Any),
-            ("sigmoid", |x| x.sigmoid(), Any),
-            ("relu", |x| x.relu(), AwayFromZero),
-            ("leaky_relu", |x| x.leaky_relu(0.1), AwayFromZero),
-            ("gelu", |x| x.gelu(), Any),
-            ("gelu_erf", |x| x.gelu_erf(), Any),
-            ("silu", |x| x.silu(), Any),
-            ("softplus", |x| x.softplus(), Any),
-            ("clamp", |x| x.clamp(-0.5, 0.5), AwayFromBounds),
-            ("powf", |x| x.powf(1.7), Positive),
-            ("powi", |x| x.powi(3), Any),
-        ]
-    }
-
-    #[derive(Clone, Copy)]
-    enum Domain {
-        Any,
-        AwayFromZero,
-        Positive,
-        AwayFromBounds,
-    }
-
-    fn input(shape: &[usize], seed: u64, d: Domain) -> Tensor<f64> {
-        let x = rand_leaf_away_from_zero(shape, seed);
-        match d {
-            Domain::Any | Domain::AwayFromZero => x,
-            Domain::Positive => {
-                crate::ops::map_plain(&x, crate::ops::Cost::Cheap, |v| v.abs() + 0.1)
-                    .requires_grad()
-            }
-            // keep clear of ±0.5 (clamp's kinks)
-            Domain::AwayFromBounds => crate::ops::map_plain(&x, crate::ops::Cost::Cheap, |v| {
-                if (v.abs() - 0.5).abs() < 0.05 {
-                    v * 1.3
-                } else {
-                    v
-                }
-            })
-            .requires_grad(),
-        }
-    }
-
-    #[test]
-    fn gradcheck_every_unary_op() {
-        for (name, f, d) in all() {
-            for (i, shape) in [&[][..], &[5][..], &[2, 3][..]].into_iter().enumerate() {
-                let x = input(shape, 10 + i as u64, d);
-                if let Err(e) = crate::gradcheck::gradcheck(|x| f(&x[0]), &[x]) {
-                    panic!("{name} on {shape:?}: {e}");
-                }
-            }
-            // a transposed (non-contiguous) input
-            let x = input(&[3, 2], 20, d);
-            check(|x| f(&x[0].t()), &[x]);
-        }
-    }
+    use crate::{grad, GradOptions};
 
     #[test]
     fn forward_values() {
@@ -619,5 +548,29 @@ mod tests {
         assert_eq!(sp[1], 100.0);
         let sg = big.sigmoid().to_vec();
         assert!((0.0..1e-40).contains(&sg[0]) && sg[1] == 1.0, "{sg:?}");
+    }
+
+    #[test]
+    fn second_derivatives_at_kinks_follow_pytorch() {
+        // y = Σ f(x)²: y'' = 2·(f'² + f·f''), with f' at the kinks as PyTorch
+        // picks it and f'' = 0 for the piecewise-linear ops.
+        let x = Tensor::<f64>::from_vec(vec![0.0, -1.5, 2.0], &[3])
+            .unwrap()
+            .requires_grad();
+        let second = |f: fn(&Tensor<f64>) -> Tensor<f64>| {
+            let y = f(&x).square().sum();
+            let on = GradOptions {
+                create_graph: true,
+                ..Default::default()
+            };
+            let g = grad(&y, &[&x], on).unwrap().remove(0);
+            let u = Tensor::<f64>::ones(&[3]);
+            g.backward_with(&u).unwrap().get(&x).unwrap().to_vec()
+        };
+        // the Hessian is diagonal here, so H·1 is its diagonal
+        assert_eq!(second(|x| x.relu()), vec![0.0, 0.0, 2.0]);
+        assert_eq!(second(|x| x.abs()), vec![0.0, 2.0, 2.0]);
+        assert_eq!(second(|x| x.leaky_relu(0.5)), vec![0.5, 0.5, 2.0]);
+        assert_eq!(second(|x| x.clamp(-1.0, 1.0)), vec![2.0, 0.0, 0.0]);
     }
 }
