@@ -1,7 +1,7 @@
 //! `backward` and `backward_with`: first-order gradients of every leaf, for
 //! training loops (the walk itself is in `walk.rs`).
 
-use super::walk::{self, Graph};
+use super::walk::{self, Graph, Keep};
 use super::Gradients;
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -75,7 +75,7 @@ fn run<T: Element>(root: &Tensor<T>, seed: Tensor<T>) -> Result<Gradients<T>> {
         return Err(no_graph(root));
     }
     let graph = Graph::discover(root, 0);
-    let leaves = walk::run(&graph, seed, false, |_, node| node.is_leaf())?;
+    let leaves = walk::run(&graph, seed, false, Keep::Leaves)?;
     Ok(Gradients::from_pairs(
         leaves
             .into_iter()

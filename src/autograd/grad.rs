@@ -2,7 +2,7 @@
 //! intermediates), optionally recorded so that they can be differentiated again.
 
 use super::backward::no_graph;
-use super::walk::{self, Graph};
+use super::walk::{self, Graph, Keep};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -155,7 +155,7 @@ pub fn grad<T: Element>(
     for &w in &wanted {
         is_wanted[w as usize] = true;
     }
-    let kept = walk::run(&graph, seed, create_graph, |i, _| is_wanted[i])?;
+    let kept = walk::run(&graph, seed, create_graph, Keep::Marked(&is_wanted))?;
 
     let mut found: Vec<Option<Tensor<T>>> = dense
         .iter()

@@ -128,14 +128,22 @@ impl<'a, T: Element> Graph<'a, T> {
     }
 }
 
+/// Which gradients the walk hands back.
+pub(crate) enum Keep<'a> {
+    /// Every leaf's (`backward`).
+    Leaves,
+    /// Those of the nodes marked by dense index (`grad`): leaves or not.
+    Marked(&'a [bool]),
+}
+
 /// What the walk hands back: per dense node index, the gradient it received,
-/// for the nodes `keep` asks for (leaves for `backward`, requested tensors for
-/// `grad`). Gradients that nothing keeps are freed as soon as they are passed on.
+/// for the nodes `keep` asks for. Gradients that nothing keeps are freed as soon
+/// as they are passed on.
 pub(crate) fn run<T: Element>(
     graph: &Graph<'_, T>,
     seed: Tensor<T>,
     create_graph: bool,
-    keep: impl Fn(usize, &Tensor<T>) -> bool,
+    keep: Keep<'_>,
 ) -> Result<Vec<(usize, Tensor<T>)>> {
     // Rules are tensor ops: recorded with create_graph, plain arithmetic without.
     with_grad_mode(create_graph, || walk(graph, seed, create_graph, keep))
@@ -145,7 +153,7 @@ fn walk<T: Element>(
     graph: &Graph<'_, T>,
     seed: Tensor<T>,
     create_graph: bool,
-    keep: impl Fn(usize, &Tensor<T>) -> bool,
+    keep: Keep<'_>,
 ) -> Result<Vec<(usize, Tensor<T>)>> {
     let n = graph.nodes.len();
     // Ids grow with creation, so descending id is a reverse topological order:
@@ -163,24 +171,27 @@ fn walk<T: Element>(
             continue;
         };
         let node = graph.nodes[i];
-        let gf = node.grad_fn();
-        let n_inputs = gf.as_ref().map_or(0, |gf| gf.inputs.len());
-        let edges = graph.edges_of(i, n_inputs);
-        let runs = gf.is_some() && edges.iter().any(|&e| e != NONE);
-        let grad = if keep(i, node) {
-            if !runs {
+        let Some(gf) = node.grad_fn() else {
+            if matches!(keep, Keep::Leaves) || matches!(keep, Keep::Marked(m) if m[i]) {
                 kept.push((i, grad));
-                continue;
             }
-            kept.push((i, grad.clone()));
-            grad
-        } else {
-            grad
-        };
-        let Some(gf) = gf.filter(|_| runs) else {
             continue;
         };
-        check_versions(node, &gf)?;
+        let edges = graph.edges_of(i, gf.inputs.len());
+        let grad = match keep {
+            Keep::Marked(m) if m[i] => {
+                if edges.iter().all(|&e| e == NONE) {
+                    // nothing wanted lies behind it: no need to run its rule
+                    kept.push((i, grad));
+                    continue;
+                }
+                kept.push((i, grad.clone()));
+                grad
+            }
+            _ => grad,
+        };
+        let saves = gf.op.saves();
+        check_versions(node, &gf, saves)?;
         #[cfg(test)]
         super::test_hooks::run(super::test_hooks::Point::BetweenCheckAndRule, gf.op.name());
         let cx = BackwardCx {
@@ -196,7 +207,7 @@ fn walk<T: Element>(
         super::test_hooks::rule_ran();
         // Seqlock: a value the rule read may have been updated in place while it
         // ran; the versions tell, and the gradient is refused rather than wrong.
-        check_versions(node, &gf)?;
+        check_versions(node, &gf, saves)?;
         debug_assert_eq!(
             input_grads.len(),
             gf.inputs.len(),
@@ -232,11 +243,15 @@ fn walk<T: Element>(
 
 /// Refuses to run (or to keep the result of) a rule whose saved values were
 /// updated in place since the forward pass recorded them.
-fn check_versions<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>) -> Result<()> {
-    let saves = gf.op.saves();
+#[inline(always)]
+fn check_versions<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>, saves: Saves) -> Result<()> {
     if saves == Saves::Nothing {
         return Ok(());
     }
+    check_saved(node, gf, saves)
+}
+
+fn check_saved<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>, saves: Saves) -> Result<()> {
     let checked = |j: usize| match saves {
         Saves::Inputs | Saves::Both => true,
         Saves::Input(i) => i == j,
