@@ -238,7 +238,7 @@ impl GradCheck {
     /// # Errors
     /// [`Error::GradGradCheck`] at the first disagreement; the errors of
     /// [`check`](GradCheck::check) for bad inputs; any error the inner
-    /// [`grad`](crate::grad) returns.
+    /// [`grad`] returns.
     pub fn check_gradgrad<F>(&self, f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
     where
         F: Fn(&[Tensor<f64>]) -> Tensor<f64>,

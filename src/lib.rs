@@ -37,7 +37,11 @@
 //! - Autograd: [`Tensor::requires_grad`], [`Tensor::backward`],
 //!   [`Tensor::backward_with`], [`Gradients`], [`Tensor::detach`], [`no_grad`];
 //!   in-place updates with [`Tensor::assign`], guarded by buffer versions.
-//! - [`gradcheck`]: finite-difference checking for your own tests.
+//! - Higher order: [`grad`] with [`GradOptions`] (gradients with respect to any
+//!   tensors; with `create_graph` they can be differentiated again) and the
+//!   [`functional`] transforms (`vjp`, `jvp`, `jacobian`, `hessian`, `hvp`).
+//! - [`gradcheck`]: finite-difference checking of first and second derivatives
+//!   for your own tests.
 //! - [`loss`]: losses (mean-reduced, and unreduced in [`loss::per_sample`]).
 //! - [`optim`]: optimizers that update parameters in place, and
 //!   [`optim::lr`] schedules.
