@@ -395,3 +395,84 @@ fn gradient_penalty_trains_through_a_second_backward() {
         close(&[gw[k]], &[(fp - fm) / (2.0 * eps)], 1e-6);
     }
 }
+
+#[test]
+fn every_loss_is_twice_differentiable() {
+    use ferrograd::gradcheck::gradgradcheck;
+    use ferrograd::loss::{self, CrossEntropyOptions};
+    let mut rng = StdRng::seed_from_u64(21);
+    let mut leaf = |shape: &[usize]| Tensor::<f64>::randn(shape, &mut rng).requires_grad();
+    let (pred, target) = (leaf(&[3, 2]), leaf(&[3, 2]));
+    let logits = leaf(&[4, 3]);
+    let probs = Tensor::<f64>::from_vec(vec![0.2, 0.7, 0.4, 0.9, 0.55, 0.1], &[3, 2])
+        .unwrap()
+        .requires_grad();
+    let soft = Tensor::<f64>::from_vec(vec![0.0, 1.0, 0.3, 1.0, 0.5, 0.0], &[3, 2]).unwrap();
+    let p = Tensor::<f64>::from_vec(vec![0.2, 0.3, 0.5, 0.6, 0.3, 0.1], &[2, 3])
+        .unwrap()
+        .requires_grad();
+    let classes = [2usize, 0, 1, 2];
+    type Case = (
+        &'static str,
+        Box<dyn Fn(&[Tensor<f64>]) -> Tensor<f64>>,
+        Vec<Tensor<f64>>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "mse",
+            Box::new(|t| loss::mse(&t[0], &t[1]).unwrap()),
+            vec![pred.clone(), target.clone()],
+        ),
+        (
+            "l1",
+            Box::new(|t| loss::l1(&t[0], &t[1]).unwrap()),
+            vec![pred.clone(), target.clone()],
+        ),
+        (
+            "huber",
+            Box::new(|t| loss::huber(&t[0], &t[1], 0.8).unwrap()),
+            vec![pred.clone(), target.clone()],
+        ),
+        (
+            "cross_entropy",
+            Box::new(move |t| loss::cross_entropy(&t[0], &classes).unwrap()),
+            vec![logits.clone()],
+        ),
+        (
+            "cross_entropy_with",
+            Box::new(move |t| {
+                let o = CrossEntropyOptions {
+                    label_smoothing: 0.1,
+                    ignore_index: Some(0),
+                };
+                loss::cross_entropy_with(&t[0], &classes, o).unwrap()
+            }),
+            vec![logits.clone()],
+        ),
+        (
+            "nll",
+            Box::new(move |t| loss::nll(&t[0].log_softmax(1), &classes).unwrap()),
+            vec![logits.clone()],
+        ),
+        (
+            "bce",
+            Box::new(move |t| loss::bce(&t[0], &soft).unwrap()),
+            vec![probs.clone()],
+        ),
+        (
+            "bce_with_logits",
+            Box::new(|t| loss::bce_with_logits(&t[0], &t[1]).unwrap()),
+            vec![pred.clone(), target.clone()],
+        ),
+        (
+            "kl_div",
+            Box::new(|t| loss::kl_div(&t[0].log_softmax(1), &t[1]).unwrap()),
+            vec![leaf(&[2, 3]), p.clone()],
+        ),
+    ];
+    for (name, f, inputs) in cases {
+        if let Err(e) = gradgradcheck(&f, &inputs) {
+            panic!("{name}: {e}");
+        }
+    }
+}

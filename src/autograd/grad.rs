@@ -80,6 +80,16 @@ impl<T: Element> Default for GradOptions<T> {
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
 ///
+/// # In-place updates
+///
+/// A recorded gradient remembers the values it was computed from, as any op
+/// does. Updating a tensor it was computed from in place (a weight, with
+/// [`assign`](Tensor::assign) or an optimizer step), or updating the recorded
+/// gradient itself (`assign`, [`Gradients::clip_norm`](crate::Gradients::clip_norm)
+/// on gradients that carry a graph), makes a later backward through it an
+/// [`Error::ModifiedInPlace`], never a wrong number: differentiate first, then
+/// update.
+///
 /// # Errors
 /// - [`Error::NeedsUpstream`] when `output` has more than one element and no
 ///   `upstream` is given; [`Error::ShapeMismatch`] when `upstream`'s shape differs
