@@ -269,6 +269,13 @@ impl<T: Element> Tensor<T> {
             && self.0.storage.len() == self.numel()
     }
 
+    /// True when the elements fill the whole buffer from offset 0, in some order
+    /// (a contiguous tensor, or a permutation of one such as a transpose).
+    pub(crate) fn is_dense(&self) -> bool {
+        let l = &self.0.layout;
+        l.offset == 0 && self.0.storage.len() == self.numel() && l.is_non_overlapping()
+    }
+
     // ----- public inspection -----
 
     /// The size of each dimension; `[]` for a 0-d (scalar) tensor.

@@ -262,3 +262,28 @@ fn gradient_graphs_are_freed_when_their_tensors_drop() {
         "every node made in the loop was freed"
     );
 }
+
+#[test]
+fn fan_in_of_views_in_any_memory_order_sums_right() {
+    // w reaches the loss through two transposed views and directly: the walk
+    // sums gradients of the same memory order buffer to buffer, and adds into
+    // whichever gradient nothing else holds.
+    let w = t(&[0.5, -1.0, 2.0, 0.25, 1.5, -0.75], &[2, 3]).requires_grad();
+    let a = t(&[1.0, 2.0, 3.0, -1.0, 0.5, 4.0], &[2, 3]);
+    let b = t(&[0.0, 1.0, -2.0, 3.0, 1.0, 1.0], &[2, 3]);
+    let fanned = a.matmul(&w.t()).tanh().sum() + b.matmul(&w.t()).tanh().sum() + w.square().sum();
+    let g = fanned.backward().unwrap().get(&w).unwrap().to_vec();
+    // the same function written with each term's gradient computed alone
+    let mut want = vec![0.0; 6];
+    for term in [
+        a.matmul(&w.t()).tanh().sum(),
+        b.matmul(&w.t()).tanh().sum(),
+        w.square().sum(),
+    ] {
+        let gt = term.backward().unwrap().get(&w).unwrap().to_vec();
+        want.iter_mut().zip(gt).for_each(|(s, v)| *s += v);
+    }
+    for (x, y) in g.iter().zip(&want) {
+        assert!((x - y).abs() < 1e-14, "{g:?} vs {want:?}");
+    }
+}

@@ -234,7 +234,7 @@ fn walk<T: Element>(
                 None => g,
                 // A recorded sum keeps both contributions in the gradient's graph.
                 Some(prev) if create_graph => prev.add(&g),
-                Some(prev) => accumulate(prev, &g),
+                Some(prev) => accumulate(prev, g),
             });
         }
     }
@@ -284,16 +284,37 @@ fn check_saved<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>, saves: Saves) -
     Ok(())
 }
 
-/// `prev + g`, written into `prev`'s buffer when nothing else can see it.
-fn accumulate<T: Element>(prev: Tensor<T>, g: &Tensor<T>) -> Tensor<T> {
-    if prev.is_exclusive() && prev.shape() == g.shape() {
-        {
-            let mut dst = prev.storage().write_fresh();
-            let src = g.read();
-            crate::kernels::elementwise::add_assign(&mut dst, &src, g.layout());
-        }
-        prev
-    } else {
-        prev.add(g)
+/// `prev + g` for two gradients of one node (same shape), without a strided
+/// pass when it can be avoided: into whichever buffer nothing else can see, or,
+/// when both are dense in the same memory order (two transposed weight
+/// gradients), buffer to buffer in that order.
+fn accumulate<T: Element>(prev: Tensor<T>, g: Tensor<T>) -> Tensor<T> {
+    debug_assert_eq!(prev.shape(), g.shape());
+    let add_into = |dst: &Tensor<T>, src: &Tensor<T>| {
+        let mut d = dst.storage().write_fresh();
+        let s = src.read();
+        crate::kernels::elementwise::add_assign(&mut d, &s, src.layout());
+    };
+    if prev.is_exclusive() {
+        add_into(&prev, &g);
+        return prev;
     }
+    if g.is_exclusive() {
+        add_into(&g, &prev);
+        return g;
+    }
+    if prev.layout().strides == g.layout().strides && prev.is_dense() && g.is_dense() {
+        let r = crate::ops::ReadMany::new(&[&prev, &g]);
+        let sum = crate::kernels::elementwise::zip(
+            r.get(0),
+            &crate::layout::Layout::contiguous(&[prev.numel()]),
+            r.get(1),
+            &crate::layout::Layout::contiguous(&[g.numel()]),
+            crate::ops::Cost::Cheap,
+            |a, b| a + b,
+        );
+        let storage = crate::storage::Storage::new(sum);
+        return Tensor::from_parts(storage, prev.layout().clone(), false);
+    }
+    prev.add(&g)
 }
