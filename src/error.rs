@@ -70,10 +70,9 @@ pub enum Error {
     /// gradient because it was computed from a gradient taken without
     /// `create_graph`: such a gradient is a plain value with no graph behind it.
     #[error(
-        "backward: the tensor does not require a gradient: it was computed from a \
-         gradient taken without create_graph, which carries no graph; take that \
-         gradient with grad(.., GradOptions {{ create_graph: true, .. }}) to \
-         differentiate it again"
+        "cannot differentiate a tensor that was computed from a gradient taken \
+         without create_graph: such a gradient carries no graph; take it with \
+         grad(.., GradOptions {{ create_graph: true, .. }}) to differentiate it again"
     )]
     GradientWithoutGraph,
     /// [`grad`](crate::grad) was asked for the gradient of an output with more than
