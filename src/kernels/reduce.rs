@@ -34,7 +34,7 @@ pub(crate) fn sum_slice<T: Element>(x: &[T]) -> T {
 
 /// Sums a contiguous `[outer, n, inner]` block over its middle axis → `[outer, inner]`.
 pub(crate) fn sum_axis<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
-    if n == 0 {
+    if n == 0 || inner == 0 {
         return pool::filled(outer * inner, T::zero());
     }
     if inner == 1 {

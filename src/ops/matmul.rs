@@ -43,7 +43,8 @@ impl<T: Element> Op<T> for MatMul {
                 // [K, rows]·[rows, N] with the batch folded into the rows.
                 let k = a.shape()[a.ndim() - 1];
                 let n = g.shape()[g.ndim() - 1];
-                let rows = a.numel() / k.max(1);
+                // (not numel / k: with k = 0 that loses the row count)
+                let rows: usize = a.shape()[..a.ndim() - 1].iter().product();
                 let (a2, g2) = (a.reshape(&[rows, k]), g.reshape(&[rows, n]));
                 if is_col_major(b) {
                     tr(&matmul_nd(&tr(&g2), &a2))

@@ -372,7 +372,7 @@ impl<T: Element> Tensor<T> {
     }
 
     /// The variance along `axis` with Bessel's correction (divides by N − 1, as
-    /// PyTorch's default); N = 1 gives NaN. A composite of `mean_axis`, `sub`,
+    /// PyTorch's default); N = 1 and an empty axis give NaN. A composite of `mean_axis`, `sub`,
     /// `square` and `sum_axis`.
     ///
     /// ```
@@ -394,7 +394,8 @@ impl<T: Element> Tensor<T> {
         let n = self.shape()[a];
         let centered = self.sub(&self.mean_axis(axis, true));
         let ss = centered.square().sum_axis(axis, keepdim);
-        Ok(ss.div_scalar(c(n as f64 - 1.0)))
+        // N = 1 and N = 0 both give 0/0 = NaN, as PyTorch
+        Ok(ss.div_scalar(c(n.saturating_sub(1) as f64)))
     }
 }
 
