@@ -357,6 +357,21 @@ fn table() -> Vec<Case> {
         },
         vec![leaf(&[2, 4, 3], 2704)],
     ));
+    // losses with a primitive of their own
+    let y = pos(&[2, 3], 2800).detach().mul_scalar(0.6);
+    c.push(case(
+        "bce",
+        move |x| ferrograd::loss::per_sample::bce(&x[0], &y).unwrap(),
+        vec![pos(&[2, 3], 2801).detach().mul_scalar(0.6).requires_grad()],
+    ));
+    c.push(case(
+        "bce",
+        |x| ferrograd::loss::per_sample::bce(&x[0].t(), &x[1]).unwrap(),
+        vec![
+            pos(&[3, 2], 2802).detach().mul_scalar(0.6).requires_grad(),
+            pos(&[2, 3], 2803).detach().mul_scalar(0.6).requires_grad(),
+        ],
+    ));
     // index ops
     c.push(case(
         "index_select",

@@ -173,10 +173,11 @@ pub fn nll<T: Element>(log_probs: &Tensor<T>, targets: &[usize]) -> Result<Tenso
 /// so that `p = 0` or `p = 1` gives a finite loss (at most 100 for targets in
 /// `[0, 1]`) and no NaN.
 ///
-/// The gradient is the derivative of that clamped function: `(p − y) / (p(1 − p))`
-/// inside, and 0 for a log term where it is clamped (PyTorch returns a large finite
-/// gradient there instead). Prefer [`bce_with_logits`] on raw scores: it is stable
-/// without clamping.
+/// The gradients are PyTorch's: `(p − y) / max(p(1 − p), 1e-12)` for the
+/// probabilities (so at most 1e12 in size, also at `p = 0` or `1` where the
+/// clamped function is flat), and `max(log(1 − p), −100) − max(log p, −100)` for
+/// the targets. Prefer [`bce_with_logits`] on raw scores: it is stable without
+/// clamping.
 ///
 /// ```
 /// use ferrograd::{loss::per_sample, Tensor};
@@ -196,10 +197,7 @@ pub fn nll<T: Element>(log_probs: &Tensor<T>, targets: &[usize]) -> Result<Tenso
 pub fn bce<T: Element>(probs: &Tensor<T>, targets: &Tensor<T>) -> Result<Tensor<T>> {
     same_shape("bce", probs, targets)?;
     check_probs("bce", probs)?;
-    let log_p = clamped_log(probs);
-    let log_1mp = clamped_log(&probs.rsub_scalar(T::one()));
-    // −(log(1 − p) + y·(log p − log(1 − p))); both logs are finite, so no 0·inf.
-    Ok(log_1mp.add(&targets.mul(&log_p.sub(&log_1mp))).neg())
+    Ok(crate::ops::bce(probs, targets))
 }
 
 /// Binary cross-entropy of logits (scores before a sigmoid), elementwise:
@@ -317,18 +315,4 @@ fn zero_mask<T: Element>(x: &Tensor<T>) -> Option<Tensor<T>> {
             T::zero()
         }
     }))
-}
-
-/// `max(log x, −100)` for `x ≥ 0`, with neither a NaN value nor a NaN gradient at
-/// `x = 0` (where the log is read at 1 and then replaced by −100).
-fn clamped_log<T: Element>(x: &Tensor<T>) -> Tensor<T> {
-    let floor = c::<T>(-100.0);
-    let log = match zero_mask(x) {
-        Some(zero) => x
-            .masked_fill(&zero, T::one())
-            .log()
-            .masked_fill(&zero, floor),
-        None => x.log(),
-    };
-    log.clamp(floor, T::infinity())
 }

@@ -387,11 +387,9 @@ fn bce_gradients_are_finite_at_zero_and_one() {
     let p = leaf(&[0.0, 1.0, 0.0, 1.0, 0.25], &[5]);
     let y = leaf(&[1.0, 0.0, 0.0, 1.0, 1.0], &[5]);
     let g = per_sample::bce(&p, &y).unwrap().sum().backward().unwrap();
-    // ∂/∂p = −y·(log p)′ − (1 − y)·(log(1 − p))′, where a clamped log is flat:
-    // p = 0, y = 1 and p = 1, y = 0: only the clamped term counts, 0;
-    // p = 0, y = 0: −(log(1 − p))′ = 1/(1 − p) = 1; p = 1, y = 1: −1/p = −1;
-    // p = 0.25, y = 1: −1/p = −4.
-    assert_close(g.get(&p).unwrap(), &[0., 0., 1., -1., -4.], 1e-14);
+    // PyTorch's ∂/∂p = (p − y) / max(p(1 − p), 1e-12): ∓1e12 where the answer is
+    // the wrong end, 0 at the right end, −0.75 / 0.1875 = −4 at p = 0.25.
+    assert_close(g.get(&p).unwrap(), &[-1e12, 1e12, 0., 0., -4.], 1e-14);
     // ∂/∂y = log(1 − p) − log p with the clamped logs: 0 − (−100) at p = 0
     assert_close(
         g.get(&y).unwrap(),

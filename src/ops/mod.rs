@@ -24,6 +24,7 @@
 //! | `argmax argmin` | `reduce.rs` | not differentiable | — | — | — |
 //! | `softmax log_softmax` | `softmax.rs` | primitive (stable) | fused kernel | `y·(g − Σg·y)`, `g − exp(y)·Σg` | ∞ |
 //! | `layer_norm` (public as nn::functional::layer_norm) | `norm.rs` | primitive | fused kernel | the statistics recomputed from `x` | ∞ |
+//! | `bce` (public as loss::bce and loss::per_sample::bce) | `loss.rs` | primitive (PyTorch's clamped logs and bounded gradient) | fused kernels | recorded ops (logs of a clamped `p`) | ∞ |
 //! | `matmul` | `matmul.rs` | primitive | tensor ops (GEMM) | the same | ∞ |
 //! | `reshape flatten squeeze unsqueeze transpose t permute broadcast_to narrow contiguous` | `movement.rs` | views | tensor ops (`narrow` ↔ `pad_axis`) | the same | ∞ |
 //! | `index_select masked_fill cat stack` | `index.rs` | primitive | `index_add` ↔ `index_select`, a masked kernel, `narrow` | the same, `masked_fill` | ∞ |
@@ -56,6 +57,7 @@
 
 mod binary;
 mod index;
+mod loss;
 mod matmul;
 mod movement;
 mod norm;
@@ -68,6 +70,7 @@ use std::sync::RwLockReadGuard;
 
 use smallvec::SmallVec;
 
+pub(crate) use loss::bce;
 pub(crate) use movement::sum_to_shape;
 pub(crate) use norm::layer_norm;
 
