@@ -30,14 +30,20 @@ pub enum Error {
         rhs: Vec<usize>,
     },
     /// An axis argument is out of range for the tensor's rank.
-    #[error("{op}: axis {axis} is out of range for a tensor of rank {ndim}")]
+    #[error(
+        "{op}: axis {axis} is out of range for shape {shape:?} ({valid})",
+        valid = valid_axes(*ndim)
+    )]
     InvalidAxis {
         /// The op that was called.
         op: &'static str,
         /// The axis that was given.
         axis: isize,
-        /// The rank the axis was checked against.
+        /// The rank the axis was checked against (one more than the tensor's for
+        /// ops that insert an axis: `unsqueeze`, `stack`).
         ndim: usize,
+        /// The shape of the tensor.
+        shape: Vec<usize>,
     },
     /// A buffer's length does not match the requested shape.
     #[error("{op}: {len} values cannot fill shape {shape:?} ({expected} elements)")]
@@ -100,7 +106,7 @@ pub enum Error {
         shape: Vec<usize>,
     },
     /// An index is out of range for the axis it selects along.
-    #[error("{op}: index {index} is out of range for an axis of size {size}")]
+    #[error("{op}: index {index} is out of range for an axis of size {size} (shape {shape:?})")]
     IndexOutOfRange {
         /// The op that was called.
         op: &'static str,
@@ -108,6 +114,8 @@ pub enum Error {
         index: usize,
         /// The size of the axis.
         size: usize,
+        /// The shape of the tensor indexed (the table, the scores, …).
+        shape: Vec<usize>,
     },
     /// A tensor that a backward rule needs was updated in place after it was saved.
     #[error(
@@ -206,6 +214,14 @@ pub enum Error {
     /// A file or buffer is not in the expected format.
     #[error("format: {0}")]
     Format(String),
+}
+
+/// The axes valid for a rank, as the message of [`Error::InvalidAxis`] says it.
+fn valid_axes(ndim: usize) -> String {
+    match ndim {
+        0 => "a 0-d tensor has no axis".to_string(),
+        n => format!("valid axes are -{n}..={}", n - 1),
+    }
 }
 
 /// `Result` with [`Error`] as its error type.

@@ -75,11 +75,26 @@ pub(crate) fn try_broadcast(op: &'static str, a: &[usize], b: &[usize]) -> Resul
 
 /// Resolves a possibly negative axis against a rank.
 #[inline]
-pub(crate) fn normalize_axis(op: &'static str, axis: isize, ndim: usize) -> Result<usize> {
+pub(crate) fn normalize_axis(op: &'static str, axis: isize, shape: &[usize]) -> Result<usize> {
+    check_axis(op, axis, shape, shape.len())
+}
+
+/// [`normalize_axis`] for an op that inserts an axis (`unsqueeze`, `stack`):
+/// `axis` counts on the output's rank, one more than `shape`'s.
+pub(crate) fn normalize_new_axis(op: &'static str, axis: isize, shape: &[usize]) -> Result<usize> {
+    check_axis(op, axis, shape, shape.len() + 1)
+}
+
+fn check_axis(op: &'static str, axis: isize, shape: &[usize], ndim: usize) -> Result<usize> {
     let n = ndim as isize;
     let a = if axis < 0 { axis + n } else { axis };
     if a < 0 || a >= n {
-        Err(Error::InvalidAxis { op, axis, ndim })
+        Err(Error::InvalidAxis {
+            op,
+            axis,
+            ndim,
+            shape: shape.to_vec(),
+        })
     } else {
         Ok(a as usize)
     }
@@ -136,11 +151,13 @@ mod tests {
 
     #[test]
     fn axes_and_strides() {
-        assert_eq!(normalize_axis("op", -1, 3).unwrap(), 2);
-        assert_eq!(normalize_axis("op", 0, 1).unwrap(), 0);
-        assert!(normalize_axis("op", 3, 3).is_err());
-        assert!(normalize_axis("op", -4, 3).is_err());
-        assert!(normalize_axis("op", 0, 0).is_err());
+        assert_eq!(normalize_axis("op", -1, &[1, 2, 3]).unwrap(), 2);
+        assert_eq!(normalize_axis("op", 0, &[4]).unwrap(), 0);
+        assert!(normalize_axis("op", 3, &[1, 2, 3]).is_err());
+        assert!(normalize_axis("op", -4, &[1, 2, 3]).is_err());
+        assert!(normalize_axis("op", 0, &[]).is_err());
+        assert_eq!(normalize_new_axis("op", -1, &[2]).unwrap(), 1);
+        assert!(normalize_new_axis("op", 2, &[2]).is_err());
         assert_eq!(contiguous_strides(&[2, 3, 4]).as_slice(), &[12, 4, 1]);
         assert_eq!(unravel(7, &[2, 4]), vec![1, 3]);
         assert_eq!(split_at_axis(&[2, 3, 4], 1), (2, 3, 4));

@@ -45,30 +45,90 @@ fn bad_axes() {
         Error::InvalidAxis {
             op: "sum_axis",
             axis: 2,
-            ndim: 2
+            ndim: 2,
+            ..
         }
     ));
     assert_eq!(
         e.to_string(),
-        "sum_axis: axis 2 is out of range for a tensor of rank 2"
+        "sum_axis: axis 2 is out of range for shape [2, 3] (valid axes are -2..=1)"
     );
     assert_eq!(
         panic_message(|| {
             x.softmax(-3);
         }),
-        "softmax: axis -3 is out of range for a tensor of rank 2"
+        "softmax: axis -3 is out of range for shape [2, 3] (valid axes are -2..=1)"
     );
     assert_eq!(
         panic_message(|| {
             x.unsqueeze(4);
         }),
-        "unsqueeze: axis 4 is out of range for a tensor of rank 3"
+        "unsqueeze: axis 4 is out of range for shape [2, 3] (valid axes are -3..=2)"
     );
     assert!(x
         .try_narrow(0, 1, 2)
         .unwrap_err()
         .to_string()
         .contains("exceeds size 2 of axis 0"));
+}
+
+#[test]
+fn every_op_with_an_axis_names_the_op_the_axis_and_the_shape() {
+    let x = Tensor::<f32>::zeros(&[2, 3]);
+    let y = x.clone();
+    let out_of_range = |op: &str, axis: isize| {
+        format!("{op}: axis {axis} is out of range for shape [2, 3] (valid axes are -2..=1)")
+    };
+    type AxisOp = fn(&Tensor<f32>, isize) -> Tensor<f32>;
+    let ops: &[(&str, AxisOp)] = &[
+        ("sum_axis", |x, a| x.sum_axis(a, false)),
+        ("mean_axis", |x, a| x.mean_axis(a, true)),
+        ("max_axis", |x, a| x.max_axis(a, false)),
+        ("min_axis", |x, a| x.min_axis(a, false)),
+        ("logsumexp", |x, a| x.logsumexp(a, false)),
+        ("var_axis", |x, a| x.var_axis(a, false)),
+        ("argmax", |x, a| x.argmax(a)),
+        ("argmin", |x, a| x.argmin(a)),
+        ("softmax", |x, a| x.softmax(a)),
+        ("log_softmax", |x, a| x.log_softmax(a)),
+        ("squeeze", |x, a| x.squeeze(a)),
+        ("narrow", |x, a| x.narrow(a, 0, 1)),
+        ("index_select", |x, a| x.index_select(a, &[0])),
+        ("transpose", |x, a| x.transpose(0, a)),
+        ("cat", |x, a| Tensor::cat(&[x, x], a)),
+    ];
+    for &(op, f) in ops {
+        for axis in [2, -3, 7] {
+            assert_eq!(panic_message(|| drop(f(&y, axis))), out_of_range(op, axis));
+        }
+    }
+    // ops that insert an axis count on the output's rank
+    let inserted = |op: &str, axis: isize| {
+        format!("{op}: axis {axis} is out of range for shape [2, 3] (valid axes are -3..=2)")
+    };
+    assert_eq!(
+        panic_message(|| drop(x.unsqueeze(3))),
+        inserted("unsqueeze", 3)
+    );
+    assert_eq!(
+        panic_message(|| drop(Tensor::stack(&[&x, &x], -4))),
+        inserted("stack", -4)
+    );
+    // a 0-d tensor has no axis
+    let s = Tensor::<f32>::scalar(1.0);
+    assert_eq!(
+        s.try_sum_axis(0, false).unwrap_err().to_string(),
+        "sum_axis: axis 0 is out of range for shape [] (a 0-d tensor has no axis)"
+    );
+    // try_ twins give the same text as the panics
+    assert_eq!(
+        x.try_softmax(5).unwrap_err().to_string(),
+        out_of_range("softmax", 5)
+    );
+    assert_eq!(
+        x.try_narrow(1, 2, 2).unwrap_err().to_string(),
+        "narrow: start 2 + length 2 exceeds size 3 of axis 1 (shape [2, 3])"
+    );
 }
 
 #[test]
@@ -147,7 +207,7 @@ fn index_out_of_range() {
     let table = Tensor::<f32>::zeros(&[3, 2]);
     assert_eq!(
         panic_message(|| drop(table.index_select(0, &[0, 3]))),
-        "index_select: index 3 is out of range for an axis of size 3"
+        "index_select: index 3 is out of range for an axis of size 3 (shape [3, 2])"
     );
 }
 

@@ -285,7 +285,7 @@ fn embedding_ids_as_usize_and_as_floats() {
     let msg = *result.unwrap_err().downcast::<String>().unwrap();
     assert_eq!(
         msg,
-        "embedding: index 8 is out of range for an axis of size 6"
+        "embedding: index 8 is out of range for an axis of size 6 (shape [6, 3])"
     );
 }
 

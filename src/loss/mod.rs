@@ -309,6 +309,7 @@ fn check_class_targets<T: Element>(
             op,
             index: bad,
             size: classes,
+            shape: scores.shape().to_vec(),
         }),
         None => Ok(classes),
     }

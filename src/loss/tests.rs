@@ -580,12 +580,13 @@ fn bad_class_targets_are_errors() {
         Error::IndexOutOfRange {
             op: "cross_entropy",
             index: 3,
-            size: 3
+            size: 3,
+            ..
         }
     ));
     assert_eq!(
         e.to_string(),
-        "cross_entropy: index 3 is out of range for an axis of size 3"
+        "cross_entropy: index 3 is out of range for an axis of size 3 (shape [2, 3])"
     );
     let e = super::nll(&x, &[7, 0]).unwrap_err();
     assert!(matches!(

@@ -116,7 +116,10 @@ impl<T: Element> Embedding<T> {
     /// let emb = Embedding::from_weight(Tensor::<f32>::zeros(&[5, 2]))?;
     /// let err = emb.try_forward_ids(&[0, 7], &[2]).unwrap_err();
     /// assert!(matches!(err, Error::IndexOutOfRange { index: 7, size: 5, .. }));
-    /// assert_eq!(err.to_string(), "embedding: index 7 is out of range for an axis of size 5");
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "embedding: index 7 is out of range for an axis of size 5 (shape [5, 2])"
+    /// );
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
     ///
@@ -214,7 +217,9 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "embedding: index 9 is out of range for an axis of size 4")]
+    #[should_panic(
+        expected = "embedding: index 9 is out of range for an axis of size 4 (shape [4, 3])"
+    )]
     fn forward_ids_panics_naming_the_id() {
         let emb = Embedding::<f32>::new(4, 3, &mut rand::rngs::StdRng::seed_from_u64(0));
         emb.forward_ids(&[1, 9], &[2]);

@@ -269,6 +269,7 @@ pub fn try_embedding<T: Element>(
             op: "embedding",
             index: bad,
             size: num,
+            shape: weight.shape().to_vec(),
         });
     }
     let mut out_shape = shape.to_vec();
@@ -453,7 +454,7 @@ mod tests {
         let err = try_embedding(&table, &[0, 4], &[2]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "embedding: index 4 is out of range for an axis of size 4"
+            "embedding: index 4 is out of range for an axis of size 4 (shape [4, 2])"
         );
         let err = try_embedding(&table, &[0, 1], &[3]).unwrap_err();
         assert!(matches!(

@@ -6,7 +6,7 @@ use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
 use crate::kernels::gather;
-use crate::shape::{broadcast_shapes, normalize_axis, split_at_axis, Dims};
+use crate::shape::{broadcast_shapes, normalize_axis, normalize_new_axis, split_at_axis, Dims};
 use crate::tensor::{Seen, Tensor};
 
 // ----- index_select -----
@@ -144,13 +144,14 @@ impl<T: Element> Tensor<T> {
     /// Like [`index_select`](Tensor::index_select), returning
     /// [`Error::IndexOutOfRange`] or [`Error::InvalidAxis`] instead of panicking.
     pub fn try_index_select(&self, axis: isize, indices: &[usize]) -> Result<Tensor<T>> {
-        let a = normalize_axis("index_select", axis, self.ndim())?;
+        let a = normalize_axis("index_select", axis, self.shape())?;
         let (outer, n, inner) = split_at_axis(self.shape(), a);
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
             return Err(Error::IndexOutOfRange {
                 op: "index_select",
                 index: bad,
                 size: n,
+                shape: self.shape().to_vec(),
             });
         }
         let seen = Seen::note(&[self]);
@@ -238,7 +239,7 @@ impl<T: Element> Tensor<T> {
         let Some(first) = tensors.first() else {
             return Err(Error::invalid("cat", "expects at least one tensor"));
         };
-        let a = normalize_axis("cat", axis, first.ndim())?;
+        let a = normalize_axis("cat", axis, first.shape())?;
         for t in &tensors[1..] {
             let same = t.ndim() == first.ndim()
                 && t.shape()
@@ -297,7 +298,7 @@ impl<T: Element> Tensor<T> {
         if let Some(t) = tensors.iter().find(|t| t.shape() != first.shape()) {
             return Err(Error::shape("stack", first.shape(), t.shape()));
         }
-        let a = normalize_axis("stack", axis, first.ndim() + 1)?;
+        let a = normalize_new_axis("stack", axis, first.shape())?;
         let expanded: Vec<Tensor<T>> = tensors.iter().map(|t| t.unsqueeze(a as isize)).collect();
         let refs: Vec<&Tensor<T>> = expanded.iter().collect();
         Self::try_cat(&refs, a as isize)
@@ -346,7 +347,7 @@ mod tests {
         ));
         assert_eq!(
             e.to_string(),
-            "index_select: index 2 is out of range for an axis of size 2"
+            "index_select: index 2 is out of range for an axis of size 2 (shape [2, 3])"
         );
         assert_eq!(
             Tensor::try_cat(&[&x, &Tensor::zeros(&[3, 3])], 1)

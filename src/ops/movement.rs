@@ -7,7 +7,9 @@ use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
 use crate::kernels;
 use crate::layout::Layout;
-use crate::shape::{broadcast_shapes, checked_numel, normalize_axis, split_at_axis, Dims};
+use crate::shape::{
+    broadcast_shapes, checked_numel, normalize_axis, normalize_new_axis, split_at_axis, Dims,
+};
 use crate::storage::Storage;
 use crate::tensor::{Seen, Tensor};
 
@@ -221,7 +223,7 @@ impl<T: Element> Tensor<T> {
 
     /// Like [`squeeze`](Tensor::squeeze), returning an error instead of panicking.
     pub fn try_squeeze(&self, axis: isize) -> Result<Tensor<T>> {
-        let a = normalize_axis("squeeze", axis, self.ndim())?;
+        let a = normalize_axis("squeeze", axis, self.shape())?;
         if self.shape()[a] != 1 {
             return Ok(self.clone());
         }
@@ -246,7 +248,7 @@ impl<T: Element> Tensor<T> {
 
     /// Like [`unsqueeze`](Tensor::unsqueeze), returning an error instead of panicking.
     pub fn try_unsqueeze(&self, axis: isize) -> Result<Tensor<T>> {
-        let a = normalize_axis("unsqueeze", axis, self.ndim() + 1)?;
+        let a = normalize_new_axis("unsqueeze", axis, self.shape())?;
         Ok(self.view_op(self.layout().unsqueeze(a), Reshape))
     }
 
@@ -300,8 +302,8 @@ impl<T: Element> Tensor<T> {
     pub fn try_transpose(&self, a: isize, b: isize) -> Result<Tensor<T>> {
         let n = self.ndim();
         let (a, b) = (
-            normalize_axis("transpose", a, n)?,
-            normalize_axis("transpose", b, n)?,
+            normalize_axis("transpose", a, self.shape())?,
+            normalize_axis("transpose", b, self.shape())?,
         );
         let mut perm: Vec<usize> = (0..n).collect();
         perm.swap(a, b);
@@ -378,7 +380,7 @@ impl<T: Element> Tensor<T> {
 
     /// Like [`narrow`](Tensor::narrow), returning an error instead of panicking.
     pub fn try_narrow(&self, axis: isize, start: usize, len: usize) -> Result<Tensor<T>> {
-        let a = normalize_axis("narrow", axis, self.ndim())?;
+        let a = normalize_axis("narrow", axis, self.shape())?;
         let size = self.shape()[a];
         if start.checked_add(len).is_none_or(|end| end > size) {
             return Err(Error::invalid(
@@ -472,7 +474,7 @@ mod tests {
         assert!(Tensor::<f64>::zeros(&[2, 2, 2]).try_t().is_err());
         assert_eq!(
             x.try_transpose(0, 2).unwrap_err().to_string(),
-            "transpose: axis 2 is out of range for a tensor of rank 2"
+            "transpose: axis 2 is out of range for shape [2, 3] (valid axes are -2..=1)"
         );
     }
 

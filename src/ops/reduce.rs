@@ -118,7 +118,7 @@ impl<T: Element> Tensor<T> {
         keepdim: bool,
         mean: bool,
     ) -> Result<Tensor<T>> {
-        let a = normalize_axis(op, axis, self.ndim())?;
+        let a = normalize_axis(op, axis, self.shape())?;
         let (outer, n, inner) = split_at_axis(self.shape(), a);
         let seen = Seen::note(&[self]);
         let mut data = self.with_contiguous(|x| k::sum_axis(x, outer, n, inner));
@@ -214,7 +214,7 @@ impl<T: Element> Tensor<T> {
         keepdim: bool,
         max: bool,
     ) -> Result<Tensor<T>> {
-        let a = normalize_axis(op, axis, self.ndim())?;
+        let a = normalize_axis(op, axis, self.shape())?;
         let (outer, n, inner) = split_at_axis(self.shape(), a);
         if n == 0 {
             return Err(crate::Error::invalid(op, "cannot reduce an axis of size 0"));
@@ -267,7 +267,7 @@ impl<T: Element> Tensor<T> {
     }
 
     fn arg_extreme(&self, op: &'static str, axis: isize, max: bool) -> Result<Tensor<T>> {
-        let a = normalize_axis(op, axis, self.ndim())?;
+        let a = normalize_axis(op, axis, self.shape())?;
         let (outer, n, inner) = split_at_axis(self.shape(), a);
         if n == 0 {
             return Err(crate::Error::invalid(op, "cannot reduce an axis of size 0"));
@@ -357,7 +357,7 @@ impl<T: Element> Tensor<T> {
 
     /// Like [`logsumexp`](Tensor::logsumexp), returning an error instead of panicking.
     pub fn try_logsumexp(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        let a = normalize_axis("logsumexp", axis, self.ndim())?;
+        let a = normalize_axis("logsumexp", axis, self.shape())?;
         let (outer, n, inner) = split_at_axis(self.shape(), a);
         let seen = Seen::note(&[self]);
         let data = self.with_contiguous(|x| k::logsumexp(x, outer, n, inner));
@@ -390,7 +390,7 @@ impl<T: Element> Tensor<T> {
 
     /// Like [`var_axis`](Tensor::var_axis), returning an error instead of panicking.
     pub fn try_var_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        let a = normalize_axis("var_axis", axis, self.ndim())?;
+        let a = normalize_axis("var_axis", axis, self.shape())?;
         let n = self.shape()[a];
         let centered = self.sub(&self.mean_axis(axis, true));
         let ss = centered.square().sum_axis(axis, keepdim);
@@ -431,7 +431,7 @@ mod tests {
         assert!(x.try_sum_axis(2, false).is_err());
         assert_eq!(
             x.try_max_axis(-3, false).unwrap_err().to_string(),
-            "max_axis: axis -3 is out of range for a tensor of rank 2"
+            "max_axis: axis -3 is out of range for shape [2, 3] (valid axes are -2..=1)"
         );
     }
 

@@ -53,7 +53,7 @@ impl<T: Element> Op<T> for Softmax {
 
 impl<T: Element> Tensor<T> {
     fn softmax_impl(&self, op: &'static str, axis: isize, log: bool) -> Result<Tensor<T>> {
-        let a = normalize_axis(op, axis, self.ndim())?;
+        let a = normalize_axis(op, axis, self.shape())?;
         let (outer, n, inner) = split_at_axis(self.shape(), a);
         let seen = Seen::note(&[self]);
         let data = self.with_contiguous(|x| {
