@@ -565,12 +565,12 @@ fn shape_product_overflow() {
         &file(&h, &[0; 8]),
         "tensor \"w\": shape [4294967296, 4294967296, 4294967296] is too large",
     );
-    // the byte length overflows even though the element count does not
+    // the byte length would overflow even though the element count does not
     let h = format!(
         "{{{}}}",
         tensor_json("w", "F64", &format!("[{}]", 1u64 << 62), 0, 8)
     );
-    rejects(&file(&h, &[0; 8]), "byte length overflows");
+    rejects(&file(&h, &[0; 8]), "more elements than any tensor can have");
     // zero elements, but the other dimensions would overflow strides
     let h = format!(
         "{{{}}}",
@@ -592,6 +592,37 @@ fn huge_shape_with_tiny_data_allocates_nothing() {
         tensor_json("w", "F32", "[65536,65536,65536]", 0, 1 << 50)
     );
     rejects(&file(&h, &[0; 8]), "run past the end");
+}
+
+/// Empty tensors whose other dimensions no tensor could have: `[0, 2^57]` used to
+/// load (and `sum_axis(0)` on it then asked the allocator for 2^59 bytes and
+/// aborted); `[0, 2^62]` failed with `InvalidArgument` instead of a format error.
+#[test]
+fn empty_tensors_with_absurd_dimensions_are_format_errors() {
+    for shape in [
+        format!("[0,{}]", 1u64 << 57),
+        format!("[{},0]", 1u64 << 57),
+        format!("[0,{}]", 1u64 << 62),
+        format!("[0,{},2]", 1u64 << 45),
+        format!("[{},0,{}]", 1u64 << 23, (1u64 << 22) + 1),
+    ] {
+        let h = format!("{{{}}}", tensor_json("e", "F32", &shape, 0, 0));
+        rejects(&file(&h, &[]), "tensor \"e\": shape");
+        let m = format_msg(load_safetensors_from_bytes::<f32>(&file(&h, &[])));
+        assert!(m.contains("more elements than any tensor can have"), "{m}");
+        // the header alone is rejected too
+        let path = TempPath::new("absurd");
+        std::fs::write(&path, file(&h, &[])).unwrap();
+        format_msg(load_safetensors_metadata(&path));
+        format_msg(load_safetensors::<f64, _>(&path));
+    }
+    // the largest span allowed: 2^45 elements
+    let h = format!(
+        "{{{}}}",
+        tensor_json("e", "F64", &format!("[0,{}]", 1u64 << 45), 0, 0)
+    );
+    let named = load_safetensors_from_bytes::<f64>(&file(&h, &[])).unwrap();
+    assert_eq!(named["e"].shape(), &[0, 1 << 45]);
 }
 
 /// Offsets of many tensors that add up to nearly `usize::MAX`: the `safetensors`

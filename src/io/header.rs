@@ -18,6 +18,12 @@ pub(super) const PREFIX_LEN: usize = 8;
 /// The key of the optional string-to-string metadata object in a header.
 pub(super) const METADATA_KEY: &str = "__metadata__";
 
+/// The largest product of a shape's non-zero dimensions accepted: 2^45 elements.
+/// A tensor of that many `f64`s would fill 256 TiB, the whole 48-bit address space
+/// of x86-64 and AArch64, so no tensor of a larger shape (nor what an op could make
+/// of one of zero elements, such as its sum over the zero-length axis) could exist.
+pub(super) const MAX_SPAN: u64 = 1 << 45;
+
 /// One tensor entry of a header, checked against the data section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Entry {
@@ -25,7 +31,7 @@ pub(super) struct Entry {
     pub(super) name: String,
     /// The dtype as written in the header (`"F32"`, `"BF16"`, …), a known one.
     pub(super) dtype: String,
-    /// The shape; the product of its non-zero dimensions fits in `usize`.
+    /// The shape; the product of its non-zero dimensions is at most [`MAX_SPAN`].
     pub(super) shape: Vec<usize>,
     /// Start of the tensor's bytes, relative to the data section.
     pub(super) begin: usize,
@@ -101,18 +107,29 @@ fn dtype_bits(dtype: &str) -> Option<u32> {
 
 /// The byte length of a tensor of `shape` and `bits`-bit elements, or a message.
 ///
-/// The product of the non-zero dimensions must fit in `usize`, even when another
-/// dimension is 0: tensors of such shapes could not be indexed.
+/// The product of the non-zero dimensions must be at most [`MAX_SPAN`] (and fit
+/// the crate's own limit of `isize::MAX` bytes of `f64`s), even when another
+/// dimension is 0: no tensor of such a shape could exist.
 fn byte_len(shape: &[usize], bits: u32) -> std::result::Result<usize, String> {
+    let limit = MAX_SPAN.min(isize::MAX as u64 / 8);
     let nonzero = shape
         .iter()
         .filter(|&&d| d != 0)
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .try_fold(1u64, |acc, &d| {
+            u64::try_from(d)
+                .ok()
+                .and_then(|d| acc.checked_mul(d))
+                .filter(|&n| n <= limit)
+        })
         .ok_or_else(|| {
-            format!("shape {shape:?} is too large (the product of its dimensions overflows)")
+            format!(
+                "shape {shape:?} is too large: its non-zero dimensions multiply to more \
+                 elements than any tensor can have (at most 2^{})",
+                limit.ilog2()
+            )
         })?;
     let numel = if shape.contains(&0) { 0 } else { nonzero };
-    let total_bits = numel as u128 * u128::from(bits);
+    let total_bits = u128::from(numel) * u128::from(bits);
     if total_bits % 8 != 0 {
         return Err(format!(
             "shape {shape:?} does not fill a whole number of bytes"
@@ -564,7 +581,11 @@ mod tests {
             parse(json.as_bytes(), 0).map(|h| h.tensors[0].shape.clone())
         };
         assert_eq!(ok("0").unwrap(), [0]);
-        assert_eq!(ok("0, 18446744073709551615").unwrap(), [0, usize::MAX]);
+        let mut p = Parser {
+            b: b"[0, 18446744073709551615]",
+            pos: 0,
+        };
+        assert_eq!(p.uint_list().unwrap(), [0, usize::MAX]);
         for (bad, expect) in [
             ("-1", "non-negative"),
             ("1.0", "fraction"),
@@ -632,7 +653,12 @@ mod tests {
     fn byte_lengths() {
         assert_eq!(byte_len(&[], 32), Ok(4));
         assert_eq!(byte_len(&[2, 3], 64), Ok(48));
-        assert_eq!(byte_len(&[0, usize::MAX], 64), Ok(0));
+        assert_eq!(byte_len(&[0, 1 << 45], 64), Ok(0));
+        assert!(byte_len(&[0, usize::MAX], 64)
+            .unwrap_err()
+            .contains("more elements than any tensor can have (at most 2^45)"));
+        assert!(byte_len(&[0, (1 << 45) + 1], 8).is_err());
+        assert!(byte_len(&[1 << 20, 0, 1 << 26], 8).is_err());
         assert_eq!(
             byte_len(&[3], 4),
             Err("shape [3] does not fill a whole number of bytes".into())
@@ -640,14 +666,14 @@ mod tests {
         assert_eq!(byte_len(&[4], 4), Ok(2));
         assert!(byte_len(&[1 << 32, 1 << 32], 8)
             .unwrap_err()
-            .contains("overflows"));
-        // The non-zero dimensions must multiply within usize even next to a 0.
+            .contains("is too large"));
+        // The non-zero dimensions must multiply within the limit even next to a 0.
         assert!(byte_len(&[0, 1 << 32, 1 << 32], 8)
             .unwrap_err()
-            .contains("overflows"));
+            .contains("is too large"));
         assert!(byte_len(&[1 << 62], 64)
             .unwrap_err()
-            .contains("byte length overflows"));
+            .contains("more elements than any tensor can have"));
     }
 
     #[test]

@@ -37,11 +37,13 @@
 //! Loading never panics and never allocates from a size the header declares before
 //! checking it against the file's actual length. A truncated, corrupt or hostile file
 //! (header length past the end, a header that is not JSON, offsets that overlap, leave
-//! a hole or run past the end, a dtype and shape that disagree with the byte range, a
-//! shape whose size overflows) is an [`Error::Format`] whose message names the problem
-//! and the tensor. The header is read by this module's own strict parser, which also
-//! rejects duplicate names and fields, unknown fields in a tensor entry, and shapes
-//! whose non-zero dimensions multiply past `usize::MAX` (even next to a 0).
+//! a hole or run past the end, a dtype and shape that disagree with the byte range) is
+//! an [`Error::Format`] whose message names the problem and the tensor. The header is
+//! read by this module's own strict parser, which also rejects duplicate names and
+//! fields, unknown fields in a tensor entry, and shapes whose non-zero dimensions
+//! multiply past 2^45 elements, even next to a 0 (an `f64` tensor of 2^45 elements
+//! would fill a 48-bit address space: no tensor of such a shape could exist, nor,
+//! for one of zero elements, its sum over the zero-length axis).
 
 mod header;
 mod module;
