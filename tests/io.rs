@@ -625,6 +625,28 @@ fn empty_tensors_with_absurd_dimensions_are_format_errors() {
     assert_eq!(named["e"].shape(), &[0, 1 << 45]);
 }
 
+/// A header length within the file but past the 100 MB limit of the reference
+/// implementation is rejected before anything is allocated for it: a sparse file
+/// declaring a 6 GiB header used to make `load_safetensors_metadata` allocate and
+/// read 6 GiB (and abort where that much memory was not available).
+#[cfg(unix)]
+#[test]
+fn header_longer_than_100_mb_is_rejected_before_reading_it() {
+    let path = TempPath::new("sparse-header");
+    let declared: u64 = 6 << 30;
+    {
+        let f = std::fs::File::create(&path).unwrap();
+        std::io::Write::write_all(&mut &f, &declared.to_le_bytes()).unwrap();
+        // sparse: no block is written
+        f.set_len(8 + declared).unwrap();
+    }
+    let expect = format!("the header length {declared} exceeds the limit of 100000000 bytes");
+    let m = format_msg(load_safetensors_metadata(&path));
+    assert!(m.contains(&expect), "{m}");
+    let m = format_msg(load_safetensors::<f32, _>(&path));
+    assert!(m.contains(&expect), "{m}");
+}
+
 /// Offsets of many tensors that add up to nearly `usize::MAX`: the `safetensors`
 /// crate 0.8.0 panics on this file (`attempt to add with overflow` in `read_metadata`).
 #[test]

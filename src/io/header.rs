@@ -18,6 +18,10 @@ pub(super) const PREFIX_LEN: usize = 8;
 /// The key of the optional string-to-string metadata object in a header.
 pub(super) const METADATA_KEY: &str = "__metadata__";
 
+/// The longest header accepted, in bytes: the limit of the reference
+/// implementation (the `safetensors` crate), which no real header comes near.
+pub(super) const MAX_HEADER_LEN: u64 = 100_000_000;
+
 /// The largest product of a shape's non-zero dimensions accepted: 2^45 elements.
 /// A tensor of that many `f64`s would fill 256 TiB, the whole 48-bit address space
 /// of x86-64 and AArch64, so no tensor of a larger shape (nor what an op could make
@@ -54,7 +58,7 @@ pub(super) fn format_error(msg: impl Display) -> Error {
 }
 
 /// Reads the header length from the first bytes of a file of `file_len` bytes and
-/// checks that the header fits in the file.
+/// checks that the header fits in the file and in [`MAX_HEADER_LEN`].
 pub(super) fn header_len(prefix: &[u8], file_len: u64) -> Result<usize> {
     let Some(prefix) = prefix.first_chunk::<PREFIX_LEN>() else {
         return Err(format_error(format!(
@@ -67,6 +71,12 @@ pub(super) fn header_len(prefix: &[u8], file_len: u64) -> Result<usize> {
         return Err(format_error(format!(
             "the header length {n} is larger than the {available} bytes that follow it \
              (truncated or not a safetensors file)"
+        )));
+    }
+    if n > MAX_HEADER_LEN {
+        return Err(format_error(format!(
+            "the header length {n} exceeds the limit of {MAX_HEADER_LEN} bytes \
+             (not a safetensors file?)"
         )));
     }
     usize::try_from(n).map_err(|_| format_error(format!("the header length {n} is too large")))
@@ -713,6 +723,20 @@ mod tests {
             8,
         );
         assert!(m.contains("tensors \"a\" and \"e\" overlap"), "{m}");
+    }
+
+    #[test]
+    fn header_length_is_capped_at_100_mb() {
+        let len = |n: u64| header_len(&n.to_le_bytes(), 1 << 40);
+        assert_eq!(len(100_000_000).unwrap(), 100_000_000);
+        let m = match len(100_000_001) {
+            Err(Error::Format(m)) => m,
+            r => panic!("{r:?}"),
+        };
+        assert!(
+            m.contains("the header length 100000001 exceeds the limit of 100000000 bytes"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -36,14 +36,17 @@
 //!
 //! Loading never panics and never allocates from a size the header declares before
 //! checking it against the file's actual length. A truncated, corrupt or hostile file
-//! (header length past the end, a header that is not JSON, offsets that overlap, leave
-//! a hole or run past the end, a dtype and shape that disagree with the byte range) is
-//! an [`Error::Format`] whose message names the problem and the tensor. The header is
+//! (header length past the end or over 100 MB, the limit of the reference
+//! implementation; a header that is not JSON; offsets that overlap, leave a hole or
+//! run past the end; a dtype and shape that disagree with the byte range) is an
+//! [`Error::Format`] whose message names the problem and the tensor. The header is
 //! read by this module's own strict parser, which also rejects duplicate names and
 //! fields, unknown fields in a tensor entry, and shapes whose non-zero dimensions
 //! multiply past 2^45 elements, even next to a 0 (an `f64` tensor of 2^45 elements
 //! would fill a 48-bit address space: no tensor of such a shape could exist, nor,
-//! for one of zero elements, its sum over the zero-length axis).
+//! for one of zero elements, its sum over the zero-length axis). The tensors are
+//! read from a file a chunk at a time into their own buffers: loading holds no
+//! second copy of the file.
 
 mod header;
 mod module;
@@ -62,7 +65,10 @@ use crate::tensor::Tensor;
 
 pub use module::{load_into, load_into_strict, load_state_dict, save_module, LoadReport};
 
-use header::{format_error, METADATA_KEY, PREFIX_LEN};
+use header::{format_error, Entry, METADATA_KEY, PREFIX_LEN};
+
+/// Bytes read at a time when tensors stream from a file.
+const CHUNK: usize = 1 << 20;
 
 /// Writes named tensors to a safetensors file at `path`.
 ///
@@ -201,7 +207,9 @@ where
 /// `F32` and `F64` tensors load into either element type: `F32` into `Tensor<f64>` is
 /// exact; `F64` into `Tensor<f32>` rounds each value to the nearest `f32` (values
 /// beyond `f32`'s range become ±∞, as `tensor.float()` does in PyTorch). The tensors
-/// are fresh contiguous leaves that do not require gradients.
+/// are fresh contiguous leaves that do not require gradients. The header is read and
+/// checked first; then each tensor's bytes are read a chunk at a time into its own
+/// buffer (loading needs no memory for a copy of the file).
 ///
 /// ```
 /// use std::collections::BTreeMap;
@@ -219,7 +227,8 @@ where
 /// ```
 ///
 /// # Errors
-/// [`Error::Io`] when the file cannot be read (the message names the path);
+/// [`Error::Io`] when the file cannot be read (the message names the path), or when
+/// a tensor does not fit in memory (of kind `OutOfMemory`, naming the tensor);
 /// [`Error::Format`] when it is not a valid safetensors file (see the
 /// [module docs](self#untrusted-files)) or holds a tensor of another dtype than `F32`
 /// and `F64` (`F16`, `BF16`, integers…), naming the tensor and its dtype.
@@ -227,8 +236,33 @@ pub fn load_safetensors<T: Element, P: AsRef<Path>>(
     path: P,
 ) -> Result<BTreeMap<String, Tensor<T>>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    load_safetensors_from_bytes(&bytes)
+    let mut file = File::open(path).map_err(|e| io_error(path, e))?;
+    if !file.metadata().map_err(|e| io_error(path, e))?.is_file() {
+        // A pipe or a device: no length to check the header against; read it all.
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io_error(path, e))?;
+        return load_safetensors_from_bytes(&bytes);
+    }
+    let (entries, _) = read_header(&mut file, path)?;
+    check_dtypes(&entries)?;
+    let mut buf = Vec::new();
+    entries
+        .iter()
+        .map(|t| {
+            // The entries tile the data section in order: read on.
+            let mut values = alloc_values::<T>(t)?;
+            let mut left = t.end - t.begin;
+            while left > 0 {
+                let n = left.min(CHUNK);
+                buf.resize(n, 0);
+                file.read_exact(&mut buf).map_err(|e| io_error(path, e))?;
+                decode_into(&t.dtype, &buf, &mut values);
+                left -= n;
+            }
+            Ok((t.name.clone(), Tensor::from_vec(values, &t.shape)?))
+        })
+        .collect()
 }
 
 /// Like [`load_safetensors`], from the bytes of a whole file.
@@ -247,40 +281,20 @@ pub fn load_safetensors<T: Element, P: AsRef<Path>>(
 /// ```
 ///
 /// # Errors
-/// As [`load_safetensors`], without [`Error::Io`].
+/// As [`load_safetensors`]; [`Error::Io`] only when a tensor does not fit in memory.
 pub fn load_safetensors_from_bytes<T: Element>(
     bytes: &[u8],
 ) -> Result<BTreeMap<String, Tensor<T>>> {
     let n = header::header_len(bytes, bytes.len() as u64)?;
     let (head, data) = bytes[PREFIX_LEN..].split_at(n);
     let parsed = header::parse(head, data.len())?;
-    if let Some(t) = parsed
-        .tensors
-        .iter()
-        .find(|t| !matches!(t.dtype.as_str(), "F32" | "F64"))
-    {
-        return Err(format_error(format!(
-            "tensor {:?} has dtype {}; only F32 and F64 tensors can be loaded \
-             (convert it first, e.g. with `.float()` in PyTorch)",
-            t.name, t.dtype
-        )));
-    }
+    check_dtypes(&parsed.tensors)?;
     parsed
         .tensors
         .iter()
         .map(|t| {
-            let bytes = &data[t.begin..t.end];
-            let values: Vec<T> = if t.dtype == "F32" {
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| from_f32(f32::from_le_bytes(array(c))))
-                    .collect()
-            } else {
-                bytes
-                    .chunks_exact(8)
-                    .map(|c| from_f64(f64::from_le_bytes(array(c))))
-                    .collect()
-            };
+            let mut values = alloc_values::<T>(t)?;
+            decode_into(&t.dtype, &data[t.begin..t.end], &mut values);
             Ok((t.name.clone(), Tensor::from_vec(values, &t.shape)?))
         })
         .collect()
@@ -308,19 +322,88 @@ pub fn load_safetensors_from_bytes<T: Element>(
 pub fn load_safetensors_metadata<P: AsRef<Path>>(path: P) -> Result<BTreeMap<String, String>> {
     let path = path.as_ref();
     let mut file = File::open(path).map_err(|e| io_error(path, e))?;
+    Ok(read_header(&mut file, path)?.1)
+}
+
+/// Reads and checks the header of the file `file` (opened from `path`), leaving the
+/// file at the start of the data section. Returns the tensor entries, in the order
+/// of their bytes, and the metadata.
+fn read_header(file: &mut File, path: &Path) -> Result<(Vec<Entry>, BTreeMap<String, String>)> {
     let file_len = file.metadata().map_err(|e| io_error(path, e))?.len();
     let mut prefix = Vec::with_capacity(PREFIX_LEN);
-    (&mut file)
+    file.by_ref()
         .take(PREFIX_LEN as u64)
         .read_to_end(&mut prefix)
         .map_err(|e| io_error(path, e))?;
+    // n is at most the file's length and at most 100 MB, checked here.
     let n = header::header_len(&prefix, file_len)?;
-    // n is at most the file's length, checked above.
     let mut head = vec![0; n];
     file.read_exact(&mut head).map_err(|e| io_error(path, e))?;
     let data_len = usize::try_from(file_len - PREFIX_LEN as u64 - n as u64)
         .map_err(|_| format_error("the file is too large for this platform"))?;
-    Ok(header::parse(&head, data_len)?.metadata)
+    let parsed = header::parse(&head, data_len)?;
+    Ok((parsed.tensors, parsed.metadata))
+}
+
+/// Only `F32` and `F64` tensors load.
+fn check_dtypes(entries: &[Entry]) -> Result<()> {
+    match entries
+        .iter()
+        .find(|t| !matches!(t.dtype.as_str(), "F32" | "F64"))
+    {
+        Some(t) => Err(format_error(format!(
+            "tensor {:?} has dtype {}; only F32 and F64 tensors can be loaded \
+             (convert it first, e.g. with `.float()` in PyTorch)",
+            t.name, t.dtype
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// An empty buffer with room for the elements of `t`; an [`Error::Io`] of kind
+/// `OutOfMemory` (not an abort) when the allocator cannot provide it.
+fn alloc_values<T: Element>(t: &Entry) -> Result<Vec<T>> {
+    let numel = if t.dtype == "F32" {
+        (t.end - t.begin) / 4
+    } else {
+        (t.end - t.begin) / 8
+    };
+    let mut values = Vec::new();
+    values.try_reserve_exact(numel).map_err(|_| {
+        out_of_memory(format!(
+            "tensor {:?} of shape {:?} ({numel} elements of {})",
+            t.name,
+            t.shape,
+            T::DTYPE
+        ))
+    })?;
+    Ok(values)
+}
+
+/// Appends the values of little-endian `F32` or `F64` bytes (a whole number of
+/// elements) to `out`.
+fn decode_into<T: Element>(dtype: &str, bytes: &[u8], out: &mut Vec<T>) {
+    if dtype == "F32" {
+        out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| from_f32::<T>(f32::from_le_bytes(array(c)))),
+        );
+    } else {
+        out.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|c| from_f64::<T>(f64::from_le_bytes(array(c)))),
+        );
+    }
+}
+
+/// The error of an allocation that failed.
+fn out_of_memory(what: String) -> Error {
+    Error::Io(std::io::Error::new(
+        std::io::ErrorKind::OutOfMemory,
+        format!("safetensors: not enough memory for {what}"),
+    ))
 }
 
 /// An I/O error that names the path.
