@@ -361,6 +361,65 @@ fn files_parse_with_the_safetensors_crate() -> Result<()> {
     Ok(())
 }
 
+/// The bytes are those the `safetensors` crate writes for the same tensors, byte for
+/// byte: same header (names escaped alike, tensors sorted by name, the metadata
+/// first), same padding.
+#[test]
+fn bytes_match_the_safetensors_crate() -> Result<()> {
+    use std::collections::HashMap;
+
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+
+    let names = [
+        "w",
+        "layer.0.weight",
+        "quote\"back\\slash/",
+        "ctl\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}",
+        "é😀",
+        "",
+    ];
+    let tensors: Vec<(String, Tensor<f64>)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let shape: &[usize] = [&[2, 3][..], &[], &[0, 4], &[5], &[1, 1, 2], &[3]][i];
+            let numel = shape.iter().product();
+            (
+                n.to_string(),
+                Tensor::arange(numel).reshape(shape) * (i as f64 + 0.5),
+            )
+        })
+        .collect();
+    let data: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, t)| t.to_vec().iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = || {
+        tensors
+            .iter()
+            .zip(&data)
+            .map(|((n, t), d)| {
+                (
+                    n.as_str(),
+                    TensorView::new(Dtype::F64, t.shape().to_vec(), d).unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        to_safetensors_bytes(&tensors, &no_metadata())?,
+        safetensors::serialize(views(), None).unwrap()
+    );
+    let meta = BTreeMap::from([("k\"\u{1}".to_string(), "v\\\né".to_string())]);
+    let hash_meta: HashMap<String, String> = meta.clone().into_iter().collect();
+    assert_eq!(
+        to_safetensors_bytes(&tensors, &meta)?,
+        safetensors::serialize(views(), Some(hash_meta)).unwrap()
+    );
+    Ok(())
+}
+
 #[test]
 fn files_written_by_the_safetensors_crate_load() -> Result<()> {
     use safetensors::tensor::TensorView;

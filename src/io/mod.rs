@@ -47,17 +47,26 @@
 //! for one of zero elements, its sum over the zero-length axis). The tensors are
 //! read from a file a chunk at a time into their own buffers: loading holds no
 //! second copy of the file.
+//!
+//! # How a checkpoint is written
+//!
+//! A save streams the header and then each tensor's bytes, a chunk at a time, from
+//! the tensor's buffer (under its read lock, so each tensor is one consistent
+//! snapshot even while another thread updates it) to a temporary file beside the
+//! target; it syncs the file, renames it over the target and syncs the directory, so
+//! a reader sees the old checkpoint or the new one, never a mix, also after a crash
+//! or a power loss.
 
+mod encode;
+mod file;
 mod header;
 mod module;
 
-use std::borrow::{Borrow, Cow};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-
-use safetensors::{Dtype, View};
 
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -65,9 +74,10 @@ use crate::tensor::Tensor;
 
 pub use module::{load_into, load_into_strict, load_state_dict, save_module, LoadReport};
 
-use header::{format_error, Entry, METADATA_KEY, PREFIX_LEN};
+use encode::Plan;
+use header::{format_error, Entry, PREFIX_LEN};
 
-/// Bytes read at a time when tensors stream from a file.
+/// Bytes read or written at a time when tensors stream from or to a file.
 const CHUNK: usize = 1 << 20;
 
 /// Writes named tensors to a safetensors file at `path`.
@@ -77,7 +87,10 @@ const CHUNK: usize = 1 << 20;
 /// `Tensor<f32>` is written as `F32` and `Tensor<f64>` as `F64`, in row-major order
 /// whatever the tensor's strides (a transposed view is written as the transposed
 /// matrix); a 0-d tensor gets shape `[]`. The file is written to a temporary file
-/// next to `path` and renamed over it, so a failed save leaves an existing file intact.
+/// next to `path` and renamed over it, so a failed save leaves an existing file
+/// intact; the bytes stream from the tensors' buffers to the file (a save needs
+/// no memory for a copy of the model). See [how a checkpoint is
+/// written](self#how-a-checkpoint-is-written).
 ///
 /// ```
 /// use ferrograd::Tensor;
@@ -96,8 +109,8 @@ const CHUNK: usize = 1 << 20;
 /// ```
 ///
 /// # Errors
-/// [`Error::Format`] when two tensors share a name or a name is `"__metadata__"`;
-/// [`Error::Io`] when the file cannot be written.
+/// [`Error::Format`] when two tensors share a name or a name is `"__metadata__"`
+/// (nothing is written then); [`Error::Io`] when the file cannot be written.
 pub fn save_safetensors<T, P, S, B>(path: P, tensors: &[(S, B)]) -> Result<()>
 where
     T: Element,
@@ -140,36 +153,8 @@ where
     B: Borrow<Tensor<T>>,
 {
     let path = path.as_ref();
-    let bytes = to_safetensors_bytes(tensors, metadata)?;
-    write_atomically(path, &bytes).map_err(|e| io_error(path, e))
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`,
-/// so that a failed save never leaves a half-written checkpoint. The file is
-/// created like `std::fs::write` does (permissions from the process umask).
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let name = path
-        .file_name()
-        .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy());
-    let tmp = path.with_file_name(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    match written.and_then(|()| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    let plan = Plan::new(tensors, metadata)?;
+    file::write_atomically(path, |f| plan.write_to(f)).map_err(|e| io_error(path, e))
 }
 
 /// The bytes of a safetensors file holding `tensors` and `metadata` (see
@@ -188,7 +173,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// ```
 ///
 /// # Errors
-/// [`Error::Format`] when two tensors share a name or a name is `"__metadata__"`.
+/// [`Error::Format`] when two tensors share a name or a name is `"__metadata__"`;
+/// [`Error::Io`] (of kind `OutOfMemory`) when the bytes do not fit in memory.
 pub fn to_safetensors_bytes<T, S, B>(
     tensors: &[(S, B)],
     metadata: &BTreeMap<String, String>,
@@ -198,8 +184,14 @@ where
     S: AsRef<str>,
     B: Borrow<Tensor<T>>,
 {
-    let views = encoded_views(tensors)?;
-    safetensors::serialize(views, metadata_map(metadata)).map_err(format_error)
+    let plan = Plan::new(tensors, metadata)?;
+    let mut bytes = Vec::new();
+    usize::try_from(plan.file_len())
+        .ok()
+        .and_then(|n| bytes.try_reserve_exact(n).ok())
+        .ok_or_else(|| out_of_memory(format!("{} bytes of safetensors", plan.file_len())))?;
+    plan.write_to(&mut bytes).map_err(Error::Io)?;
+    Ok(bytes)
 }
 
 /// Reads every tensor of a safetensors file into `Tensor<T>`s, by name.
@@ -412,90 +404,6 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
         e.kind(),
         format!("{}: {e}", path.display()),
     ))
-}
-
-/// The metadata as the `safetensors` crate takes it (`None` when empty).
-fn metadata_map(metadata: &BTreeMap<String, String>) -> Option<HashMap<String, String>> {
-    (!metadata.is_empty()).then(|| {
-        metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    })
-}
-
-/// Checks the names and wraps each tensor as a [`View`] that encodes on demand.
-fn encoded_views<T, S, B>(tensors: &[(S, B)]) -> Result<Vec<(&str, Encoded<'_, T>)>>
-where
-    T: Element,
-    S: AsRef<str>,
-    B: Borrow<Tensor<T>>,
-{
-    let dtype = match T::DTYPE {
-        "f32" => Dtype::F32,
-        "f64" => Dtype::F64,
-        other => return Err(format_error(format!("no safetensors dtype for {other}"))),
-    };
-    let mut names = BTreeSet::new();
-    tensors
-        .iter()
-        .map(|(name, tensor)| {
-            let name = name.as_ref();
-            if name == METADATA_KEY {
-                return Err(format_error(format!(
-                    "{METADATA_KEY:?} is reserved and cannot name a tensor"
-                )));
-            }
-            if !names.insert(name) {
-                return Err(format_error(format!("duplicate tensor name {name:?}")));
-            }
-            let tensor = tensor.borrow();
-            Ok((name, Encoded { tensor, dtype }))
-        })
-        .collect()
-}
-
-/// A tensor as the `safetensors` crate writes it: its bytes are produced when the
-/// writer asks for them, so a file is written one tensor's bytes at a time.
-struct Encoded<'a, T: Element> {
-    tensor: &'a Tensor<T>,
-    dtype: Dtype,
-}
-
-impl<T: Element> View for Encoded<'_, T> {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    fn shape(&self) -> &[usize] {
-        self.tensor.shape()
-    }
-
-    fn data(&self) -> Cow<'_, [u8]> {
-        let mut out = Vec::with_capacity(self.data_len());
-        self.tensor.with_contiguous(|values| {
-            for &v in values {
-                push_le(v, &mut out);
-            }
-        });
-        Cow::Owned(out)
-    }
-
-    fn data_len(&self) -> usize {
-        self.tensor.numel() * std::mem::size_of::<T>()
-    }
-}
-
-/// Appends the little-endian bytes of `v`, bit for bit (NaN payloads included).
-fn push_le<T: Element>(v: T, out: &mut Vec<u8>) {
-    let any: &dyn std::any::Any = &v;
-    if let Some(v) = any.downcast_ref::<f32>() {
-        out.extend_from_slice(&v.to_le_bytes());
-    } else if let Some(v) = any.downcast_ref::<f64>() {
-        out.extend_from_slice(&v.to_le_bytes());
-    } else {
-        unreachable!("Element is sealed: f32 and f64 only");
-    }
 }
 
 /// An `f32` as `T`: bit for bit when `T` is `f32`, exactly when it is `f64`.
