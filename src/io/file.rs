@@ -1,41 +1,111 @@
 //! Replacing a file atomically: a temporary file beside the target, renamed over it.
+//!
+//! - The temporary is `.{name}.tmp-{pid}-{n}` in the target's directory, created
+//!   with `O_EXCL` (never opening a file that is already there, a symlink
+//!   included).
+//! - On Linux, temporaries of the same target whose process is gone (no
+//!   `/proc/{pid}`), owned by this user, are removed first: a save killed midway
+//!   leaks its temporary only until the next save to that target.
+//! - The file gets the process umask's default permissions, as `std::fs::write`
+//!   gives a new file.
+//! - The data is synced before the rename, and the directory after it.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Writes the file at `path` with `write`, through a temporary file beside it that
-/// is renamed over it, so that a failed save never leaves a half-written
-/// checkpoint. The file is created like `std::fs::write` does (permissions from the
-/// process umask). The data is synced before the rename, and the directory after
-/// it, so that the new name survives a power loss.
+/// Writes the file at `path` with `write`, through a temporary file renamed over it.
 pub(super) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let name = path
-        .file_name()
-        .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy());
-    let tmp = path.with_file_name(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = File::create(&tmp).and_then(|mut f| {
-        write(&mut f)?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+    let target = path.to_path_buf();
+    let name = target.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path does not end in a file name",
+        )
+    })?;
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = name.to_string_lossy();
+    remove_stale_temporaries(&dir, &stem);
+    let (tmp, mut file) = create_temp(&dir, &stem)?;
+    let written = (|| {
+        write(&mut file)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, &target)
+    })();
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
-        _ => sync_dir(Path::new(".")),
+    sync_dir(&dir)
+}
+
+/// Creates `.{stem}.tmp-{pid}-{n}` in `dir` with `O_EXCL`, for the first `n` (of a
+/// per-process counter) whose name is free.
+fn create_temp(dir: &Path, stem: &str) -> io::Result<(PathBuf, File)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut collisions = 0;
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{stem}.tmp-{}-{n}", std::process::id()));
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        match options.open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && collisions < 1000 => {
+                collisions += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
+
+/// Removes the temporaries `.{stem}.tmp-{pid}-{n}` in `dir` of processes that are
+/// no longer running, when they are regular files owned by this process's user.
+/// Best effort: errors are ignored. Linux only (a process is running when
+/// `/proc/{pid}` exists); elsewhere nothing is removed.
+#[cfg(target_os = "linux")]
+fn remove_stale_temporaries(dir: &Path, stem: &str) {
+    use std::os::unix::fs::MetadataExt;
+    // Without /proc every process would look dead.
+    let Ok(me) = std::fs::metadata("/proc/self") else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{stem}.tmp-");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((pid, n)) = rest.split_once('-') else {
+            continue;
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(pid) || !digits(n) || Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() && m.uid() == me.uid() => {
+                let _ = std::fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn remove_stale_temporaries(_dir: &Path, _stem: &str) {}
 
 /// Syncs `dir`, so that a rename in it survives a power loss. Skipped where a
 /// directory cannot be opened (no read permission; not on Unix) or synced (a

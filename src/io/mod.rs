@@ -56,6 +56,17 @@
 //! target; it syncs the file, renames it over the target and syncs the directory, so
 //! a reader sees the old checkpoint or the new one, never a mix, also after a crash
 //! or a power loss.
+//!
+//! - The temporary is `.NAME.tmp-PID-N`, created exclusively (`O_EXCL`): it never
+//!   opens a file that is already there, so concurrent saves cannot write into each
+//!   other's files, nor through a planted symlink.
+//! - A save killed midway (`kill -9`, a crash) leaves its temporary behind. The next
+//!   save to the same target removes the temporaries of that target whose process
+//!   is no longer running and that belong to the same user (on Linux, where
+//!   `/proc/PID` tells; elsewhere they stay until removed by hand). A process in
+//!   another PID namespace (another container sharing the directory) looks gone:
+//!   if it is saving to the same target at that moment, its save fails with an
+//!   [`Error::Io`] (nothing is corrupted).
 
 mod encode;
 mod file;

@@ -1,0 +1,221 @@
+//! How a checkpoint reaches the disk: temporary files (created exclusively, stale
+//! ones of dead processes removed).
+//!
+//! In its own test binary (its own process), so that the temporary names a save
+//! picks, which count per process, are predictable enough to collide with on
+//! purpose.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ferrograd::io::{load_safetensors, save_safetensors};
+use ferrograd::Tensor;
+
+/// A fresh directory in the temp dir, removed with its contents when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "ferrograd-io-save-{}-{n}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// The names in the directory, sorted.
+    fn names(&self) -> Vec<String> {
+        names_in(&self.0)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn model(v: f32) -> Vec<(String, Tensor<f32>)> {
+    vec![
+        ("w".to_string(), Tensor::full(&[3, 2], v)),
+        ("b".to_string(), Tensor::full(&[2], -v)),
+    ]
+}
+
+/// The values of a checkpoint, by name.
+fn values(path: &Path) -> BTreeMap<String, Vec<f32>> {
+    load_safetensors::<f32, _>(path)
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| (k, t.to_vec()))
+        .collect()
+}
+
+fn model_values(v: f32) -> BTreeMap<String, Vec<f32>> {
+    model(v).into_iter().map(|(k, t)| (k, t.to_vec())).collect()
+}
+
+// ----- temporary files -----
+
+/// A file (here: a symlink to a file the save must not touch) already at the
+/// temporary name a save picks is never opened: temporaries are created with
+/// `O_EXCL`. The save used to truncate and overwrite the link's target, then
+/// rename the link over the checkpoint.
+#[cfg(unix)]
+#[test]
+fn a_save_never_opens_an_existing_file_at_its_temporary_name() {
+    let dir = TempDir::new("excl");
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let pid = std::process::id();
+    // Saves in this process have used fewer than 512 temporary names so far.
+    for n in 0..512 {
+        let tmp = dir.join(&format!(".ckpt.safetensors.tmp-{pid}-{n}"));
+        std::os::unix::fs::symlink(&victim, tmp).unwrap();
+    }
+    let path = dir.join("ckpt.safetensors");
+    save_safetensors(&path, &model(1.0)).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert!(!std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(values(&path), model_values(1.0));
+    // the 512 links are still there, and nothing else was left behind
+    assert_eq!(dir.names().len(), 512 + 2);
+}
+
+/// A process id that is not running (a child that has exited and been reaped).
+#[cfg(target_os = "linux")]
+fn dead_pid() -> u32 {
+    loop {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return pid;
+        }
+    }
+}
+
+/// Temporaries of a dead process are removed by the next save to the same
+/// target; those of live processes, of other targets and files that merely look
+/// alike are kept. They used to accumulate forever.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_next_save_removes_temporaries_left_by_dead_processes() {
+    let dir = TempDir::new("stale");
+    let dead = dead_pid();
+    let me = std::process::id();
+    let stale = [
+        format!(".ckpt.safetensors.tmp-{dead}-0"),
+        format!(".ckpt.safetensors.tmp-{dead}-17"),
+    ];
+    let kept = [
+        format!(".ckpt.safetensors.tmp-{me}-999999"), // a live process's save
+        format!(".other.safetensors.tmp-{dead}-0"),   // another target's
+        format!(".ckpt.safetensors.tmp-{dead}-x"),    // not a temporary name
+        format!(".ckpt.safetensors.tmp-{dead}"),
+        format!("ckpt.safetensors.tmp-{dead}-0"),
+    ];
+    for name in stale.iter().chain(&kept) {
+        std::fs::write(dir.join(name), vec![0u8; 1000]).unwrap();
+    }
+    let path = dir.join("ckpt.safetensors");
+    save_safetensors(&path, &model(2.0)).unwrap();
+    let mut expected: Vec<String> = kept.to_vec();
+    expected.push("ckpt.safetensors".into());
+    expected.sort();
+    assert_eq!(dir.names(), expected);
+    assert_eq!(values(&path), model_values(2.0));
+}
+
+/// The environment variables that turn `child_saves_forever` into a child process
+/// that saves a large model to the directory and file name they hold, again and
+/// again.
+const CHILD_DIR: &str = "FERROGRAD_IO_SAVE_TEST_CHILD_DIR";
+const CHILD_NAME: &str = "FERROGRAD_IO_SAVE_TEST_CHILD_NAME";
+
+/// Not a test on its own: the child process of
+/// `a_save_killed_mid_write_is_cleaned_up_by_the_next_save`.
+#[test]
+fn child_saves_forever() {
+    let (Some(dir), Some(name)) = (std::env::var_os(CHILD_DIR), std::env::var_os(CHILD_NAME))
+    else {
+        return;
+    };
+    let big = [("w", Tensor::<f32>::full(&[8 << 20], 1.0))]; // 32 MiB
+    loop {
+        save_safetensors(Path::new(&dir).join(&name), &big).unwrap();
+    }
+}
+
+/// Runs `child_saves_forever` on `dir/name` and kills it (`SIGKILL`) while a
+/// temporary file is being written; returns the temporaries left in `dir`.
+#[cfg(target_os = "linux")]
+fn kill_a_save_mid_write(dir: &TempDir, name: &str) -> Vec<String> {
+    let is_tmp = |n: &String| n.starts_with('.') && n.contains(".tmp-");
+    for _attempt in 0..20 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_saves_forever", "--nocapture"])
+            .env(CHILD_DIR, &dir.0)
+            .env(CHILD_NAME, name)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // wait for a temporary file with some bytes in it, then kill the child
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(60) {
+            let partial = dir
+                .names()
+                .into_iter()
+                .filter(is_tmp)
+                .any(|n| std::fs::metadata(dir.join(&n)).is_ok_and(|m| m.len() > 0));
+            if partial {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let leftovers: Vec<String> = dir.names().into_iter().filter(is_tmp).collect();
+        if !leftovers.is_empty() {
+            return leftovers;
+        }
+    }
+    panic!("the child was never killed mid-save");
+}
+
+/// `kill -9` during a save leaves a temporary file; the next save to the same
+/// target removes it. They used to accumulate forever.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_save_killed_mid_write_is_cleaned_up_by_the_next_save() {
+    let name = "ckpt.safetensors";
+    let dir = TempDir::new("killed");
+    let leftovers = kill_a_save_mid_write(&dir, name);
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    let path = dir.join(name);
+    save_safetensors(&path, &model(3.0)).unwrap();
+    assert_eq!(dir.names(), [name]);
+    assert_eq!(values(&path), model_values(3.0));
+}
