@@ -1,5 +1,5 @@
 //! How a checkpoint reaches the disk: temporary files (created exclusively, stale
-//! ones of dead processes removed).
+//! ones of dead processes removed), permissions kept.
 //!
 //! In its own test binary (its own process), so that the temporary names a save
 //! picks, which count per process, are predictable enough to collide with on
@@ -218,4 +218,30 @@ fn a_save_killed_mid_write_is_cleaned_up_by_the_next_save() {
     save_safetensors(&path, &model(3.0)).unwrap();
     assert_eq!(dir.names(), [name]);
     assert_eq!(values(&path), model_values(3.0));
+}
+
+// ----- permissions -----
+
+/// Overwriting a checkpoint keeps its permissions: a private (0600) file stays
+/// private. It used to become 0644 (the umask default of a new file).
+#[cfg(unix)]
+#[test]
+fn overwriting_a_checkpoint_keeps_its_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("perm");
+    let path = dir.join("ckpt.safetensors");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    for m in [0o600, 0o640, 0o604, 0o444, 0o755] {
+        std::fs::write(&path, b"old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
+        save_safetensors(&path, &model(1.0)).unwrap();
+        assert_eq!(mode(&path), m, "mode {m:o}");
+        assert_eq!(values(&path), model_values(1.0));
+        std::fs::remove_file(&path).unwrap();
+    }
+    // a new file gets what std::fs::write gives a new file
+    save_safetensors(&path, &model(1.0)).unwrap();
+    let plain = dir.join("plain");
+    std::fs::write(&plain, b"x").unwrap();
+    assert_eq!(mode(&path), mode(&plain));
 }

@@ -6,8 +6,9 @@
 //! - On Linux, temporaries of the same target whose process is gone (no
 //!   `/proc/{pid}`), owned by this user, are removed first: a save killed midway
 //!   leaks its temporary only until the next save to that target.
-//! - The file gets the process umask's default permissions, as `std::fs::write`
-//!   gives a new file.
+//! - On Unix, an existing target's permissions carry over to the new file (they are
+//!   set before any byte is written); a new file gets the process umask's default,
+//!   as `std::fs::write` gives it.
 //! - The data is synced before the rename, and the directory after it.
 
 use std::fs::{File, OpenOptions};
@@ -33,7 +34,7 @@ pub(super) fn write_atomically(
     };
     let stem = name.to_string_lossy();
     remove_stale_temporaries(&dir, &stem);
-    let (tmp, mut file) = create_temp(&dir, &stem)?;
+    let (tmp, mut file) = create_temp(&dir, &stem, &target)?;
     let written = (|| {
         write(&mut file)?;
         file.sync_all()?;
@@ -48,17 +49,40 @@ pub(super) fn write_atomically(
 }
 
 /// Creates `.{stem}.tmp-{pid}-{n}` in `dir` with `O_EXCL`, for the first `n` (of a
-/// per-process counter) whose name is free.
-fn create_temp(dir: &Path, stem: &str) -> io::Result<(PathBuf, File)> {
+/// per-process counter) whose name is free. On Unix the file gets the permissions
+/// of `target` when it exists.
+fn create_temp(dir: &Path, stem: &str, target: &Path) -> io::Result<(PathBuf, File)> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    #[cfg(unix)]
+    let keep = std::fs::metadata(target)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.permissions());
+    #[cfg(not(unix))]
+    let _ = target;
     let mut collisions = 0;
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(".{stem}.tmp-{}-{n}", std::process::id()));
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
+        #[cfg(unix)]
+        if keep.is_some() {
+            // Nobody else may read it until it has the target's permissions.
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        }
         match options.open(&tmp) {
-            Ok(file) => return Ok((tmp, file)),
+            Ok(file) => {
+                #[cfg(unix)]
+                if let Some(perms) = keep {
+                    if let Err(e) = file.set_permissions(perms) {
+                        drop(file);
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e);
+                    }
+                }
+                return Ok((tmp, file));
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && collisions < 1000 => {
                 collisions += 1;
             }

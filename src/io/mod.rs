@@ -67,6 +67,10 @@
 //!   another PID namespace (another container sharing the directory) looks gone:
 //!   if it is saving to the same target at that moment, its save fails with an
 //!   [`Error::Io`] (nothing is corrupted).
+//! - On Unix, an existing file's permissions carry over to the new file (a `0600`
+//!   checkpoint stays private; its owner and group do not carry over: the new file
+//!   is the saving user's); a new file gets the permissions `std::fs::write` would
+//!   give it (the process umask's).
 
 mod encode;
 mod file;
