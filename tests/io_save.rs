@@ -1,5 +1,5 @@
 //! How a checkpoint reaches the disk: temporary files (created exclusively, stale
-//! ones of dead processes removed), permissions kept.
+//! ones of dead processes removed), permissions kept, symlinks followed, long names.
 //!
 //! In its own test binary (its own process), so that the temporary names a save
 //! picks, which count per process, are predictable enough to collide with on
@@ -206,18 +206,21 @@ fn kill_a_save_mid_write(dir: &TempDir, name: &str) -> Vec<String> {
 }
 
 /// `kill -9` during a save leaves a temporary file; the next save to the same
-/// target removes it. They used to accumulate forever.
+/// target removes it (also for a name long enough that the temporary's name is
+/// shortened). They used to accumulate forever.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_save_killed_mid_write_is_cleaned_up_by_the_next_save() {
-    let name = "ckpt.safetensors";
-    let dir = TempDir::new("killed");
-    let leftovers = kill_a_save_mid_write(&dir, name);
-    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
-    let path = dir.join(name);
-    save_safetensors(&path, &model(3.0)).unwrap();
-    assert_eq!(dir.names(), [name]);
-    assert_eq!(values(&path), model_values(3.0));
+    let long = format!("{}.safetensors", "q".repeat(243 - ".safetensors".len()));
+    for name in ["ckpt.safetensors", long.as_str()] {
+        let dir = TempDir::new("killed");
+        let leftovers = kill_a_save_mid_write(&dir, name);
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+        let path = dir.join(name);
+        save_safetensors(&path, &model(3.0)).unwrap();
+        assert_eq!(dir.names(), [name]);
+        assert_eq!(values(&path), model_values(3.0));
+    }
 }
 
 // ----- permissions -----
@@ -244,4 +247,98 @@ fn overwriting_a_checkpoint_keeps_its_permissions() {
     let plain = dir.join("plain");
     std::fs::write(&plain, b"x").unwrap();
     assert_eq!(mode(&path), mode(&plain));
+}
+
+// ----- symlinks -----
+
+/// Saving to a symlink writes the file it points to (through a chain of links,
+/// relative or absolute, and creating the target of a dangling one), as a plain
+/// `open(path, "wb")` does; the link stays a link. The temporary file lives
+/// beside the target, not beside the link. The link used to be replaced by a
+/// regular file.
+#[cfg(unix)]
+#[test]
+fn saving_to_a_symlink_writes_its_target() {
+    use std::os::unix::fs::symlink;
+    let links = TempDir::new("links");
+    let store = TempDir::new("store");
+    let real = store.join("real.safetensors");
+    save_safetensors(&real, &model(1.0)).unwrap();
+
+    // a relative link to another directory, then a link to that link
+    let rel = PathBuf::from("..")
+        .join(store.0.file_name().unwrap())
+        .join("real.safetensors");
+    symlink(&rel, links.join("latest.safetensors")).unwrap();
+    symlink("latest.safetensors", links.join("current.safetensors")).unwrap();
+
+    for (link, v) in [("latest.safetensors", 2.0), ("current.safetensors", 3.0)] {
+        let path = links.join(link);
+        save_safetensors(&path, &model(v)).unwrap();
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(values(&real), model_values(v));
+        assert_eq!(values(&path), model_values(v));
+        assert_eq!(links.names(), ["current.safetensors", "latest.safetensors"]);
+        assert_eq!(store.names(), ["real.safetensors"]);
+    }
+
+    // an absolute link whose target does not exist yet
+    let fresh = store.join("fresh.safetensors");
+    symlink(&fresh, links.join("dangling.safetensors")).unwrap();
+    save_safetensors(links.join("dangling.safetensors"), &model(4.0)).unwrap();
+    assert_eq!(values(&fresh), model_values(4.0));
+    assert!(
+        std::fs::symlink_metadata(links.join("dangling.safetensors"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // a loop is an I/O error, not a hang
+    symlink("loop-b", links.join("loop-a")).unwrap();
+    symlink("loop-a", links.join("loop-b")).unwrap();
+    assert!(matches!(
+        save_safetensors(links.join("loop-a"), &model(5.0)),
+        Err(ferrograd::Error::Io(_))
+    ));
+}
+
+// ----- long names -----
+
+/// File names up to the 255-byte limit save (and their temporaries are cleaned
+/// up); the temporary name used to add ~20 bytes to the name and fail past 235.
+#[test]
+fn names_up_to_255_bytes_save() {
+    let dir = TempDir::new("long");
+    for len in [200, 218, 219, 243, 255] {
+        let name = format!("{}.safetensors", "n".repeat(len - ".safetensors".len()));
+        assert_eq!(name.len(), len);
+        let path = dir.join(&name);
+        save_safetensors(&path, &model(len as f32)).unwrap();
+        save_safetensors(&path, &model(len as f32 + 0.5)).unwrap(); // overwrite
+        assert_eq!(values(&path), model_values(len as f32 + 0.5));
+    }
+    // names that share a long prefix do not share temporaries
+    let a = format!("{}a.safetensors", "p".repeat(240));
+    let b = format!("{}b.safetensors", "p".repeat(240));
+    save_safetensors(dir.join(&a), &model(1.0)).unwrap();
+    save_safetensors(dir.join(&b), &model(2.0)).unwrap();
+    assert_eq!(values(&dir.join(&a)), model_values(1.0));
+    assert_eq!(values(&dir.join(&b)), model_values(2.0));
+    assert!(
+        dir.names().iter().all(|n| !n.starts_with('.')),
+        "{:?}",
+        dir.names()
+    );
+    // multi-byte characters: 85 × 3 bytes
+    let name = "é".repeat(80) + "€.safetensors";
+    assert!(name.len() > 170 && name.len() <= 255);
+    save_safetensors(dir.join(&name), &model(6.0)).unwrap();
+    let name = "€".repeat(85);
+    assert_eq!(name.len(), 255);
+    save_safetensors(dir.join(&name), &model(7.0)).unwrap();
+    assert_eq!(values(&dir.join(&name)), model_values(7.0));
 }

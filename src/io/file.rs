@@ -1,8 +1,12 @@
 //! Replacing a file atomically: a temporary file beside the target, renamed over it.
 //!
-//! - The temporary is `.{name}.tmp-{pid}-{n}` in the target's directory, created
-//!   with `O_EXCL` (never opening a file that is already there, a symlink
-//!   included).
+//! - The target is the file a symlink at `path` points to (followed to the end of a
+//!   chain of links), so a link stays a link and the rename stays within the
+//!   target's directory, on one filesystem.
+//! - The temporary is `.{name}.tmp-{pid}-{n}` in that directory, created with
+//!   `O_EXCL` (never opening a file that is already there, a symlink included),
+//!   its `{name}` shortened (with a hash of the whole name) so that the temporary
+//!   name fits in 255 bytes whenever the target's name does.
 //! - On Linux, temporaries of the same target whose process is gone (no
 //!   `/proc/{pid}`), owned by this user, are removed first: a save killed midway
 //!   leaks its temporary only until the next save to that target.
@@ -11,17 +15,29 @@
 //!   as `std::fs::write` gives it.
 //! - The data is synced before the rename, and the directory after it.
 
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Writes the file at `path` with `write`, through a temporary file renamed over it.
+/// The longest file name most filesystems accept, in bytes (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// Bytes a temporary name adds to its stem at most: `.`, `.tmp-`, a `u32` process
+/// id and a `-`, a `u64` counter.
+const TEMP_OVERHEAD: usize = 1 + 5 + 10 + 1 + 20;
+
+/// Symlinks followed before giving up (Linux's own limit).
+const MAX_LINKS: usize = 40;
+
+/// Writes the file at `path` (or the file a symlink there points to) with `write`,
+/// through a temporary file renamed over it.
 pub(super) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
-    let target = path.to_path_buf();
+    let target = follow_links(path)?;
     let name = target.file_name().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -32,7 +48,7 @@ pub(super) fn write_atomically(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let stem = name.to_string_lossy();
+    let stem = temp_stem(name);
     remove_stale_temporaries(&dir, &stem);
     let (tmp, mut file) = create_temp(&dir, &stem, &target)?;
     let written = (|| {
@@ -46,6 +62,52 @@ pub(super) fn write_atomically(
         return Err(e);
     }
     sync_dir(&dir)
+}
+
+/// `path`, or the end of the chain of symlinks that starts there (which need not
+/// exist: saving through a dangling link creates its target, as `open` does).
+fn follow_links(path: &Path) -> io::Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..=MAX_LINKS {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&p)?;
+                p = match p.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(io::Error::other(format!(
+        "more than {MAX_LINKS} levels of symbolic links"
+    )))
+}
+
+/// The stem of the temporaries of a file named `name`: the name itself when a
+/// temporary name fits in [`NAME_MAX`] bytes, else its first bytes and a hash
+/// of the whole name.
+fn temp_stem(name: &OsStr) -> String {
+    let name = name.to_string_lossy();
+    let budget = NAME_MAX - TEMP_OVERHEAD;
+    if name.len() <= budget {
+        return name.into_owned();
+    }
+    let hash = format!("~{:016x}", fnv1a(name.as_bytes()));
+    let mut cut = budget - hash.len();
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{hash}", &name[..cut])
+}
+
+/// The 64-bit FNV-1a hash (stable across Rust versions and platforms, unlike
+/// `DefaultHasher`'s).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Creates `.{stem}.tmp-{pid}-{n}` in `dir` with `O_EXCL`, for the first `n` (of a
@@ -154,5 +216,33 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     {
         let _ = dir;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_fit_in_255_bytes() {
+        let temp = |stem: &str| format!(".{stem}.tmp-{}-{}", u32::MAX, u64::MAX);
+        assert_eq!(temp_stem(OsStr::new("w.safetensors")), "w.safetensors");
+        for len in [1, 100, 218, 219, 243, 255, 300] {
+            let name = "x".repeat(len);
+            let stem = temp_stem(OsStr::new(&name));
+            assert!(temp(&stem).len() <= 255, "{len}");
+            assert_eq!(stem == name, len <= 218, "{len}");
+        }
+        // multi-byte characters are not cut in half
+        let name = "é".repeat(127);
+        let stem = temp_stem(OsStr::new(&name));
+        assert!(temp(&stem).len() <= 255);
+        assert!(stem.starts_with("éé") && stem.contains('~'));
+        // long names that differ only at the end get different stems
+        let a = format!("{}a", "p".repeat(240));
+        let b = format!("{}b", "p".repeat(240));
+        assert_ne!(temp_stem(OsStr::new(&a)), temp_stem(OsStr::new(&b)));
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

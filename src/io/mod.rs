@@ -57,9 +57,10 @@
 //! a reader sees the old checkpoint or the new one, never a mix, also after a crash
 //! or a power loss.
 //!
-//! - The temporary is `.NAME.tmp-PID-N`, created exclusively (`O_EXCL`): it never
-//!   opens a file that is already there, so concurrent saves cannot write into each
-//!   other's files, nor through a planted symlink.
+//! - The temporary is `.NAME.tmp-PID-N` (`NAME` shortened, with a hash of the whole
+//!   name, when the temporary's name would pass 255 bytes), created exclusively
+//!   (`O_EXCL`): it never opens a file that is already there, so concurrent saves
+//!   cannot write into each other's files, nor through a planted symlink.
 //! - A save killed midway (`kill -9`, a crash) leaves its temporary behind. The next
 //!   save to the same target removes the temporaries of that target whose process
 //!   is no longer running and that belong to the same user (on Linux, where
@@ -67,6 +68,9 @@
 //!   another PID namespace (another container sharing the directory) looks gone:
 //!   if it is saving to the same target at that moment, its save fails with an
 //!   [`Error::Io`] (nothing is corrupted).
+//! - A symlink is followed (through a chain of links; a dangling link's target is
+//!   created), as a plain `open(path, "wb")` would: the link stays, its target is
+//!   replaced, and the temporary lives in the target's directory.
 //! - On Unix, an existing file's permissions carry over to the new file (a `0600`
 //!   checkpoint stays private; its owner and group do not carry over: the new file
 //!   is the saving user's); a new file gets the permissions `std::fs::write` would
@@ -105,7 +109,8 @@ const CHUNK: usize = 1 << 20;
 /// next to `path` and renamed over it, so a failed save leaves an existing file
 /// intact; the bytes stream from the tensors' buffers to the file (a save needs
 /// no memory for a copy of the model). See [how a checkpoint is
-/// written](self#how-a-checkpoint-is-written).
+/// written](self#how-a-checkpoint-is-written) for temporaries, symlinks and
+/// permissions.
 ///
 /// ```
 /// use ferrograd::Tensor;
