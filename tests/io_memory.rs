@@ -2,7 +2,9 @@
 //! from the file, so neither holds a second copy of the model.
 //!
 //! In its own test binary (its own process), so that no other test's allocations
-//! show up in this process's resident set; the two measurements take turns.
+//! show up in this process's resident set; the two measurements take turns. Linux
+//! only (the resident set is read from `/proc/self/status`).
+#![cfg(target_os = "linux")]
 
 use std::sync::Mutex;
 
@@ -56,7 +58,6 @@ fn temp_path(name: &str) -> std::path::PathBuf {
 
 /// Saving a 64 MiB model grows the resident set by at most the model's size +
 /// 32 MiB (it grew by 2 × 64 MiB: the tensor encoded, and the file's bytes).
-#[cfg(target_os = "linux")]
 #[test]
 fn saving_streams_the_tensors_to_the_file() {
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
@@ -80,7 +81,6 @@ fn saving_streams_the_tensors_to_the_file() {
 
 /// Loading a 64 MiB model grows the resident set by at most the loaded model + 32
 /// MiB (it grew by 2 × 64 MiB: the whole file read, then the tensors).
-#[cfg(target_os = "linux")]
 #[test]
 fn loading_streams_the_tensors_from_the_file() {
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
