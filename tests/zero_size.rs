@@ -57,13 +57,16 @@ fn check_backward(op: &str, leaf: &Tensor<f64>, y: &Tensor<f64>) {
     assert_eq!(ggx.shape(), leaf.shape(), "{op} (second order)");
 }
 
+/// A unary op under test.
+type Op = fn(&Tensor<f64>) -> Tensor<f64>;
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn elementwise_and_reductions(s in shape()) {
         for (leaf, x) in views(&s) {
-            let unary: [(&str, fn(&Tensor<f64>) -> Tensor<f64>); 8] = [
+            let unary: &[(&str, Op)] = &[
                 ("exp", |x| x.exp()),
                 ("tanh", |x| x.tanh()),
                 ("relu", |x| x.relu()),
@@ -73,7 +76,7 @@ proptest! {
                 ("mul", |x| x.mul(x)),
                 ("div", |x| x.div(&x.add_scalar(1.0))),
             ];
-            for (op, f) in unary {
+            for &(op, f) in unary {
                 let y = f(&x);
                 prop_assert_eq!(y.shape(), x.shape());
                 check_backward(op, &leaf, &y);
