@@ -49,7 +49,8 @@ thread_local! {
 
 /// `out = a · b`, where `a` is `m × k`, `b` is `k × n` and `out` is a dense
 /// row-major `m × n` slice, possibly uninitialised: every element is written, so
-/// output buffers need no zero-fill first. Large products use the thread pool,
+/// output buffers need no zero-fill first (the matrix-vector shapes zero their
+/// few output elements before the `gemm` crate sees them). Large products use the thread pool,
 /// unless `serial` (set when the caller already runs products in parallel).
 pub(crate) fn matmul<T: Element>(
     m: usize,
@@ -116,11 +117,22 @@ fn gemm_rows<T: Element>(
 ) {
     debug_assert_eq!(out.len(), m * n);
     a.check(m, k);
+    b.check(k, n);
+    if m <= 1 || n <= 1 {
+        // The crate's matrix-vector paths (a 1×k or k×1 operand) view the output
+        // as `&mut [T]`, which must not point at uninitialised values: zero those
+        // few elements first (m·n of the m·n·k work). The other paths only write
+        // the output through raw pointers when `read_dst` is false.
+        out.iter_mut().for_each(|v| {
+            v.write(T::zero());
+        });
+    }
     // SAFETY: `check` proved that every element the strides address lies inside
     // `a.data` and `b.data`; `out` holds exactly `m*n` elements addressed with row
     // stride `n` and column stride 1; `out` is a unique borrow, so it cannot
     // overlap the shared inputs. `gemm` writes every element of `out` without
-    // reading it (`read_dst = false`), so `out` may be uninitialised. `T` is `f32`
+    // reading it (`read_dst = false`), so `out` may be uninitialised, except on
+    // the matrix-vector paths, whose output was initialised above. `T` is `f32`
     // or `f64` (sealed `Element`), which `gemm` supports.
     unsafe {
         gemm::gemm(
@@ -195,6 +207,35 @@ mod tests {
         assert_eq!(product(2, 2, 2, ar, bt, false), [5.0, 11.0, 11.0, 25.0]);
         assert_eq!(product(2, 2, 2, ar, bt, true), [5.0, 11.0, 11.0, 25.0]);
         assert_eq!(product(2, 0, 2, ar, bt, false), [0.0; 4]);
+    }
+
+    #[test]
+    fn vector_shapes_write_every_element() {
+        // 1×k·k×n, m×k·k×1 and 1×k·k×1 into buffers of NaN: none of it survives
+        let a: Vec<f64> = (0..60).map(|i| (i % 7) as f64 - 3.0).collect();
+        let rows = |rs, cs| MatRef {
+            data: &a,
+            offset: 0,
+            rs,
+            cs,
+        };
+        for (m, k, n) in [(1, 6, 10), (10, 6, 1), (1, 60, 1), (1, 2, 5), (30, 2, 1)] {
+            let (am, bm) = (rows(k, 1), rows(n, 1));
+            let want: Vec<f64> = (0..m * n)
+                .map(|ij| {
+                    (0..k)
+                        .map(|l| a[(ij / n) * k + l] * a[l * n + ij % n])
+                        .sum()
+                })
+                .collect();
+            for serial in [false, true] {
+                let mut out = vec![MaybeUninit::new(f64::NAN); m * n];
+                matmul(m, k, n, am, bm, &mut out, serial);
+                // SAFETY: `out` was initialised (with NaN) when it was made.
+                let got: Vec<f64> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
+                assert_eq!(got, want, "{m}×{k}·{k}×{n}");
+            }
+        }
     }
 
     #[test]

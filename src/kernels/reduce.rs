@@ -12,24 +12,104 @@ use crate::pool;
 const PARALLEL_ROWS_LEN: usize = 1 << 15;
 const ROWS_CHUNK: usize = 1 << 13;
 
-/// Sum of a slice with eight independent accumulators (vectorisable, and more
-/// accurate than one running sum).
-#[inline]
-pub(crate) fn sum_slice<T: Element>(x: &[T]) -> T {
-    let mut lanes = [T::zero(); 8];
-    let chunks = x.chunks_exact(8);
+/// Lanes of the blocked sums: eight independent accumulators (one or two SIMD
+/// registers, so the loops vectorise).
+const LANES: usize = 8;
+/// Elements per block of the blocked pairwise sums (32 per lane).
+const BLOCK: usize = 256;
+
+type Lanes<T> = [T; LANES];
+
+/// The lane sums of `f` over one block: element `i` goes to lane `i % 8`.
+#[inline(always)]
+fn block_lanes<T: Element>(x: &[T], f: impl Fn(T) -> T) -> Lanes<T> {
+    let mut lanes = [T::zero(); LANES];
+    let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
         for (l, &v) in lanes.iter_mut().zip(c) {
-            *l += v;
+            *l += f(v);
         }
     }
-    let mut s = T::zero();
-    for &v in rest {
-        s += v;
+    for (l, &v) in lanes.iter_mut().zip(rest) {
+        *l += f(v);
     }
-    let [a, b, c, d, e, f, g, h] = lanes;
-    s + (((a + b) + (c + d)) + ((e + f) + (g + h)))
+    lanes
+}
+
+#[inline(always)]
+fn add_lanes<T: Element>(a: Lanes<T>, b: Lanes<T>) -> Lanes<T> {
+    std::array::from_fn(|i| a[i] + b[i])
+}
+
+/// Combines the lane sums of consecutive blocks pairwise (a binary counter: after
+/// block `c`, the last `trailing_zeros(c)` partial sums merge), then the lanes
+/// by a tree. Each element goes through at most 32 additions in its lane,
+/// `log₂(blocks)` merges and 3 lane additions, so the error bound grows with
+/// `log n`, not `n` (a running sum of 2²⁰ terms loses 1e-3 relative in `f32`;
+/// this keeps about 1e-7).
+#[inline(always)]
+fn pairwise<T: Element>(blocks: impl Iterator<Item = Lanes<T>>) -> T {
+    // 64 levels hold 2⁶⁴ blocks: more than any slice
+    let mut stack = [[T::zero(); LANES]; 64];
+    let mut depth = 0;
+    for (count, mut s) in (1usize..).zip(blocks) {
+        for _ in 0..count.trailing_zeros() {
+            depth -= 1;
+            s = add_lanes(stack[depth], s);
+        }
+        stack[depth] = s;
+        depth += 1;
+    }
+    let mut s = [T::zero(); LANES];
+    for partial in stack[..depth].iter().rev() {
+        s = add_lanes(*partial, s);
+    }
+    let [a, b, c, d, e, f, g, h] = s;
+    ((a + b) + (c + d)) + ((e + f) + (g + h))
+}
+
+/// Sum of a slice, blocked and pairwise (vectorised, and accurate to about
+/// `log₂ n` roundings rather than `n`; see [`pairwise`]).
+#[inline]
+pub(crate) fn sum_slice<T: Element>(x: &[T]) -> T {
+    sum_map(x, |v| v)
+}
+
+/// `Σ f(x)` over a slice, summed as [`sum_slice`] does.
+#[inline]
+pub(crate) fn sum_map<T: Element>(x: &[T], f: impl Fn(T) -> T + Copy) -> T {
+    pairwise(x.chunks(BLOCK).map(|b| block_lanes(b, f)))
+}
+
+/// Writes `f(x)` into `out` and returns `Σ out`, summed as [`sum_slice`] does.
+#[inline]
+pub(crate) fn map_sum_into<T: Element>(x: &[T], out: &mut [T], f: impl Fn(T) -> T + Copy) -> T {
+    debug_assert_eq!(x.len(), out.len());
+    pairwise(x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).map(|(x, out)| {
+        out.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v));
+        block_lanes(out, |v| v)
+    }))
+}
+
+/// `Σ a·b` over two slices of one length, summed as [`sum_slice`] does.
+#[inline]
+pub(crate) fn dot<T: Element>(a: &[T], b: &[T]) -> T {
+    debug_assert_eq!(a.len(), b.len());
+    pairwise(a.chunks(BLOCK).zip(b.chunks(BLOCK)).map(|(a, b)| {
+        let mut lanes = [T::zero(); LANES];
+        let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (ca, cb) in ca.zip(cb) {
+            for ((l, &x), &y) in lanes.iter_mut().zip(ca).zip(cb) {
+                *l += x * y;
+            }
+        }
+        for ((l, &x), &y) in lanes.iter_mut().zip(ra).zip(rb) {
+            *l += x * y;
+        }
+        lanes
+    }))
 }
 
 /// Sums a contiguous `[outer, n, inner]` block over its middle axis → `[outer, inner]`.
@@ -187,11 +267,7 @@ pub(crate) fn softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize)
     let mut out = pool::filled(x.len(), T::zero());
     for_each_lane(x, outer, n, inner, &mut out, |src, dst| {
         let m = row_max(src);
-        let mut s = T::zero();
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = (v - m).exp_k();
-            s += *d;
-        }
+        let s = map_sum_into(src, dst, |v| (v - m).exp_k());
         let inv = T::one() / s;
         dst.iter_mut().for_each(|d| *d *= inv);
     });
@@ -203,7 +279,8 @@ pub(crate) fn log_softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: us
     let mut out = pool::filled(x.len(), T::zero());
     for_each_lane(x, outer, n, inner, &mut out, |src, dst| {
         let m = row_max(src);
-        let s: T = src.iter().map(|&v| (v - m).exp_k()).sum();
+        // dst holds the exponentials until it gets the result
+        let s = map_sum_into(src, dst, |v| (v - m).exp_k());
         // (x - max) - log s keeps the precision that x - (max + log s) loses
         let ln_s = s.ln();
         for (d, &v) in dst.iter_mut().zip(src) {
@@ -216,7 +293,19 @@ pub(crate) fn log_softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: us
 /// `log Σ exp` along the middle axis → `[outer, inner]`. `+inf` in a row gives
 /// `+inf`; a row of only `-inf` gives `-inf`.
 pub(crate) fn logsumexp<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
+    let lse = |row: &[T]| {
+        let m = row_max(row);
+        if m.is_infinite() {
+            m
+        } else {
+            m + sum_map(row, |v| (v - m).exp_k()).ln()
+        }
+    };
     let mut out = pool::take(outer * inner);
+    if inner == 1 && n > 0 {
+        out.extend(x.chunks_exact(n).map(lse));
+        return out;
+    }
     let mut lane = vec![T::zero(); n];
     for o in 0..outer {
         for i in 0..inner {
@@ -224,13 +313,7 @@ pub(crate) fn logsumexp<T: Element>(x: &[T], outer: usize, n: usize, inner: usiz
             for (k, l) in lane.iter_mut().enumerate() {
                 *l = x[base + k * inner];
             }
-            let m = row_max(&lane);
-            if m.is_infinite() {
-                out.push(m);
-                continue;
-            }
-            let s: T = lane.iter().map(|&v| (v - m).exp_k()).sum();
-            out.push(m + s.ln());
+            out.push(lse(&lane));
         }
     }
     out
@@ -246,7 +329,7 @@ pub(crate) fn softmax_backward<T: Element>(
 ) -> Vec<T> {
     let mut out = pool::filled(y.len(), T::zero());
     lanes2(y, g, outer, n, inner, &mut out, |y, g, d| {
-        let dot: T = y.iter().zip(g).map(|(&a, &b)| a * b).sum();
+        let dot = dot(y, g);
         for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
             *d = y * (g - dot);
         }
@@ -264,7 +347,7 @@ pub(crate) fn log_softmax_backward<T: Element>(
 ) -> Vec<T> {
     let mut out = pool::filled(y.len(), T::zero());
     lanes2(y, g, outer, n, inner, &mut out, |y, g, d| {
-        let s: T = g.iter().copied().sum();
+        let s = sum_slice(g);
         for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
             *d = g - y.exp_k() * s;
         }
@@ -338,6 +421,43 @@ mod tests {
         assert_eq!(sum_to_shape(&x, &l, &[3]), vec![5.0, 7.0, 9.0]);
         assert_eq!(sum_to_shape(&x, &l, &[2, 1]), vec![6.0, 15.0]);
         assert_eq!(sum_to_shape(&x, &l, &[]), vec![21.0]);
+    }
+
+    #[test]
+    fn blocked_sums_match_f64_at_every_length() {
+        // lengths around the lane width, the block and powers of two of blocks
+        let mut lens = vec![0, 1, 7, 8, 9, 255, 256, 257, 511, 512, 513, 1000];
+        lens.extend([3 * 256 + 5, 1 << 12, (1 << 12) + 1, 7 * 256, 100_003]);
+        for n in lens {
+            let x: Vec<f32> = (0..n)
+                .map(|i| 1.0 + ((i * 37) % 101) as f32 / 101.0)
+                .collect();
+            let y: Vec<f32> = (0..n).map(|i| ((i * 13) % 7) as f32 - 2.5).collect();
+            let exact: f64 = x.iter().map(|&v| f64::from(v)).sum();
+            let close = |got: f32, want: f64, scale: f64| {
+                assert!(
+                    (f64::from(got) - want).abs() <= 1e-7 * scale.max(1.0),
+                    "n = {n}: {got} vs {want}"
+                );
+            };
+            close(sum_slice(&x), exact, exact);
+            let squares: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+            close(sum_map(&x, |v| v * v), squares, squares);
+            let dot_exact: f64 = x.iter().zip(&y).map(|(&a, &b)| f64::from(a * b)).sum();
+            let dot_scale: f64 = x
+                .iter()
+                .zip(&y)
+                .map(|(&a, &b)| f64::from((a * b).abs()))
+                .sum();
+            close(dot(&x, &y), dot_exact, dot_scale);
+            let mut out = vec![0.0f32; n];
+            close(
+                map_sum_into(&x, &mut out, |v| 2.0 * v),
+                2.0 * exact,
+                2.0 * exact,
+            );
+            assert!(out.iter().zip(&x).all(|(&o, &v)| o == 2.0 * v));
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::autograd::{BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
+use crate::kernels::reduce::{dot, sum_map, sum_slice};
 use crate::pool;
 use crate::tensor::{Seen, Tensor};
 
@@ -60,8 +61,9 @@ pub(crate) fn layer_norm<T: Element>(
             let normalize = |(out, x): (&mut [T], &[T])| {
                 let mut stats = Vec::with_capacity(x.len() / d);
                 for (row, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-                    let mean = row.iter().copied().sum::<T>() / c(d as f64);
-                    let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / c(d as f64);
+                    // pairwise sums: a running sum drifts on long rows
+                    let mean = sum_slice(row) / c(d as f64);
+                    let var = sum_map(row, |v| (v - mean) * (v - mean)) / c(d as f64);
                     let rstd = T::one() / (var + eps).sqrt();
                     stats.push((mean, rstd));
                     for (j, (o, &v)) in dst.iter_mut().zip(row).enumerate() {
@@ -130,14 +132,12 @@ impl<T: Element> Op<T> for LayerNorm<T> {
                             .zip(g.chunks_exact(d))
                             .zip(dx.chunks_exact_mut(d));
                         for (((xr, gr), dxr), &(mean, rstd)) in rows.zip(stats) {
-                            let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
                             for j in 0..d {
                                 xhat[j] = (xr[j] - mean) * rstd;
                                 ghat[j] = weight.as_ref().map_or(gr[j], |w| gr[j] * w[j]);
-                                sum_g += ghat[j];
-                                sum_gx += ghat[j] * xhat[j];
                             }
-                            let (mg, mgx) = (sum_g * inv_d, sum_gx * inv_d);
+                            let mg = sum_slice(&ghat) * inv_d;
+                            let mgx = dot(&ghat, &xhat) * inv_d;
                             for (j, o) in dxr.iter_mut().enumerate() {
                                 *o = rstd * (ghat[j] - mg - xhat[j] * mgx);
                             }

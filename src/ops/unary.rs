@@ -189,7 +189,10 @@ unary!(
 );
 
 unary!(
-    /// `eˣ`.
+    /// `eˣ`. For `f32`, a vectorised approximation within 1.22 ulp of the true
+    /// value for every input (checked against `f64` over all 2³² inputs), `+inf`
+    /// and `0` exactly where the true value rounds to them; `f64` uses the C
+    /// library's `exp`.
     ///
     /// ```
     /// let x = ferrograd::Tensor::<f64>::from_vec(vec![0.0, 1.0], &[2])?;
@@ -260,7 +263,9 @@ unary!(
 );
 
 unary!(
-    /// Hyperbolic tangent.
+    /// Hyperbolic tangent. For `f32`, a vectorised approximation within 2.25 ulp
+    /// of the true value for every input (checked against `f64` over all 2³²
+    /// inputs); `f64` uses the C library's `tanh`.
     tanh() => Tanh, Y, Costly,
     f: |x| x.tanh_k(),
     df: |g, _, y| g * (T::one() - y * y),
