@@ -27,10 +27,11 @@ use crate::tensor::Tensor;
 /// assert_eq!(&y[4..], &[0.0; 4]);                                              // a constant row
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct LayerNorm<T: Element = f32> {
     weight: Tensor<T>,
     bias: Tensor<T>,
+    #[module(skip)]
     eps: T,
 }
 
@@ -102,19 +103,12 @@ impl<T: Element> Module<T> for LayerNorm<T> {
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         or_panic(self.try_forward(x))
     }
-
-    /// `"weight"`, then `"bias"`.
-    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
-        vec![
-            ("weight".to_string(), self.weight.clone()),
-            ("bias".to_string(), self.bias.clone()),
-        ]
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::ModuleParams;
     use crate::ops::test_util::{assert_close, check, rand_leaf};
 
     #[test]

@@ -63,30 +63,57 @@ mod mlp;
 mod sequential;
 
 pub use activation::Activation;
-pub use dropout::Dropout;
+pub use dropout::{Dropout, RngState};
 pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use mlp::Mlp;
 pub use sequential::{BoxedModule, Sequential};
 
+/// Derives [`ModuleParams`] from a struct's fields: see the
+/// [module docs](self#writing-a-model-with-derivemodule) for a worked example.
+pub use ferrograd_derive::Module;
+
 use crate::element::Element;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-/// A layer or a network: a forward function and the parameters it trains.
+/// A layer or a network: a forward function over the [`ModuleParams`] it holds.
 ///
 /// Implementations need no backward: their forward is made of tensor ops, which
-/// record themselves.
-pub trait Module<T: Element = f32> {
+/// record themselves. The parameters, buffers, training mode and RNG states live
+/// in the supertrait [`ModuleParams`], which `#[derive(Module)]` writes for you
+/// (or which you implement by hand); `Module` itself is only `forward`, so the
+/// two impls never collide. See the [module docs](self#the-two-traits).
+pub trait Module<T: Element = f32>: ModuleParams<T> {
     /// Applies the module to a batch of inputs.
     fn forward(&self, x: &Tensor<T>) -> Tensor<T>;
+}
 
+/// What a module holds: its parameters with their names, its buffers, its
+/// training mode and the state of its random number generators.
+///
+/// `#[derive(Module)]` implements this trait from a struct's fields (see the
+/// [module docs](self#writing-a-model-with-derivemodule)); by hand, only
+/// [`named_parameters`](ModuleParams::named_parameters) is required, and a
+/// container should also pass [`set_training`](ModuleParams::set_training) on to
+/// its children (the default does nothing).
+///
+/// Names are dotted paths, as PyTorch's `state_dict`: a module's own tensors
+/// are named by their field (`"weight"`), a child's tensors are prefixed by the
+/// child's name and a dot (`"fc1.weight"`, `"blocks.0.attn.bias"`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a module (it does not implement `ModuleParams<{T}>`)",
+    label = "not a module",
+    note = "derive it with #[derive(Module)], or mark a field that is neither a module nor a tensor #[module(skip)]"
+)]
+pub trait ModuleParams<T: Element = f32> {
     /// The trainable tensors with their names (`"0.weight"`, `"fc.bias"`, …), in a
     /// stable order. The handles share the module's buffers: optimizers that
     /// update them in place update the module.
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)>;
 
-    /// The trainable tensors, in the order of [`named_parameters`](Module::named_parameters).
+    /// The trainable tensors, in the order of [`named_parameters`](ModuleParams::named_parameters).
     fn parameters(&self) -> Vec<Tensor<T>> {
         self.named_parameters()
             .into_iter()
@@ -94,9 +121,80 @@ pub trait Module<T: Element = f32> {
             .collect()
     }
 
+    /// Tensors that are part of the module's state but not trained (running
+    /// statistics, fixed tables), named as the parameters are. Checkpoints
+    /// ([`io::save_module`](crate::io::save_module),
+    /// [`io::load_into`](crate::io::load_into)) save and load them with the
+    /// parameters; optimizers never see them. None by default.
+    fn named_buffers(&self) -> Vec<(String, Tensor<T>)> {
+        Vec::new()
+    }
+
     /// Switches between training (`true`, the default) and evaluation behaviour
-    /// (e.g. dropout is the identity in evaluation). Containers pass it on.
+    /// (e.g. dropout is the identity in evaluation). Containers pass it on to
+    /// every child; the default does nothing (right for layers whose behaviour
+    /// does not depend on the mode).
     fn set_training(&mut self, _training: bool) {}
+
+    /// The mode set by [`set_training`](ModuleParams::set_training): `Some(true)`
+    /// in training, `Some(false)` in evaluation, `None` for a module whose
+    /// behaviour does not depend on it (a `Linear`, an `Mlp`). A container
+    /// answers for its children: `Some(true)` when any of them is in training.
+    fn training_mode(&self) -> Option<bool> {
+        None
+    }
+
+    /// The state of every random number generator inside the module (each
+    /// [`Dropout`]'s), with dotted names as the parameters'
+    /// (`"blocks.0.drop"`; `""` for a `Dropout` on its own). Restoring them with
+    /// [`load_rng_states`](ModuleParams::load_rng_states) makes the masks that
+    /// follow the same as if training had not stopped. None by default.
+    fn named_rng_states(&self) -> Vec<(String, RngState)> {
+        Vec::new()
+    }
+
+    /// Sets the state of the RNG named `name` (as
+    /// [`named_rng_states`](ModuleParams::named_rng_states) names it). Returns
+    /// false when the module has no RNG of that name.
+    fn set_named_rng_state(&self, _name: &str, _state: RngState) -> bool {
+        false
+    }
+
+    /// Restores the states saved from
+    /// [`named_rng_states`](ModuleParams::named_rng_states), in place.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the RNGs of the module that `states`
+    /// lacks and the names in `states` that match no RNG of the module; nothing
+    /// is set then.
+    fn load_rng_states(&self, states: &[(String, RngState)]) -> Result<()> {
+        let own: Vec<String> = self
+            .named_rng_states()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let missing: Vec<&String> = own
+            .iter()
+            .filter(|n| !states.iter().any(|(m, _)| m == *n))
+            .collect();
+        let unexpected: Vec<&String> = states
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| !own.contains(n))
+            .collect();
+        if !missing.is_empty() || !unexpected.is_empty() {
+            return Err(Error::invalid(
+                "load_rng_states",
+                format!(
+                    "the states do not fit the module: missing {missing:?}, unexpected {unexpected:?}"
+                ),
+            ));
+        }
+        for (name, state) in states {
+            self.set_named_rng_state(name, *state);
+        }
+        Ok(())
+    }
 }
 
 /// A boxed module is a module, so that [`Sequential::push`] also takes
@@ -106,7 +204,9 @@ impl<T: Element, M: Module<T> + ?Sized> Module<T> for Box<M> {
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         (**self).forward(x)
     }
+}
 
+impl<T: Element, M: ModuleParams<T> + ?Sized> ModuleParams<T> for Box<M> {
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
         (**self).named_parameters()
     }
@@ -115,8 +215,68 @@ impl<T: Element, M: Module<T> + ?Sized> Module<T> for Box<M> {
         (**self).parameters()
     }
 
+    fn named_buffers(&self) -> Vec<(String, Tensor<T>)> {
+        (**self).named_buffers()
+    }
+
     fn set_training(&mut self, training: bool) {
         (**self).set_training(training)
+    }
+
+    fn training_mode(&self) -> Option<bool> {
+        (**self).training_mode()
+    }
+
+    fn named_rng_states(&self) -> Vec<(String, RngState)> {
+        (**self).named_rng_states()
+    }
+
+    fn set_named_rng_state(&self, name: &str, state: RngState) -> bool {
+        (**self).set_named_rng_state(name, state)
+    }
+}
+
+/// What the code generated by `#[derive(Module)]` calls. Not part of the API.
+#[doc(hidden)]
+pub mod __derive {
+    /// `prefix.name`, or either alone when the other is empty.
+    pub fn join(prefix: &str, name: &str) -> String {
+        match (prefix.is_empty(), name.is_empty()) {
+            (true, _) => name.to_string(),
+            (_, true) => prefix.to_string(),
+            _ => format!("{prefix}.{name}"),
+        }
+    }
+
+    /// The name of element `i` of a collection named `prefix`.
+    pub fn index(prefix: &str, i: usize) -> String {
+        join(prefix, &i.to_string())
+    }
+
+    /// Appends a child's named items, each name prefixed by the child's.
+    pub fn extend<X>(out: &mut Vec<(String, X)>, prefix: &str, items: Vec<(String, X)>) {
+        out.extend(items.into_iter().map(|(n, x)| (join(prefix, &n), x)));
+    }
+
+    /// The rest of `name` inside a child named `prefix`, if `name` is in it.
+    pub fn strip<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+        if prefix.is_empty() {
+            return Some(name);
+        }
+        let rest = name.strip_prefix(prefix)?;
+        if rest.is_empty() {
+            Some(rest)
+        } else {
+            rest.strip_prefix('.')
+        }
+    }
+
+    /// A container's mode from its children's: training when any child is.
+    pub fn merge_mode(acc: Option<bool>, child: Option<bool>) -> Option<bool> {
+        match (acc, child) {
+            (Some(a), Some(c)) => Some(a || c),
+            (a, c) => a.or(c),
+        }
     }
 }
 
