@@ -3,8 +3,7 @@
 
 use ferrograd::io::{load_into, load_safetensors, save_module};
 use ferrograd::nn::{
-    Activation, BoxedModule, Dropout, LayerNorm, Linear, Module, ModuleParams, RngState,
-    Sequential,
+    Activation, BoxedModule, Dropout, LayerNorm, Linear, Module, ModuleParams, RngState, Sequential,
 };
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::{Element, Tensor};
@@ -200,12 +199,20 @@ fn save_module_then_load_into_a_fresh_model_restores_everything() -> ferrograd::
         .named_parameters()
         .iter()
         .chain(&trained.named_buffers())
-        .zip(fresh.named_parameters().iter().chain(&fresh.named_buffers()))
+        .zip(
+            fresh
+                .named_parameters()
+                .iter()
+                .chain(&fresh.named_buffers()),
+        )
     {
         assert_eq!(n, m);
         assert_eq!(a.to_vec(), b.to_vec(), "{n}");
     }
-    assert_eq!(handle.to_vec(), trained.body.blocks[0].attn.weight().to_vec());
+    assert_eq!(
+        handle.to_vec(),
+        trained.body.blocks[0].attn.weight().to_vec()
+    );
     assert_eq!(fresh.running_mean.to_vec(), trained.running_mean.to_vec());
     // the same function in evaluation mode
     let mut trained = trained;
@@ -414,7 +421,10 @@ fn concrete_element_types() {
     assert!(names::<f64>(&d).is_empty());
     ModuleParams::<f64>::set_training(&mut d, false);
     assert!(!d.drop.is_training());
-    assert_eq!(d.named_rng_states(), [("drop".to_string(), RngState::new(1, 0))]);
+    assert_eq!(
+        d.named_rng_states(),
+        [("drop".to_string(), RngState::new(1, 0))]
+    );
 }
 
 /// A generic wrapper: any module inside, with a residual connection.
@@ -559,10 +569,7 @@ fn modules_without_a_mode_report_none() {
 fn built_in_layers_keep_their_names() {
     let mut r = rng(0);
     let mlp = ferrograd::nn::Mlp::<f32>::new(&[2, 3, 1], Activation::Tanh, &mut r);
-    assert_eq!(
-        names(&mlp),
-        ["0.weight", "0.bias", "1.weight", "1.bias"]
-    );
+    assert_eq!(names(&mlp), ["0.weight", "0.bias", "1.weight", "1.bias"]);
     assert_eq!(names(&LayerNorm::<f32>::new(3, 1e-5)), ["weight", "bias"]);
     assert_eq!(
         names(&ferrograd::nn::Embedding::<f32>::new(3, 2, &mut r)),
@@ -575,7 +582,14 @@ fn built_in_layers_keep_their_names() {
         .with(mlp);
     assert_eq!(
         names(&seq),
-        ["0.weight", "0.bias", "2.0.weight", "2.0.bias", "2.1.weight", "2.1.bias"]
+        [
+            "0.weight",
+            "0.bias",
+            "2.0.weight",
+            "2.0.bias",
+            "2.1.weight",
+            "2.1.bias"
+        ]
     );
     assert_eq!(
         seq.named_rng_states(),

@@ -48,11 +48,7 @@ impl Module for Net {
 
 fn net(fill: f32) -> Net {
     let lin = |i: usize, o: usize| {
-        Linear::from_tensors(
-            Tensor::full(&[o, i], fill),
-            Some(Tensor::full(&[o], fill)),
-        )
-        .unwrap()
+        Linear::from_tensors(Tensor::full(&[o, i], fill), Some(Tensor::full(&[o], fill))).unwrap()
     };
     Net {
         fc: lin(2, 3),
@@ -99,7 +95,10 @@ fn strict_load_names_every_missing_unexpected_and_mismatched_key() -> ferrograd:
     let m = format_message(load_into(&target, &path));
     assert!(m.starts_with("checkpoint does not fit the module: "), "{m}");
     assert!(m.contains(r#"missing keys ["out.bias"]"#), "{m}");
-    assert!(m.contains(r#"unexpected keys ["extra", "head.weight"]"#), "{m}");
+    assert!(
+        m.contains(r#"unexpected keys ["extra", "head.weight"]"#),
+        "{m}"
+    );
     assert!(
         m.contains(
             r#"parameter "out.weight" has shape [1, 3] in the module but [2, 3] in the checkpoint"#
@@ -197,7 +196,10 @@ fn lenient_load_reports_and_keeps_what_is_missing() -> ferrograd::Result<()> {
     let target = net(1.0);
     let report = load_into_lenient(&target, &path)?;
     assert_eq!(report.loaded, ["fc.weight"]);
-    assert_eq!(report.missing, ["fc.bias", "out.weight", "out.bias", "mean"]);
+    assert_eq!(
+        report.missing,
+        ["fc.bias", "out.weight", "out.bias", "mean"]
+    );
     assert_eq!(report.unexpected, ["old_head.weight"]);
     assert!(!report.is_complete());
     assert_eq!(
@@ -212,7 +214,9 @@ fn lenient_load_reports_and_keeps_what_is_missing() -> ferrograd::Result<()> {
     save_safetensors(&path, &[("fc.weight", &extra)])?;
     let m = format_message(load_into_lenient(&target, &path));
     assert!(
-        m.contains(r#"parameter "fc.weight" has shape [3, 2] in the module but [7] in the checkpoint"#),
+        m.contains(
+            r#"parameter "fc.weight" has shape [3, 2] in the module but [7] in the checkpoint"#
+        ),
         "{m}"
     );
     assert!(!m.contains("missing"), "{m}");

@@ -118,7 +118,7 @@ enum Role {
 enum Shape {
     Tensor,
     /// A module, with the type to name in the error when it is not one.
-    Module(Type),
+    Module(Box<Type>),
     /// `Vec<X>` or `[X; N]`: elements named by index.
     Seq(Box<Shape>),
     Opt(Box<Shape>),
@@ -130,7 +130,7 @@ impl Shape {
     fn module_type(&self) -> Option<&Type> {
         match self {
             Shape::Tensor => None,
-            Shape::Module(ty) => Some(ty),
+            Shape::Module(ty) => Some(&**ty),
             Shape::Seq(s) | Shape::Opt(s) | Shape::Boxed(s) => s.module_type(),
         }
     }
@@ -195,8 +195,7 @@ fn field_attrs(field: &syn::Field) -> syn::Result<FieldAttrs> {
     }
     let exclusive = [(out.skip, "skip"), (out.training, "training")];
     for (set, name) in exclusive {
-        if set && (out.skip as u8 + out.buffer as u8 + out.flatten as u8 + out.training as u8) > 1
-        {
+        if set && (out.skip as u8 + out.buffer as u8 + out.flatten as u8 + out.training as u8) > 1 {
             return Err(syn::Error::new_spanned(
                 field,
                 format!("`module({name})` cannot be combined with other module attributes"),
@@ -245,7 +244,7 @@ fn classify(ty: &Type) -> syn::Result<Shape> {
         Type::Group(g) => classify(&g.elem),
         Type::Paren(p) => classify(&p.elem),
         Type::Array(a) => Ok(Shape::Seq(Box::new(classify(&a.elem)?))),
-        Type::TraitObject(_) => Ok(Shape::Module(ty.clone())),
+        Type::TraitObject(_) => Ok(Shape::Module(Box::new(ty.clone()))),
         Type::Path(p) if p.qself.is_none() => {
             let last = p.path.segments.last().expect("a path has a segment");
             let arg = single_type_arg(&last.arguments);
@@ -254,10 +253,10 @@ fn classify(ty: &Type) -> syn::Result<Shape> {
                 ("Vec", Some(a)) => Shape::Seq(Box::new(classify(a)?)),
                 ("Option", Some(a)) => Shape::Opt(Box::new(classify(a)?)),
                 ("Box", Some(a)) => Shape::Boxed(Box::new(classify(a)?)),
-                _ => Shape::Module(ty.clone()),
+                _ => Shape::Module(Box::new(ty.clone())),
             })
         }
-        Type::Path(_) => Ok(Shape::Module(ty.clone())),
+        Type::Path(_) => Ok(Shape::Module(Box::new(ty.clone()))),
         _ => Err(syn::Error::new_spanned(
             ty,
             "#[derive(Module)] cannot hold modules or tensors in this kind of type \
@@ -282,11 +281,7 @@ fn mentions(ty: &Type, name: &Ident) -> bool {
 /// True when a bound list names `Element` (as `Element`, `ferrograd::Element`, …).
 fn bounds_name_element<'a>(mut bounds: impl Iterator<Item = &'a TypeParamBound>) -> bool {
     bounds.any(|b| match b {
-        TypeParamBound::Trait(t) => t
-            .path
-            .segments
-            .last()
-            .is_some_and(|s| s.ident == "Element"),
+        TypeParamBound::Trait(t) => t.path.segments.last().is_some_and(|s| s.ident == "Element"),
         _ => false,
     })
 }
@@ -327,7 +322,10 @@ fn element_type(input: &DeriveInput, parts: &[(Type, bool)]) -> syn::Result<(Typ
         .collect();
     let chosen = match bounded.as_slice() {
         [one] => Some((*one).clone()),
-        [] => params.iter().find(|p| p.ident == "T").map(|p| p.ident.clone()),
+        [] => params
+            .iter()
+            .find(|p| p.ident == "T")
+            .map(|p| p.ident.clone()),
         _ => {
             return Err(syn::Error::new_spanned(
                 &input.generics,
@@ -396,7 +394,8 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             }
         };
         if attrs.training {
-            let is_bool = matches!(&field.ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("bool"));
+            let is_bool =
+                matches!(&field.ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("bool"));
             if !is_bool {
                 return Err(syn::Error::new_spanned(
                     &field.ty,
@@ -588,9 +587,8 @@ fn walk(shape: &Shape, role: Role, pass: Pass, elem: &Type) -> TokenStream2 {
             let body = walk(inner, role, pass, elem);
             if body.is_empty() {
                 body
-            } else if pass == Pass::SetTraining {
-                quote! { for __r in ::std::iter::IntoIterator::into_iter(__r) { #body } }
-            } else if pass == Pass::TrainingMode {
+            } else if matches!(pass, Pass::SetTraining | Pass::TrainingMode) {
+                // no names needed
                 quote! { for __r in ::std::iter::IntoIterator::into_iter(__r) { #body } }
             } else {
                 quote! {
@@ -666,9 +664,13 @@ mod tests {
 
     #[test]
     fn element_type_is_the_bounded_parameter_or_inferred() {
-        let out = expanded(parse_quote! { struct S<U: ferrograd::Element, M> { a: Tensor<U>, m: M } });
+        let out =
+            expanded(parse_quote! { struct S<U: ferrograd::Element, M> { a: Tensor<U>, m: M } });
         assert!(out.contains("ModuleParams < U > for S < U , M >"), "{out}");
-        assert!(out.contains("M : :: ferrograd :: nn :: ModuleParams < U >"), "{out}");
+        assert!(
+            out.contains("M : :: ferrograd :: nn :: ModuleParams < U >"),
+            "{out}"
+        );
         let out = expanded(parse_quote! { struct S { a: Linear<f64>, b: Tensor<f64> } });
         assert!(out.contains("ModuleParams < f64 > for S"), "{out}");
         let out = expanded(parse_quote! { struct S { a: Linear } });

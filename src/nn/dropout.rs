@@ -328,7 +328,9 @@ mod tests {
         let named = ModuleParams::<f32>::named_rng_states(&fresh);
         assert_eq!(named, [(String::new(), RngState::new(5, 1))]);
         assert!(ModuleParams::<f32>::set_named_rng_state(&fresh, "", saved));
-        assert!(!ModuleParams::<f32>::set_named_rng_state(&fresh, "x", saved));
+        assert!(!ModuleParams::<f32>::set_named_rng_state(
+            &fresh, "x", saved
+        ));
         assert_eq!(fresh.rng_state(), saved);
         assert_eq!(ModuleParams::<f32>::training_mode(&fresh), Some(true));
     }

@@ -43,7 +43,7 @@ impl<T: Element> LayerNorm<T> {
     /// weight ones and bias zeros.
     ///
     /// ```
-    /// use ferrograd::nn::{LayerNorm, Module};
+    /// use ferrograd::nn::{LayerNorm, ModuleParams};
     /// let ln = LayerNorm::<f32>::new(8, 1e-6);
     /// assert_eq!(ln.eps(), 1e-6);
     /// assert_eq!(ln.weight().to_vec(), vec![1.0; 8]);

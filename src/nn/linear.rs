@@ -163,7 +163,6 @@ impl<T: Element> Module<T> for Linear<T> {
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         or_panic(self.try_forward(x))
     }
-
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::tensor::Tensor;
 /// layers `#[module(flatten)]`.
 ///
 /// ```
-/// use ferrograd::nn::{Activation, Mlp, Module};
+/// use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
 /// use ferrograd::rand::{rngs::StdRng, SeedableRng};
 /// use ferrograd::Tensor;
 ///

@@ -1,11 +1,12 @@
-//! Layers made of tensor ops (no hand-written backward), and the `Module` trait.
+//! Layers made of tensor ops (no hand-written backward), the `Module` trait, and
+//! `#[derive(Module)]` for your own models.
 //!
 //! Every layer is generic over the element type (`f32` by default) and builds its
 //! forward pass from [`Tensor`] ops, which record themselves: gradients come from
 //! [`Tensor::backward`] with no code here. Parameters are leaves made with
-//! [`requires_grad`](Tensor::requires_grad); [`Module::named_parameters`] hands out
-//! handles that share their buffers, so optimizers and [`Tensor::assign`] update
-//! the layer in place.
+//! [`requires_grad`](Tensor::requires_grad); [`ModuleParams::named_parameters`]
+//! hands out handles that share their buffers, so optimizers and
+//! [`Tensor::assign`] update the layer in place.
 //!
 //! | item | what it is |
 //! |---|---|
@@ -18,6 +19,175 @@
 //! | [`LayerNorm`] | normalisation over the last axis, with a learned scale and shift |
 //! | [`init`] | Xavier/Glorot and Kaiming/He initialisation, `calculate_gain` |
 //! | [`functional`] | the stateless forms: `linear`, `layer_norm`, `dropout`, `embedding` |
+//! | [`RngState`] | where a [`Dropout`]'s masks are: a seed and a count of masks drawn |
+//!
+//! # The two traits
+//!
+//! A module has two halves, one trait each:
+//!
+//! - [`Module`]`<T>`: `forward`, and nothing else. You write it.
+//! - [`ModuleParams`]`<T>`, its supertrait: what the module holds, i.e.
+//!   [`named_parameters`](ModuleParams::named_parameters) (and
+//!   [`parameters`](ModuleParams::parameters)),
+//!   [`named_buffers`](ModuleParams::named_buffers),
+//!   [`set_training`](ModuleParams::set_training) and
+//!   [`training_mode`](ModuleParams::training_mode),
+//!   [`named_rng_states`](ModuleParams::named_rng_states) and
+//!   [`load_rng_states`](ModuleParams::load_rng_states). `#[derive(Module)]`
+//!   writes it from the struct's fields.
+//!
+//! Splitting them is what lets `#[derive(Module)]` and your own
+//! `impl Module for Net { fn forward … }` live side by side: a derive that
+//! implemented `Module` would need `forward` too, and Rust has no way for a
+//! trait's default methods to call code that a derive may or may not have
+//! generated. The derive is named `Module` all the same (re-exported here, so
+//! `use ferrograd::nn::Module` brings in the trait and the derive, as
+//! `serde::Serialize` does).
+//!
+//! Code that is generic over modules (`fn f<M: Module<T>>(m: &M)`) or holds
+//! `dyn Module<T>` calls `m.parameters()` with `Module` alone in scope; on a
+//! concrete type (`net.parameters()` for a `net: Mlp`), bring the method's trait
+//! in with `use ferrograd::nn::ModuleParams`.
+//!
+//! A hand-written [`ModuleParams`] needs only `named_parameters`; a container
+//! should also pass `set_training` on (the default does nothing, so a `Dropout`
+//! inside would stay in training mode: the derive does this for you).
+//!
+//! # Writing a model with `#[derive(Module)]`
+//!
+//! Each field of the struct is a parameter (`Tensor<T>`), a module (anything
+//! that implements [`ModuleParams`]: the layers here, your own derived structs,
+//! a [`BoxedModule`]), a `Vec`, array, `Option` or `Box` of these (nested as
+//! deep as you like), or marked with an attribute:
+//!
+//! | attribute | meaning |
+//! |---|---|
+//! | `#[module(skip)]` | neither a module nor a tensor (a config, a size); ignored |
+//! | `#[module(buffer)]` | a tensor that is saved and loaded but not trained (running statistics) |
+//! | `#[module(flatten)]` | the field's names are not prefixed by its own (`"0.weight"` rather than `"layers.0.weight"`) |
+//! | `#[module(training)]` | a `bool` field that holds the module's own mode |
+//! | `#[module(element = f64)]` | on the struct: the element type, when it has no `T: Element` parameter and its fields do not say |
+//!
+//! Names are PyTorch's: a field's name, then a dot and what is inside
+//! (`"fc1.weight"`); a `Vec` or array adds the index (`"blocks.0.attn.weight"`);
+//! an `Option` adds nothing, and a `None` contributes nothing; a tuple struct's
+//! fields are `"0"`, `"1"`, …. `set_training` reaches every module inside, so a
+//! `Dropout` nested at any depth follows the model's mode.
+//!
+//! ```
+//! use ferrograd::nn::{Dropout, Linear, Module, ModuleParams, RngState};
+//! use ferrograd::rand::{rngs::StdRng, SeedableRng};
+//! use ferrograd::{Element, Tensor};
+//!
+//! /// Hyperparameters: not a module, so skipped.
+//! struct Config {
+//!     residual: bool,
+//! }
+//!
+//! #[derive(Module)]
+//! struct Block<T: Element> {
+//!     attn: Linear<T>,
+//!     drop: Dropout,
+//! }
+//!
+//! impl<T: Element> Module<T> for Block<T> {
+//!     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
+//!         self.drop.forward(&self.attn.forward(x).relu())
+//!     }
+//! }
+//!
+//! #[derive(Module)]
+//! struct Net<T: Element = f32> {
+//!     fc1: Linear<T>,
+//!     blocks: Vec<Block<T>>,
+//!     head: Option<Linear<T>>,
+//!     scale: Tensor<T>,
+//!     #[module(buffer)]
+//!     running_mean: Tensor<T>, // saved, not trained
+//!     #[module(skip)]
+//!     config: Config,
+//! }
+//!
+//! // `forward` is yours; the derive wrote ModuleParams.
+//! impl<T: Element> Module<T> for Net<T> {
+//!     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
+//!         let mut h = self.fc1.forward(&(x - &self.running_mean));
+//!         for block in &self.blocks {
+//!             h = if self.config.residual { &h + block.forward(&h) } else { block.forward(&h) };
+//!         }
+//!         let h = h * &self.scale;
+//!         match &self.head {
+//!             Some(head) => head.forward(&h),
+//!             None => h,
+//!         }
+//!     }
+//! }
+//!
+//! let mut rng = StdRng::seed_from_u64(0);
+//! let mut net: Net = Net {
+//!     fc1: Linear::new(3, 4, true, &mut rng),
+//!     blocks: (0..2)
+//!         .map(|i| Block { attn: Linear::new(4, 4, true, &mut rng), drop: Dropout::new(0.1, i) })
+//!         .collect(),
+//!     head: Some(Linear::new(4, 2, false, &mut rng)),
+//!     scale: Tensor::ones(&[4]).requires_grad(),
+//!     running_mean: Tensor::zeros(&[3]),
+//!     config: Config { residual: true },
+//! };
+//!
+//! let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+//! assert_eq!(
+//!     names,
+//!     [
+//!         "fc1.weight", "fc1.bias",
+//!         "blocks.0.attn.weight", "blocks.0.attn.bias",
+//!         "blocks.1.attn.weight", "blocks.1.attn.bias",
+//!         "head.weight", "scale",
+//!     ]
+//! );
+//! assert_eq!(net.named_buffers()[0].0, "running_mean");
+//! assert_eq!(
+//!     net.named_rng_states(),
+//!     [("blocks.0.drop".to_string(), RngState::new(0, 0)), ("blocks.1.drop".to_string(), RngState::new(1, 0))]
+//! );
+//!
+//! // evaluation mode reaches the dropouts inside the blocks
+//! net.set_training(false);
+//! assert_eq!(net.training_mode(), Some(false));
+//! assert!(net.blocks.iter().all(|b| !b.drop.is_training()));
+//! let x = Tensor::<f32>::randn(&[5, 3], &mut rng);
+//! assert_eq!(net.forward(&x).to_vec(), net.forward(&x).to_vec());
+//! assert_eq!(net.forward(&x).shape(), &[5, 2]);
+//!
+//! // checkpoints: parameters and buffers by name
+//! let path = std::env::temp_dir().join(format!("ferrograd-derive-{}.safetensors", std::process::id()));
+//! ferrograd::io::save_module(&net, &path)?;
+//! let report = ferrograd::io::load_into(&net, &path)?;
+//! assert_eq!(report.loaded.len(), 9);
+//! # std::fs::remove_file(&path)?;
+//! # Ok::<(), ferrograd::Error>(())
+//! ```
+//!
+//! The derive rejects what it cannot name, at compile time: an enum,
+//! ```compile_fail
+//! #[derive(ferrograd::nn::Module)]
+//! enum Either { A(ferrograd::nn::Linear), B(ferrograd::nn::Linear) }
+//! ```
+//! an attribute it does not know,
+//! ```compile_fail
+//! #[derive(ferrograd::nn::Module)]
+//! struct Net { #[module(frozen)] fc: ferrograd::nn::Linear }
+//! ```
+//! `buffer` on a module,
+//! ```compile_fail
+//! #[derive(ferrograd::nn::Module)]
+//! struct Net { #[module(buffer)] fc: ferrograd::nn::Linear }
+//! ```
+//! and a field that is neither a module nor a tensor nor skipped:
+//! ```compile_fail
+//! #[derive(ferrograd::nn::Module)]
+//! struct Net { fc: ferrograd::nn::Linear, hidden: usize }
+//! ```
 //!
 //! # Parameter names
 //!
@@ -31,7 +201,7 @@
 //! (`"0.weight"`, `"0.bias"`, `"1.weight"`, `"1.bias"`, …).
 //!
 //! ```
-//! use ferrograd::nn::{Activation, Linear, Module, Sequential};
+//! use ferrograd::nn::{Activation, Linear, Module, ModuleParams, Sequential};
 //! use ferrograd::rand::{rngs::StdRng, SeedableRng};
 //! use ferrograd::Tensor;
 //!

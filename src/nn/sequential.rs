@@ -20,7 +20,7 @@ pub type BoxedModule<T = f32> = Box<dyn Module<T> + Send + Sync>;
 /// [`set_training`](ModuleParams::set_training) reaches every module.
 ///
 /// ```
-/// use ferrograd::nn::{Activation, Dropout, Linear, Module, Sequential};
+/// use ferrograd::nn::{Activation, Dropout, Linear, Module, ModuleParams, Sequential};
 /// use ferrograd::rand::{rngs::StdRng, SeedableRng};
 /// use ferrograd::Tensor;
 ///
