@@ -427,11 +427,11 @@ fn concrete_element_types() {
     );
 }
 
-/// A generic wrapper: any module inside, with a residual connection.
+/// A generic wrapper: any module inside, with a residual connection
+/// (`PhantomData` needs no `skip`).
 #[derive(Module)]
 struct Residual<T: Element, M> {
     inner: M,
-    #[module(skip)]
     _element: std::marker::PhantomData<T>,
 }
 

@@ -70,8 +70,8 @@ use syn::{
 ///
 /// These nest: `Vec<Option<Linear<T>>>` names `"layers.0.weight"`, skips the
 /// `None`s and keeps the indices of the others. A tuple struct's fields are named
-/// `"0"`, `"1"`, …. A type alias of `Tensor` is not recognised (it is taken for a
-/// module): spell the field `Tensor<…>`.
+/// `"0"`, `"1"`, …. `PhantomData` fields are ignored. A type alias of `Tensor` is
+/// not recognised (it is taken for a module): spell the field `Tensor<…>`.
 ///
 /// # Attributes
 ///
@@ -266,6 +266,11 @@ fn classify(ty: &Type) -> syn::Result<Shape> {
     }
 }
 
+/// True for `PhantomData<…>` (by its last path segment): nothing to name.
+fn is_phantom(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "PhantomData"))
+}
+
 /// True when the tokens of `ty` mention the identifier `name`.
 fn mentions(ty: &Type, name: &Ident) -> bool {
     fn walk(tokens: TokenStream2, name: &Ident) -> bool {
@@ -380,7 +385,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     };
     for (i, field) in iter.into_iter().enumerate() {
         let attrs = field_attrs(field)?;
-        if attrs.skip {
+        if attrs.skip || is_phantom(&field.ty) {
             continue;
         }
         let (access, name) = match &field.ident {
@@ -700,6 +705,10 @@ mod tests {
         assert!(!out.contains("config"), "{out}");
         assert!(out.contains("self . training = __training"), "{out}");
         assert!(out.contains("Some (self . training)"), "{out}");
+        let out = expanded(parse_quote! {
+            struct S<T: Element>(Linear<T>, #[module(skip)] u8, Tensor<T>, PhantomData<T>);
+        });
+        assert!(!out.contains("self . 3"), "{out}");
         let out = expanded(parse_quote! { struct S(Linear, #[module(skip)] u8, Tensor); });
         assert!(out.contains("self . 0") && out.contains("\"0\""), "{out}");
         assert!(out.contains("self . 2") && out.contains("\"2\""), "{out}");

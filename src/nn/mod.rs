@@ -62,7 +62,7 @@
 //!
 //! | attribute | meaning |
 //! |---|---|
-//! | `#[module(skip)]` | neither a module nor a tensor (a config, a size); ignored |
+//! | `#[module(skip)]` | neither a module nor a tensor (a config, a size); ignored (`PhantomData` needs no mark) |
 //! | `#[module(buffer)]` | a tensor that is saved and loaded but not trained (running statistics) |
 //! | `#[module(flatten)]` | the field's names are not prefixed by its own (`"0.weight"` rather than `"layers.0.weight"`) |
 //! | `#[module(training)]` | a `bool` field that holds the module's own mode |
