@@ -141,6 +141,67 @@ impl<T: Element> Tensor<T> {
         or_panic(self.try_index_select(axis, indices))
     }
 
+    /// `value` where `mask` is nonzero, the input elsewhere. `mask` broadcasts to
+    /// the input's shape and is not differentiated; `value` may be `-inf` (attention
+    /// masks, followed by [`softmax`](Tensor::softmax)). Filled slots get gradient 0.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::<f32>::ones(&[2, 2]);
+    /// let upper = Tensor::<f32>::from_vec(vec![0., 1., 0., 0.], &[2, 2])?;
+    /// let y = x.masked_fill(&upper, f32::NEG_INFINITY);
+    /// assert_eq!(y.to_vec(), vec![1., f32::NEG_INFINITY, 1., 1.]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the mask does not broadcast to the input's shape, naming both.
+    #[track_caller]
+    pub fn masked_fill(&self, mask: &Tensor<T>, value: T) -> Tensor<T> {
+        or_panic(self.try_masked_fill(mask, value))
+    }
+
+    /// Joins tensors along an existing `axis`; all other dimensions must agree.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::<f32>::zeros(&[2, 1]);
+    /// let b = Tensor::<f32>::ones(&[2, 2]);
+    /// let c = Tensor::cat(&[&a, &b], 1);
+    /// assert_eq!(c.shape(), &[2, 3]);
+    /// assert_eq!(c.to_vec(), vec![0., 1., 1., 0., 1., 1.]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the list is empty, `axis` is out of range or the shapes differ
+    /// off the axis, naming the shapes.
+    #[track_caller]
+    pub fn cat(tensors: &[&Tensor<T>], axis: isize) -> Tensor<T> {
+        or_panic(Self::try_cat(tensors, axis))
+    }
+
+    /// Joins equally shaped tensors along a new `axis` (negative counts on the
+    /// output's rank).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::<f32>::zeros(&[3]);
+    /// let b = Tensor::<f32>::ones(&[3]);
+    /// assert_eq!(Tensor::stack(&[&a, &b], 0).shape(), &[2, 3]);
+    /// assert_eq!(Tensor::stack(&[&a, &b], -1).shape(), &[3, 2]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the list is empty, the shapes differ or `axis` is out of range.
+    #[track_caller]
+    pub fn stack(tensors: &[&Tensor<T>], axis: isize) -> Tensor<T> {
+        or_panic(Self::try_stack(tensors, axis))
+    }
+}
+
+/// Fallible forms: each `try_x` is `x` returning [`Result`] instead of
+/// panicking (the error carries the message the panic would print).
+impl<T: Element> Tensor<T> {
     /// Like [`index_select`](Tensor::index_select), returning
     /// [`Error::IndexOutOfRange`] or [`Error::InvalidAxis`] instead of panicking.
     pub fn try_index_select(&self, axis: isize, indices: &[usize]) -> Result<Tensor<T>> {
@@ -163,26 +224,6 @@ impl<T: Element> Tensor<T> {
             indices: indices.to_vec(),
         };
         Ok(Tensor::from_op_data(seen, data, &shape, op, &[self]))
-    }
-
-    /// `value` where `mask` is nonzero, the input elsewhere. `mask` broadcasts to
-    /// the input's shape and is not differentiated; `value` may be `-inf` (attention
-    /// masks, followed by [`softmax`](Tensor::softmax)). Filled slots get gradient 0.
-    ///
-    /// ```
-    /// use ferrograd::Tensor;
-    /// let x = Tensor::<f32>::ones(&[2, 2]);
-    /// let upper = Tensor::<f32>::from_vec(vec![0., 1., 0., 0.], &[2, 2])?;
-    /// let y = x.masked_fill(&upper, f32::NEG_INFINITY);
-    /// assert_eq!(y.to_vec(), vec![1., f32::NEG_INFINITY, 1., 1.]);
-    /// # Ok::<(), ferrograd::Error>(())
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when the mask does not broadcast to the input's shape, naming both.
-    #[track_caller]
-    pub fn masked_fill(&self, mask: &Tensor<T>, value: T) -> Tensor<T> {
-        or_panic(self.try_masked_fill(mask, value))
     }
 
     /// Like [`masked_fill`](Tensor::masked_fill), returning an error instead of panicking.
@@ -213,25 +254,6 @@ impl<T: Element> Tensor<T> {
             MaskedFill,
             &[self, &mask],
         ))
-    }
-
-    /// Joins tensors along an existing `axis`; all other dimensions must agree.
-    ///
-    /// ```
-    /// use ferrograd::Tensor;
-    /// let a = Tensor::<f32>::zeros(&[2, 1]);
-    /// let b = Tensor::<f32>::ones(&[2, 2]);
-    /// let c = Tensor::cat(&[&a, &b], 1);
-    /// assert_eq!(c.shape(), &[2, 3]);
-    /// assert_eq!(c.to_vec(), vec![0., 1., 1., 0., 1., 1.]);
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when the list is empty, `axis` is out of range or the shapes differ
-    /// off the axis, naming the shapes.
-    #[track_caller]
-    pub fn cat(tensors: &[&Tensor<T>], axis: isize) -> Tensor<T> {
-        or_panic(Self::try_cat(tensors, axis))
     }
 
     /// Like [`cat`](Tensor::cat), returning an error instead of panicking.
@@ -270,24 +292,6 @@ impl<T: Element> Tensor<T> {
             Cat { axis: a, sizes },
             tensors,
         ))
-    }
-
-    /// Joins equally shaped tensors along a new `axis` (negative counts on the
-    /// output's rank).
-    ///
-    /// ```
-    /// use ferrograd::Tensor;
-    /// let a = Tensor::<f32>::zeros(&[3]);
-    /// let b = Tensor::<f32>::ones(&[3]);
-    /// assert_eq!(Tensor::stack(&[&a, &b], 0).shape(), &[2, 3]);
-    /// assert_eq!(Tensor::stack(&[&a, &b], -1).shape(), &[3, 2]);
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when the list is empty, the shapes differ or `axis` is out of range.
-    #[track_caller]
-    pub fn stack(tensors: &[&Tensor<T>], axis: isize) -> Tensor<T> {
-        or_panic(Self::try_stack(tensors, axis))
     }
 
     /// Like [`stack`](Tensor::stack), returning an error instead of panicking.

@@ -182,6 +182,127 @@ impl<T: Element> Tensor<T> {
         or_panic(self.try_reshape(shape))
     }
 
+    /// The elements as a 1-D tensor.
+    pub fn flatten(&self) -> Tensor<T> {
+        self.reshape(&[self.numel()])
+    }
+
+    /// Removes `axis` when its size is 1; otherwise returns the tensor unchanged
+    /// (as PyTorch's `squeeze(dim)`).
+    ///
+    /// # Panics
+    /// Panics when `axis` is out of range.
+    #[track_caller]
+    pub fn squeeze(&self, axis: isize) -> Tensor<T> {
+        or_panic(self.try_squeeze(axis))
+    }
+
+    /// Inserts an axis of size 1 at `axis`; negative values count on the output's
+    /// rank (`-1` appends).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::zeros(&[2, 3]);
+    /// assert_eq!(x.unsqueeze(0).shape(), &[1, 2, 3]);
+    /// assert_eq!(x.unsqueeze(-1).shape(), &[2, 3, 1]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when `axis` is outside `-(ndim+1)..=ndim`.
+    #[track_caller]
+    pub fn unsqueeze(&self, axis: isize) -> Tensor<T> {
+        or_panic(self.try_unsqueeze(axis))
+    }
+
+    /// Reorders the axes: output axis `i` is input axis `perm[i]` (a view).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::zeros(&[2, 3, 4]);
+    /// assert_eq!(x.permute(&[2, 0, 1]).shape(), &[4, 2, 3]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics unless `perm` is a permutation of `0..ndim`.
+    #[track_caller]
+    pub fn permute(&self, perm: &[usize]) -> Tensor<T> {
+        or_panic(self.try_permute(perm))
+    }
+
+    /// Swaps two axes (a view).
+    ///
+    /// # Panics
+    /// Panics when an axis is out of range.
+    #[track_caller]
+    pub fn transpose(&self, a: isize, b: isize) -> Tensor<T> {
+        or_panic(self.try_transpose(a, b))
+    }
+
+    /// The transpose of a matrix (a view); 0-d and 1-D tensors come back unchanged.
+    ///
+    /// # Panics
+    /// Panics for more than 2 dimensions (use [`transpose`](Tensor::transpose)).
+    #[track_caller]
+    pub fn t(&self) -> Tensor<T> {
+        or_panic(self.try_t())
+    }
+
+    /// A view with size-1 (or missing leading) axes repeated to `shape`, NumPy-style;
+    /// nothing is copied.
+    ///
+    /// ```
+    /// let b = ferrograd::Tensor::<f32>::from_vec(vec![1., 2.], &[2])?;
+    /// assert_eq!(b.broadcast_to(&[2, 2]).to_vec(), vec![1., 2., 1., 2.]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the shape is not reachable by broadcasting, naming both shapes.
+    #[track_caller]
+    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor<T> {
+        or_panic(self.try_broadcast_to(shape))
+    }
+
+    /// Elements `start..start + len` along `axis` (a view).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::arange(6).reshape(&[2, 3]);
+    /// assert_eq!(x.narrow(1, 1, 2).to_vec(), vec![1., 2., 4., 5.]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when `axis` is out of range or the slice passes the end of the axis.
+    #[track_caller]
+    pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Tensor<T> {
+        or_panic(self.try_narrow(axis, start, len))
+    }
+
+    /// A row-major copy when the tensor is strided; itself otherwise.
+    pub fn contiguous(&self) -> Tensor<T> {
+        if self.is_contiguous() {
+            return self.clone();
+        }
+        self.copy_recorded()
+    }
+
+    /// A fresh contiguous copy that owns its buffer, recorded (as `contiguous`)
+    /// when recording is on and this tensor needs a gradient.
+    pub(crate) fn copy_recorded(&self) -> Tensor<T> {
+        let seen = Seen::note(&[self]);
+        Tensor::from_op_data(seen, self.to_vec(), self.shape(), Contiguous, &[self])
+    }
+
+    /// A fresh contiguous copy that owns its buffer and records nothing.
+    pub(crate) fn copy(&self) -> Tensor<T> {
+        Tensor::from_parts(
+            Storage::new(self.to_vec()),
+            Layout::contiguous(self.shape()),
+            false,
+        )
+    }
+}
+
+/// Fallible forms: each `try_x` is `x` returning [`Result`] instead of
+/// panicking (the error carries the message the panic would print).
+impl<T: Element> Tensor<T> {
     /// Like [`reshape`](Tensor::reshape), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor<T>> {
         if checked_numel("reshape", shape)? != self.numel() {
@@ -206,21 +327,6 @@ impl<T: Element> Tensor<T> {
         })
     }
 
-    /// The elements as a 1-D tensor.
-    pub fn flatten(&self) -> Tensor<T> {
-        self.reshape(&[self.numel()])
-    }
-
-    /// Removes `axis` when its size is 1; otherwise returns the tensor unchanged
-    /// (as PyTorch's `squeeze(dim)`).
-    ///
-    /// # Panics
-    /// Panics when `axis` is out of range.
-    #[track_caller]
-    pub fn squeeze(&self, axis: isize) -> Tensor<T> {
-        or_panic(self.try_squeeze(axis))
-    }
-
     /// Like [`squeeze`](Tensor::squeeze), returning an error instead of panicking.
     pub fn try_squeeze(&self, axis: isize) -> Result<Tensor<T>> {
         let a = normalize_axis("squeeze", axis, self.shape())?;
@@ -230,40 +336,10 @@ impl<T: Element> Tensor<T> {
         Ok(self.view_op(self.layout().remove_axis(a), Reshape))
     }
 
-    /// Inserts an axis of size 1 at `axis`; negative values count on the output's
-    /// rank (`-1` appends).
-    ///
-    /// ```
-    /// let x = ferrograd::Tensor::<f32>::zeros(&[2, 3]);
-    /// assert_eq!(x.unsqueeze(0).shape(), &[1, 2, 3]);
-    /// assert_eq!(x.unsqueeze(-1).shape(), &[2, 3, 1]);
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when `axis` is outside `-(ndim+1)..=ndim`.
-    #[track_caller]
-    pub fn unsqueeze(&self, axis: isize) -> Tensor<T> {
-        or_panic(self.try_unsqueeze(axis))
-    }
-
     /// Like [`unsqueeze`](Tensor::unsqueeze), returning an error instead of panicking.
     pub fn try_unsqueeze(&self, axis: isize) -> Result<Tensor<T>> {
         let a = normalize_new_axis("unsqueeze", axis, self.shape())?;
         Ok(self.view_op(self.layout().unsqueeze(a), Reshape))
-    }
-
-    /// Reorders the axes: output axis `i` is input axis `perm[i]` (a view).
-    ///
-    /// ```
-    /// let x = ferrograd::Tensor::<f32>::zeros(&[2, 3, 4]);
-    /// assert_eq!(x.permute(&[2, 0, 1]).shape(), &[4, 2, 3]);
-    /// ```
-    ///
-    /// # Panics
-    /// Panics unless `perm` is a permutation of `0..ndim`.
-    #[track_caller]
-    pub fn permute(&self, perm: &[usize]) -> Tensor<T> {
-        or_panic(self.try_permute(perm))
     }
 
     /// Like [`permute`](Tensor::permute), returning an error instead of panicking.
@@ -289,15 +365,6 @@ impl<T: Element> Tensor<T> {
         Ok(self.view_op(self.layout().permute(perm), Permute(perm.into())))
     }
 
-    /// Swaps two axes (a view).
-    ///
-    /// # Panics
-    /// Panics when an axis is out of range.
-    #[track_caller]
-    pub fn transpose(&self, a: isize, b: isize) -> Tensor<T> {
-        or_panic(self.try_transpose(a, b))
-    }
-
     /// Like [`transpose`](Tensor::transpose), returning an error instead of panicking.
     pub fn try_transpose(&self, a: isize, b: isize) -> Result<Tensor<T>> {
         let n = self.ndim();
@@ -308,15 +375,6 @@ impl<T: Element> Tensor<T> {
         let mut perm: Vec<usize> = (0..n).collect();
         perm.swap(a, b);
         self.try_permute(&perm)
-    }
-
-    /// The transpose of a matrix (a view); 0-d and 1-D tensors come back unchanged.
-    ///
-    /// # Panics
-    /// Panics for more than 2 dimensions (use [`transpose`](Tensor::transpose)).
-    #[track_caller]
-    pub fn t(&self) -> Tensor<T> {
-        or_panic(self.try_t())
     }
 
     /// Like [`t`](Tensor::t), returning an error instead of panicking.
@@ -334,22 +392,6 @@ impl<T: Element> Tensor<T> {
         }
     }
 
-    /// A view with size-1 (or missing leading) axes repeated to `shape`, NumPy-style;
-    /// nothing is copied.
-    ///
-    /// ```
-    /// let b = ferrograd::Tensor::<f32>::from_vec(vec![1., 2.], &[2])?;
-    /// assert_eq!(b.broadcast_to(&[2, 2]).to_vec(), vec![1., 2., 1., 2.]);
-    /// # Ok::<(), ferrograd::Error>(())
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when the shape is not reachable by broadcasting, naming both shapes.
-    #[track_caller]
-    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor<T> {
-        or_panic(self.try_broadcast_to(shape))
-    }
-
     /// Like [`broadcast_to`](Tensor::broadcast_to), returning an error instead of panicking.
     pub fn try_broadcast_to(&self, shape: &[usize]) -> Result<Tensor<T>> {
         checked_numel("broadcast_to", shape)?;
@@ -362,20 +404,6 @@ impl<T: Element> Tensor<T> {
             return Ok(self.clone());
         }
         Ok(self.view_op(self.layout().broadcast_to(shape), BroadcastTo))
-    }
-
-    /// Elements `start..start + len` along `axis` (a view).
-    ///
-    /// ```
-    /// let x = ferrograd::Tensor::<f32>::arange(6).reshape(&[2, 3]);
-    /// assert_eq!(x.narrow(1, 1, 2).to_vec(), vec![1., 2., 4., 5.]);
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when `axis` is out of range or the slice passes the end of the axis.
-    #[track_caller]
-    pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Tensor<T> {
-        or_panic(self.try_narrow(axis, start, len))
     }
 
     /// Like [`narrow`](Tensor::narrow), returning an error instead of panicking.
@@ -398,30 +426,6 @@ impl<T: Element> Tensor<T> {
             self.layout().narrow(a, start, len),
             Narrow { axis: a, start },
         ))
-    }
-
-    /// A row-major copy when the tensor is strided; itself otherwise.
-    pub fn contiguous(&self) -> Tensor<T> {
-        if self.is_contiguous() {
-            return self.clone();
-        }
-        self.copy_recorded()
-    }
-
-    /// A fresh contiguous copy that owns its buffer, recorded (as `contiguous`)
-    /// when recording is on and this tensor needs a gradient.
-    pub(crate) fn copy_recorded(&self) -> Tensor<T> {
-        let seen = Seen::note(&[self]);
-        Tensor::from_op_data(seen, self.to_vec(), self.shape(), Contiguous, &[self])
-    }
-
-    /// A fresh contiguous copy that owns its buffer and records nothing.
-    pub(crate) fn copy(&self) -> Tensor<T> {
-        Tensor::from_parts(
-            Storage::new(self.to_vec()),
-            Layout::contiguous(self.shape()),
-            false,
-        )
     }
 }
 
