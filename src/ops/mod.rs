@@ -56,6 +56,7 @@
 //! 5. A line in `CHANGELOG.md`.
 
 mod binary;
+mod compare;
 mod index;
 mod loss;
 mod matmul;
