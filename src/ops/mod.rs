@@ -21,7 +21,7 @@
 //! | `mul div` | `binary.rs` | primitive | fused kernels | `mul`, `div` | ∞ |
 //! | `pow` | `binary.rs` | primitive | fused kernels | `pow`, `log`, `masked_fill` (safe at 0) | ∞ |
 //! | `maximum minimum` | `binary.rs` | primitive | fused kernels | `g` × a constant share | ∞ |
-//! | `Iterator::sum` (over tensors: `impl Sum for Tensor`) | `tensor/operators.rs` | composite (a chain of `add`; empty gives a 0-d zero) | — | — | ∞ |
+//! | `Iterator::sum` (over tensors: impl Sum for Tensor) | `tensor/operators.rs` | composite (a chain of `add`; empty gives a 0-d zero) | — | — | ∞ |
 //! | `add_scalar sub_scalar rsub_scalar mul_scalar div_scalar rdiv_scalar` (and the operators with a scalar) | `scalar.rs` | primitive, `unary!` | fused kernel | scalar ops | ∞ |
 //! | `neg exp log sqrt abs square recip sin cos tanh sigmoid relu leaky_relu gelu gelu_erf erf silu softplus clamp powf powi` | `unary.rs` | primitive, `unary!` | fused kernel | each op's `graph:` (piecewise ops: `g` × a constant) | ∞ |
 //! | `sum mean sum_axis mean_axis` | `reduce.rs` | primitive | broadcast view | the same | ∞ |
