@@ -1,6 +1,5 @@
 //! `cast`: a copy of a tensor's values in another element type.
 
-use crate::autograd::is_grad_enabled;
 use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
 use crate::tensor::Tensor;
@@ -9,10 +8,9 @@ impl<T: Element> Tensor<T> {
     /// A copy of the values as element type `U` (`f32` ↔ `f64`, or the same
     /// type): `f64` → `f32` rounds to nearest, `f32` → `f64` is exact. The copy
     /// is cut from the graph (it never needs a gradient), so casting a tensor
-    /// that needs a gradient while recording is on is refused rather than
-    /// silently stopping gradients there: [`detach`](Tensor::detach) it first.
-    /// Under [`no_grad`](crate::no_grad) nothing is recorded anyway, and the cast
-    /// is allowed.
+    /// that needs a gradient is refused rather than silently stopping gradients
+    /// there (also under [`no_grad`](crate::no_grad), so that code does not
+    /// change meaning with the grad mode): [`detach`](Tensor::detach) it first.
     ///
     /// ```
     /// use ferrograd::Tensor;
@@ -28,7 +26,7 @@ impl<T: Element> Tensor<T> {
     /// ```
     ///
     /// # Panics
-    /// Panics when this tensor needs a gradient and recording is on (see
+    /// Panics when this tensor needs a gradient (see
     /// [`try_cast`](Tensor::try_cast)).
     #[track_caller]
     pub fn cast<U: Element>(&self) -> Tensor<U> {
@@ -42,7 +40,7 @@ impl<T: Element> Tensor<T> {
     /// Like [`cast`](Tensor::cast), returning [`Error::InvalidArgument`] instead
     /// of panicking when the tensor needs a gradient.
     pub fn try_cast<U: Element>(&self) -> Result<Tensor<U>> {
-        if self.needs_grad() && is_grad_enabled() {
+        if self.needs_grad() {
             return Err(Error::invalid(
                 "cast",
                 format!(
@@ -99,8 +97,9 @@ mod tests {
         );
         let y = {
             let _guard = crate::no_grad();
-            w.cast::<f64>()
+            w.try_cast::<f64>()
         };
-        assert!(!y.needs_grad());
+        assert!(y.is_err(), "refused under no_grad too");
+        assert!(!w.detach().cast::<f64>().needs_grad());
     }
 }
