@@ -1,5 +1,6 @@
 //! The `Tensor` handle: identity, accessors, gradient flags, and how op outputs are built.
 
+mod cast;
 mod create;
 mod display;
 mod operators;
