@@ -103,7 +103,7 @@ fn of_f64<T: Element>(v: f64) -> T {
 
 /// `Err` unless `0 <= value` (NaN fails).
 fn nonneg<T: Element>(op: &'static str, what: &str, value: T) -> Result<()> {
-    super::check_nonneg(op, what, value)
+    super::check_nonneg(what, value).map_err(|m| Error::invalid(op, m))
 }
 
 /// Multiplies the rate by `gamma` every `step_size` steps (PyTorch's `StepLR`):
