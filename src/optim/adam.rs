@@ -85,7 +85,14 @@ impl<T: Element> Hyperparams<T> for AdamConfig<T> {
     }
 
     fn write_fields(&self, out: &mut Fields) {
-        write_fields(out, self.lr, self.beta1, self.beta2, self.eps, self.weight_decay);
+        write_fields(
+            out,
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.weight_decay,
+        );
     }
 
     fn read_fields(fields: &mut Fields) -> Result<Self, String> {
@@ -109,7 +116,14 @@ impl<T: Element> Hyperparams<T> for AdamWConfig<T> {
     }
 
     fn write_fields(&self, out: &mut Fields) {
-        write_fields(out, self.lr, self.beta1, self.beta2, self.eps, self.weight_decay);
+        write_fields(
+            out,
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.weight_decay,
+        );
     }
 
     fn read_fields(fields: &mut Fields) -> Result<Self, String> {

@@ -390,7 +390,7 @@ impl<T: Element, R: UpdateRule<T>> Optim<T, R> {
     ///     ParamGroup::new(vec![w], cfg),
     /// ])
     /// .unwrap_err();
-    /// assert!(err.to_string().contains("in group 1 is the same tensor as parameter #0 in group 0"));
+    /// assert!(err.to_string().contains("in group 1 is the same tensor as parameter #0 (shape [2]) in group 0"));
     /// ```
     pub fn try_with_groups(groups: Vec<ParamGroup<T, R::Config>>) -> Result<Self> {
         Self::build("with_groups", groups, true)
@@ -557,7 +557,9 @@ impl<T: Element, R: UpdateRule<T>> Optim<T, R> {
         self.params.extend(group.params.iter().cloned());
         self.state.extend(group.params.iter().map(|_| None));
         if let Some(names) = &group.names {
-            self.names.get_or_insert_with(Vec::new).extend_from_slice(names);
+            self.names
+                .get_or_insert_with(Vec::new)
+                .extend_from_slice(names);
         }
         self.groups.push(group);
         Ok(())
@@ -839,7 +841,7 @@ impl<T: Element, R: UpdateRule<T>> Optimizer<T> for Optim<T, R> {
         let err = |msg: String| Error::invalid(op_name(R::NAME, "load_state_dict"), msg);
         if state.kind != R::NAME {
             return Err(err(format!(
-                "the state is of a {} optimizer, not of a {}",
+                "the state was saved by {}, not by {}",
                 state.kind,
                 R::NAME
             )));
@@ -855,15 +857,16 @@ impl<T: Element, R: UpdateRule<T>> Optimizer<T> for Optim<T, R> {
         let mut configs = Vec::with_capacity(self.groups.len());
         for (g, saved) in state.groups.iter().enumerate() {
             let mut fields = Fields::from(saved.clone());
-            let config = R::Config::read_fields(&mut fields)
-                .map_err(|m| err(format!("group {g}: {m}")))?;
+            let config =
+                R::Config::read_fields(&mut fields).map_err(|m| err(format!("group {g}: {m}")))?;
             if let Some(extra) = fields.names().next() {
                 return Err(err(format!("group {g}: unknown hyper-parameter {extra}")));
             }
             R::validate(&config).map_err(|m| err(format!("group {g}: {m}")))?;
             configs.push(config);
         }
-        let index: HashMap<String, usize> = (0..self.params.len()).map(|i| (self.key(i), i)).collect();
+        let index: HashMap<String, usize> =
+            (0..self.params.len()).map(|i| (self.key(i), i)).collect();
         let groups: Vec<usize> = self.group_indices().collect();
         let mut states: Vec<Option<Option<R::State>>> = vec![None; self.params.len()];
         for (key, entry) in &state.params {

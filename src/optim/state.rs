@@ -198,10 +198,7 @@ impl<T: Element> OptimizerState<T> {
     /// # std::fs::remove_file(&path)?;
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    pub fn to_maps(
-        &self,
-        prefix: &str,
-    ) -> (BTreeMap<String, Tensor<T>>, BTreeMap<String, String>) {
+    pub fn to_maps(&self, prefix: &str) -> (BTreeMap<String, Tensor<T>>, BTreeMap<String, String>) {
         let mut tensors = BTreeMap::new();
         let mut meta = BTreeMap::new();
         meta.insert(format!("{prefix}kind"), self.kind.clone());
@@ -253,18 +250,16 @@ impl<T: Element> OptimizerState<T> {
                 kind = Some(value.clone());
             } else if rest == "groups" {
                 n_groups = Some(number(key, value)?);
-            } else if let Some((g, field)) = rest
-                .strip_prefix("group.")
-                .and_then(|r| r.split_once('.'))
+            } else if let Some((g, field)) =
+                rest.strip_prefix("group.").and_then(|r| r.split_once('.'))
             {
                 let g = number(key, g)?;
                 groups
                     .entry(g)
                     .or_default()
                     .insert(field.to_owned(), value.clone());
-            } else if let Some((param, field)) = rest
-                .strip_prefix("param.")
-                .and_then(|r| r.rsplit_once('.'))
+            } else if let Some((param, field)) =
+                rest.strip_prefix("param.").and_then(|r| r.rsplit_once('.'))
             {
                 let entry = params.entry(param.to_owned()).or_default();
                 match field {
