@@ -582,8 +582,8 @@ impl<T: Element> LrSchedule<T> for SequentialLr<T> {
         }
         // Load the schedules one by one; on an error, put back the ones already loaded.
         let saved: Vec<_> = self.schedules.iter().map(|s| s.state_dict()).collect();
-        for k in 0..n {
-            if let Err(e) = self.schedules[k].load_state_dict(&parts[k]) {
+        for (k, part) in parts.iter().enumerate() {
+            if let Err(e) = self.schedules[k].load_state_dict(part) {
                 for (s, old) in self.schedules.iter_mut().zip(&saved).take(k) {
                     // restores what the schedule itself wrote: cannot fail
                     let _ = s.load_state_dict(old);

@@ -343,7 +343,7 @@ impl fmt::Display for StepReport {
 ///
 /// Its `Display` is the parameter's name when the optimizer was built from named
 /// parameters, else its position and shape (`#2 (shape [4, 2])`), the same text
-/// as in [`Error::MissingGradient`].
+/// as in [`Error::MissingGradient`](crate::Error::MissingGradient).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SkippedParam {
     /// The parameter's position in [`Optimizer::parameters`].

@@ -470,60 +470,55 @@ impl<T: Element, R: UpdateRule<T>> Optim<T, R> {
                     .to_string(),
             ));
         }
+        // Every parameter, those already there and the new group's: (tensor, name, group).
         let offset = self.params.len();
-        let group_of = |i: usize| -> usize {
-            if i >= offset {
-                return k;
-            }
-            let mut end = 0;
-            for (g, grp) in self.groups.iter().enumerate() {
-                end += grp.params.len();
-                if i < end {
-                    return g;
-                }
-            }
-            unreachable!("index {i} is below the parameter count {offset}")
-        };
-        let name_of = |i: usize| -> Option<&str> {
-            if i < offset {
-                self.names.as_ref().map(|n| n[i].as_str())
-            } else {
-                group.names.as_ref().map(|n| n[i - offset].as_str())
-            }
-        };
-        let describe = |i: usize, p: &Tensor<T>| {
+        let new_names = (0..group.params.len()).map(|j| group.names.as_ref().map(|n| &n[j][..]));
+        let all: Vec<(&Tensor<T>, Option<&str>, usize)> = self
+            .params
+            .iter()
+            .zip((0..offset).map(|i| self.param_name(i)))
+            .zip(self.group_indices())
+            .map(|((p, name), g)| (p, name, g))
+            .chain(
+                group
+                    .params
+                    .iter()
+                    .zip(new_names)
+                    .map(|(p, name)| (p, name, k)),
+            )
+            .collect();
+        let describe = |i: usize| {
+            let (p, name, _) = all[i];
             SkippedParam {
                 index: i,
-                name: name_of(i).map(str::to_owned),
+                name: name.map(str::to_owned),
                 shape: p.shape().to_vec(),
             }
             .to_string()
         };
-        let all = || self.params.iter().chain(&group.params).enumerate();
-        let mut seen = HashMap::with_capacity(offset + group.params.len());
+        let mut seen = HashMap::with_capacity(all.len());
         let mut seen_names = HashMap::new();
-        for (i, p) in all() {
+        for (i, &(p, name, g)) in all.iter().enumerate() {
+            // (the parameters already there were checked when they came)
             if let Some(first) = seen.insert(p.id(), i) {
-                // only the new group's parameters can clash
-                let (gi, gf) = (group_of(i), group_of(first));
-                let first_p = &self.params.iter().chain(&group.params).nth(first).unwrap();
-                return Err(if gi == gf {
-                    err(format!(
+                let first_group = all[first].2;
+                return Err(err(if g == first_group {
+                    format!(
                         "parameter {} is the same tensor as parameter {}; each \
                          parameter may be given once (it would be updated twice per step)",
-                        describe(i, p),
-                        describe(first, first_p)
-                    ))
+                        describe(i),
+                        describe(first)
+                    )
                 } else {
-                    err(format!(
-                        "parameter {} in group {gi} is the same tensor as parameter {} \
-                         in group {gf}; a parameter may belong to one group only",
-                        describe(i, p),
-                        describe(first, first_p)
-                    ))
-                });
+                    format!(
+                        "parameter {} in group {g} is the same tensor as parameter {} \
+                         in group {first_group}; a parameter may belong to one group only",
+                        describe(i),
+                        describe(first)
+                    )
+                }));
             }
-            if let Some(name) = name_of(i) {
+            if let Some(name) = name {
                 if let Some(first) = seen_names.insert(name, i) {
                     return Err(err(format!(
                         "parameters #{first} and #{i} are both named {name}; names must be \
@@ -538,7 +533,7 @@ impl<T: Element, R: UpdateRule<T>> Optim<T, R> {
                 return Err(err(format!(
                     "parameter {} is not a leaf (it is the output of `{made_by}`); \
                      optimize the leaf made with requires_grad() instead",
-                    describe(i, p)
+                    describe(i)
                 )));
             }
             if p.shape()
@@ -549,7 +544,7 @@ impl<T: Element, R: UpdateRule<T>> Optim<T, R> {
                 return Err(err(format!(
                     "parameter {} is a broadcast view (strides {:?}): its elements \
                      share memory and cannot be updated one by one",
-                    describe(i, p),
+                    describe(i),
                     p.strides()
                 )));
             }
