@@ -562,7 +562,10 @@ impl<T: Element, R: UpdateRule<T>> Optim<T, R> {
 
     /// Strict mode (off by default): when on, a parameter without a gradient makes
     /// [`step`](Optimizer::step) return
-    /// [`Error::MissingGradient`] naming it, instead of skipping it.
+    /// [`Error::MissingGradient`] naming it, instead of skipping it. A frozen
+    /// parameter ([`set_requires_grad(false)`](Tensor::set_requires_grad)) is
+    /// expected to have none: it is skipped (and listed in the report) in
+    /// strict mode too.
     pub fn strict(mut self, on: bool) -> Self {
         self.strict = on;
         self
@@ -694,7 +697,7 @@ impl<T: Element, R: UpdateRule<T>> Optimizer<T> for Optim<T, R> {
         for (i, p) in self.params.iter().enumerate() {
             let g = grads.get(p);
             match g {
-                None if self.strict => {
+                None if self.strict && p.needs_grad() => {
                     return Err(Error::MissingGradient {
                         param: self.describe(i),
                     })
