@@ -32,7 +32,9 @@ fn a_frozen_layer_stays_put_while_the_rest_trains() {
         losses.push(loss.item());
         let grads = loss.backward().unwrap();
         assert_eq!(grads.len(), 2, "only the second layer has gradients");
-        let report = opt.step(&grads).expect("strict mode accepts frozen parameters");
+        let report = opt
+            .step(&grads)
+            .expect("strict mode accepts frozen parameters");
         let skipped: Vec<&str> = report
             .skipped
             .iter()
@@ -56,5 +58,8 @@ fn a_frozen_layer_stays_put_while_the_rest_trains() {
     for p in rest {
         only_rest.insert(p, partial.get(p).unwrap().clone());
     }
-    assert!(opt.step(&only_rest).is_err(), "a thawed parameter without a gradient");
+    assert!(
+        opt.step(&only_rest).is_err(),
+        "a thawed parameter without a gradient"
+    );
 }
