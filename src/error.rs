@@ -166,6 +166,33 @@ pub enum Error {
         /// The relative tolerance used.
         rtol: f64,
     },
+    /// An analytic gradient with respect to a module's parameter disagrees with
+    /// its finite-difference estimate
+    /// ([`gradcheck_module`](crate::gradcheck::gradcheck_module)).
+    #[error(
+        "gradcheck: parameter `{name}`, element {element} (index {index:?}), output \
+         element {output}: analytic gradient {analytic:.8e} vs numeric {numeric:.8e} \
+         (|difference| {diff:.3e} exceeds atol {atol:e} + rtol {rtol:e} * |numeric|)",
+        diff = (analytic - numeric).abs()
+    )]
+    GradCheckParameter {
+        /// The parameter's name, as `named_parameters` gives it.
+        name: String,
+        /// The row-major flat index of the element within that parameter.
+        element: usize,
+        /// The same element as a multi-index.
+        index: Vec<usize>,
+        /// The row-major flat index of the output element whose Jacobian row failed.
+        output: usize,
+        /// The gradient computed by backward.
+        analytic: f64,
+        /// The gradient estimated by central differences.
+        numeric: f64,
+        /// The absolute tolerance used.
+        atol: f64,
+        /// The relative tolerance used.
+        rtol: f64,
+    },
     /// An analytic second derivative disagrees with the central difference of the
     /// analytic gradient ([`gradgradcheck`](crate::gradcheck::gradgradcheck)).
     #[error(

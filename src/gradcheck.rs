@@ -17,10 +17,39 @@ use std::cell::RefCell;
 use crate::autograd::{enable_grad, grad, no_grad, GradOptions};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use crate::nn::Module;
 use crate::shape::unravel;
 use crate::storage::Storage;
 use crate::tensor::Tensor;
 use rand::SeedableRng;
+
+/// What the checked function returns: a [`Tensor`], or a [`Result`] of one (so
+/// that `f` can use `?`, e.g. on a loss). An `Err` from `f` ends the check
+/// with that error.
+///
+/// ```
+/// use ferrograd::{gradcheck::gradcheck, loss::mse, Tensor};
+/// let p = Tensor::<f64>::from_vec(vec![0.2, 0.9], &[2])?.requires_grad();
+/// let y = Tensor::<f64>::from_vec(vec![0.0, 1.0], &[2])?;
+/// gradcheck(|t| mse(&t[0].tanh(), &y), &[p])?;      // f returns Result<Tensor>
+/// # Ok::<(), ferrograd::Error>(())
+/// ```
+pub trait CheckOutput {
+    /// The output tensor, or the error `f` returned.
+    fn into_output(self) -> Result<Tensor<f64>>;
+}
+
+impl CheckOutput for Tensor<f64> {
+    fn into_output(self) -> Result<Tensor<f64>> {
+        Ok(self)
+    }
+}
+
+impl CheckOutput for Result<Tensor<f64>> {
+    fn into_output(self) -> Result<Tensor<f64>> {
+        self
+    }
+}
 
 /// Settings of a gradient check; `Default` is PyTorch's (`eps` 1e-6, `atol` 1e-5,
 /// `rtol` 1e-3).
@@ -62,9 +91,10 @@ pub struct GradCheckReport {
 /// # Errors
 /// [`Error::GradCheck`] naming the input, element and output where the analytic
 /// and numeric gradients disagree, with both values.
-pub fn gradcheck<F>(f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
+pub fn gradcheck<F, R>(f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
 where
-    F: Fn(&[Tensor<f64>]) -> Tensor<f64>,
+    F: Fn(&[Tensor<f64>]) -> R,
+    R: CheckOutput,
 {
     GradCheck::default().check(f, inputs)
 }
@@ -95,9 +125,10 @@ impl GradCheck {
     /// [`Error::GradCheck`] at the first disagreement; [`Error::InvalidArgument`]
     /// when no input requires a gradient, an input requiring one is not a leaf, or
     /// `f` returns differently shaped outputs for perturbed inputs.
-    pub fn check<F>(&self, f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
+    pub fn check<F, R>(&self, f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
     where
-        F: Fn(&[Tensor<f64>]) -> Tensor<f64>,
+        F: Fn(&[Tensor<f64>]) -> R,
+        R: CheckOutput,
     {
         let wanted: Vec<usize> = (0..inputs.len())
             .filter(|&i| inputs[i].needs_grad())
@@ -116,7 +147,7 @@ impl GradCheck {
         }
 
         // Analytic Jacobian rows, one backward pass per output element.
-        let out = f(inputs);
+        let out = f(inputs).into_output()?;
         let out_shape = out.shape().to_vec();
         let m = out.numel();
         let mut analytic: Vec<Vec<f64>> = wanted
@@ -153,7 +184,7 @@ impl GradCheck {
                 let eval = |delta: f64| -> Result<Vec<f64>> {
                     let mut args = inputs.to_vec();
                     args[i] = perturbed(x, k, delta);
-                    let y = f(&args);
+                    let y = f(&args).into_output()?;
                     if y.shape() != out_shape.as_slice() {
                         return Err(Error::invalid(
                             "gradcheck",
@@ -207,9 +238,10 @@ impl GradCheck {
 /// # Errors
 /// [`Error::GradGradCheck`] naming the gradient element and the input element
 /// where the analytic and numeric second derivatives disagree, with both values.
-pub fn gradgradcheck<F>(f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
+pub fn gradgradcheck<F, R>(f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
 where
-    F: Fn(&[Tensor<f64>]) -> Tensor<f64>,
+    F: Fn(&[Tensor<f64>]) -> R,
+    R: CheckOutput,
 {
     GradCheck::default().check_gradgrad(f, inputs)
 }
@@ -239,9 +271,10 @@ impl GradCheck {
     /// [`Error::GradGradCheck`] at the first disagreement; the errors of
     /// [`check`](GradCheck::check) for bad inputs; any error the inner
     /// [`grad`] returns.
-    pub fn check_gradgrad<F>(&self, f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
+    pub fn check_gradgrad<F, R>(&self, f: F, inputs: &[Tensor<f64>]) -> Result<GradCheckReport>
     where
-        F: Fn(&[Tensor<f64>]) -> Tensor<f64>,
+        F: Fn(&[Tensor<f64>]) -> R,
+        R: CheckOutput,
     {
         let wanted: Vec<usize> = (0..inputs.len())
             .filter(|&i| inputs[i].needs_grad())
@@ -249,7 +282,7 @@ impl GradCheck {
         let n = inputs.len();
         let out_shape = {
             let _on = enable_grad();
-            f(inputs).shape().to_vec()
+            f(inputs).into_output()?.shape().to_vec()
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
         let mut args = inputs.to_vec();
@@ -277,7 +310,10 @@ impl GradCheck {
                 allow_unused: true,
                 upstream: Some(args[n].clone()),
             };
-            match grad(&f(&xs), &targets, options) {
+            match f(&xs)
+                .into_output()
+                .and_then(|y| grad(&y, &targets, options))
+            {
                 Ok(gs) => {
                     let flat: Vec<Tensor<f64>> =
                         gs.iter().map(|g| g.reshape(&[g.numel()])).collect();
@@ -335,6 +371,146 @@ impl GradCheck {
             }
             other => other,
         })
+    }
+}
+
+/// Checks the gradients of `f(module)` with respect to the module's own
+/// parameters, with the default settings; see [`GradCheck::check_module`].
+///
+/// ```
+/// use ferrograd::gradcheck::gradcheck_module;
+/// use ferrograd::nn::{Activation, Mlp, Module};
+/// use ferrograd::rand::{rngs::StdRng, SeedableRng};
+/// use ferrograd::Tensor;
+/// let mut rng = StdRng::seed_from_u64(0);
+/// let model = Mlp::<f64>::new(&[3, 5, 2], Activation::Tanh, &mut rng);
+/// let x = Tensor::<f64>::randn(&[4, 3], &mut rng);
+/// let report = gradcheck_module(&model, |m| m.forward(&x).square().sum())?;
+/// assert_eq!(report.inputs_checked, 4);                    // 2 weights, 2 biases
+/// assert_eq!(report.elements_checked, 3 * 5 + 5 + 5 * 2 + 2);
+/// # Ok::<(), ferrograd::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::GradCheckParameter`] naming the parameter, element and output
+/// where the analytic and numeric gradients disagree.
+pub fn gradcheck_module<M, F, R>(module: &M, f: F) -> Result<GradCheckReport>
+where
+    M: Module<f64> + ?Sized,
+    F: Fn(&M) -> R,
+    R: CheckOutput,
+{
+    GradCheck::default().check_module(module, f)
+}
+
+impl GradCheck {
+    /// Compares the gradients of `f(module)` with respect to every parameter of
+    /// `module` that requires a gradient (frozen ones are left out) with central
+    /// differences, as [`check`](GradCheck::check) does for explicit inputs.
+    /// The parameters are moved by `±eps` in place, one element at a time, and
+    /// restored exactly afterwards (also when the check fails), so `f` calls the
+    /// module as training would, through its own `forward`.
+    ///
+    /// The report's `inputs_checked` counts the parameters checked.
+    ///
+    /// # Errors
+    /// [`Error::GradCheckParameter`] at the first disagreement;
+    /// [`Error::InvalidArgument`] when no parameter requires a gradient or `f`
+    /// returns differently shaped outputs; any error `f` returns.
+    pub fn check_module<M, F, R>(&self, module: &M, f: F) -> Result<GradCheckReport>
+    where
+        M: Module<f64> + ?Sized,
+        F: Fn(&M) -> R,
+        R: CheckOutput,
+    {
+        let params: Vec<(String, Tensor<f64>)> = module
+            .named_parameters()
+            .into_iter()
+            .filter(|(_, p)| p.needs_grad())
+            .collect();
+        if params.is_empty() {
+            return Err(Error::invalid(
+                "gradcheck_module",
+                "no parameter of the module requires a gradient",
+            ));
+        }
+        let out = {
+            let _on = enable_grad();
+            f(module).into_output()?
+        };
+        let out_shape = out.shape().to_vec();
+        let m = out.numel();
+        let mut analytic: Vec<Vec<f64>> = params
+            .iter()
+            .map(|(_, p)| vec![0.0; m * p.numel()])
+            .collect();
+        if out.needs_grad() {
+            for j in 0..m {
+                let mut e = vec![0.0; m];
+                e[j] = 1.0;
+                let grads = out.backward_with(&Tensor::from_vec(e, &out_shape)?)?;
+                for ((_, p), rows) in params.iter().zip(&mut analytic) {
+                    if let Some(g) = grads.get(p) {
+                        let n = p.numel();
+                        rows[j * n..(j + 1) * n].copy_from_slice(&g.to_vec());
+                    }
+                }
+            }
+        }
+        drop(out);
+
+        let _guard = no_grad();
+        let mut report = GradCheckReport {
+            inputs_checked: params.len(),
+            elements_checked: 0,
+            outputs: m,
+            max_abs_error: 0.0,
+        };
+        for ((name, p), rows) in params.iter().zip(&analytic) {
+            let n = p.numel();
+            let values = p.to_vec();
+            for (k, &original) in values.iter().enumerate() {
+                let eval = |value: f64| -> Result<Vec<f64>> {
+                    p.update_with(|d| d[k] = value);
+                    let y = f(module).into_output();
+                    p.update_with(|d| d[k] = original);
+                    let y = y?;
+                    if y.shape() != out_shape.as_slice() {
+                        return Err(Error::invalid(
+                            "gradcheck_module",
+                            format!(
+                                "f returned shape {:?} for a perturbed parameter, {:?} before",
+                                y.shape(),
+                                out_shape
+                            ),
+                        ));
+                    }
+                    Ok(y.to_vec())
+                };
+                let plus = eval(original + self.eps)?;
+                let minus = eval(original - self.eps)?;
+                for j in 0..m {
+                    let numeric = (plus[j] - minus[j]) / (2.0 * self.eps);
+                    let a = rows[j * n + k];
+                    let diff = (a - numeric).abs();
+                    if diff.is_nan() || diff > self.atol + self.rtol * numeric.abs() {
+                        return Err(Error::GradCheckParameter {
+                            name: name.clone(),
+                            element: k,
+                            index: unravel(k, p.shape()),
+                            output: j,
+                            analytic: a,
+                            numeric,
+                            atol: self.atol,
+                            rtol: self.rtol,
+                        });
+                    }
+                    report.max_abs_error = report.max_abs_error.max(diff);
+                }
+                report.elements_checked += 1;
+            }
+        }
+        Ok(report)
     }
 }
 

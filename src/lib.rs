@@ -32,8 +32,8 @@
 //!
 //! ## What is where
 //!
-//! - [`Tensor`]: construction, inspection, and every differentiable op (the op
-//!   table is in the `ops` module source); operators `+ - * /` broadcast.
+//! - [`Tensor`]: construction, inspection, and every op; [`ops`] has the op
+//!   table (each op's gradient and order); operators `+ - * /` broadcast.
 //! - Autograd: [`Tensor::requires_grad`], [`Tensor::backward`],
 //!   [`Tensor::backward_with`], [`Gradients`], [`Tensor::detach`], [`no_grad`];
 //!   in-place updates with [`Tensor::assign`], guarded by buffer versions.
@@ -76,7 +76,7 @@ mod kernels;
 mod layout;
 pub mod loss;
 pub mod nn;
-mod ops;
+pub mod ops;
 pub mod optim;
 mod pool;
 mod shape;

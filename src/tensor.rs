@@ -1,10 +1,11 @@
 //! The `Tensor` handle: identity, accessors, gradient flags, and how op outputs are built.
 
+mod cast;
 mod create;
 mod display;
 mod operators;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLockReadGuard};
 
 use crate::autograd::{is_grad_enabled, GradFn, NoOp, Node, Op};
@@ -70,7 +71,7 @@ impl Seen {
     /// an input needs a gradient.
     #[inline]
     pub(crate) fn note<T: Element>(inputs: &[&Tensor<T>]) -> Seen {
-        let record = inputs.iter().any(|t| t.0.requires_grad) && is_grad_enabled();
+        let record = inputs.iter().any(|t| t.needs_grad()) && is_grad_enabled();
         Seen(record.then(|| {
             let mut v = SmallVec::new();
             for t in inputs {
@@ -115,7 +116,7 @@ impl<T: Element> Tensor<T> {
             id: next_id(),
             storage,
             layout,
-            requires_grad,
+            requires_grad: AtomicBool::new(requires_grad),
             recorded: false,
             grad_no_graph,
             inputs: SmallVec::new(),
@@ -159,7 +160,7 @@ impl<T: Element> Tensor<T> {
             out_version: storage.version(),
             storage,
             layout,
-            requires_grad: true,
+            requires_grad: AtomicBool::new(true),
             recorded: true,
             grad_no_graph: false,
             inputs: handles(inputs),
@@ -375,11 +376,56 @@ impl<T: Element> Tensor<T> {
         Self::from_parts(Arc::clone(&self.0.storage), self.0.layout.clone(), true)
     }
 
+    /// Turns gradient tracking of this leaf on or off, in place: every handle of
+    /// the leaf (a model's, an optimizer's) sees the change, and its
+    /// [`id`](Tensor::id) stays the same, so optimizers, [`Gradients`](crate::Gradients)
+    /// and checkpoints still know it. This is how a parameter is *frozen*: ops
+    /// on a frozen leaf are not recorded (unless another input needs a
+    /// gradient), so no gradient is computed for it — backward does less work,
+    /// not merely the optimizer skipping it — and an optimizer lists it in
+    /// [`StepReport::skipped`](crate::optim::StepReport::skipped). The flag is
+    /// read when an op is recorded and when backward walks the graph, so a leaf
+    /// frozen after a forward pass gets no gradient from that pass either.
+    ///
+    /// Unlike [`requires_grad`](Tensor::requires_grad), which returns a new leaf
+    /// handle, this changes the leaf itself (PyTorch's `requires_grad_`).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let w = Tensor::<f64>::scalar(3.0).requires_grad();
+    /// let b = Tensor::<f64>::scalar(1.0).requires_grad();
+    /// w.set_requires_grad(false);                     // freeze w
+    /// let grads = (&w * &b).backward()?;
+    /// assert!(grads.get(&w).is_none());
+    /// assert_eq!(grads.get(&b).unwrap().item(), 3.0);
+    /// w.set_requires_grad(true);                      // and thaw it
+    /// assert_eq!((&w * &b).backward()?.get(&w).unwrap().item(), 1.0);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when turning tracking off on the output of a recorded op (only
+    /// leaves can be frozen; use [`detach`](Tensor::detach) to cut a computed
+    /// tensor from the graph).
+    #[track_caller]
+    pub fn set_requires_grad(&self, on: bool) {
+        if self.0.recorded {
+            assert!(
+                on,
+                "set_requires_grad: only a leaf can stop requiring a gradient; this \
+                 tensor is the output of `{}` (use detach() to cut it from the graph)",
+                self.0.op.name()
+            );
+            return;
+        }
+        self.0.requires_grad.store(on, Ordering::Relaxed);
+    }
+
     /// True when backward will flow into this tensor: it is a leaf made with
     /// [`requires_grad`](Tensor::requires_grad), or an op recorded it.
     #[inline]
     pub fn needs_grad(&self) -> bool {
-        self.0.requires_grad
+        self.0.requires_grad.load(Ordering::Relaxed)
     }
 
     /// True when no recorded op produced this tensor.

@@ -415,6 +415,94 @@ fn table() -> Vec<Case> {
         |x| Tensor::stack(&[&x[0], &x[0]], 0).mul_scalar(2.0),
         vec![leaf(&[], 2609)],
     ));
+    // selection by a mask: differentiable in both branches, broadcast together
+    let m23 = Tensor::<f64>::from_vec(vec![1., 0., 0., 1., 1., 0.], &[2, 3]).unwrap();
+    let m3 = Tensor::<f64>::from_vec(vec![0., 1., 1.], &[3]).unwrap();
+    let m21 = Tensor::<f64>::from_vec(vec![1., 0.], &[2, 1]).unwrap();
+    c.push(case(
+        "where_cond",
+        move |x| Tensor::where_cond(&m23, &x[0], &x[1]),
+        vec![leaf(&[2, 3], 2900), leaf(&[2, 3], 2901)],
+    ));
+    c.push(case(
+        "where_cond",
+        move |x| Tensor::where_cond(&m3, &x[0].square(), &x[1]),
+        vec![leaf(&[2, 3], 2902), leaf(&[], 2903)],
+    ));
+    c.push(case(
+        "where_cond",
+        move |x| Tensor::where_cond(&m21, &x[0], &x[1]).mul(&x[0]),
+        vec![leaf(&[1, 3], 2904), strided(2, 3, 2905)],
+    ));
+    // triangles of the last two axes
+    c.push(case(
+        "tril",
+        |x| x[0].tril(0).square(),
+        vec![leaf(&[3, 4], 2910)],
+    ));
+    c.push(case(
+        "tril",
+        |x| x[0].transpose(1, 2).tril(-1).square(),
+        vec![leaf(&[2, 4, 3], 2911)],
+    ));
+    c.push(case(
+        "triu",
+        |x| x[0].triu(1).square(),
+        vec![leaf(&[2, 3, 3], 2912)],
+    ));
+    c.push(case(
+        "triu",
+        |x| x[0].t().triu(-1).mul(&x[0].t()),
+        vec![leaf(&[4, 3], 2913)],
+    ));
+    // splitting into views
+    c.push(case(
+        "chunk",
+        |x| {
+            let parts = x[0].chunk(3, 1);
+            parts[0].mul(&parts[2].square())
+        },
+        vec![leaf(&[2, 5], 2920)],
+    ));
+    c.push(case(
+        "chunk",
+        |x| x[0].t().chunk(2, 0)[1].exp(),
+        vec![leaf(&[2, 3], 2921)],
+    ));
+    c.push(case(
+        "split",
+        |x| {
+            let parts = x[0].split(&[1, 0, 2], 0);
+            parts[2].square().add(&parts[0])
+        },
+        vec![leaf(&[3, 2], 2922)],
+    ));
+    c.push(case(
+        "split",
+        |x| x[0].t().split(&[2, 1], -1)[0].square(),
+        vec![leaf(&[3, 2], 2923)],
+    ));
+    c.push(case(
+        "select",
+        |x| x[0].select(1, 2).square(),
+        vec![leaf(&[2, 3, 2], 2924)],
+    ));
+    c.push(case(
+        "select",
+        |x| x[0].t().select(-1, 0).mul(&x[0].select(1, 1)),
+        vec![leaf(&[3, 3], 2925)],
+    ));
+    // summing an iterator of tensors: a broadcasting chain of add
+    c.push(case(
+        "Iterator::sum",
+        |x| [x[0].square(), x[1].clone(), x[0].mul(&x[1])].iter().sum(),
+        vec![leaf(&[2, 3], 2930), leaf(&[3], 2931)],
+    ));
+    c.push(case(
+        "Iterator::sum",
+        |x| x[0].chunk(2, 0).into_iter().sum(),
+        vec![strided(4, 3, 2932)],
+    ));
     c
 }
 

@@ -96,6 +96,9 @@ fn every_op_with_an_axis_names_the_op_the_axis_and_the_shape() {
         ("index_select", |x, a| x.index_select(a, &[0])),
         ("transpose", |x, a| x.transpose(0, a)),
         ("cat", |x, a| Tensor::cat(&[x, x], a)),
+        ("chunk", |x, a| x.chunk(2, a).remove(0)),
+        ("split", |x, a| x.split(&[1, 1], a).remove(0)),
+        ("select", |x, a| x.select(a, 0)),
     ];
     for &(op, f) in ops {
         for axis in [2, -3, 7] {
@@ -209,6 +212,85 @@ fn index_out_of_range() {
         panic_message(|| drop(table.index_select(0, &[0, 3]))),
         "index_select: index 3 is out of range for an axis of size 3 (shape [3, 2])"
     );
+}
+
+#[test]
+fn new_ops_name_the_op_the_value_and_the_shape() {
+    let x = Tensor::<f32>::zeros(&[2, 3]);
+    // select: an index past the axis
+    let e = x.try_select(1, 3).unwrap_err();
+    assert!(matches!(
+        e,
+        Error::IndexOutOfRange {
+            op: "select",
+            index: 3,
+            size: 3,
+            ..
+        }
+    ));
+    assert_eq!(
+        panic_message(|| drop(x.select(-2, 2))),
+        "select: index 2 is out of range for an axis of size 2 (shape [2, 3])"
+    );
+    assert_eq!(
+        x.try_select(5, 0).unwrap_err().to_string(),
+        "select: axis 5 is out of range for shape [2, 3] (valid axes are -2..=1)"
+    );
+    // chunk: zero chunks
+    assert_eq!(
+        panic_message(|| drop(x.chunk(0, 1))),
+        "chunk: the number of chunks must be at least 1, got 0 (shape [2, 3])"
+    );
+    // split: sizes that do not add up (the same text from the try_ twin)
+    let msg = "split: sizes [2, 2] do not add up to 3, the size of axis 1 of shape [2, 3]";
+    assert_eq!(panic_message(|| drop(x.split(&[2, 2], 1))), msg);
+    assert_eq!(x.try_split(&[2, 2], 1).unwrap_err().to_string(), msg);
+    // tril/triu: fewer than two axes
+    let v = Tensor::<f32>::zeros(&[4]);
+    assert_eq!(
+        panic_message(|| drop(v.tril(0))),
+        "tril: expects at least 2 dimensions, got shape [4]"
+    );
+    assert_eq!(
+        v.try_triu(1).unwrap_err().to_string(),
+        "triu: expects at least 2 dimensions, got shape [4]"
+    );
+    // where_cond: the first pair of operands that does not broadcast
+    let mask = Tensor::<f32>::ones(&[2, 3]);
+    let e = Tensor::try_where_cond(&mask, &x, &Tensor::zeros(&[4])).unwrap_err();
+    assert!(
+        matches!(&e, Error::ShapeMismatch { op: "where_cond", lhs, rhs } if lhs == &[2, 3] && rhs == &[4])
+    );
+    assert_eq!(
+        panic_message(|| drop(Tensor::where_cond(&Tensor::zeros(&[5]), &x, &x))),
+        "where_cond: incompatible shapes [5] and [2, 3]"
+    );
+    // comparisons broadcast like the binary ops
+    type Cmp = fn(&Tensor<f32>, &Tensor<f32>) -> Tensor<f32>;
+    let cmps: &[(&str, Cmp)] = &[
+        ("equal", |a, b| a.equal(b)),
+        ("not_equal", |a, b| a.not_equal(b)),
+        ("greater", |a, b| a.greater(b)),
+        ("greater_equal", |a, b| a.greater_equal(b)),
+        ("less", |a, b| a.less(b)),
+        ("less_equal", |a, b| a.less_equal(b)),
+    ];
+    for &(op, f) in cmps {
+        assert_eq!(
+            panic_message(|| drop(f(&x, &v))),
+            format!("{op}: incompatible shapes [2, 3] and [4]")
+        );
+    }
+    assert!(x.try_less_equal(&v).is_err());
+    // cast: a tensor that needs a gradient
+    let w = Tensor::<f32>::ones(&[2]).requires_grad();
+    let msg = "cast: the tensor of shape [2] needs a gradient, and cast from f32 to f64 is \
+               not differentiable; call detach() first to cast its values";
+    assert_eq!(panic_message(|| drop(w.cast::<f64>())), msg);
+    assert!(matches!(
+        w.try_cast::<f64>().unwrap_err(),
+        Error::InvalidArgument { op: "cast", .. }
+    ));
 }
 
 #[test]

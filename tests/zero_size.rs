@@ -132,6 +132,35 @@ proptest! {
             check_backward("masked_fill", &leaf, &x.masked_fill(&mask, -1.0));
             check_backward("cat", &leaf, &Tensor::cat(&[&x, &x.narrow(0, 0, 0), &x], 0));
             check_backward("stack", &leaf, &Tensor::stack(&[&x, &x], -1));
+            // splitting into views, empty pieces included
+            for part in x.chunk(2, 0) {
+                check_backward("chunk", &leaf, &part);
+            }
+            prop_assert_eq!(x.chunk(3, 0).len(), if d0 == 0 { 3 } else { d0.min(3) });
+            for part in x.split(&[d0 / 2, 0, d0 - d0 / 2], 0) {
+                check_backward("split", &leaf, &part);
+            }
+            if d0 > 0 {
+                check_backward("select", &leaf, &x.select(0, d0 - 1));
+            }
+            let last = x.ndim() as isize - 1;
+            if x.shape()[last as usize] > 0 {
+                check_backward("select (last axis)", &leaf, &x.select(last, 0));
+            }
+            if x.ndim() >= 2 {
+                check_backward("tril", &leaf, &x.tril(0));
+                check_backward("triu", &leaf, &x.triu(-1));
+            }
+            // masks and selection by a mask
+            let mask = x.greater_scalar(0.15);
+            prop_assert_eq!(mask.shape(), x.shape());
+            prop_assert!(!mask.needs_grad());
+            prop_assert_eq!(x.less(&x.sum()).shape().to_vec(), x.shape().to_vec());
+            let zero = Tensor::<f64>::scalar(0.0);
+            check_backward("where_cond", &leaf, &Tensor::where_cond(&mask, &x, &zero));
+            check_backward("where_cond (b)", &leaf, &Tensor::where_cond(&mask, &zero, &x));
+            check_backward("Iterator::sum", &leaf, &[x.clone(), x.square()].iter().sum());
+            prop_assert_eq!(x.detach().cast::<f32>().shape().to_vec(), x.shape().to_vec());
         }
     }
 
@@ -184,4 +213,27 @@ fn variance_over_an_empty_axis_is_nan() {
         .to_vec()
         .iter()
         .all(|v| v.is_nan()));
+}
+
+#[test]
+fn new_ops_on_empty_tensors() {
+    let e = Tensor::<f64>::zeros(&[0, 3]).requires_grad();
+    // torch.empty(0, 3).chunk(3): three empty chunks
+    let parts = e.chunk(3, 0);
+    assert_eq!(parts.len(), 3);
+    assert!(parts.iter().all(|p| p.shape() == [0, 3]));
+    assert_eq!(e.chunk(2, 1).len(), 2);
+    assert!(e.split(&[], 0).is_empty());
+    assert_eq!(e.select(1, 2).shape(), &[0]);
+    assert_eq!(e.tril(0).shape(), &[0, 3]);
+    assert_eq!(e.t().triu(5).shape(), &[3, 0]);
+    // a mask, a branch and a 0-d branch broadcast to an empty shape
+    let w = Tensor::where_cond(&e.detach().equal_scalar(0.0), &Tensor::ones(&[3]), &e);
+    assert_eq!(w.shape(), &[0, 3]);
+    let g = w.sum().backward().unwrap();
+    assert_eq!(g.get(&e).unwrap().shape(), &[0, 3]);
+    assert_eq!(e.less(&Tensor::scalar(1.0)).shape(), &[0, 3]);
+    assert_eq!(e.detach().cast::<f32>().shape(), &[0, 3]);
+    let s: Tensor<f64> = [e.clone(), e.clone()].iter().sum();
+    assert_eq!(s.shape(), &[0, 3]);
 }

@@ -148,6 +148,73 @@ impl<T: Element> Gradients<T> {
         norm
     }
 
+    /// Adds `other`'s gradients into these, leaf by leaf: a leaf in both gets the
+    /// sum, a leaf only in `other` gets a copy of its gradient. This is gradient
+    /// accumulation over micro-batches: run backward on each micro-batch and
+    /// accumulate, then step once (scale by `1 / micro_batches` first when each
+    /// loss is a mean, so the sum is the mean over the whole batch).
+    ///
+    /// The sums are written into these gradients' buffers in place (each
+    /// gradient owns its buffer, so no other gradient changes; a handle cloned
+    /// from one of them sees the sum). A gradient that is itself recorded (from
+    /// [`grad`](crate::grad) with `create_graph`, inserted by hand) is replaced
+    /// by a recorded sum instead, so it stays differentiable.
+    ///
+    /// ```
+    /// use ferrograd::{Gradients, Tensor};
+    /// let w = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2])?.requires_grad();
+    /// let batch = [3.0, 5.0];
+    /// let mut total = Gradients::new();
+    /// for x in batch {
+    ///     let loss = (&w * x).sum();          // one micro-batch
+    ///     total.accumulate(&loss.backward()?);
+    /// }
+    /// total.scale(0.5);                       // the mean over the 2 micro-batches
+    /// assert_eq!(total.get(&w).unwrap().to_vec(), vec![4.0, 4.0]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    pub fn accumulate(&mut self, other: &Gradients<T>) {
+        for (leaf, o) in &other.entries {
+            let Some(&i) = self.by_id.get(&leaf.id()) else {
+                self.by_id.insert(leaf.id(), self.entries.len());
+                let own = if o.needs_grad() { o.clone() } else { o.copy() };
+                self.entries.push((leaf.clone(), own));
+                continue;
+            };
+            let g = &mut self.entries[i].1;
+            if g.needs_grad() || o.needs_grad() || g.shares_storage(o) || !g.is_contiguous() {
+                // out of place: stays recorded when either side is, and never
+                // reads and writes one buffer at once
+                *g = g.add(o);
+            } else {
+                o.with_contiguous(|od| {
+                    g.update_with(|gd| gd.iter_mut().zip(od).for_each(|(a, &b)| *a += b))
+                });
+            }
+        }
+    }
+
+    /// Multiplies every gradient by `factor`, in place (out of place for a
+    /// recorded gradient, as [`accumulate`](Gradients::accumulate) does).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let w = Tensor::<f32>::from_vec(vec![1.0, -2.0], &[2])?.requires_grad();
+    /// let mut grads = (&w * &w).sum().backward()?;   // 2w
+    /// grads.scale(0.25);
+    /// assert_eq!(grads.get(&w).unwrap().to_vec(), vec![0.5, -1.0]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    pub fn scale(&mut self, factor: T) {
+        for (_, g) in &mut self.entries {
+            if g.needs_grad() || !g.is_contiguous() {
+                *g = g.mul_scalar(factor);
+            } else {
+                g.update_with(|d| d.iter_mut().for_each(|v| *v *= factor));
+            }
+        }
+    }
+
     /// Clamps every gradient element to `[-v, v]` in place.
     pub fn clip_value(&mut self, v: T) {
         for (_, g) in &self.entries {
@@ -161,6 +228,27 @@ impl<T: Element> Gradients<T> {
                 })
             });
         }
+    }
+}
+
+/// `a += &b` is [`a.accumulate(&b)`](Gradients::accumulate).
+impl<T: Element> std::ops::AddAssign<&Gradients<T>> for Gradients<T> {
+    fn add_assign(&mut self, other: &Gradients<T>) {
+        self.accumulate(other);
+    }
+}
+
+/// `a += b` is [`a.accumulate(&b)`](Gradients::accumulate).
+impl<T: Element> std::ops::AddAssign<Gradients<T>> for Gradients<T> {
+    fn add_assign(&mut self, other: Gradients<T>) {
+        self.accumulate(&other);
+    }
+}
+
+/// `a *= k` is [`a.scale(k)`](Gradients::scale).
+impl<T: Element> std::ops::MulAssign<T> for Gradients<T> {
+    fn mul_assign(&mut self, factor: T) {
+        self.scale(factor);
     }
 }
 

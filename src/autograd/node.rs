@@ -1,5 +1,6 @@
 //! The graph node behind a `Tensor` handle, and its iterative `Drop`.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -23,8 +24,10 @@ use crate::tensor::Tensor;
 pub(crate) struct Node<T: Element, O: ?Sized + Op<T> = dyn Op<T>> {
     /// From a global counter: an op's output always has a larger id than its inputs.
     pub(crate) id: usize,
-    /// A leaf that asked for a gradient, or the output of a recorded op.
-    pub(crate) requires_grad: bool,
+    /// A leaf that asks for a gradient, or the output of a recorded op. Atomic
+    /// because a leaf's flag can be flipped through any handle
+    /// ([`Tensor::set_requires_grad`]), e.g. to freeze a parameter.
+    pub(crate) requires_grad: AtomicBool,
     /// True when `op` is a recorded op (false for leaves and for anything built
     /// while recording was off, whose `op` is [`NoOp`]).
     pub(crate) recorded: bool,

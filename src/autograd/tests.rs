@@ -287,3 +287,78 @@ fn fan_in_of_views_in_any_memory_order_sums_right() {
         assert!((x - y).abs() < 1e-14, "{g:?} vs {want:?}");
     }
 }
+
+#[test]
+fn a_frozen_first_layer_costs_fewer_rules_and_gets_no_gradient() {
+    use crate::nn::{Activation, Mlp, Module, ModuleParams};
+    use rand::{rngs::StdRng, SeedableRng};
+    let mut rng = StdRng::seed_from_u64(3);
+    let model = Mlp::<f64>::new(&[4, 8, 8, 2], Activation::Tanh, &mut rng);
+    let x = Tensor::<f64>::randn(&[5, 4], &mut rng);
+    let params = model.named_parameters();
+    let first: Vec<&Tensor<f64>> = params
+        .iter()
+        .filter(|(n, _)| n.starts_with("0."))
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(first.len(), 2, "{params:?}");
+    let step = || {
+        let before = test_hooks::rules_run();
+        let grads = model.forward(&x).square().sum().backward().unwrap();
+        (test_hooks::rules_run() - before, grads)
+    };
+    let (all, full) = step();
+    first.iter().for_each(|p| p.set_requires_grad(false));
+    let (frozen, part) = step();
+    // the first layer's output is a constant to the rest of the graph: its
+    // weight transpose, matmul, bias add and activation are not recorded
+    assert!(frozen < all, "frozen {frozen} rules, trainable {all}");
+    assert_eq!(
+        all - frozen,
+        4,
+        "t, matmul, add and tanh of the first layer"
+    );
+    for (name, p) in &params {
+        match part.get(p) {
+            None => assert!(name.starts_with("0."), "{name} lost its gradient"),
+            Some(g) => {
+                assert!(!name.starts_with("0."), "{name} is frozen");
+                assert_eq!(g.to_vec(), full.get(p).unwrap().to_vec(), "{name}");
+            }
+        }
+    }
+    // thawed: the same identities get gradients again
+    first.iter().for_each(|p| p.set_requires_grad(true));
+    let (again, grads) = step();
+    assert_eq!(again, all);
+    for p in &first {
+        assert_eq!(
+            grads.get(p).unwrap().to_vec(),
+            full.get(p).unwrap().to_vec()
+        );
+    }
+}
+
+#[test]
+fn a_leaf_frozen_after_the_forward_pass_gets_no_gradient_from_it() {
+    let w = t(&[2.0], &[1]).requires_grad();
+    let b = t(&[5.0], &[1]).requires_grad();
+    let y = (&w * &b).sum();
+    w.set_requires_grad(false);
+    let grads = y.backward().unwrap();
+    assert!(grads.get(&w).is_none());
+    assert_eq!(grads.get(&b).unwrap().item(), 2.0);
+    let err = grad(&y, &[&w], plain()).unwrap_err();
+    assert!(matches!(err, Error::UnusedInput { .. }), "{err:?}");
+}
+
+#[test]
+#[should_panic(
+    expected = "set_requires_grad: only a leaf can stop requiring a gradient; this tensor is the output of `mul_scalar`"
+)]
+fn only_leaves_can_be_frozen() {
+    let w = t(&[2.0], &[1]).requires_grad();
+    let y = &w * 3.0;
+    y.set_requires_grad(true); // a no-op: it already needs one
+    y.set_requires_grad(false);
+}

@@ -31,8 +31,10 @@ fn binary<T: Element>(
     Ok(Tensor::from_op_data(seen, data, &shape, op, &[a, b]))
 }
 
+/// A binary op's panicking method; its `try_` twin comes from
+/// [`binary_try_method!`] in the fallible block at the end of the file.
 macro_rules! binary_method {
-    ($(#[$doc:meta])* $name:ident, $try_name:ident, $op:expr, $cost:ident, $f:expr) => {
+    ($(#[$doc:meta])* $name:ident, $try_name:ident) => {
         impl<T: Element> Tensor<T> {
             $(#[$doc])*
             ///
@@ -42,11 +44,17 @@ macro_rules! binary_method {
             pub fn $name(&self, other: &Tensor<T>) -> Tensor<T> {
                 or_panic(self.$try_name(other))
             }
+        }
+    };
+}
 
-            #[doc = concat!("Like [`", stringify!($name), "`](Tensor::", stringify!($name), "), returning [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) instead of panicking.")]
-            pub fn $try_name(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-                binary(stringify!($name), self, other, $op, Cost::$cost, $f)
-            }
+/// The `try_` twin of a [`binary_method!`], for the fallible block at the end
+/// of the file.
+macro_rules! binary_try_method {
+    ($name:ident, $try_name:ident, $op:expr, $cost:ident, $f:expr) => {
+        #[doc = concat!("Like [`", stringify!($name), "`](Tensor::", stringify!($name), "), returning [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) instead of panicking.")]
+        pub fn $try_name(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+            binary(stringify!($name), self, other, $op, Cost::$cost, $f)
         }
     };
 }
@@ -65,7 +73,7 @@ binary_method!(
     /// assert_eq!(a.add(&b).to_vec(), vec![11., 22., 13., 24.]);
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    add, try_add, Add, Cheap, |a, b| a + b
+    add, try_add
 );
 
 impl<T: Element> Op<T> for Add {
@@ -86,7 +94,7 @@ struct Sub;
 
 binary_method!(
     /// Elementwise `self - other`, broadcasting (also the `-` operator).
-    sub, try_sub, Sub, Cheap, |a, b| a - b
+    sub, try_sub
 );
 
 impl<T: Element> Op<T> for Sub {
@@ -112,7 +120,7 @@ struct Mul;
 
 binary_method!(
     /// Elementwise `self * other`, broadcasting (also the `*` operator).
-    mul, try_mul, Mul, Cheap, |a, b| a * b
+    mul, try_mul
 );
 
 impl<T: Element> Op<T> for Mul {
@@ -140,7 +148,7 @@ struct Div;
 binary_method!(
     /// Elementwise `self / other`, broadcasting (also the `/` operator). Division
     /// by zero follows IEEE 754 (`±inf` or NaN).
-    div, try_div, Div, Cheap, |a, b| a / b
+    div, try_div
 );
 
 impl<T: Element> Op<T> for Div {
@@ -184,7 +192,7 @@ binary_method!(
     /// assert_eq!(a.pow(&b).to_vec(), vec![8.0, 3.0]);
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    pow, try_pow, Pow, Costly, |a: T, b: T| a.powf(b)
+    pow, try_pow
 );
 
 impl<T: Element> Op<T> for Pow {
@@ -281,13 +289,13 @@ binary_method!(
     /// assert!(m[2].is_nan());
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
-    maximum, try_maximum, Extremum::<true>, Cheap, extremum::<T, true>
+    maximum, try_maximum
 );
 
 binary_method!(
     /// Elementwise minimum, broadcasting; NaN propagates and ties split the
     /// gradient ½/½, as in [`maximum`](Tensor::maximum).
-    minimum, try_minimum, Extremum::<false>, Cheap, extremum::<T, false>
+    minimum, try_minimum
 );
 
 impl<T: Element, const MAX: bool> Op<T> for Extremum<MAX> {
@@ -331,6 +339,30 @@ impl<T: Element, const MAX: bool> Op<T> for Extremum<MAX> {
                 .then(|| zip3_plain(s, g, b, a, Cost::Cheap, share)),
         ]
     }
+}
+
+/// Fallible forms: each `try_x` is `x` returning [`Result`] instead of
+/// panicking (the error carries the message the panic would print).
+impl<T: Element> Tensor<T> {
+    binary_try_method!(add, try_add, Add, Cheap, |a, b| a + b);
+    binary_try_method!(sub, try_sub, Sub, Cheap, |a, b| a - b);
+    binary_try_method!(mul, try_mul, Mul, Cheap, |a, b| a * b);
+    binary_try_method!(div, try_div, Div, Cheap, |a, b| a / b);
+    binary_try_method!(pow, try_pow, Pow, Costly, |a: T, b: T| a.powf(b));
+    binary_try_method!(
+        maximum,
+        try_maximum,
+        Extremum::<true>,
+        Cheap,
+        extremum::<T, true>
+    );
+    binary_try_method!(
+        minimum,
+        try_minimum,
+        Extremum::<false>,
+        Cheap,
+        extremum::<T, false>
+    );
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Selection and assembly: `index_select` (embedding lookups), `masked_fill`,
-//! `cat` and `stack`.
+//! the triangular masks `tril` and `triu`, `cat` and `stack`.
 
 use super::{zip_grad, Cost, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
@@ -95,6 +95,69 @@ impl<T: Element> Op<T> for MaskedFill {
     }
 }
 
+// ----- tril / triu -----
+
+/// Zeroes the elements of each matrix (last two axes) outside a triangle:
+/// below diagonal `k` for `triu` (`upper`), above it for `tril`.
+struct Triangle {
+    upper: bool,
+    k: isize,
+}
+
+impl<T: Element> Op<T> for Triangle {
+    fn name(&self) -> &'static str {
+        if self.upper {
+            "triu"
+        } else {
+            "tril"
+        }
+    }
+    fn saves(&self) -> Saves {
+        Saves::Nothing
+    }
+    /// The same mask on the gradient (the op is linear, so any order).
+    fn backward(&self, _: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        grads![Some(
+            triangle(&g, self.upper, self.k).expect("the forward pass checked the rank")
+        )]
+    }
+}
+
+fn triangle<T: Element>(x: &Tensor<T>, upper: bool, k: isize) -> Result<Tensor<T>> {
+    let name = if upper { "triu" } else { "tril" };
+    let shape = x.shape();
+    let n = shape.len();
+    if n < 2 {
+        return Err(Error::invalid(
+            name,
+            format!("expects at least 2 dimensions, got shape {shape:?}"),
+        ));
+    }
+    let (rows, cols) = (shape[n - 2], shape[n - 1]);
+    let seen = Seen::note(&[x]);
+    let mut data = x.to_vec();
+    if rows * cols > 0 {
+        for matrix in data.chunks_mut(rows * cols) {
+            for (i, row) in matrix.chunks_mut(cols).enumerate() {
+                // keep column j when j − i ≥ k (triu) or j − i ≤ k (tril)
+                for (j, v) in row.iter_mut().enumerate() {
+                    let d = j as isize - i as isize;
+                    if (upper && d < k) || (!upper && d > k) {
+                        *v = T::zero();
+                    }
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_op_data(
+        seen,
+        data,
+        shape,
+        Triangle { upper, k },
+        &[x],
+    ))
+}
+
 // ----- cat / stack -----
 
 struct Cat {
@@ -141,6 +204,102 @@ impl<T: Element> Tensor<T> {
         or_panic(self.try_index_select(axis, indices))
     }
 
+    /// `value` where `mask` is nonzero, the input elsewhere. `mask` broadcasts to
+    /// the input's shape and is not differentiated; `value` may be `-inf` (attention
+    /// masks, followed by [`softmax`](Tensor::softmax)). Filled slots get gradient 0.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::<f32>::ones(&[2, 2]);
+    /// let upper = Tensor::<f32>::from_vec(vec![0., 1., 0., 0.], &[2, 2])?;
+    /// let y = x.masked_fill(&upper, f32::NEG_INFINITY);
+    /// assert_eq!(y.to_vec(), vec![1., f32::NEG_INFINITY, 1., 1.]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the mask does not broadcast to the input's shape, naming both.
+    #[track_caller]
+    pub fn masked_fill(&self, mask: &Tensor<T>, value: T) -> Tensor<T> {
+        or_panic(self.try_masked_fill(mask, value))
+    }
+
+    /// The lower triangle of each matrix (the last two axes): element `[i, j]`
+    /// is kept where `j − i ≤ k` and zeroed elsewhere, as PyTorch's `tril`.
+    /// `k = 0` keeps the main diagonal, `k < 0` drops diagonals below it, `k > 0`
+    /// keeps diagonals above it; a `k` past the matrix keeps everything or
+    /// nothing. The gradient is masked the same way.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::ones(&[3, 3]);
+    /// assert_eq!(x.tril(0).to_vec(), vec![1., 0., 0., 1., 1., 0., 1., 1., 1.]);
+    /// assert_eq!(x.tril(-1).to_vec(), vec![0., 0., 0., 1., 0., 0., 1., 1., 0.]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the tensor has fewer than 2 dimensions, naming its shape.
+    #[track_caller]
+    pub fn tril(&self, k: isize) -> Tensor<T> {
+        or_panic(self.try_tril(k))
+    }
+
+    /// The upper triangle of each matrix (the last two axes): element `[i, j]`
+    /// is kept where `j − i ≥ k` and zeroed elsewhere, as PyTorch's `triu`
+    /// (a causal attention mask is `ones.triu(1)`: 1 above the diagonal).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::ones(&[2, 3]);
+    /// assert_eq!(x.triu(1).to_vec(), vec![0., 1., 1., 0., 0., 1.]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the tensor has fewer than 2 dimensions, naming its shape.
+    #[track_caller]
+    pub fn triu(&self, k: isize) -> Tensor<T> {
+        or_panic(self.try_triu(k))
+    }
+
+    /// Joins tensors along an existing `axis`; all other dimensions must agree.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::<f32>::zeros(&[2, 1]);
+    /// let b = Tensor::<f32>::ones(&[2, 2]);
+    /// let c = Tensor::cat(&[&a, &b], 1);
+    /// assert_eq!(c.shape(), &[2, 3]);
+    /// assert_eq!(c.to_vec(), vec![0., 1., 1., 0., 1., 1.]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the list is empty, `axis` is out of range or the shapes differ
+    /// off the axis, naming the shapes.
+    #[track_caller]
+    pub fn cat(tensors: &[&Tensor<T>], axis: isize) -> Tensor<T> {
+        or_panic(Self::try_cat(tensors, axis))
+    }
+
+    /// Joins equally shaped tensors along a new `axis` (negative counts on the
+    /// output's rank).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::<f32>::zeros(&[3]);
+    /// let b = Tensor::<f32>::ones(&[3]);
+    /// assert_eq!(Tensor::stack(&[&a, &b], 0).shape(), &[2, 3]);
+    /// assert_eq!(Tensor::stack(&[&a, &b], -1).shape(), &[3, 2]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the list is empty, the shapes differ or `axis` is out of range.
+    #[track_caller]
+    pub fn stack(tensors: &[&Tensor<T>], axis: isize) -> Tensor<T> {
+        or_panic(Self::try_stack(tensors, axis))
+    }
+}
+
+/// Fallible forms: each `try_x` is `x` returning [`Result`] instead of
+/// panicking (the error carries the message the panic would print).
+impl<T: Element> Tensor<T> {
     /// Like [`index_select`](Tensor::index_select), returning
     /// [`Error::IndexOutOfRange`] or [`Error::InvalidAxis`] instead of panicking.
     pub fn try_index_select(&self, axis: isize, indices: &[usize]) -> Result<Tensor<T>> {
@@ -163,26 +322,6 @@ impl<T: Element> Tensor<T> {
             indices: indices.to_vec(),
         };
         Ok(Tensor::from_op_data(seen, data, &shape, op, &[self]))
-    }
-
-    /// `value` where `mask` is nonzero, the input elsewhere. `mask` broadcasts to
-    /// the input's shape and is not differentiated; `value` may be `-inf` (attention
-    /// masks, followed by [`softmax`](Tensor::softmax)). Filled slots get gradient 0.
-    ///
-    /// ```
-    /// use ferrograd::Tensor;
-    /// let x = Tensor::<f32>::ones(&[2, 2]);
-    /// let upper = Tensor::<f32>::from_vec(vec![0., 1., 0., 0.], &[2, 2])?;
-    /// let y = x.masked_fill(&upper, f32::NEG_INFINITY);
-    /// assert_eq!(y.to_vec(), vec![1., f32::NEG_INFINITY, 1., 1.]);
-    /// # Ok::<(), ferrograd::Error>(())
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when the mask does not broadcast to the input's shape, naming both.
-    #[track_caller]
-    pub fn masked_fill(&self, mask: &Tensor<T>, value: T) -> Tensor<T> {
-        or_panic(self.try_masked_fill(mask, value))
     }
 
     /// Like [`masked_fill`](Tensor::masked_fill), returning an error instead of panicking.
@@ -215,23 +354,14 @@ impl<T: Element> Tensor<T> {
         ))
     }
 
-    /// Joins tensors along an existing `axis`; all other dimensions must agree.
-    ///
-    /// ```
-    /// use ferrograd::Tensor;
-    /// let a = Tensor::<f32>::zeros(&[2, 1]);
-    /// let b = Tensor::<f32>::ones(&[2, 2]);
-    /// let c = Tensor::cat(&[&a, &b], 1);
-    /// assert_eq!(c.shape(), &[2, 3]);
-    /// assert_eq!(c.to_vec(), vec![0., 1., 1., 0., 1., 1.]);
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when the list is empty, `axis` is out of range or the shapes differ
-    /// off the axis, naming the shapes.
-    #[track_caller]
-    pub fn cat(tensors: &[&Tensor<T>], axis: isize) -> Tensor<T> {
-        or_panic(Self::try_cat(tensors, axis))
+    /// Like [`tril`](Tensor::tril), returning an error instead of panicking.
+    pub fn try_tril(&self, k: isize) -> Result<Tensor<T>> {
+        triangle(self, false, k)
+    }
+
+    /// Like [`triu`](Tensor::triu), returning an error instead of panicking.
+    pub fn try_triu(&self, k: isize) -> Result<Tensor<T>> {
+        triangle(self, true, k)
     }
 
     /// Like [`cat`](Tensor::cat), returning an error instead of panicking.
@@ -270,24 +400,6 @@ impl<T: Element> Tensor<T> {
             Cat { axis: a, sizes },
             tensors,
         ))
-    }
-
-    /// Joins equally shaped tensors along a new `axis` (negative counts on the
-    /// output's rank).
-    ///
-    /// ```
-    /// use ferrograd::Tensor;
-    /// let a = Tensor::<f32>::zeros(&[3]);
-    /// let b = Tensor::<f32>::ones(&[3]);
-    /// assert_eq!(Tensor::stack(&[&a, &b], 0).shape(), &[2, 3]);
-    /// assert_eq!(Tensor::stack(&[&a, &b], -1).shape(), &[3, 2]);
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when the list is empty, the shapes differ or `axis` is out of range.
-    #[track_caller]
-    pub fn stack(tensors: &[&Tensor<T>], axis: isize) -> Tensor<T> {
-        or_panic(Self::try_stack(tensors, axis))
     }
 
     /// Like [`stack`](Tensor::stack), returning an error instead of panicking.
@@ -358,6 +470,72 @@ mod tests {
         assert!(Tensor::<f64>::try_cat(&[], 0).is_err());
         assert!(Tensor::try_stack(&[&x, &Tensor::zeros(&[3, 2])], 0).is_err());
         assert!(x.try_masked_fill(&Tensor::zeros(&[2]), 0.0).is_err());
+    }
+
+    #[test]
+    fn tril_and_triu_as_torch() {
+        // torch.arange(12.).reshape(3, 4).tril(k) / .triu(k)
+        let x = Tensor::<f64>::arange(12).reshape(&[3, 4]);
+        let z = [0.0; 12];
+        let all: Vec<f64> = (0..12).map(f64::from).collect();
+        assert_close(
+            &x.tril(0),
+            &[0., 0., 0., 0., 4., 5., 0., 0., 8., 9., 10., 0.],
+            0.0,
+        );
+        assert_close(
+            &x.tril(-1),
+            &[0., 0., 0., 0., 4., 0., 0., 0., 8., 9., 0., 0.],
+            0.0,
+        );
+        assert_close(
+            &x.tril(1),
+            &[0., 1., 0., 0., 4., 5., 6., 0., 8., 9., 10., 11.],
+            0.0,
+        );
+        assert_close(
+            &x.triu(0),
+            &[0., 1., 2., 3., 0., 5., 6., 7., 0., 0., 10., 11.],
+            0.0,
+        );
+        assert_close(
+            &x.triu(-1),
+            &[0., 1., 2., 3., 4., 5., 6., 7., 0., 9., 10., 11.],
+            0.0,
+        );
+        assert_close(
+            &x.triu(3),
+            &[0., 0., 0., 3., 0., 0., 0., 0., 0., 0., 0., 0.],
+            0.0,
+        );
+        assert_close(&x.tril(-5), &z, 0.0);
+        assert_close(&x.tril(isize::MAX), &all, 0.0);
+        assert_close(&x.triu(isize::MIN), &all, 0.0);
+        assert_close(&x.triu(9), &z, 0.0);
+        // batched, and on a transposed view
+        let b = Tensor::<f64>::ones(&[2, 2, 2]).triu(1);
+        assert_close(&b, &[0., 1., 0., 0., 0., 1., 0., 0.], 0.0);
+        assert_close(
+            &x.t().tril(0),
+            &[0., 0., 0., 1., 5., 0., 2., 6., 10., 3., 7., 11.],
+            0.0,
+        );
+        assert_eq!(
+            Tensor::<f64>::zeros(&[3])
+                .try_tril(0)
+                .unwrap_err()
+                .to_string(),
+            "tril: expects at least 2 dimensions, got shape [3]"
+        );
+    }
+
+    #[test]
+    fn gradcheck_triangles() {
+        let x = rand_leaf(&[2, 3, 4], 76);
+        for k in [-1isize, 0, 2] {
+            check(|x| x[0].tril(k).square(), &[x.clone()]);
+            check(|x| x[0].transpose(-1, -2).triu(k).square(), &[x.clone()]);
+        }
     }
 
     #[test]

@@ -210,7 +210,11 @@ impl<T: Element> Tensor<T> {
     pub fn matmul(&self, other: &Tensor<T>) -> Tensor<T> {
         or_panic(self.try_matmul(other))
     }
+}
 
+/// Fallible forms: each `try_x` is `x` returning [`Result`] instead of
+/// panicking (the error carries the message the panic would print).
+impl<T: Element> Tensor<T> {
     /// Like [`matmul`](Tensor::matmul), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_matmul(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         let (sa, sb) = (self.shape(), other.shape());

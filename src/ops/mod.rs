@@ -1,5 +1,9 @@
-//! Differentiable operations: each op's forward, its backward rule and its tests
-//! live together, one family per file.
+//! The op table: every operation on [`Tensor`], how its gradient is
+//! computed, and how many times it can be differentiated.
+//!
+//! The ops themselves are methods on [`Tensor`] (this module holds no public
+//! items, only this table). Every op listed with an order can be used under
+//! [`grad`](crate::grad) with `create_graph` and differentiated again.
 //!
 //! # The op table
 //!
@@ -7,7 +11,9 @@
 //! every rule builds its result from recorded ops instead ("recorded form"), so
 //! that it can be differentiated again. "Order" is how many times an op can be
 //! differentiated: ∞ everywhere (at kinks, the derivative PyTorch picks: relu'' =
-//! abs'' = 0, and max/min send the gradient to the first extreme).
+//! abs'' = 0, and max/min send the gradient to the first extreme). A composite
+//! is made of other ops in the table and differentiates through them. "File" is
+//! where the op lives in `src/ops/` (or `src/tensor/`).
 //!
 //! | op | file | kind | backward | recorded form | order |
 //! |---|---|---|---|---|---|
@@ -15,47 +21,58 @@
 //! | `mul div` | `binary.rs` | primitive | fused kernels | `mul`, `div` | ∞ |
 //! | `pow` | `binary.rs` | primitive | fused kernels | `pow`, `log`, `masked_fill` (safe at 0) | ∞ |
 //! | `maximum minimum` | `binary.rs` | primitive | fused kernels | `g` × a constant share | ∞ |
+//! | `Iterator::sum` (over tensors: impl Sum for Tensor) | `tensor/operators.rs` | composite (a chain of `add`; empty gives a 0-d zero) | — | — | ∞ |
 //! | `add_scalar sub_scalar rsub_scalar mul_scalar div_scalar rdiv_scalar` (and the operators with a scalar) | `scalar.rs` | primitive, `unary!` | fused kernel | scalar ops | ∞ |
 //! | `neg exp log sqrt abs square recip sin cos tanh sigmoid relu leaky_relu gelu gelu_erf erf silu softplus clamp powf powi` | `unary.rs` | primitive, `unary!` | fused kernel | each op's `graph:` (piecewise ops: `g` × a constant) | ∞ |
 //! | `sum mean sum_axis mean_axis` | `reduce.rs` | primitive | broadcast view | the same | ∞ |
 //! | `max_axis min_axis` | `reduce.rs` | primitive | `index_add` (scatter) | the same | ∞ |
 //! | `logsumexp` | `reduce.rs` | primitive (stable) | fused kernel | `exp(x − y)` | ∞ |
 //! | `var_axis` | `reduce.rs` | composite | — | — | ∞ |
-//! | `argmax argmin` | `reduce.rs` | not differentiable | — | — | — |
+//! | `argmax argmin` | `reduce.rs` | not differentiable (indices as element values) | — | — | — |
 //! | `softmax log_softmax` | `softmax.rs` | primitive (stable) | fused kernel | `y·(g − Σg·y)`, `g − exp(y)·Σg` | ∞ |
 //! | `layer_norm` (public as nn::functional::layer_norm) | `norm.rs` | primitive | fused kernel | the statistics recomputed from `x` | ∞ |
 //! | `bce` (public as loss::bce and loss::per_sample::bce) | `loss.rs` | primitive (PyTorch's clamped logs and bounded gradient) | fused kernels | recorded ops (logs of a clamped `p`) | ∞ |
 //! | `matmul` | `matmul.rs` | primitive | tensor ops (GEMM) | the same | ∞ |
 //! | `reshape flatten squeeze unsqueeze transpose t permute broadcast_to narrow contiguous` | `movement.rs` | views | tensor ops (`narrow` ↔ `pad_axis`) | the same | ∞ |
+//! | `chunk split select` | `movement.rs` | composite (`narrow` views; `select` also `squeeze`) | — | — | ∞ |
 //! | `index_select masked_fill cat stack` | `index.rs` | primitive | `index_add` ↔ `index_select`, a masked kernel, `narrow` | the same, `masked_fill` | ∞ |
+//! | `tril triu` | `index.rs` | primitive | the same mask on `g` | the same | ∞ |
+//! | `where_cond` | `compare.rs` | primitive (the mask is not differentiated) | a masked kernel per branch | `where_cond` of `g` against zeros | ∞ |
+//! | `equal not_equal greater greater_equal less less_equal` (and each `_scalar` form) | `compare.rs` | not differentiable (0/1 masks, never recorded) | — | — | — |
+//! | `cast` | `tensor/cast.rs` | not differentiable (a copy into another element type; refuses a tensor that needs a gradient while recording) | — | — | — |
 //!
 //! "Fused kernel" rules compute `grad × local derivative` in one pass over the
-//! buffers instead of several tensor ops; `tests/all_ops_gradcheck.rs` checks
-//! that both forms give the same first derivative.
+//! buffers instead of several tensor ops; the crate's tests check that both
+//! forms give the same first derivative, and check every row with an order
+//! against finite differences, to the second order.
 //!
-//! The walk sums every gradient a rule returns down to its input's shape
-//! ([`sum_to_shape`]), so rules of broadcasting ops return gradients of the
-//! output's shape and never undo broadcasting themselves.
-//!
-//! # Adding an op
-//!
-//! 1. A section in the family file: the op's `Tensor` method (and a `try_` twin
-//!    when it combines shapes or takes axes) and its backward rule, next to each
-//!    other. An elementwise op is one `unary!` (in `unary.rs`, or `scalar.rs`
-//!    with a scalar parameter: `f`, the fused `df`, and the recorded `graph:`
-//!    form) or one `binary_method!` with its `impl Op`. Any other op is a struct
-//!    with `impl Op`, whose `backward` branches on `cx.create_graph`: recorded
-//!    tensor ops there (or a backward op with its own `impl Op`, as
-//!    `pad_axis` is for `narrow`), a fused kernel otherwise if it is faster.
-//!    Forward: `Seen::note(inputs)` before reading them, then
-//!    `Tensor::from_op_data(seen, ..)`.
-//! 2. A row in the table above, with its order.
-//! 3. Known-value tests in the file's `mod tests`.
-//! 4. An entry in `tests/all_ops_gradcheck.rs`: it runs `gradcheck`,
-//!    `gradgradcheck` and the fused-vs-recorded comparison on it.
-//! 5. A line in `CHANGELOG.md`.
+//! Rules of broadcasting ops return gradients of the output's shape: the walk
+//! sums each one down to its input's shape, the one place where broadcasting is
+//! undone.
+
+// # Adding an op
+//
+// 1. A section in the family file: the op's `Tensor` method and its backward
+//    rule, next to each other; its `try_` twin (when it combines shapes, takes
+//    axes or can fail otherwise) goes in the file's "Fallible forms" impl block,
+//    which follows the panicking forms, so that rustdoc lists the twins
+//    together. An elementwise op is one `unary!` (in `unary.rs`, or `scalar.rs`
+//    with a scalar parameter: `f`, the fused `df`, and the recorded `graph:`
+//    form) or one `binary_method!` (with its `binary_try_method!`) and its
+//    `impl Op`. Any other op is a struct with `impl Op`, whose `backward`
+//    branches on `cx.create_graph`: recorded tensor ops there (or a backward op
+//    with its own `impl Op`, as `pad_axis` is for `narrow`), a fused kernel
+//    otherwise if it is faster. Forward: `Seen::note(inputs)` before reading
+//    them, then `Tensor::from_op_data(seen, ..)`.
+// 2. A row in the table above, with its order (`tests/all_ops_gradcheck.rs`
+//    parses it; rows saying "not differentiable" are skipped).
+// 3. Known-value tests in the file's `mod tests`.
+// 4. An entry in `tests/all_ops_gradcheck.rs`: it runs `gradcheck`,
+//    `gradgradcheck` and the fused-vs-recorded comparison on it.
+// 5. A line in `CHANGELOG.md`.
 
 mod binary;
+mod compare;
 mod index;
 mod loss;
 mod matmul;

@@ -1,6 +1,7 @@
 //! Shape ops. Most are views that share the buffer (`transpose`, `permute`, `t`,
 //! `broadcast_to`, `narrow`, `unsqueeze`, `squeeze`, and `reshape` of a contiguous
-//! tensor); `reshape` of a strided tensor and `contiguous` copy.
+//! tensor); `reshape` of a strided tensor and `contiguous` copy. `chunk`, `split`
+//! and `select` are made of `narrow` (and `squeeze`) views.
 
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::Element;
@@ -182,6 +183,186 @@ impl<T: Element> Tensor<T> {
         or_panic(self.try_reshape(shape))
     }
 
+    /// The elements as a 1-D tensor.
+    pub fn flatten(&self) -> Tensor<T> {
+        self.reshape(&[self.numel()])
+    }
+
+    /// Removes `axis` when its size is 1; otherwise returns the tensor unchanged
+    /// (as PyTorch's `squeeze(dim)`).
+    ///
+    /// # Panics
+    /// Panics when `axis` is out of range.
+    #[track_caller]
+    pub fn squeeze(&self, axis: isize) -> Tensor<T> {
+        or_panic(self.try_squeeze(axis))
+    }
+
+    /// Inserts an axis of size 1 at `axis`; negative values count on the output's
+    /// rank (`-1` appends).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::zeros(&[2, 3]);
+    /// assert_eq!(x.unsqueeze(0).shape(), &[1, 2, 3]);
+    /// assert_eq!(x.unsqueeze(-1).shape(), &[2, 3, 1]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when `axis` is outside `-(ndim+1)..=ndim`.
+    #[track_caller]
+    pub fn unsqueeze(&self, axis: isize) -> Tensor<T> {
+        or_panic(self.try_unsqueeze(axis))
+    }
+
+    /// Reorders the axes: output axis `i` is input axis `perm[i]` (a view).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::zeros(&[2, 3, 4]);
+    /// assert_eq!(x.permute(&[2, 0, 1]).shape(), &[4, 2, 3]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics unless `perm` is a permutation of `0..ndim`.
+    #[track_caller]
+    pub fn permute(&self, perm: &[usize]) -> Tensor<T> {
+        or_panic(self.try_permute(perm))
+    }
+
+    /// Swaps two axes (a view).
+    ///
+    /// # Panics
+    /// Panics when an axis is out of range.
+    #[track_caller]
+    pub fn transpose(&self, a: isize, b: isize) -> Tensor<T> {
+        or_panic(self.try_transpose(a, b))
+    }
+
+    /// The transpose of a matrix (a view); 0-d and 1-D tensors come back unchanged.
+    ///
+    /// # Panics
+    /// Panics for more than 2 dimensions (use [`transpose`](Tensor::transpose)).
+    #[track_caller]
+    pub fn t(&self) -> Tensor<T> {
+        or_panic(self.try_t())
+    }
+
+    /// A view with size-1 (or missing leading) axes repeated to `shape`, NumPy-style;
+    /// nothing is copied.
+    ///
+    /// ```
+    /// let b = ferrograd::Tensor::<f32>::from_vec(vec![1., 2.], &[2])?;
+    /// assert_eq!(b.broadcast_to(&[2, 2]).to_vec(), vec![1., 2., 1., 2.]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when the shape is not reachable by broadcasting, naming both shapes.
+    #[track_caller]
+    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor<T> {
+        or_panic(self.try_broadcast_to(shape))
+    }
+
+    /// Elements `start..start + len` along `axis` (a view).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::arange(6).reshape(&[2, 3]);
+    /// assert_eq!(x.narrow(1, 1, 2).to_vec(), vec![1., 2., 4., 5.]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when `axis` is out of range or the slice passes the end of the axis.
+    #[track_caller]
+    pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Tensor<T> {
+        or_panic(self.try_narrow(axis, start, len))
+    }
+
+    /// Splits the tensor along `axis` into chunks of `ceil(len / n)` elements
+    /// (the last one smaller), as PyTorch's `chunk`: there may be fewer than `n`
+    /// chunks (6 elements in 4 chunks gives 3 chunks of 2). An empty axis gives
+    /// `n` empty chunks. Each chunk is a view ([`narrow`](Tensor::narrow)), so
+    /// gradients flow back to the slices they came from.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::arange(5);
+    /// let parts: Vec<Vec<f32>> = x.chunk(3, 0).iter().map(|c| c.to_vec()).collect();
+    /// assert_eq!(parts, vec![vec![0., 1.], vec![2., 3.], vec![4.]]);
+    /// assert_eq!(ferrograd::Tensor::<f32>::zeros(&[6]).chunk(4, 0).len(), 3);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when `n` is 0 or `axis` is out of range, naming the op, the value
+    /// and the shape.
+    #[track_caller]
+    pub fn chunk(&self, n: usize, axis: isize) -> Vec<Tensor<T>> {
+        or_panic(self.try_chunk(n, axis))
+    }
+
+    /// Splits the tensor along `axis` into consecutive pieces of the given
+    /// `sizes`, which must add up to the axis' length (as PyTorch's `split`
+    /// with a list of sizes). Each piece is a view ([`narrow`](Tensor::narrow)).
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::arange(6).reshape(&[2, 3]);
+    /// let parts = x.split(&[1, 2], 1);
+    /// assert_eq!(parts[0].to_vec(), vec![0., 3.]);
+    /// assert_eq!(parts[1].shape(), &[2, 2]);
+    /// assert_eq!(parts[1].to_vec(), vec![1., 2., 4., 5.]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when `axis` is out of range or the sizes do not add up to the
+    /// axis' length, naming the sizes and the shape.
+    #[track_caller]
+    pub fn split(&self, sizes: &[usize], axis: isize) -> Vec<Tensor<T>> {
+        or_panic(self.try_split(sizes, axis))
+    }
+
+    /// The slice at `index` along `axis`, with that axis removed (a view; a
+    /// negative `axis` counts from the end), as PyTorch's `select`.
+    ///
+    /// ```
+    /// let x = ferrograd::Tensor::<f32>::arange(6).reshape(&[2, 3]);
+    /// assert_eq!(x.select(0, 1).to_vec(), vec![3., 4., 5.]);
+    /// assert_eq!(x.select(-1, 2).to_vec(), vec![2., 5.]);
+    /// assert_eq!(x.select(1, 0).shape(), &[2]);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when `axis` is out of range or `index` is not below the axis'
+    /// size, naming the op, the value and the shape.
+    #[track_caller]
+    pub fn select(&self, axis: isize, index: usize) -> Tensor<T> {
+        or_panic(self.try_select(axis, index))
+    }
+
+    /// A row-major copy when the tensor is strided; itself otherwise.
+    pub fn contiguous(&self) -> Tensor<T> {
+        if self.is_contiguous() {
+            return self.clone();
+        }
+        self.copy_recorded()
+    }
+
+    /// A fresh contiguous copy that owns its buffer, recorded (as `contiguous`)
+    /// when recording is on and this tensor needs a gradient.
+    pub(crate) fn copy_recorded(&self) -> Tensor<T> {
+        let seen = Seen::note(&[self]);
+        Tensor::from_op_data(seen, self.to_vec(), self.shape(), Contiguous, &[self])
+    }
+
+    /// A fresh contiguous copy that owns its buffer and records nothing.
+    pub(crate) fn copy(&self) -> Tensor<T> {
+        Tensor::from_parts(
+            Storage::new(self.to_vec()),
+            Layout::contiguous(self.shape()),
+            false,
+        )
+    }
+}
+
+/// Fallible forms: each `try_x` is `x` returning [`Result`] instead of
+/// panicking (the error carries the message the panic would print).
+impl<T: Element> Tensor<T> {
     /// Like [`reshape`](Tensor::reshape), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor<T>> {
         if checked_numel("reshape", shape)? != self.numel() {
@@ -206,21 +387,6 @@ impl<T: Element> Tensor<T> {
         })
     }
 
-    /// The elements as a 1-D tensor.
-    pub fn flatten(&self) -> Tensor<T> {
-        self.reshape(&[self.numel()])
-    }
-
-    /// Removes `axis` when its size is 1; otherwise returns the tensor unchanged
-    /// (as PyTorch's `squeeze(dim)`).
-    ///
-    /// # Panics
-    /// Panics when `axis` is out of range.
-    #[track_caller]
-    pub fn squeeze(&self, axis: isize) -> Tensor<T> {
-        or_panic(self.try_squeeze(axis))
-    }
-
     /// Like [`squeeze`](Tensor::squeeze), returning an error instead of panicking.
     pub fn try_squeeze(&self, axis: isize) -> Result<Tensor<T>> {
         let a = normalize_axis("squeeze", axis, self.shape())?;
@@ -230,40 +396,10 @@ impl<T: Element> Tensor<T> {
         Ok(self.view_op(self.layout().remove_axis(a), Reshape))
     }
 
-    /// Inserts an axis of size 1 at `axis`; negative values count on the output's
-    /// rank (`-1` appends).
-    ///
-    /// ```
-    /// let x = ferrograd::Tensor::<f32>::zeros(&[2, 3]);
-    /// assert_eq!(x.unsqueeze(0).shape(), &[1, 2, 3]);
-    /// assert_eq!(x.unsqueeze(-1).shape(), &[2, 3, 1]);
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when `axis` is outside `-(ndim+1)..=ndim`.
-    #[track_caller]
-    pub fn unsqueeze(&self, axis: isize) -> Tensor<T> {
-        or_panic(self.try_unsqueeze(axis))
-    }
-
     /// Like [`unsqueeze`](Tensor::unsqueeze), returning an error instead of panicking.
     pub fn try_unsqueeze(&self, axis: isize) -> Result<Tensor<T>> {
         let a = normalize_new_axis("unsqueeze", axis, self.shape())?;
         Ok(self.view_op(self.layout().unsqueeze(a), Reshape))
-    }
-
-    /// Reorders the axes: output axis `i` is input axis `perm[i]` (a view).
-    ///
-    /// ```
-    /// let x = ferrograd::Tensor::<f32>::zeros(&[2, 3, 4]);
-    /// assert_eq!(x.permute(&[2, 0, 1]).shape(), &[4, 2, 3]);
-    /// ```
-    ///
-    /// # Panics
-    /// Panics unless `perm` is a permutation of `0..ndim`.
-    #[track_caller]
-    pub fn permute(&self, perm: &[usize]) -> Tensor<T> {
-        or_panic(self.try_permute(perm))
     }
 
     /// Like [`permute`](Tensor::permute), returning an error instead of panicking.
@@ -289,15 +425,6 @@ impl<T: Element> Tensor<T> {
         Ok(self.view_op(self.layout().permute(perm), Permute(perm.into())))
     }
 
-    /// Swaps two axes (a view).
-    ///
-    /// # Panics
-    /// Panics when an axis is out of range.
-    #[track_caller]
-    pub fn transpose(&self, a: isize, b: isize) -> Tensor<T> {
-        or_panic(self.try_transpose(a, b))
-    }
-
     /// Like [`transpose`](Tensor::transpose), returning an error instead of panicking.
     pub fn try_transpose(&self, a: isize, b: isize) -> Result<Tensor<T>> {
         let n = self.ndim();
@@ -308,15 +435,6 @@ impl<T: Element> Tensor<T> {
         let mut perm: Vec<usize> = (0..n).collect();
         perm.swap(a, b);
         self.try_permute(&perm)
-    }
-
-    /// The transpose of a matrix (a view); 0-d and 1-D tensors come back unchanged.
-    ///
-    /// # Panics
-    /// Panics for more than 2 dimensions (use [`transpose`](Tensor::transpose)).
-    #[track_caller]
-    pub fn t(&self) -> Tensor<T> {
-        or_panic(self.try_t())
     }
 
     /// Like [`t`](Tensor::t), returning an error instead of panicking.
@@ -334,22 +452,6 @@ impl<T: Element> Tensor<T> {
         }
     }
 
-    /// A view with size-1 (or missing leading) axes repeated to `shape`, NumPy-style;
-    /// nothing is copied.
-    ///
-    /// ```
-    /// let b = ferrograd::Tensor::<f32>::from_vec(vec![1., 2.], &[2])?;
-    /// assert_eq!(b.broadcast_to(&[2, 2]).to_vec(), vec![1., 2., 1., 2.]);
-    /// # Ok::<(), ferrograd::Error>(())
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when the shape is not reachable by broadcasting, naming both shapes.
-    #[track_caller]
-    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor<T> {
-        or_panic(self.try_broadcast_to(shape))
-    }
-
     /// Like [`broadcast_to`](Tensor::broadcast_to), returning an error instead of panicking.
     pub fn try_broadcast_to(&self, shape: &[usize]) -> Result<Tensor<T>> {
         checked_numel("broadcast_to", shape)?;
@@ -362,20 +464,6 @@ impl<T: Element> Tensor<T> {
             return Ok(self.clone());
         }
         Ok(self.view_op(self.layout().broadcast_to(shape), BroadcastTo))
-    }
-
-    /// Elements `start..start + len` along `axis` (a view).
-    ///
-    /// ```
-    /// let x = ferrograd::Tensor::<f32>::arange(6).reshape(&[2, 3]);
-    /// assert_eq!(x.narrow(1, 1, 2).to_vec(), vec![1., 2., 4., 5.]);
-    /// ```
-    ///
-    /// # Panics
-    /// Panics when `axis` is out of range or the slice passes the end of the axis.
-    #[track_caller]
-    pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Tensor<T> {
-        or_panic(self.try_narrow(axis, start, len))
     }
 
     /// Like [`narrow`](Tensor::narrow), returning an error instead of panicking.
@@ -400,28 +488,68 @@ impl<T: Element> Tensor<T> {
         ))
     }
 
-    /// A row-major copy when the tensor is strided; itself otherwise.
-    pub fn contiguous(&self) -> Tensor<T> {
-        if self.is_contiguous() {
-            return self.clone();
+    /// Like [`chunk`](Tensor::chunk), returning an error instead of panicking.
+    pub fn try_chunk(&self, n: usize, axis: isize) -> Result<Vec<Tensor<T>>> {
+        let a = normalize_axis("chunk", axis, self.shape())?;
+        if n == 0 {
+            return Err(Error::invalid(
+                "chunk",
+                format!(
+                    "the number of chunks must be at least 1, got 0 (shape {:?})",
+                    self.shape()
+                ),
+            ));
         }
-        self.copy_recorded()
+        let len = self.shape()[a];
+        if len == 0 {
+            return Ok(vec![self.clone(); n]);
+        }
+        let size = len.div_ceil(n);
+        (0..len)
+            .step_by(size)
+            .map(|start| self.try_narrow(a as isize, start, size.min(len - start)))
+            .collect()
     }
 
-    /// A fresh contiguous copy that owns its buffer, recorded (as `contiguous`)
-    /// when recording is on and this tensor needs a gradient.
-    pub(crate) fn copy_recorded(&self) -> Tensor<T> {
-        let seen = Seen::note(&[self]);
-        Tensor::from_op_data(seen, self.to_vec(), self.shape(), Contiguous, &[self])
+    /// Like [`split`](Tensor::split), returning an error instead of panicking.
+    pub fn try_split(&self, sizes: &[usize], axis: isize) -> Result<Vec<Tensor<T>>> {
+        let a = normalize_axis("split", axis, self.shape())?;
+        let len = self.shape()[a];
+        let total = sizes.iter().try_fold(0usize, |s, &n| s.checked_add(n));
+        if total != Some(len) {
+            return Err(Error::invalid(
+                "split",
+                format!(
+                    "sizes {sizes:?} do not add up to {len}, the size of axis {axis} of shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        let mut start = 0;
+        sizes
+            .iter()
+            .map(|&n| {
+                start += n;
+                self.try_narrow(a as isize, start - n, n)
+            })
+            .collect()
     }
 
-    /// A fresh contiguous copy that owns its buffer and records nothing.
-    pub(crate) fn copy(&self) -> Tensor<T> {
-        Tensor::from_parts(
-            Storage::new(self.to_vec()),
-            Layout::contiguous(self.shape()),
-            false,
-        )
+    /// Like [`select`](Tensor::select), returning [`Error::IndexOutOfRange`] or
+    /// [`Error::InvalidAxis`] instead of panicking.
+    pub fn try_select(&self, axis: isize, index: usize) -> Result<Tensor<T>> {
+        let a = normalize_axis("select", axis, self.shape())?;
+        let size = self.shape()[a];
+        if index >= size {
+            return Err(Error::IndexOutOfRange {
+                op: "select",
+                index,
+                size,
+                shape: self.shape().to_vec(),
+            });
+        }
+        self.try_narrow(a as isize, index, 1)?
+            .try_squeeze(a as isize)
     }
 }
 
@@ -508,6 +636,66 @@ mod tests {
         );
         let m = rand_leaf(&[3, 2], 54);
         check(|x| x[0].t().reshape(&[6]).mul(&w.narrow(0, 0, 6)), &[m]);
+    }
+
+    #[test]
+    fn chunk_split_select_as_torch() {
+        let x = Tensor::<f64>::arange(10).reshape(&[5, 2]);
+        let sizes = |v: Vec<Tensor<f64>>| v.iter().map(|t| t.shape()[0]).collect::<Vec<_>>();
+        // torch.empty(n).chunk(k): ceil(n / k) per chunk, possibly fewer chunks
+        assert_eq!(sizes(x.chunk(3, 0)), vec![2, 2, 1]);
+        assert_eq!(sizes(Tensor::<f64>::zeros(&[6]).chunk(4, 0)), vec![2, 2, 2]);
+        assert_eq!(sizes(Tensor::<f64>::zeros(&[2]).chunk(5, 0)), vec![1, 1]);
+        assert_eq!(
+            sizes(Tensor::<f64>::zeros(&[0, 3]).chunk(3, 0)),
+            vec![0, 0, 0]
+        );
+        assert_eq!(sizes(x.chunk(1, 0)), vec![5]);
+        let c = x.chunk(2, -1);
+        assert_close(&c[1], &[1., 3., 5., 7., 9.], 0.0);
+        assert!(c[1].shares_storage(&x), "a view");
+        let s = x.split(&[1, 0, 4], 0);
+        assert_eq!(sizes(s.clone()), vec![1, 0, 4]);
+        assert_close(&s[2], &[2., 3., 4., 5., 6., 7., 8., 9.], 0.0);
+        assert_close(&x.select(0, 4), &[8., 9.], 0.0);
+        assert_close(&x.select(-1, 1), &[1., 3., 5., 7., 9.], 0.0);
+        assert_eq!(x.select(1, 0).shape(), &[5]);
+        assert_eq!(x.select(0, 0).select(0, 1).shape(), &[] as &[usize]);
+        assert!(x.select(0, 2).shares_storage(&x));
+    }
+
+    #[test]
+    fn chunk_split_select_errors() {
+        let x = Tensor::<f64>::zeros(&[2, 3]);
+        assert_eq!(
+            x.try_chunk(0, 1).unwrap_err().to_string(),
+            "chunk: the number of chunks must be at least 1, got 0 (shape [2, 3])"
+        );
+        assert_eq!(
+            x.try_split(&[1, 1], -1).unwrap_err().to_string(),
+            "split: sizes [1, 1] do not add up to 3, the size of axis -1 of shape [2, 3]"
+        );
+        assert!(x.try_split(&[usize::MAX, 4], 1).is_err());
+        assert_eq!(
+            x.try_select(1, 3).unwrap_err().to_string(),
+            "select: index 3 is out of range for an axis of size 3 (shape [2, 3])"
+        );
+        assert!(x.try_select(2, 0).is_err());
+    }
+
+    #[test]
+    fn gradcheck_chunk_split_select() {
+        let x = rand_leaf(&[3, 5], 56);
+        check(|x| x[0].chunk(2, 1)[1].square(), &[x.clone()]);
+        check(
+            |x| {
+                let p = x[0].t().split(&[2, 3], 0);
+                p[0].sum_axis(0, false).mul(&p[1].sum_axis(0, false))
+            },
+            &[x.clone()],
+        );
+        check(|x| x[0].select(-1, 3).square(), &[x.clone()]);
+        check(|x| x[0].t().select(0, 4).mul_scalar(2.0), &[x]);
     }
 
     #[test]

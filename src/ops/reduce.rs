@@ -156,11 +156,6 @@ impl<T: Element> Tensor<T> {
         or_panic(self.try_sum_axis(axis, keepdim))
     }
 
-    /// Like [`sum_axis`](Tensor::sum_axis), returning [`Error::InvalidAxis`](crate::Error::InvalidAxis) instead of panicking.
-    pub fn try_sum_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        self.reduce_axis("sum_axis", axis, keepdim, false)
-    }
-
     /// The mean along `axis`.
     ///
     /// # Panics
@@ -168,11 +163,6 @@ impl<T: Element> Tensor<T> {
     #[track_caller]
     pub fn mean_axis(&self, axis: isize, keepdim: bool) -> Tensor<T> {
         or_panic(self.try_mean_axis(axis, keepdim))
-    }
-
-    /// Like [`mean_axis`](Tensor::mean_axis), returning an error instead of panicking.
-    pub fn try_mean_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        self.reduce_axis("mean_axis", axis, keepdim, true)
     }
 }
 
@@ -247,11 +237,6 @@ impl<T: Element> Tensor<T> {
         or_panic(self.try_max_axis(axis, keepdim))
     }
 
-    /// Like [`max_axis`](Tensor::max_axis), returning an error instead of panicking.
-    pub fn try_max_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        self.extreme_axis("max_axis", axis, keepdim, true)
-    }
-
     /// The minimum along `axis`; the gradient goes to the first minimal element.
     ///
     /// # Panics
@@ -259,11 +244,6 @@ impl<T: Element> Tensor<T> {
     #[track_caller]
     pub fn min_axis(&self, axis: isize, keepdim: bool) -> Tensor<T> {
         or_panic(self.try_min_axis(axis, keepdim))
-    }
-
-    /// Like [`min_axis`](Tensor::min_axis), returning an error instead of panicking.
-    pub fn try_min_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        self.extreme_axis("min_axis", axis, keepdim, false)
     }
 
     fn arg_extreme(&self, op: &'static str, axis: isize, max: bool) -> Result<Tensor<T>> {
@@ -355,22 +335,6 @@ impl<T: Element> Tensor<T> {
         or_panic(self.try_logsumexp(axis, keepdim))
     }
 
-    /// Like [`logsumexp`](Tensor::logsumexp), returning an error instead of panicking.
-    pub fn try_logsumexp(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        let a = normalize_axis("logsumexp", axis, self.shape())?;
-        let (outer, n, inner) = split_at_axis(self.shape(), a);
-        let seen = Seen::note(&[self]);
-        let data = self.with_contiguous(|x| k::logsumexp(x, outer, n, inner));
-        let shape = reduced_shape(self.shape(), a, keepdim);
-        Ok(Tensor::from_op_data(
-            seen,
-            data,
-            &shape,
-            LogSumExp { axis: a, keepdim },
-            &[self],
-        ))
-    }
-
     /// The variance along `axis` with Bessel's correction (divides by N − 1, as
     /// PyTorch's default); N = 1 and an empty axis give NaN. A composite of `mean_axis`, `sub`,
     /// `square` and `sum_axis`.
@@ -386,6 +350,46 @@ impl<T: Element> Tensor<T> {
     #[track_caller]
     pub fn var_axis(&self, axis: isize, keepdim: bool) -> Tensor<T> {
         or_panic(self.try_var_axis(axis, keepdim))
+    }
+}
+
+/// Fallible forms: each `try_x` is `x` returning [`Result`] instead of
+/// panicking (the error carries the message the panic would print).
+impl<T: Element> Tensor<T> {
+    /// Like [`sum_axis`](Tensor::sum_axis), returning [`Error::InvalidAxis`](crate::Error::InvalidAxis) instead of panicking.
+    pub fn try_sum_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
+        self.reduce_axis("sum_axis", axis, keepdim, false)
+    }
+
+    /// Like [`mean_axis`](Tensor::mean_axis), returning an error instead of panicking.
+    pub fn try_mean_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
+        self.reduce_axis("mean_axis", axis, keepdim, true)
+    }
+
+    /// Like [`max_axis`](Tensor::max_axis), returning an error instead of panicking.
+    pub fn try_max_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
+        self.extreme_axis("max_axis", axis, keepdim, true)
+    }
+
+    /// Like [`min_axis`](Tensor::min_axis), returning an error instead of panicking.
+    pub fn try_min_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
+        self.extreme_axis("min_axis", axis, keepdim, false)
+    }
+
+    /// Like [`logsumexp`](Tensor::logsumexp), returning an error instead of panicking.
+    pub fn try_logsumexp(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
+        let a = normalize_axis("logsumexp", axis, self.shape())?;
+        let (outer, n, inner) = split_at_axis(self.shape(), a);
+        let seen = Seen::note(&[self]);
+        let data = self.with_contiguous(|x| k::logsumexp(x, outer, n, inner));
+        let shape = reduced_shape(self.shape(), a, keepdim);
+        Ok(Tensor::from_op_data(
+            seen,
+            data,
+            &shape,
+            LogSumExp { axis: a, keepdim },
+            &[self],
+        ))
     }
 
     /// Like [`var_axis`](Tensor::var_axis), returning an error instead of panicking.

@@ -89,11 +89,6 @@ impl<T: Element> Tensor<T> {
         or_panic(self.try_softmax(axis))
     }
 
-    /// Like [`softmax`](Tensor::softmax), returning an error instead of panicking.
-    pub fn try_softmax(&self, axis: isize) -> Result<Tensor<T>> {
-        self.softmax_impl("softmax", axis, false)
-    }
-
     /// `x − logsumexp(x)` along `axis`, computed stably (never `log(softmax)`).
     ///
     /// ```
@@ -107,6 +102,15 @@ impl<T: Element> Tensor<T> {
     #[track_caller]
     pub fn log_softmax(&self, axis: isize) -> Tensor<T> {
         or_panic(self.try_log_softmax(axis))
+    }
+}
+
+/// Fallible forms: each `try_x` is `x` returning [`Result`] instead of
+/// panicking (the error carries the message the panic would print).
+impl<T: Element> Tensor<T> {
+    /// Like [`softmax`](Tensor::softmax), returning an error instead of panicking.
+    pub fn try_softmax(&self, axis: isize) -> Result<Tensor<T>> {
+        self.softmax_impl("softmax", axis, false)
     }
 
     /// Like [`log_softmax`](Tensor::log_softmax), returning an error instead of panicking.

@@ -1,11 +1,11 @@
 //! Adagrad, with learning-rate decay and weight decay.
 
-use crate::autograd::Gradients;
+use std::collections::BTreeMap;
+
 use crate::element::Element;
-use crate::error::Result;
 use crate::tensor::Tensor;
 
-use super::{check_nonneg, optimizer_common, Optimizer, ParamSet, StepReport};
+use super::{check_nonneg, Fields, Hyperparams, Optim, ParamState, UpdateRule};
 
 /// Settings of [`Adagrad`]; `Default` is PyTorch's: `lr` 1e-2, `eps` 1e-10,
 /// everything else 0.
@@ -41,6 +41,34 @@ impl<T: Element> Default for AdagradConfig<T> {
     }
 }
 
+impl<T: Element> Hyperparams<T> for AdagradConfig<T> {
+    fn lr(&self) -> T {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: T) {
+        self.lr = lr;
+    }
+
+    fn write_fields(&self, out: &mut Fields) {
+        out.put("lr", self.lr);
+        out.put("lr_decay", self.lr_decay);
+        out.put("weight_decay", self.weight_decay);
+        out.put("eps", self.eps);
+        out.put("initial_accumulator_value", self.initial_accumulator_value);
+    }
+
+    fn read_fields(fields: &mut Fields) -> Result<Self, String> {
+        Ok(AdagradConfig {
+            lr: fields.take_num("lr")?,
+            lr_decay: fields.take_num("lr_decay")?,
+            weight_decay: fields.take_num("weight_decay")?,
+            eps: fields.take_num("eps")?,
+            initial_accumulator_value: fields.take_num("initial_accumulator_value")?,
+        })
+    }
+}
+
 /// The state [`Adagrad`] keeps for one parameter.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -52,10 +80,25 @@ pub struct AdagradState<T: Element = f32> {
     pub sum: Vec<T>,
 }
 
-/// Adagrad, as PyTorch's `torch.optim.Adagrad`.
+impl<T: Element> ParamState<T> for AdagradState<T> {
+    fn step(&self) -> usize {
+        self.step
+    }
+
+    fn buffers(&self) -> Vec<(&'static str, &[T])> {
+        vec![("sum", &self.sum)]
+    }
+
+    fn from_buffers(step: usize, buffers: &mut BTreeMap<String, Vec<T>>) -> Result<Self, String> {
+        let sum = buffers.remove("sum").ok_or("missing state buffer sum")?;
+        Ok(AdagradState { step, sum })
+    }
+}
+
+/// Adagrad, as PyTorch's `torch.optim.Adagrad`: [`Optim`] with [`AdagradRule`].
 ///
-/// For each parameter `p` with gradient `g`, at its step `t`
-/// (`s` starts at `initial_accumulator_value`):
+/// For each parameter `p` with gradient `g`, at its step `t`, with its group's
+/// config (`s` starts at `initial_accumulator_value`):
 ///
 /// ```text
 /// if λ ≠ 0:  g ← g + λ·p
@@ -74,33 +117,29 @@ pub struct AdagradState<T: Element = f32> {
 /// assert_eq!(w.item(), 0.5);
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
-pub struct Adagrad<T: Element = f32> {
-    params: ParamSet<T>,
-    config: AdagradConfig<T>,
-    state: Vec<Option<AdagradState<T>>>,
-}
+pub type Adagrad<T = f32> = Optim<T, AdagradRule>;
 
-optimizer_common!(
-    Adagrad,
-    AdagradConfig,
-    AdagradState,
-    "AdagradConfig { lr: 1e-2, lr_decay: 1e-4, ..Default::default() }"
-);
+/// The update rule of [`Adagrad`] (see there).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdagradRule;
 
-impl<T: Element> Adagrad<T> {
-    fn validate(c: &AdagradConfig<T>) -> Result<()> {
-        const OP: &str = "Adagrad::new";
-        check_nonneg(OP, "learning rate", c.lr)?;
-        check_nonneg(OP, "lr_decay", c.lr_decay)?;
-        check_nonneg(OP, "weight_decay", c.weight_decay)?;
-        check_nonneg(OP, "initial_accumulator_value", c.initial_accumulator_value)?;
-        check_nonneg(OP, "eps", c.eps)
+impl<T: Element> UpdateRule<T> for AdagradRule {
+    const NAME: &'static str = "Adagrad";
+    type Config = AdagradConfig<T>;
+    type State = AdagradState<T>;
+
+    fn validate(c: &AdagradConfig<T>) -> Result<(), String> {
+        check_nonneg("learning rate", c.lr)?;
+        check_nonneg("lr_decay", c.lr_decay)?;
+        check_nonneg("weight_decay", c.weight_decay)?;
+        check_nonneg("initial_accumulator_value", c.initial_accumulator_value)?;
+        check_nonneg("eps", c.eps)
     }
 
-    fn init_state(c: &AdagradConfig<T>, numel: usize) -> AdagradState<T> {
+    fn init_state(c: &AdagradConfig<T>, param: &Tensor<T>) -> AdagradState<T> {
         AdagradState {
             step: 0,
-            sum: vec![c.initial_accumulator_value; numel],
+            sum: vec![c.initial_accumulator_value; param.numel()],
         }
     }
 
@@ -122,6 +161,8 @@ impl<T: Element> Adagrad<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autograd::Gradients;
+    use crate::optim::Optimizer;
 
     #[test]
     fn lr_decay_and_initial_accumulator_by_hand() {

@@ -1,11 +1,11 @@
 //! Adam (with L2 weight decay) and AdamW (with decoupled weight decay).
 
-use crate::autograd::Gradients;
+use std::collections::BTreeMap;
+
 use crate::element::Element;
-use crate::error::Result;
 use crate::tensor::Tensor;
 
-use super::{check_nonneg, check_unit, optimizer_common, Optimizer, ParamSet, StepReport};
+use super::{check_nonneg, check_unit, Fields, Hyperparams, Optim, ParamState, UpdateRule};
 
 /// Settings of [`Adam`]; `Default` is PyTorch's: `lr` 1e-3, betas 0.9 and 0.999,
 /// `eps` 1e-8, no weight decay.
@@ -75,6 +75,76 @@ impl<T: Element> Default for AdamWConfig<T> {
     }
 }
 
+impl<T: Element> Hyperparams<T> for AdamConfig<T> {
+    fn lr(&self) -> T {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: T) {
+        self.lr = lr;
+    }
+
+    fn write_fields(&self, out: &mut Fields) {
+        write_fields(
+            out,
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.weight_decay,
+        );
+    }
+
+    fn read_fields(fields: &mut Fields) -> Result<Self, String> {
+        Ok(AdamConfig {
+            lr: fields.take_num("lr")?,
+            beta1: fields.take_num("beta1")?,
+            beta2: fields.take_num("beta2")?,
+            eps: fields.take_num("eps")?,
+            weight_decay: fields.take_num("weight_decay")?,
+        })
+    }
+}
+
+impl<T: Element> Hyperparams<T> for AdamWConfig<T> {
+    fn lr(&self) -> T {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: T) {
+        self.lr = lr;
+    }
+
+    fn write_fields(&self, out: &mut Fields) {
+        write_fields(
+            out,
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.weight_decay,
+        );
+    }
+
+    fn read_fields(fields: &mut Fields) -> Result<Self, String> {
+        Ok(AdamWConfig {
+            lr: fields.take_num("lr")?,
+            beta1: fields.take_num("beta1")?,
+            beta2: fields.take_num("beta2")?,
+            eps: fields.take_num("eps")?,
+            weight_decay: fields.take_num("weight_decay")?,
+        })
+    }
+}
+
+fn write_fields<T: Element>(out: &mut Fields, lr: T, beta1: T, beta2: T, eps: T, wd: T) {
+    out.put("lr", lr);
+    out.put("beta1", beta1);
+    out.put("beta2", beta2);
+    out.put("eps", eps);
+    out.put("weight_decay", wd);
+}
+
 /// The state [`Adam`] and [`AdamW`] keep for one parameter.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -87,9 +157,34 @@ pub struct AdamState<T: Element = f32> {
     pub exp_avg_sq: Vec<T>,
 }
 
-/// Adam, as PyTorch's `torch.optim.Adam` (without `amsgrad`).
+impl<T: Element> ParamState<T> for AdamState<T> {
+    fn step(&self) -> usize {
+        self.step
+    }
+
+    fn buffers(&self) -> Vec<(&'static str, &[T])> {
+        vec![("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)]
+    }
+
+    fn from_buffers(step: usize, buffers: &mut BTreeMap<String, Vec<T>>) -> Result<Self, String> {
+        let mut take = |name: &str| {
+            buffers
+                .remove(name)
+                .ok_or_else(|| format!("missing state buffer {name}"))
+        };
+        Ok(AdamState {
+            step,
+            exp_avg: take("exp_avg")?,
+            exp_avg_sq: take("exp_avg_sq")?,
+        })
+    }
+}
+
+/// Adam, as PyTorch's `torch.optim.Adam` (without `amsgrad`): [`Optim`] with
+/// [`AdamRule`].
 ///
-/// For each parameter `p` with gradient `g`, at its step `t`:
+/// For each parameter `p` with gradient `g`, at its step `t`, with its group's
+/// config:
 ///
 /// ```text
 /// if λ ≠ 0:  g ← g + λ·p
@@ -111,16 +206,13 @@ pub struct AdamState<T: Element = f32> {
 /// assert_eq!(opt.state(0).unwrap().step, 1);
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
-pub struct Adam<T: Element = f32> {
-    params: ParamSet<T>,
-    config: AdamConfig<T>,
-    state: Vec<Option<AdamState<T>>>,
-}
+pub type Adam<T = f32> = Optim<T, AdamRule>;
 
 /// AdamW, as PyTorch's `torch.optim.AdamW` (without `amsgrad`): Adam whose weight
-/// decay is decoupled from the gradient.
+/// decay is decoupled from the gradient; [`Optim`] with [`AdamWRule`].
 ///
-/// For each parameter `p` with gradient `g`, at its step `t`:
+/// For each parameter `p` with gradient `g`, at its step `t`, with its group's
+/// config:
 ///
 /// ```text
 /// p ← p·(1 − lr·λ)
@@ -140,32 +232,70 @@ pub struct Adam<T: Element = f32> {
 /// assert!((w.item() - 1.8).abs() < 1e-7);
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
-pub struct AdamW<T: Element = f32> {
-    params: ParamSet<T>,
-    config: AdamWConfig<T>,
-    state: Vec<Option<AdamState<T>>>,
+pub type AdamW<T = f32> = Optim<T, AdamWRule>;
+
+/// The update rule of [`Adam`] (see there).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdamRule;
+
+/// The update rule of [`AdamW`] (see there).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdamWRule;
+
+impl<T: Element> UpdateRule<T> for AdamRule {
+    const NAME: &'static str = "Adam";
+    type Config = AdamConfig<T>;
+    type State = AdamState<T>;
+
+    fn validate(c: &AdamConfig<T>) -> Result<(), String> {
+        validate(c.lr, c.beta1, c.beta2, c.eps, c.weight_decay)
+    }
+
+    fn init_state(_: &AdamConfig<T>, param: &Tensor<T>) -> AdamState<T> {
+        init_state(param.numel())
+    }
+
+    fn update(c: &AdamConfig<T>, s: &mut AdamState<T>, p: &mut [T], g: &[T]) {
+        adam_update(s, p, g, c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, None);
+    }
 }
 
-optimizer_common!(
-    Adam,
-    AdamConfig,
-    AdamState,
-    "AdamConfig { lr: 1e-3, ..Default::default() }"
-);
+impl<T: Element> UpdateRule<T> for AdamWRule {
+    const NAME: &'static str = "AdamW";
+    type Config = AdamWConfig<T>;
+    type State = AdamState<T>;
 
-optimizer_common!(
-    AdamW,
-    AdamWConfig,
-    AdamState,
-    "AdamWConfig { lr: 1e-3, weight_decay: 0.05, ..Default::default() }"
-);
+    fn validate(c: &AdamWConfig<T>) -> Result<(), String> {
+        validate(c.lr, c.beta1, c.beta2, c.eps, c.weight_decay)
+    }
 
-fn validate<T: Element>(op: &'static str, lr: T, beta1: T, beta2: T, eps: T, wd: T) -> Result<()> {
-    check_nonneg(op, "learning rate", lr)?;
-    check_nonneg(op, "eps", eps)?;
-    check_unit(op, "beta1", beta1)?;
-    check_unit(op, "beta2", beta2)?;
-    check_nonneg(op, "weight_decay", wd)
+    fn init_state(_: &AdamWConfig<T>, param: &Tensor<T>) -> AdamState<T> {
+        init_state(param.numel())
+    }
+
+    fn update(c: &AdamWConfig<T>, s: &mut AdamState<T>, p: &mut [T], g: &[T]) {
+        let shrink =
+            T::from_f64_lossy(1.0 - c.lr.to_f64_lossless() * c.weight_decay.to_f64_lossless());
+        adam_update(
+            s,
+            p,
+            g,
+            c.lr,
+            c.beta1,
+            c.beta2,
+            c.eps,
+            T::zero(),
+            Some(shrink),
+        );
+    }
+}
+
+fn validate<T: Element>(lr: T, beta1: T, beta2: T, eps: T, wd: T) -> Result<(), String> {
+    check_nonneg("learning rate", lr)?;
+    check_nonneg("eps", eps)?;
+    check_unit("beta1", beta1)?;
+    check_unit("beta2", beta2)?;
+    check_nonneg("weight_decay", wd)
 }
 
 fn init_state<T: Element>(numel: usize) -> AdamState<T> {
@@ -278,49 +408,11 @@ fn for_chunks<T: Element>(
         .for_each(|(((p, g), m), v)| f(p, g, m, v));
 }
 
-impl<T: Element> Adam<T> {
-    fn validate(c: &AdamConfig<T>) -> Result<()> {
-        validate("Adam::new", c.lr, c.beta1, c.beta2, c.eps, c.weight_decay)
-    }
-
-    fn init_state(_: &AdamConfig<T>, numel: usize) -> AdamState<T> {
-        init_state(numel)
-    }
-
-    fn update(c: &AdamConfig<T>, s: &mut AdamState<T>, p: &mut [T], g: &[T]) {
-        adam_update(s, p, g, c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, None);
-    }
-}
-
-impl<T: Element> AdamW<T> {
-    fn validate(c: &AdamWConfig<T>) -> Result<()> {
-        validate("AdamW::new", c.lr, c.beta1, c.beta2, c.eps, c.weight_decay)
-    }
-
-    fn init_state(_: &AdamWConfig<T>, numel: usize) -> AdamState<T> {
-        init_state(numel)
-    }
-
-    fn update(c: &AdamWConfig<T>, s: &mut AdamState<T>, p: &mut [T], g: &[T]) {
-        let shrink =
-            T::from_f64_lossy(1.0 - c.lr.to_f64_lossless() * c.weight_decay.to_f64_lossless());
-        adam_update(
-            s,
-            p,
-            g,
-            c.lr,
-            c.beta1,
-            c.beta2,
-            c.eps,
-            T::zero(),
-            Some(shrink),
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autograd::Gradients;
+    use crate::optim::Optimizer;
 
     #[test]
     fn betas_are_checked_as_pytorch_does() {

@@ -4,10 +4,16 @@
 //!
 //! A schedule is a closed form `lr(t, base_lr)` of the scheduler's step count `t`
 //! (PyTorch's `last_epoch`), following PyTorch's `_get_closed_form_lr`. A
-//! [`Scheduler`] remembers the optimizer's learning rate when it is made (the base),
-//! sets `lr(0, base)` right away, and sets `lr(t, base)` at its `t`-th
-//! [`step`](Scheduler::step): call it once per epoch (or per batch) after the
-//! optimizer's step, as in PyTorch.
+//! [`Scheduler`] remembers the optimizer's learning rates when it is made (the
+//! bases, one per [parameter group](super#parameter-groups)), sets `lr(0, base)`
+//! right away, and sets `lr(t, base)` at its `t`-th [`step`](Scheduler::step): call
+//! it once per epoch (or per batch) after the optimizer's step, as in PyTorch. Each
+//! group follows the schedule from its own base rate (PyTorch's `base_lrs`).
+//!
+//! [`Scheduler::state_dict`] and [`Scheduler::load_state_dict`] save and restore a
+//! scheduler mid-schedule, with the schedule's own settings
+//! ([`LrSchedule::state_dict`]); [`SchedulerState::to_map`] turns the state into
+//! strings for a safetensors file's metadata.
 //!
 //! ```
 //! use ferrograd::optim::lr::{CosineAnnealingLr, LinearLr, LrSchedule, Scheduler};
@@ -31,19 +37,23 @@
 //! assert!(lrs[15].abs() < 1e-12);           // and reaches eta_min
 //! ```
 
+use std::collections::BTreeMap;
 use std::f64::consts::PI;
 use std::fmt;
 
 use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
 
-use super::Optimizer;
+use super::{Fields, Optimizer};
 
 /// A learning-rate schedule: the learning rate at step `t` for a base rate.
 ///
 /// Implementations are closed forms of `t`, so a schedule can be queried at any
 /// step in any order. The trait is object safe; implement it for your own
-/// schedules (`lr` is all there is to write).
+/// schedules (`lr` is all there is to write; add
+/// [`state_dict`](LrSchedule::state_dict) and
+/// [`load_state_dict`](LrSchedule::load_state_dict) when the schedule has settings
+/// that a checkpoint should carry).
 ///
 /// ```
 /// use ferrograd::optim::lr::{LrSchedule, Scheduler};
@@ -60,6 +70,45 @@ use super::Optimizer;
 pub trait LrSchedule<T: Element = f32> {
     /// The learning rate after `step` scheduler steps, for the base rate `base_lr`.
     fn lr(&self, step: usize, base_lr: T) -> T;
+
+    /// The schedule's settings as text, for [`Scheduler::state_dict`]. The
+    /// schedules of this module write their kind and fields (`"kind"` →
+    /// `"StepLr"`, `"step_size"` → `"3"`, `"gamma"` → `"0.5"`); by default there
+    /// are none.
+    ///
+    /// ```
+    /// use ferrograd::optim::lr::{ExponentialLr, LrSchedule};
+    /// let mut s = ExponentialLr::new(0.5f64);
+    /// let state = s.state_dict();
+    /// assert_eq!(state["kind"], "ExponentialLr");
+    /// assert_eq!(state["gamma"], "0.5");
+    ///
+    /// let mut other = ExponentialLr::new(0.9f64);
+    /// other.load_state_dict(&state)?;
+    /// assert_eq!(other, s);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    fn state_dict(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// Restores the settings that [`state_dict`](LrSchedule::state_dict) wrote (PyTorch
+    /// restores a scheduler's attributes the same way). By default, accepts only
+    /// an empty map.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`], changing nothing, when the state is of another
+    /// kind of schedule, lacks a field, has an unknown or unreadable one, or holds
+    /// settings the schedule's constructor rejects.
+    fn load_state_dict(&mut self, state: &BTreeMap<String, String>) -> Result<()> {
+        match state.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(Error::invalid(
+                "LrSchedule::load_state_dict",
+                format!("unknown field {key}: this schedule has no settings to load"),
+            )),
+        }
+    }
 
     /// Switches to `next` at step `milestone` (PyTorch's `SequentialLR`): steps
     /// before it follow `self`; step `t ≥ milestone` follows `next` at `t − milestone`.
@@ -91,6 +140,14 @@ impl<T: Element, S: LrSchedule<T> + ?Sized> LrSchedule<T> for Box<S> {
     fn lr(&self, step: usize, base_lr: T) -> T {
         (**self).lr(step, base_lr)
     }
+
+    fn state_dict(&self) -> BTreeMap<String, String> {
+        (**self).state_dict()
+    }
+
+    fn load_state_dict(&mut self, state: &BTreeMap<String, String>) -> Result<()> {
+        (**self).load_state_dict(state)
+    }
 }
 
 fn f64_of<T: Element>(v: T) -> f64 {
@@ -103,7 +160,46 @@ fn of_f64<T: Element>(v: f64) -> T {
 
 /// `Err` unless `0 <= value` (NaN fails).
 fn nonneg<T: Element>(op: &'static str, what: &str, value: T) -> Result<()> {
-    super::check_nonneg(op, what, value)
+    super::check_nonneg(what, value).map_err(|m| Error::invalid(op, m))
+}
+
+/// The fields of a schedule of kind `kind`, as its `state_dict` writes them.
+fn fields_of(kind: &str, write: impl FnOnce(&mut Fields)) -> BTreeMap<String, String> {
+    let mut f = Fields::new();
+    f.put("kind", kind);
+    write(&mut f);
+    f.into_map()
+}
+
+/// Reads the fields of a schedule of kind `kind` from `state` with `read`, checking
+/// the kind and that no field is left over.
+fn read_fields<S>(
+    op: &'static str,
+    kind: &str,
+    state: &BTreeMap<String, String>,
+    read: impl FnOnce(&mut Fields) -> std::result::Result<S, String>,
+) -> Result<S> {
+    let mut f = Fields::from(state.clone());
+    let got = f.take_str("kind").map_err(|m| Error::invalid(op, m))?;
+    if got != kind {
+        return Err(Error::invalid(
+            op,
+            format!("the state was saved by {got}, not by {kind}"),
+        ));
+    }
+    let s = read(&mut f).map_err(|m| Error::invalid(op, m))?;
+    if let Some(extra) = f.names().next() {
+        return Err(Error::invalid(op, format!("unknown field {extra}")));
+    }
+    Ok(s)
+}
+
+/// Gives a constructor's `InvalidArgument` the op `op` (the method that called it).
+fn relabel(op: &'static str) -> impl Fn(Error) -> Error {
+    move |e| match e {
+        Error::InvalidArgument { msg, .. } => Error::InvalidArgument { op, msg },
+        e => e,
+    }
 }
 
 /// Multiplies the rate by `gamma` every `step_size` steps (PyTorch's `StepLR`):
@@ -152,6 +248,22 @@ impl<T: Element> LrSchedule<T> for StepLr<T> {
         let k = (step / self.step_size) as f64;
         of_f64(f64_of(base_lr) * f64_of(self.gamma).powf(k))
     }
+
+    fn state_dict(&self) -> BTreeMap<String, String> {
+        fields_of("StepLr", |f| {
+            f.put("step_size", self.step_size);
+            f.put("gamma", self.gamma);
+        })
+    }
+
+    fn load_state_dict(&mut self, state: &BTreeMap<String, String>) -> Result<()> {
+        const OP: &str = "StepLr::load_state_dict";
+        let (step_size, gamma) = read_fields(OP, "StepLr", state, |f| {
+            Ok((f.take_num("step_size")?, f.take_num("gamma")?))
+        })?;
+        *self = Self::try_new(step_size, gamma).map_err(relabel(OP))?;
+        Ok(())
+    }
 }
 
 /// Multiplies the rate by `gamma` every step (PyTorch's `ExponentialLR`): `lr · γ^t`.
@@ -189,6 +301,17 @@ impl<T: Element> ExponentialLr<T> {
 impl<T: Element> LrSchedule<T> for ExponentialLr<T> {
     fn lr(&self, step: usize, base_lr: T) -> T {
         of_f64(f64_of(base_lr) * f64_of(self.gamma).powf(step as f64))
+    }
+
+    fn state_dict(&self) -> BTreeMap<String, String> {
+        fields_of("ExponentialLr", |f| f.put("gamma", self.gamma))
+    }
+
+    fn load_state_dict(&mut self, state: &BTreeMap<String, String>) -> Result<()> {
+        const OP: &str = "ExponentialLr::load_state_dict";
+        let gamma = read_fields(OP, "ExponentialLr", state, |f| f.take_num("gamma"))?;
+        *self = Self::try_new(gamma).map_err(relabel(OP))?;
+        Ok(())
     }
 }
 
@@ -244,6 +367,22 @@ impl<T: Element> LrSchedule<T> for CosineAnnealingLr<T> {
         let (base, eta_min) = (f64_of(base_lr), f64_of(self.eta_min));
         let cos = (PI * step as f64 / self.t_max as f64).cos();
         of_f64(eta_min + (base - eta_min) * (1.0 + cos) / 2.0)
+    }
+
+    fn state_dict(&self) -> BTreeMap<String, String> {
+        fields_of("CosineAnnealingLr", |f| {
+            f.put("t_max", self.t_max);
+            f.put("eta_min", self.eta_min);
+        })
+    }
+
+    fn load_state_dict(&mut self, state: &BTreeMap<String, String>) -> Result<()> {
+        const OP: &str = "CosineAnnealingLr::load_state_dict";
+        let (t_max, eta_min) = read_fields(OP, "CosineAnnealingLr", state, |f| {
+            Ok((f.take_num("t_max")?, f.take_num("eta_min")?))
+        })?;
+        *self = Self::try_new(t_max, eta_min).map_err(relabel(OP))?;
+        Ok(())
     }
 }
 
@@ -323,6 +462,27 @@ impl<T: Element> LrSchedule<T> for LinearLr<T> {
         let progress = step.min(self.total_iters) as f64 / self.total_iters as f64;
         of_f64(f64_of(base_lr) * (start + (end - start) * progress))
     }
+
+    fn state_dict(&self) -> BTreeMap<String, String> {
+        fields_of("LinearLr", |f| {
+            f.put("start_factor", self.start_factor);
+            f.put("end_factor", self.end_factor);
+            f.put("total_iters", self.total_iters);
+        })
+    }
+
+    fn load_state_dict(&mut self, state: &BTreeMap<String, String>) -> Result<()> {
+        const OP: &str = "LinearLr::load_state_dict";
+        let (start, end, total) = read_fields(OP, "LinearLr", state, |f| {
+            Ok((
+                f.take_num("start_factor")?,
+                f.take_num("end_factor")?,
+                f.take_num("total_iters")?,
+            ))
+        })?;
+        *self = Self::try_new(start, end, total).map_err(relabel(OP))?;
+        Ok(())
+    }
 }
 
 /// Schedules run one after the other, switching at milestones (PyTorch's
@@ -361,6 +521,80 @@ impl<T: Element> LrSchedule<T> for SequentialLr<T> {
         self.schedules[k].lr(step - start, base_lr)
     }
 
+    /// `"kind"` → `"SequentialLr"`, `"milestones"` → `"2,4"`, and each schedule's
+    /// own fields under its position: `"0.kind"` → `"LinearLr"`, `"0.start_factor"`, …
+    fn state_dict(&self) -> BTreeMap<String, String> {
+        let mut out = fields_of("SequentialLr", |f| {
+            f.put("milestones", join(&self.milestones));
+        });
+        for (k, s) in self.schedules.iter().enumerate() {
+            for (name, value) in s.state_dict() {
+                out.insert(format!("{k}.{name}"), value);
+            }
+        }
+        out
+    }
+
+    /// Restores the milestones and each schedule's settings; the number of
+    /// schedules must match.
+    fn load_state_dict(&mut self, state: &BTreeMap<String, String>) -> Result<()> {
+        const OP: &str = "SequentialLr::load_state_dict";
+        let n = self.schedules.len();
+        let mut parts = vec![BTreeMap::new(); n];
+        let mut own = BTreeMap::new();
+        for (key, value) in state {
+            let part = key
+                .split_once('.')
+                .and_then(|(k, rest)| Some((k.parse::<usize>().ok()?, rest)));
+            match part {
+                Some((k, rest)) if k < n => {
+                    parts[k].insert(rest.to_owned(), value.clone());
+                }
+                Some((k, _)) => {
+                    return Err(Error::invalid(
+                        OP,
+                        format!("field {key} is for schedule {k}, but there are {n} schedules"),
+                    ))
+                }
+                None => {
+                    own.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        let milestones = read_fields(OP, "SequentialLr", &own, |f| {
+            split::<usize>("milestones", &f.take_str("milestones")?)
+        })?;
+        if milestones.len() + 1 != n {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "the state has {} milestones, this SequentialLr {} (one fewer than                      its schedules)",
+                    milestones.len(),
+                    n - 1
+                ),
+            ));
+        }
+        if milestones.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::invalid(
+                OP,
+                format!("milestones {milestones:?} do not increase"),
+            ));
+        }
+        // Load the schedules one by one; on an error, put back the ones already loaded.
+        let saved: Vec<_> = self.schedules.iter().map(|s| s.state_dict()).collect();
+        for (k, part) in parts.iter().enumerate() {
+            if let Err(e) = self.schedules[k].load_state_dict(part) {
+                for (s, old) in self.schedules.iter_mut().zip(&saved).take(k) {
+                    // restores what the schedule itself wrote: cannot fail
+                    let _ = s.load_state_dict(old);
+                }
+                return Err(Error::invalid(OP, format!("schedule {k}: {e}")));
+            }
+        }
+        self.milestones = milestones;
+        Ok(())
+    }
+
     #[track_caller]
     fn then<S>(mut self, milestone: usize, next: S) -> SequentialLr<T>
     where
@@ -387,12 +621,14 @@ impl<T: Element> fmt::Debug for SequentialLr<T> {
     }
 }
 
-/// Applies a schedule to an optimizer: remembers the optimizer's learning rate as
-/// the base, sets the schedule's rate at step 0 at once, and the rate at step `t`
-/// at its `t`-th [`step`](Scheduler::step).
+/// Applies a schedule to an optimizer: remembers the optimizer's learning rates as
+/// the bases (one per parameter group), sets the schedule's rates at step 0 at
+/// once, and the rates at step `t` at its `t`-th [`step`](Scheduler::step). Each
+/// group follows the schedule from its own base (PyTorch's `base_lrs`).
 ///
 /// The scheduler does not own the optimizer: pass it to each call, so that one
-/// training loop can hold both (`Box<dyn Optimizer<T>>` works too).
+/// training loop can hold both (`Box<dyn Optimizer<T>>` works too). The optimizer
+/// must keep the number of groups it had when the scheduler was made.
 ///
 /// ```
 /// use ferrograd::optim::lr::{Scheduler, StepLr};
@@ -409,44 +645,67 @@ impl<T: Element> fmt::Debug for SequentialLr<T> {
 /// assert_eq!(opt.lr(), 0.025);   // 0.1 · 0.5²
 /// assert_eq!(sched.base_lr(), 0.1);
 /// ```
+///
+/// With two groups, each scaled from its own base:
+///
+/// ```
+/// use ferrograd::optim::lr::{ExponentialLr, Scheduler};
+/// use ferrograd::optim::{Optimizer, ParamGroup, Sgd, SgdConfig};
+/// use ferrograd::Tensor;
+///
+/// let (a, b) = (Tensor::<f64>::zeros(&[2]).requires_grad(), Tensor::<f64>::zeros(&[2]).requires_grad());
+/// let mut opt = Sgd::with_groups(vec![
+///     ParamGroup::new(vec![a], SgdConfig { lr: 1.0, ..Default::default() }),
+///     ParamGroup::new(vec![b], SgdConfig { lr: 0.1, ..Default::default() }),
+/// ]);
+/// let mut sched = Scheduler::new(&mut opt, ExponentialLr::new(0.5));
+/// sched.step(&mut opt);
+/// assert_eq!(opt.group_lrs(), vec![0.5, 0.05]);
+/// assert_eq!(sched.base_lrs(), &[1.0, 0.1]);
+/// ```
 #[derive(Clone, Debug)]
 pub struct Scheduler<T: Element, S> {
     schedule: S,
-    base_lr: T,
+    base_lrs: Vec<T>,
     epoch: usize,
-    last_lr: T,
+    last_lrs: Vec<T>,
 }
 
 impl<T: Element, S: LrSchedule<T>> Scheduler<T, S> {
-    /// Takes the optimizer's current learning rate as the base and sets the
-    /// schedule's rate for step 0 (e.g. the start of a warm-up).
+    /// Takes the optimizer's current learning rates as the bases and sets the
+    /// schedule's rates for step 0 (e.g. the start of a warm-up).
     ///
     /// # Panics
     /// When the schedule gives a negative or NaN rate (see [`Optimizer::set_lr`]).
     #[track_caller]
     pub fn new<O: Optimizer<T> + ?Sized>(optimizer: &mut O, schedule: S) -> Self {
-        let base_lr = optimizer.lr();
-        let last_lr = schedule.lr(0, base_lr);
-        optimizer.set_lr(last_lr);
+        let base_lrs = optimizer.group_lrs();
+        let last_lrs: Vec<T> = base_lrs.iter().map(|&b| schedule.lr(0, b)).collect();
+        optimizer.set_group_lrs(&last_lrs);
         Scheduler {
             schedule,
-            base_lr,
+            base_lrs,
             epoch: 0,
-            last_lr,
+            last_lrs,
         }
     }
 
-    /// Advances one step and sets the optimizer's learning rate for it; returns
-    /// that rate.
+    /// Advances one step and sets the optimizer's learning rates for it; returns
+    /// the first group's rate.
     ///
     /// # Panics
-    /// When the schedule gives a negative or NaN rate.
+    /// When the schedule gives a negative or NaN rate, or the optimizer's number of
+    /// parameter groups changed since the scheduler was made.
     #[track_caller]
     pub fn step<O: Optimizer<T> + ?Sized>(&mut self, optimizer: &mut O) -> T {
         self.epoch += 1;
-        self.last_lr = self.schedule.lr(self.epoch, self.base_lr);
-        optimizer.set_lr(self.last_lr);
-        self.last_lr
+        self.last_lrs = self
+            .base_lrs
+            .iter()
+            .map(|&b| self.schedule.lr(self.epoch, b))
+            .collect();
+        optimizer.set_group_lrs(&self.last_lrs);
+        self.last_lrs[0]
     }
 
     /// How many times [`step`](Scheduler::step) has run (PyTorch's `last_epoch`).
@@ -454,20 +713,200 @@ impl<T: Element, S: LrSchedule<T>> Scheduler<T, S> {
         self.epoch
     }
 
-    /// The learning rate the optimizer had when the scheduler was made.
+    /// The learning rate the optimizer (its first group) had when the scheduler was
+    /// made.
     pub fn base_lr(&self) -> T {
-        self.base_lr
+        self.base_lrs[0]
     }
 
-    /// The learning rate last set (PyTorch's `get_last_lr()`).
+    /// The learning rate of each group when the scheduler was made (PyTorch's
+    /// `base_lrs`).
+    pub fn base_lrs(&self) -> &[T] {
+        &self.base_lrs
+    }
+
+    /// The learning rate last set, of the first group (PyTorch's
+    /// `get_last_lr()[0]`).
     pub fn last_lr(&self) -> T {
-        self.last_lr
+        self.last_lrs[0]
+    }
+
+    /// The learning rates last set, one per group (PyTorch's `get_last_lr()`).
+    pub fn last_lrs(&self) -> &[T] {
+        &self.last_lrs
     }
 
     /// The schedule.
     pub fn schedule(&self) -> &S {
         &self.schedule
     }
+
+    /// The scheduler's position and settings: its step count, base and last rates,
+    /// and the schedule's [settings](LrSchedule::state_dict).
+    ///
+    /// ```
+    /// use ferrograd::optim::lr::{LinearLr, LrSchedule, CosineAnnealingLr, Scheduler, SchedulerState};
+    /// use ferrograd::optim::{Optimizer, Sgd, SgdConfig};
+    ///
+    /// let schedule = || LinearLr::warmup(0.1, 3).then(3, CosineAnnealingLr::new(10, 0.0));
+    /// let w = ferrograd::Tensor::<f32>::zeros(&[2]).requires_grad();
+    /// let mut opt = Sgd::new(vec![w.clone()], SgdConfig { lr: 0.5, ..Default::default() });
+    /// let mut sched = Scheduler::new(&mut opt, schedule());
+    /// for _ in 0..5 {
+    ///     sched.step(&mut opt);
+    /// }
+    /// let meta = sched.state_dict().to_map("sched.");   // strings: fit a safetensors header
+    /// assert_eq!(meta["sched.epoch"], "5");
+    /// assert_eq!(meta["sched.schedule.milestones"], "3");
+    ///
+    /// // resume: a fresh optimizer and scheduler, then the saved state
+    /// let mut opt2 = Sgd::new(vec![w], SgdConfig { lr: 0.5, ..Default::default() });
+    /// let mut sched2 = Scheduler::new(&mut opt2, schedule());
+    /// sched2.load_state_dict(&mut opt2, &SchedulerState::from_map("sched.", &meta)?)?;
+    /// assert_eq!((sched2.epoch(), opt2.lr()), (5, opt.lr()));
+    /// assert_eq!(sched2.step(&mut opt2), sched.step(&mut opt));
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    pub fn state_dict(&self) -> SchedulerState<T> {
+        SchedulerState {
+            epoch: self.epoch,
+            base_lrs: self.base_lrs.clone(),
+            last_lrs: self.last_lrs.clone(),
+            schedule: self.schedule.state_dict(),
+        }
+    }
+
+    /// Restores a state from [`state_dict`](Scheduler::state_dict): the step count,
+    /// the base and last rates and the schedule's settings; and sets the
+    /// optimizer's learning rates to the saved last rates, so that it does not
+    /// matter whether the optimizer's own state was loaded before or after.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`], changing nothing, when the state's number of
+    /// rates differs from the optimizer's number of groups, a rate is negative or
+    /// NaN, or the schedule rejects its settings (another kind of schedule, …).
+    pub fn load_state_dict<O: Optimizer<T> + ?Sized>(
+        &mut self,
+        optimizer: &mut O,
+        state: &SchedulerState<T>,
+    ) -> Result<()> {
+        const OP: &str = "Scheduler::load_state_dict";
+        let groups = optimizer.group_lrs().len();
+        for (what, lrs) in [("base", &state.base_lrs), ("last", &state.last_lrs)] {
+            if lrs.len() != groups {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "the state has {} {what} learning rates, the optimizer {groups} \
+                         parameter groups",
+                        lrs.len()
+                    ),
+                ));
+            }
+            for &lr in lrs {
+                nonneg(OP, "learning rate", lr)?;
+            }
+        }
+        self.schedule.load_state_dict(&state.schedule)?;
+        self.epoch = state.epoch;
+        self.base_lrs.clone_from(&state.base_lrs);
+        self.last_lrs.clone_from(&state.last_lrs);
+        optimizer.set_group_lrs(&self.last_lrs);
+        Ok(())
+    }
+}
+
+/// A [`Scheduler`]'s state: where it is in its schedule, and the schedule's
+/// settings (PyTorch's `scheduler.state_dict()`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchedulerState<T: Element = f32> {
+    /// How many steps the scheduler had taken.
+    pub epoch: usize,
+    /// The base learning rate of each group.
+    pub base_lrs: Vec<T>,
+    /// The learning rate of each group set last.
+    pub last_lrs: Vec<T>,
+    /// The schedule's settings ([`LrSchedule::state_dict`]).
+    pub schedule: BTreeMap<String, String>,
+}
+
+impl<T: Element> SchedulerState<T> {
+    /// The state as strings, each key starting with `prefix` (for a safetensors
+    /// file's metadata, next to an [optimizer's](super::OptimizerState::to_maps)):
+    /// `epoch`, `base_lrs` and `last_lrs` (comma-separated), and
+    /// `schedule.{field}` for each of the schedule's settings.
+    pub fn to_map(&self, prefix: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        out.insert(format!("{prefix}epoch"), self.epoch.to_string());
+        out.insert(format!("{prefix}base_lrs"), join(&self.base_lrs));
+        out.insert(format!("{prefix}last_lrs"), join(&self.last_lrs));
+        for (name, value) in &self.schedule {
+            out.insert(format!("{prefix}schedule.{name}"), value.clone());
+        }
+        out
+    }
+
+    /// Reads a state that [`to_map`](SchedulerState::to_map) wrote with the same
+    /// `prefix`; keys without the prefix are ignored.
+    ///
+    /// # Errors
+    /// [`Error::Format`] naming the key that is missing, unknown or unreadable.
+    pub fn from_map(prefix: &str, map: &BTreeMap<String, String>) -> Result<Self> {
+        let bad = |msg: String| Error::Format(format!("scheduler state: {msg}"));
+        let mut fields = Fields::new();
+        let mut schedule = BTreeMap::new();
+        for (key, value) in map {
+            let Some(rest) = key.strip_prefix(prefix) else {
+                continue;
+            };
+            match rest.strip_prefix("schedule.") {
+                Some(name) => {
+                    schedule.insert(name.to_owned(), value.clone());
+                }
+                None => fields.put(rest, value),
+            }
+        }
+        let mut take = |name: &str| {
+            fields
+                .take_str(name)
+                .map_err(|_| bad(format!("no {prefix}{name} entry")))
+        };
+        let epoch = take("epoch")?;
+        let (base, last) = (take("base_lrs")?, take("last_lrs")?);
+        if let Some(extra) = fields.names().next() {
+            return Err(bad(format!("unknown key {prefix}{extra}")));
+        }
+        Ok(SchedulerState {
+            epoch: epoch
+                .parse()
+                .map_err(|_| bad(format!("{prefix}epoch is {epoch:?}, not a count")))?,
+            base_lrs: split("base_lrs", &base).map_err(bad)?,
+            last_lrs: split("last_lrs", &last).map_err(bad)?,
+            schedule,
+        })
+    }
+}
+
+/// `1,2,3`: values joined by commas.
+fn join<V: fmt::Display>(values: &[V]) -> String {
+    values
+        .iter()
+        .map(V::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads what [`join`] wrote (an empty text is an empty list).
+fn split<V: num_traits::Num>(what: &str, text: &str) -> std::result::Result<Vec<V>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|v| {
+            V::from_str_radix(v, 10)
+                .map_err(|_| format!("{what}: {v:?} in {text:?} is not a number"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

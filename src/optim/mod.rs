@@ -7,19 +7,27 @@
 //! the parameters' buffers, in place: every clone of a parameter's handle (the
 //! model's own, for instance) sees the update, and no tensor is allocated.
 //!
-//! | optimizer | config | PyTorch |
-//! |---|---|---|
-//! | [`Sgd`] | [`SgdConfig`] `{ lr, momentum, dampening, nesterov, weight_decay }` | `torch.optim.SGD` |
-//! | [`Adam`] | [`AdamConfig`] `{ lr, beta1, beta2, eps, weight_decay }` | `torch.optim.Adam` |
-//! | [`AdamW`] | [`AdamWConfig`] `{ lr, beta1, beta2, eps, weight_decay }` | `torch.optim.AdamW` |
-//! | [`RmsProp`] | [`RmsPropConfig`] `{ lr, alpha, eps, weight_decay, momentum, centered }` | `torch.optim.RMSprop` |
-//! | [`Adagrad`] | [`AdagradConfig`] `{ lr, lr_decay, weight_decay, eps, initial_accumulator_value }` | `torch.optim.Adagrad` |
+//! | optimizer | config | state per parameter | PyTorch |
+//! |---|---|---|---|
+//! | [`Sgd`] | [`SgdConfig`] `{ lr, momentum, dampening, nesterov, weight_decay }` | [`SgdState`] `{ step, momentum_buffer }` | `torch.optim.SGD` |
+//! | [`Adam`] | [`AdamConfig`] `{ lr, beta1, beta2, eps, weight_decay }` | [`AdamState`] `{ step, exp_avg, exp_avg_sq }` | `torch.optim.Adam` |
+//! | [`AdamW`] | [`AdamWConfig`] `{ lr, beta1, beta2, eps, weight_decay }` | [`AdamState`] | `torch.optim.AdamW` |
+//! | [`RmsProp`] | [`RmsPropConfig`] `{ lr, alpha, eps, weight_decay, momentum, centered }` | [`RmsPropState`] `{ step, square_avg, momentum_buffer, grad_avg }` | `torch.optim.RMSprop` |
+//! | [`Adagrad`] | [`AdagradConfig`] `{ lr, lr_decay, weight_decay, eps, initial_accumulator_value }` | [`AdagradState`] `{ step, sum }` | `torch.optim.Adagrad` |
+//!
+//! Each optimizer is the one generic type [`Optim`] with its algorithm's
+//! [`UpdateRule`] (`type Adam<T = f32> = Optim<T, AdamRule>`), so they all have the
+//! same constructors and accessors: [`new`](Optim::new),
+//! [`new_named`](Optim::new_named), [`with_groups`](Optim::with_groups) (and their
+//! `try_` twins), [`strict`](Optim::strict), [`config`](Optim::config),
+//! [`groups`](Optim::groups), [`state`](Optim::state),
+//! [`param_name`](Optim::param_name), and the [`Optimizer`] trait.
 //!
 //! The update rules are PyTorch's (the algorithm boxes of the `torch.optim`
-//! documentation, without `maximize`, `amsgrad` or parameter groups), and each
-//! config's [`Default`] holds PyTorch's default values. Step counts are kept per
-//! parameter: a parameter that had no gradient is skipped, listed in the
-//! [`StepReport`], and its state does not advance.
+//! documentation, without `maximize`, `amsgrad` or `foreach`), and each config's
+//! [`Default`] holds PyTorch's default values. Step counts are kept per parameter:
+//! a parameter that had no gradient is skipped, listed in the [`StepReport`], and
+//! its state does not advance.
 //!
 //! Learning-rate schedules live in [`lr`].
 //!
@@ -41,30 +49,124 @@
 //! assert!((w.item() - 2.0).abs() < 1e-2 && (b.item() - 1.0).abs() < 1e-2);
 //! # Ok::<(), ferrograd::Error>(())
 //! ```
+//!
+//! # Parameter groups
+//!
+//! As PyTorch's `param_groups`, an optimizer holds its parameters in groups, each
+//! with its own full config (learning rate, weight decay, betas, momentum, …).
+//! [`new`](Optim::new) makes one group; [`with_groups`](Optim::with_groups) takes
+//! several [`ParamGroup`]s, and [`add_param_group`](Optim::add_param_group) adds one
+//! later. A parameter belongs to one group only. [`Optimizer::lr`] reads the first
+//! group's learning rate and [`Optimizer::set_lr`] sets every group's;
+//! [`Optimizer::group_lrs`], [`Optimizer::set_group_lrs`] and
+//! [`Optim::set_group_lr`] work group by group, and a
+//! [`Scheduler`](lr::Scheduler) scales each group from its own base rate.
+//!
+//! Weight decay on the matrices only, in one line:
+//!
+//! ```
+//! # use ferrograd::nn::{Module, ModuleParams};
+//! # use ferrograd::Tensor;
+//! # struct Net { w: Tensor, b: Tensor }
+//! # impl Module for Net {
+//! #     fn forward(&self, x: &Tensor) -> Tensor { x.matmul(&self.w) + &self.b }
+//! # }
+//! # impl ModuleParams for Net {
+//! #     fn named_parameters(&self) -> Vec<(String, Tensor)> {
+//! #         vec![("fc.weight".into(), self.w.clone()), ("fc.bias".into(), self.b.clone())]
+//! #     }
+//! # }
+//! # let model = Net { w: Tensor::zeros(&[3, 2]).requires_grad(), b: Tensor::zeros(&[2]).requires_grad() };
+//! use ferrograd::optim::{AdamW, AdamWConfig, ParamGroup};
+//!
+//! let (decay, no_decay): (Vec<_>, Vec<_>) =
+//!     model.named_parameters().into_iter().partition(|(_, p)| p.ndim() >= 2);
+//! let cfg = AdamWConfig { lr: 3e-4, weight_decay: 0.1, ..Default::default() };
+//! let opt = AdamW::with_groups(vec![
+//!     ParamGroup::named(decay, cfg),
+//!     ParamGroup::named(no_decay, AdamWConfig { weight_decay: 0.0, ..cfg }),
+//! ]);
+//! assert_eq!(opt.groups().len(), 2);
+//! ```
+//!
+//! # Resuming training: state dicts
+//!
+//! [`Optimizer::state_dict`] returns an [`OptimizerState`]: the optimizer's kind,
+//! each group's hyper-parameters, and each parameter's step count and state
+//! buffers, keyed by the parameter's name when the optimizer was built with names
+//! (else by position). [`Optimizer::load_state_dict`] restores it into an optimizer
+//! built over the same parameters, after checking the kind, the names, the groups
+//! and the shapes. [`OptimizerState::to_maps`] and [`OptimizerState::from_maps`]
+//! turn it into the tensors and strings of a safetensors file, so one
+//! [`io::save_safetensors_with_metadata`](crate::io::save_safetensors_with_metadata)
+//! checkpoint can hold the model, the optimizer and the
+//! [scheduler](lr::Scheduler::state_dict). Training resumed from a state dict
+//! follows the same path, bit for bit, as training that never stopped.
+//!
+//! ```
+//! use ferrograd::optim::{Adam, AdamConfig, Optimizer, OptimizerState};
+//! use ferrograd::Tensor;
+//!
+//! let path = std::env::temp_dir().join(format!("ferrograd-optim-{}.safetensors", std::process::id()));
+//! let w = Tensor::<f32>::from_vec(vec![1.0, -2.0], &[2])?.requires_grad();
+//! let mut opt = Adam::new_named(vec![("w".into(), w.clone())], AdamConfig::default());
+//! opt.step(&w.square().sum().backward()?)?;
+//!
+//! // save the weights and the optimizer in one file
+//! let (tensors, meta) = opt.state_dict().to_maps("optim.");
+//! let mut all: Vec<(String, Tensor<f32>)> = vec![("w".into(), w.detach())];
+//! all.extend(tensors);
+//! ferrograd::io::save_safetensors_with_metadata(&path, &all, &meta)?;
+//!
+//! // later: a fresh optimizer over the same (named) parameters
+//! let mut resumed = Adam::new_named(vec![("w".into(), w.clone())], AdamConfig::default());
+//! let state = OptimizerState::from_maps(
+//!     "optim.",
+//!     &ferrograd::io::load_safetensors(&path)?,
+//!     &ferrograd::io::load_safetensors_metadata(&path)?,
+//! )?;
+//! resumed.load_state_dict(&state)?;
+//! assert_eq!(resumed.state(0), opt.state(0));
+//! # std::fs::remove_file(&path)?;
+//! # Ok::<(), ferrograd::Error>(())
+//! ```
+//!
+//! # Other algorithms
+//!
+//! An [`UpdateRule`] is all a new algorithm needs: its config (with
+//! [`Hyperparams`]), its per-parameter state (with [`ParamState`]) and its update;
+//! [`Optim`] brings groups, the checks, the step loop and state dicts.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use crate::autograd::Gradients;
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 mod adagrad;
 mod adam;
 pub mod lr;
+mod optimizer;
 mod rmsprop;
 mod sgd;
+mod state;
 
-pub use adagrad::{Adagrad, AdagradConfig, AdagradState};
-pub use adam::{Adam, AdamConfig, AdamState, AdamW, AdamWConfig};
-pub use rmsprop::{RmsProp, RmsPropConfig, RmsPropState};
-pub use sgd::{Sgd, SgdConfig, SgdState};
+pub use adagrad::{Adagrad, AdagradConfig, AdagradRule, AdagradState};
+pub use adam::{Adam, AdamConfig, AdamRule, AdamState, AdamW, AdamWConfig, AdamWRule};
+pub use optimizer::{Hyperparams, Optim, ParamGroup, ParamState, UpdateRule};
+pub use rmsprop::{RmsProp, RmsPropConfig, RmsPropRule, RmsPropState};
+pub use sgd::{Sgd, SgdConfig, SgdRule, SgdState};
+pub use state::{Fields, OptimizerState, ParamEntry};
 
 /// An optimizer: updates the parameters it owns, in place, from a set of gradients.
 ///
 /// The trait is object safe, so optimizers can be chosen at run time
-/// (`Box<dyn Optimizer<T>>`, which implements the trait too).
+/// (`Box<dyn Optimizer<T>>`, which implements the trait too). Every optimizer of
+/// this crate is an [`Optim`]; to add an algorithm, write an [`UpdateRule`] rather
+/// than implementing this trait.
 ///
 /// ```
 /// use ferrograd::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
@@ -83,6 +185,7 @@ pub use sgd::{Sgd, SgdConfig, SgdState};
 /// assert!(w.to_vec()[0] < 1.0);
 /// assert_eq!(opts[0].lr(), 0.05);
 /// assert_eq!(opts[1].parameters()[0].id(), w.id());
+/// assert_eq!(opts[1].state_dict().kind, "Adam");
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
 pub trait Optimizer<T: Element = f32> {
@@ -95,23 +198,63 @@ pub trait Optimizer<T: Element = f32> {
     ///
     /// # Errors
     /// Nothing is updated when an error is returned:
-    /// [`Error::MissingGradient`] (strict mode only) naming the first parameter
-    /// without a gradient; [`Error::InvalidArgument`] when a gradient's shape
-    /// differs from its parameter's, naming the parameter and both shapes.
+    /// [`Error::MissingGradient`](crate::Error::MissingGradient) (strict mode only)
+    /// naming the first parameter without a gradient;
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when a gradient's
+    /// shape differs from its parameter's, naming the parameter and both shapes.
     fn step(&mut self, grads: &Gradients<T>) -> Result<StepReport>;
 
-    /// The current learning rate.
+    /// The current learning rate (of the first parameter group, when there are
+    /// several).
     fn lr(&self) -> T;
 
-    /// Sets the learning rate used by the next steps (schedulers call this).
+    /// Sets the learning rate used by the next steps, in every parameter group.
     ///
     /// # Panics
     /// The optimizers of this crate panic when `lr` is negative or NaN.
     fn set_lr(&mut self, lr: T);
 
-    /// The parameters, in the order they were given (indices in
-    /// [`StepReport::skipped`] and `state(i)` refer to this order).
+    /// The parameters, in the order they were given, group after group (indices
+    /// in [`StepReport::skipped`] and `state(i)` refer to this order).
     fn parameters(&self) -> &[Tensor<T>];
+
+    /// The learning rate of each parameter group, in order. By default, the one
+    /// rate of [`lr`](Optimizer::lr).
+    fn group_lrs(&self) -> Vec<T> {
+        vec![self.lr()]
+    }
+
+    /// Sets the learning rate of each parameter group, in order (schedulers call
+    /// this). By default, for an optimizer with one group: [`set_lr`](Optimizer::set_lr).
+    ///
+    /// # Panics
+    /// When `lrs` does not have one rate per group, or (this crate's optimizers)
+    /// a rate is negative or NaN.
+    #[track_caller]
+    fn set_group_lrs(&mut self, lrs: &[T]) {
+        assert!(
+            lrs.len() == 1,
+            "set_group_lrs: {} learning rates for an optimizer with one parameter group",
+            lrs.len()
+        );
+        self.set_lr(lrs[0]);
+    }
+
+    /// Everything needed to resume training: each group's hyper-parameters and each
+    /// parameter's state (PyTorch's `state_dict()`). See [`OptimizerState`].
+    fn state_dict(&self) -> OptimizerState<T>;
+
+    /// Restores a state from [`state_dict`](Optimizer::state_dict) (of an optimizer
+    /// of the same kind over the same parameters): the groups' hyper-parameters
+    /// (learning rates included) and every parameter's state.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument), changing nothing,
+    /// when the state is of another kind of optimizer, has another number of
+    /// groups, names a parameter this optimizer does not have (or puts it in
+    /// another group), lacks one it has, holds a buffer of the wrong shape or an
+    /// unknown one, or holds invalid hyper-parameters.
+    fn load_state_dict(&mut self, state: &OptimizerState<T>) -> Result<()>;
 }
 
 impl<T: Element, O: Optimizer<T> + ?Sized> Optimizer<T> for Box<O> {
@@ -130,6 +273,23 @@ impl<T: Element, O: Optimizer<T> + ?Sized> Optimizer<T> for Box<O> {
 
     fn parameters(&self) -> &[Tensor<T>] {
         (**self).parameters()
+    }
+
+    fn group_lrs(&self) -> Vec<T> {
+        (**self).group_lrs()
+    }
+
+    #[track_caller]
+    fn set_group_lrs(&mut self, lrs: &[T]) {
+        (**self).set_group_lrs(lrs)
+    }
+
+    fn state_dict(&self) -> OptimizerState<T> {
+        (**self).state_dict()
+    }
+
+    fn load_state_dict(&mut self, state: &OptimizerState<T>) -> Result<()> {
+        (**self).load_state_dict(state)
     }
 }
 
@@ -185,7 +345,7 @@ impl fmt::Display for StepReport {
 ///
 /// Its `Display` is the parameter's name when the optimizer was built from named
 /// parameters, else its position and shape (`#2 (shape [4, 2])`), the same text
-/// as in [`Error::MissingGradient`].
+/// as in [`Error::MissingGradient`](crate::Error::MissingGradient).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SkippedParam {
     /// The parameter's position in [`Optimizer::parameters`].
@@ -205,368 +365,35 @@ impl fmt::Display for SkippedParam {
     }
 }
 
-/// The parameters an optimizer owns, their names, and the strict flag: the part
-/// every optimizer shares, with the one step loop they all run.
-pub(crate) struct ParamSet<T: Element> {
-    tensors: Vec<Tensor<T>>,
-    names: Option<Vec<String>>,
-    strict: bool,
-}
-
-impl<T: Element> ParamSet<T> {
-    /// Checks that each parameter can be updated in place: a leaf (the gradients
-    /// `backward` returns are keyed by leaves), not a broadcast view (its elements
-    /// would alias), and not given twice (it would be updated twice per step).
-    pub(crate) fn new(
-        op: &'static str,
-        tensors: Vec<Tensor<T>>,
-        names: Option<Vec<String>>,
-    ) -> Result<Self> {
-        let set = ParamSet {
-            tensors,
-            names,
-            strict: false,
-        };
-        let mut seen = HashMap::with_capacity(set.tensors.len());
-        for (i, p) in set.tensors.iter().enumerate() {
-            if let Some(made_by) = p.op_name() {
-                return Err(Error::invalid(
-                    op,
-                    format!(
-                        "parameter {} is not a leaf (it is the output of `{made_by}`); \
-                         optimize the leaf made with requires_grad() instead",
-                        set.describe(i)
-                    ),
-                ));
-            }
-            if p.shape()
-                .iter()
-                .zip(p.strides())
-                .any(|(&n, &s)| n > 1 && s == 0)
-            {
-                return Err(Error::invalid(
-                    op,
-                    format!(
-                        "parameter {} is a broadcast view (strides {:?}): its elements \
-                         share memory and cannot be updated one by one",
-                        set.describe(i),
-                        p.strides()
-                    ),
-                ));
-            }
-            if let Some(first) = seen.insert(p.id(), i) {
-                return Err(Error::invalid(
-                    op,
-                    format!(
-                        "parameter {} is the same tensor as parameter {}; each \
-                         parameter may be given once (it would be updated twice per step)",
-                        set.describe(i),
-                        set.describe(first)
-                    ),
-                ));
-            }
-        }
-        Ok(set)
-    }
-
-    /// Splits `(name, tensor)` pairs, as `Module::named_parameters` returns them.
-    pub(crate) fn new_named(op: &'static str, named: Vec<(String, Tensor<T>)>) -> Result<Self> {
-        let (names, tensors) = named.into_iter().unzip();
-        Self::new(op, tensors, Some(names))
-    }
-
-    pub(crate) fn tensors(&self) -> &[Tensor<T>] {
-        &self.tensors
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.tensors.len()
-    }
-
-    pub(crate) fn name(&self, i: usize) -> Option<&str> {
-        self.names.as_ref()?.get(i).map(String::as_str)
-    }
-
-    pub(crate) fn strict(&self) -> bool {
-        self.strict
-    }
-
-    pub(crate) fn set_strict(&mut self, on: bool) {
-        self.strict = on;
-    }
-
-    fn skipped(&self, i: usize) -> SkippedParam {
-        SkippedParam {
-            index: i,
-            name: self.name(i).map(str::to_owned),
-            shape: self.tensors[i].shape().to_vec(),
-        }
-    }
-
-    /// The parameter's name, or `#i (shape [..])` when unnamed.
-    pub(crate) fn describe(&self, i: usize) -> String {
-        self.skipped(i).to_string()
-    }
-
-    /// The step loop all optimizers share. First every parameter's gradient is
-    /// looked up and checked (so that an error leaves every parameter as it was);
-    /// then each parameter that has one is updated in one pass under its buffer's
-    /// write lock: `update(state, param, grad)` gets the elements as row-major
-    /// slices, and `init(numel)` makes a parameter's state on its first update.
-    pub(crate) fn step<S>(
-        &self,
-        op: &'static str,
-        states: &mut [Option<S>],
-        grads: &Gradients<T>,
-        mut init: impl FnMut(usize) -> S,
-        mut update: impl FnMut(&mut S, &mut [T], &[T]),
-    ) -> Result<StepReport> {
-        debug_assert_eq!(states.len(), self.tensors.len());
-        let mut found = Vec::with_capacity(self.tensors.len());
-        let mut report = StepReport::default();
-        for (i, p) in self.tensors.iter().enumerate() {
-            let g = grads.get(p);
-            match g {
-                None if self.strict => {
-                    return Err(Error::MissingGradient {
-                        param: self.describe(i),
-                    })
-                }
-                None => report.skipped.push(self.skipped(i)),
-                Some(g) if g.shape() != p.shape() => {
-                    return Err(Error::invalid(
-                        op,
-                        format!(
-                            "the gradient of parameter {} has shape {:?}, but the \
-                             parameter has shape {:?}",
-                            self.describe(i),
-                            g.shape(),
-                            p.shape()
-                        ),
-                    ))
-                }
-                Some(_) => {}
-            }
-            found.push(g);
-        }
-        for ((p, g), state) in self.tensors.iter().zip(found).zip(states.iter_mut()) {
-            let Some(g) = g else { continue };
-            let state = state.get_or_insert_with(|| init(p.numel()));
-            if g.shares_storage(p) {
-                // Never the case for gradients from backward; reading first keeps a
-                // hand-built one from deadlocking on the parameter's write lock.
-                let g = g.to_vec();
-                p.update_with(|p| update(state, p, &g));
-            } else {
-                g.with_contiguous(|g| p.update_with(|p| update(state, p, g)));
-            }
-            report.updated += 1;
-        }
-        Ok(report)
-    }
-}
-
 /// `Err` unless `value >= 0` (NaN fails): PyTorch's `0.0 <= value` checks.
-pub(crate) fn check_nonneg<T: Element>(op: &'static str, what: &str, value: T) -> Result<()> {
+pub(crate) fn check_nonneg<T: Element>(what: &str, value: T) -> std::result::Result<(), String> {
     if value >= T::zero() {
         Ok(())
     } else {
-        Err(Error::invalid(
-            op,
-            format!("invalid {what} {value}: expected a value >= 0"),
-        ))
+        Err(format!("invalid {what} {value}: expected a value >= 0"))
     }
 }
 
 /// `Err` unless `0 <= value < 1`.
-pub(crate) fn check_unit<T: Element>(op: &'static str, what: &str, value: T) -> Result<()> {
+pub(crate) fn check_unit<T: Element>(what: &str, value: T) -> std::result::Result<(), String> {
     if value >= T::zero() && value < T::one() {
         Ok(())
     } else {
-        Err(Error::invalid(
-            op,
-            format!("invalid {what} {value}: expected 0 <= {what} < 1"),
-        ))
+        Err(format!("invalid {what} {value}: expected 0 <= {what} < 1"))
     }
 }
 
-/// The constructors and accessors every optimizer has, and its `Optimizer` impl.
-///
-/// The optimizer type must have the fields `params: ParamSet<T>`,
-/// `config: $Config<T>` and `state: Vec<Option<$State<T>>>`, and the private
-/// associated functions `validate(&$Config<T>) -> Result<()>`,
-/// `init_state(&$Config<T>, numel) -> $State<T>` and
-/// `update(&$Config<T>, &mut $State<T>, param: &mut [T], grad: &[T])`.
-macro_rules! optimizer_common {
-    ($Opt:ident, $Config:ident, $State:ident, $config_example:literal) => {
-        impl<T: Element> $Opt<T> {
-            #[doc = concat!(
-                "Builds the optimizer over `params`, after checking `config` as PyTorch does.\n\n",
-                "Each parameter must be a leaf, given once, and not a broadcast view. ",
-                "A parameter that does not require a gradient is allowed (as in PyTorch); ",
-                "it never gets one, so each step lists it as skipped.\n\n",
-                "# Errors\n",
-                "[`Error::InvalidArgument`](crate::Error::InvalidArgument) naming the first ",
-                "invalid config value or parameter.\n\n",
-                "```\n",
-                "use ferrograd::optim::{", stringify!($Opt), ", ", stringify!($Config), "};\n",
-                "let w = ferrograd::Tensor::<f32>::zeros(&[2]).requires_grad();\n",
-                "let opt = ", stringify!($Opt), "::try_new(vec![w.clone()], ",
-                $config_example, ")?;\n",
-                "let bad = ", stringify!($Opt), "::try_new(vec![w], ", stringify!($Config),
-                " { lr: -1.0, ..Default::default() });\n",
-                "assert!(bad.unwrap_err().to_string().contains(\"learning rate\"));\n",
-                "# Ok::<(), ferrograd::Error>(())\n",
-                "```"
-            )]
-            pub fn try_new(params: Vec<Tensor<T>>, config: $Config<T>) -> Result<Self> {
-                Self::validate(&config)?;
-                let params = ParamSet::new(concat!(stringify!($Opt), "::new"), params, None)?;
-                Ok(Self::from_parts(params, config))
-            }
-
-            #[doc = concat!(
-                "Builds the optimizer over `params` (see [`try_new`](", stringify!($Opt),
-                "::try_new)).\n\n",
-                "# Panics\n",
-                "Panics with the error of [`try_new`](", stringify!($Opt), "::try_new) ",
-                "when `config` or a parameter is invalid.\n\n",
-                "```\n",
-                "use ferrograd::optim::{", stringify!($Opt), ", ", stringify!($Config), ", Optimizer};\n",
-                "let w = ferrograd::Tensor::<f32>::zeros(&[2]).requires_grad();\n",
-                "let opt = ", stringify!($Opt), "::new(vec![w.clone()], ", $config_example, ");\n",
-                "assert_eq!(opt.parameters()[0].id(), w.id());\n",
-                "```"
-            )]
-            #[track_caller]
-            pub fn new(params: Vec<Tensor<T>>, config: $Config<T>) -> Self {
-                crate::error::or_panic(Self::try_new(params, config))
-            }
-
-            #[doc = concat!(
-                "Builds the optimizer over named parameters, as `Module::named_parameters` ",
-                "returns them; errors and skip reports then use the names.\n\n",
-                "# Errors\n",
-                "As [`try_new`](", stringify!($Opt), "::try_new).\n\n",
-                "```\n",
-                "use ferrograd::optim::{", stringify!($Opt), ", ", stringify!($Config), ", Optimizer};\n",
-                "let w = ferrograd::Tensor::<f32>::zeros(&[2]).requires_grad();\n",
-                "let b = ferrograd::Tensor::<f32>::zeros(&[1]).requires_grad();\n",
-                "let mut opt = ", stringify!($Opt), "::try_new_named(\n",
-                "    vec![(\"fc.weight\".to_string(), w.clone()), (\"fc.bias\".to_string(), b)],\n",
-                "    ", $config_example, ",\n",
-                ")?\n",
-                ".strict(true);\n",
-                "assert_eq!(opt.param_name(1), Some(\"fc.bias\"));\n",
-                "let err = opt.step(&w.sum().backward()?).unwrap_err();  // b got no gradient\n",
-                "assert!(err.to_string().contains(\"fc.bias\"));\n",
-                "# Ok::<(), ferrograd::Error>(())\n",
-                "```"
-            )]
-            pub fn try_new_named(
-                params: Vec<(String, Tensor<T>)>,
-                config: $Config<T>,
-            ) -> Result<Self> {
-                Self::validate(&config)?;
-                let params = ParamSet::new_named(concat!(stringify!($Opt), "::new"), params)?;
-                Ok(Self::from_parts(params, config))
-            }
-
-            #[doc = concat!(
-                "Builds the optimizer over named parameters (see [`try_new_named`](",
-                stringify!($Opt), "::try_new_named)).\n\n",
-                "# Panics\n",
-                "As [`new`](", stringify!($Opt), "::new)."
-            )]
-            #[track_caller]
-            pub fn new_named(params: Vec<(String, Tensor<T>)>, config: $Config<T>) -> Self {
-                crate::error::or_panic(Self::try_new_named(params, config))
-            }
-
-            fn from_parts(params: ParamSet<T>, config: $Config<T>) -> Self {
-                let state = (0..params.len()).map(|_| None).collect();
-                $Opt {
-                    params,
-                    config,
-                    state,
-                }
-            }
-
-            /// Strict mode (off by default): when on, a parameter without a gradient
-            /// makes [`step`](Optimizer::step) return
-            /// [`Error::MissingGradient`](crate::Error::MissingGradient) naming it,
-            /// instead of skipping it.
-            pub fn strict(mut self, on: bool) -> Self {
-                self.params.set_strict(on);
-                self
-            }
-
-            /// True in strict mode (see [`strict`](Self::strict)).
-            pub fn is_strict(&self) -> bool {
-                self.params.strict()
-            }
-
-            /// The configuration (the learning rate as last set by
-            /// [`set_lr`](Optimizer::set_lr)).
-            pub fn config(&self) -> &$Config<T> {
-                &self.config
-            }
-
-            /// The state of parameter `index`: `None` until its first update (and
-            /// for an index out of range).
-            pub fn state(&self, index: usize) -> Option<&$State<T>> {
-                self.state.get(index)?.as_ref()
-            }
-
-            /// The name of parameter `index`, when built with `new_named`.
-            pub fn param_name(&self, index: usize) -> Option<&str> {
-                self.params.name(index)
-            }
-        }
-
-        impl<T: Element> Optimizer<T> for $Opt<T> {
-            fn step(&mut self, grads: &Gradients<T>) -> Result<StepReport> {
-                let config = &self.config;
-                self.params.step(
-                    concat!(stringify!($Opt), "::step"),
-                    &mut self.state,
-                    grads,
-                    |numel| Self::init_state(config, numel),
-                    |state, p, g| Self::update(config, state, p, g),
-                )
-            }
-
-            fn lr(&self) -> T {
-                self.config.lr
-            }
-
-            #[track_caller]
-            fn set_lr(&mut self, lr: T) {
-                crate::error::or_panic(crate::optim::check_nonneg(
-                    concat!(stringify!($Opt), "::set_lr"),
-                    "learning rate",
-                    lr,
-                ));
-                self.config.lr = lr;
-            }
-
-            fn parameters(&self) -> &[Tensor<T>] {
-                self.params.tensors()
-            }
-        }
-
-        impl<T: Element> std::fmt::Debug for $Opt<T> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($Opt))
-                    .field("config", &self.config)
-                    .field("params", &self.params.len())
-                    .field("strict", &self.params.strict())
-                    .finish()
-            }
-        }
-    };
+/// `"{kind}::{method}"` (`"Adam::step"`) as the `&'static str` that
+/// [`Error::InvalidArgument`] wants: made once per pair and kept for the program's
+/// life (a few dozen bytes per optimizer kind). Only error paths call it.
+pub(crate) fn op_name(kind: &'static str, method: &'static str) -> &'static str {
+    type Names = BTreeMap<(&'static str, &'static str), &'static str>;
+    static NAMES: Mutex<Names> = Mutex::new(BTreeMap::new());
+    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    names
+        .entry((kind, method))
+        .or_insert_with(|| Box::leak(format!("{kind}::{method}").into_boxed_str()))
 }
-pub(crate) use optimizer_common;
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,11 @@
 //! RMSprop, plain or centered, with optional momentum and weight decay.
 
-use crate::autograd::Gradients;
+use std::collections::BTreeMap;
+
 use crate::element::Element;
-use crate::error::Result;
 use crate::tensor::Tensor;
 
-use super::{check_nonneg, optimizer_common, Optimizer, ParamSet, StepReport};
+use super::{check_nonneg, Fields, Hyperparams, Optim, ParamState, UpdateRule};
 
 /// Settings of [`RmsProp`]; `Default` is PyTorch's: `lr` 1e-2, `alpha` 0.99,
 /// `eps` 1e-8, no weight decay, no momentum, not centered.
@@ -45,6 +45,36 @@ impl<T: Element> Default for RmsPropConfig<T> {
     }
 }
 
+impl<T: Element> Hyperparams<T> for RmsPropConfig<T> {
+    fn lr(&self) -> T {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: T) {
+        self.lr = lr;
+    }
+
+    fn write_fields(&self, out: &mut Fields) {
+        out.put("lr", self.lr);
+        out.put("alpha", self.alpha);
+        out.put("eps", self.eps);
+        out.put("weight_decay", self.weight_decay);
+        out.put("momentum", self.momentum);
+        out.put("centered", self.centered);
+    }
+
+    fn read_fields(fields: &mut Fields) -> Result<Self, String> {
+        Ok(RmsPropConfig {
+            lr: fields.take_num("lr")?,
+            alpha: fields.take_num("alpha")?,
+            eps: fields.take_num("eps")?,
+            weight_decay: fields.take_num("weight_decay")?,
+            momentum: fields.take_num("momentum")?,
+            centered: fields.take_flag("centered")?,
+        })
+    }
+}
+
 /// The state [`RmsProp`] keeps for one parameter (buffers row-major, one value per element).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -53,15 +83,44 @@ pub struct RmsPropState<T: Element = f32> {
     pub step: usize,
     /// The running average of squared gradients `v`.
     pub square_avg: Vec<T>,
-    /// The momentum buffer `b`; `None` when momentum is off.
+    /// The momentum buffer `b`; `None` while momentum is off.
     pub momentum_buffer: Option<Vec<T>>,
-    /// The running average of gradients `ḡ`; `None` unless centered.
+    /// The running average of gradients `ḡ`; `None` while not centered.
     pub grad_avg: Option<Vec<T>>,
 }
 
-/// RMSprop, as PyTorch's `torch.optim.RMSprop`.
+impl<T: Element> ParamState<T> for RmsPropState<T> {
+    fn step(&self) -> usize {
+        self.step
+    }
+
+    fn buffers(&self) -> Vec<(&'static str, &[T])> {
+        let mut out = vec![("square_avg", &self.square_avg[..])];
+        if let Some(b) = &self.momentum_buffer {
+            out.push(("momentum_buffer", b));
+        }
+        if let Some(a) = &self.grad_avg {
+            out.push(("grad_avg", a));
+        }
+        out
+    }
+
+    fn from_buffers(step: usize, buffers: &mut BTreeMap<String, Vec<T>>) -> Result<Self, String> {
+        Ok(RmsPropState {
+            step,
+            square_avg: buffers
+                .remove("square_avg")
+                .ok_or("missing state buffer square_avg")?,
+            momentum_buffer: buffers.remove("momentum_buffer"),
+            grad_avg: buffers.remove("grad_avg"),
+        })
+    }
+}
+
+/// RMSprop, as PyTorch's `torch.optim.RMSprop`: [`Optim`] with [`RmsPropRule`].
 ///
-/// For each parameter `p` with gradient `g` (all buffers start at zero):
+/// For each parameter `p` with gradient `g`, with its group's config (all buffers
+/// start at zero):
 ///
 /// ```text
 /// if λ ≠ 0:   g ← g + λ·p
@@ -84,36 +143,32 @@ pub struct RmsPropState<T: Element = f32> {
 /// assert_eq!(opt.state(0).unwrap().square_avg, vec![4.0]);
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
-pub struct RmsProp<T: Element = f32> {
-    params: ParamSet<T>,
-    config: RmsPropConfig<T>,
-    state: Vec<Option<RmsPropState<T>>>,
-}
+pub type RmsProp<T = f32> = Optim<T, RmsPropRule>;
 
-optimizer_common!(
-    RmsProp,
-    RmsPropConfig,
-    RmsPropState,
-    "RmsPropConfig { lr: 1e-2, centered: true, ..Default::default() }"
-);
+/// The update rule of [`RmsProp`] (see there).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RmsPropRule;
 
-impl<T: Element> RmsProp<T> {
-    fn validate(c: &RmsPropConfig<T>) -> Result<()> {
-        const OP: &str = "RmsProp::new";
-        check_nonneg(OP, "learning rate", c.lr)?;
-        check_nonneg(OP, "eps", c.eps)?;
-        check_nonneg(OP, "momentum", c.momentum)?;
-        check_nonneg(OP, "weight_decay", c.weight_decay)?;
-        check_nonneg(OP, "alpha", c.alpha)
+impl<T: Element> UpdateRule<T> for RmsPropRule {
+    const NAME: &'static str = "RmsProp";
+    type Config = RmsPropConfig<T>;
+    type State = RmsPropState<T>;
+
+    fn validate(c: &RmsPropConfig<T>) -> Result<(), String> {
+        check_nonneg("learning rate", c.lr)?;
+        check_nonneg("eps", c.eps)?;
+        check_nonneg("momentum", c.momentum)?;
+        check_nonneg("weight_decay", c.weight_decay)?;
+        check_nonneg("alpha", c.alpha)
     }
 
-    fn init_state(c: &RmsPropConfig<T>, numel: usize) -> RmsPropState<T> {
-        let zeros = || vec![T::zero(); numel];
+    fn init_state(_: &RmsPropConfig<T>, param: &Tensor<T>) -> RmsPropState<T> {
+        // the optional buffers are made by the first update that needs them
         RmsPropState {
             step: 0,
-            square_avg: zeros(),
-            momentum_buffer: (c.momentum > T::zero()).then(zeros),
-            grad_avg: c.centered.then(zeros),
+            square_avg: vec![T::zero(); param.numel()],
+            momentum_buffer: None,
+            grad_avg: None,
         }
     }
 
@@ -122,10 +177,17 @@ impl<T: Element> RmsProp<T> {
         let (lr, alpha, eps, wd, mu) = (c.lr, c.alpha, c.eps, c.weight_decay, c.momentum);
         let one_m_alpha = T::one() - alpha;
         let n = p.len();
-        // Absent buffers become empty slices; the flags below say which ones exist.
-        let (centered, momentum) = (s.grad_avg.is_some(), s.momentum_buffer.is_some());
-        let gavg = s.grad_avg.as_deref_mut().unwrap_or(&mut []);
-        let buf = s.momentum_buffer.as_deref_mut().unwrap_or(&mut []);
+        let (centered, momentum) = (c.centered, mu > T::zero());
+        let zeros = || vec![T::zero(); n];
+        // Buffers the config does not use are empty slices (and are left as they are).
+        let gavg = match centered {
+            true => &mut s.grad_avg.get_or_insert_with(zeros)[..],
+            false => &mut [],
+        };
+        let buf = match momentum {
+            true => &mut s.momentum_buffer.get_or_insert_with(zeros)[..],
+            false => &mut [],
+        };
         for i in 0..n {
             let g = if wd != T::zero() {
                 g[i] + wd * p[i]
@@ -155,6 +217,8 @@ impl<T: Element> RmsProp<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autograd::Gradients;
+    use crate::optim::Optimizer;
 
     #[test]
     fn centered_with_momentum_by_hand() {

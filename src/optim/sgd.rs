@@ -1,11 +1,11 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight decay.
 
-use crate::autograd::Gradients;
+use std::collections::BTreeMap;
+
 use crate::element::Element;
-use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-use super::{check_nonneg, optimizer_common, Optimizer, ParamSet, StepReport};
+use super::{check_nonneg, Fields, Hyperparams, Optim, ParamState, UpdateRule};
 
 /// Settings of [`Sgd`]; `Default` is PyTorch's (`lr` 1e-3, everything else off).
 ///
@@ -40,25 +40,74 @@ impl<T: Element> Default for SgdConfig<T> {
     }
 }
 
+impl<T: Element> Hyperparams<T> for SgdConfig<T> {
+    fn lr(&self) -> T {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: T) {
+        self.lr = lr;
+    }
+
+    fn write_fields(&self, out: &mut Fields) {
+        out.put("lr", self.lr);
+        out.put("momentum", self.momentum);
+        out.put("dampening", self.dampening);
+        out.put("nesterov", self.nesterov);
+        out.put("weight_decay", self.weight_decay);
+    }
+
+    fn read_fields(fields: &mut Fields) -> Result<Self, String> {
+        Ok(SgdConfig {
+            lr: fields.take_num("lr")?,
+            momentum: fields.take_num("momentum")?,
+            dampening: fields.take_num("dampening")?,
+            nesterov: fields.take_flag("nesterov")?,
+            weight_decay: fields.take_num("weight_decay")?,
+        })
+    }
+}
+
 /// The state [`Sgd`] keeps for one parameter.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct SgdState<T: Element = f32> {
     /// How many updates this parameter has had.
     pub step: usize,
-    /// The momentum buffer `b` (row-major, one value per element); `None` when
+    /// The momentum buffer `b` (row-major, one value per element); `None` while
     /// momentum is off.
     pub momentum_buffer: Option<Vec<T>>,
 }
 
-/// Stochastic gradient descent, as PyTorch's `torch.optim.SGD`.
+impl<T: Element> ParamState<T> for SgdState<T> {
+    fn step(&self) -> usize {
+        self.step
+    }
+
+    fn buffers(&self) -> Vec<(&'static str, &[T])> {
+        self.momentum_buffer
+            .iter()
+            .map(|b| ("momentum_buffer", &b[..]))
+            .collect()
+    }
+
+    fn from_buffers(step: usize, buffers: &mut BTreeMap<String, Vec<T>>) -> Result<Self, String> {
+        Ok(SgdState {
+            step,
+            momentum_buffer: buffers.remove("momentum_buffer"),
+        })
+    }
+}
+
+/// Stochastic gradient descent, as PyTorch's `torch.optim.SGD`: [`Optim`] with
+/// [`SgdRule`].
 ///
-/// For each parameter `p` with gradient `g`, at its step `t`:
+/// For each parameter `p` with gradient `g`, with its group's config:
 ///
 /// ```text
 /// if λ ≠ 0:  g ← g + λ·p
-/// if μ ≠ 0:  b ← g                      (t = 1)
-///            b ← μ·b + (1 − τ)·g        (t > 1)
+/// if μ ≠ 0:  b ← g                      (no buffer yet: the first step)
+///            b ← μ·b + (1 − τ)·g        (later steps)
 ///            g ← g + μ·b  if nesterov, else  g ← b
 /// p ← p − lr·g
 /// ```
@@ -79,71 +128,64 @@ pub struct SgdState<T: Element = f32> {
 /// assert_eq!(opt.state(0).unwrap().momentum_buffer.as_deref(), Some(&[1.8][..]));
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
-pub struct Sgd<T: Element = f32> {
-    params: ParamSet<T>,
-    config: SgdConfig<T>,
-    state: Vec<Option<SgdState<T>>>,
-}
+pub type Sgd<T = f32> = Optim<T, SgdRule>;
 
-optimizer_common!(
-    Sgd,
-    SgdConfig,
-    SgdState,
-    "SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() }"
-);
+/// The update rule of [`Sgd`] (see there).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SgdRule;
 
-impl<T: Element> Sgd<T> {
-    fn validate(c: &SgdConfig<T>) -> Result<()> {
-        const OP: &str = "Sgd::new";
-        check_nonneg(OP, "learning rate", c.lr)?;
-        check_nonneg(OP, "momentum", c.momentum)?;
-        check_nonneg(OP, "dampening", c.dampening)?;
-        check_nonneg(OP, "weight_decay", c.weight_decay)?;
+impl<T: Element> UpdateRule<T> for SgdRule {
+    const NAME: &'static str = "Sgd";
+    type Config = SgdConfig<T>;
+    type State = SgdState<T>;
+
+    fn validate(c: &SgdConfig<T>) -> Result<(), String> {
+        check_nonneg("learning rate", c.lr)?;
+        check_nonneg("momentum", c.momentum)?;
+        check_nonneg("dampening", c.dampening)?;
+        check_nonneg("weight_decay", c.weight_decay)?;
         if c.nesterov && (c.momentum <= T::zero() || c.dampening != T::zero()) {
-            return Err(Error::invalid(
-                OP,
-                format!(
-                    "Nesterov momentum requires a momentum > 0 and zero dampening \
-                     (got momentum {}, dampening {})",
-                    c.momentum, c.dampening
-                ),
+            return Err(format!(
+                "Nesterov momentum requires a momentum > 0 and zero dampening \
+                 (got momentum {}, dampening {})",
+                c.momentum, c.dampening
             ));
         }
         Ok(())
     }
 
-    fn init_state(c: &SgdConfig<T>, numel: usize) -> SgdState<T> {
+    fn init_state(_: &SgdConfig<T>, _: &Tensor<T>) -> SgdState<T> {
         SgdState {
             step: 0,
-            momentum_buffer: (c.momentum != T::zero()).then(|| vec![T::zero(); numel]),
+            momentum_buffer: None,
         }
     }
 
     fn update(c: &SgdConfig<T>, s: &mut SgdState<T>, p: &mut [T], g: &[T]) {
         s.step += 1;
         let (lr, wd, mu) = (c.lr, c.weight_decay, c.momentum);
+        if mu == T::zero() {
+            for (p, &g) in p.iter_mut().zip(g) {
+                let g = if wd != T::zero() { g + wd * *p } else { g };
+                *p -= lr * g;
+            }
+            return;
+        }
         // PyTorch starts the buffer as a copy of the first gradient: no dampening then.
-        let damp = if s.step == 1 {
-            T::one()
-        } else {
+        let damp = if s.momentum_buffer.is_some() {
             T::one() - c.dampening
+        } else {
+            T::one()
         };
-        match &mut s.momentum_buffer {
-            None => {
-                for (p, &g) in p.iter_mut().zip(g) {
-                    let g = if wd != T::zero() { g + wd * *p } else { g };
-                    *p -= lr * g;
-                }
-            }
-            Some(buf) => {
-                for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
-                    let g = if wd != T::zero() { g + wd * *p } else { g };
-                    // on the first step b = 0, so this is b = g exactly
-                    *b = mu * *b + damp * g;
-                    let d = if c.nesterov { g + mu * *b } else { *b };
-                    *p -= lr * d;
-                }
-            }
+        let buf = s
+            .momentum_buffer
+            .get_or_insert_with(|| vec![T::zero(); p.len()]);
+        for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
+            let g = if wd != T::zero() { g + wd * *p } else { g };
+            // on the first step b = 0, so this is b = g exactly
+            *b = mu * *b + damp * g;
+            let d = if c.nesterov { g + mu * *b } else { *b };
+            *p -= lr * d;
         }
     }
 }
@@ -151,6 +193,8 @@ impl<T: Element> Sgd<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autograd::Gradients;
+    use crate::optim::Optimizer;
 
     fn grads_of(w: &Tensor<f64>, g: &[f64]) -> Gradients<f64> {
         let mut grads = Gradients::new();
