@@ -54,6 +54,7 @@ impl CheckOutput for Result<Tensor<f64>> {
 /// Settings of a gradient check; `Default` is PyTorch's (`eps` 1e-6, `atol` 1e-5,
 /// `rtol` 1e-3).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GradCheck {
     /// The step of the central difference `(f(x + eps) − f(x − eps)) / 2eps`.
     pub eps: f64,

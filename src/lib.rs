@@ -55,6 +55,13 @@
 //! `docs/guide.md` in the repository tells the whole training story for
 //! newcomers; `docs/performance.md` compares the speed with PyTorch.
 //!
+//! ## Optional features
+//!
+//! - `ndarray`: `Tensor::to_ndarray`, `Tensor::from_ndarray` and `From`
+//!   conversions both ways, for arrays of any dimension and memory layout.
+//! - `serde`: `Serialize`/`Deserialize` for `Tensor` (as `{"shape", "data"}`)
+//!   and for the optimizers' configs and `GradCheck`.
+//!
 //! Tensors are generic over the element type: `Tensor<f32>` (the default) and
 //! `Tensor<f64>`. The default does not drive type inference, so annotate:
 //! `Tensor::<f32>::zeros(&[2, 3])` or `let x: Tensor = …`.
@@ -67,6 +74,7 @@
 
 extern crate self as ferrograd; // `#[derive(nn::Module)]` expands to `::ferrograd::…` paths, here too
 mod autograd;
+mod convert;
 pub mod data;
 mod element;
 mod error;

@@ -197,6 +197,7 @@ impl<T: Element> ModuleParams<T> for Dropout {
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RngState {
     /// The stream: a layer's seed.
     pub seed: u64,
@@ -370,6 +371,15 @@ mod tests {
         assert_ne!(draw(RngState::new(1, 2)), draw(RngState::new(2, 1)));
         assert_ne!(draw(RngState::new(1, 0)), draw(RngState::new(1, 1)));
         assert_eq!(draw(RngState::new(1, 1)), draw(RngState::new(1, 1)));
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn rng_state_serde_round_trip() {
+        let state = RngState::new(7, 11);
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(json, r#"{"seed":7,"draws":11}"#);
+        assert_eq!(serde_json::from_str::<RngState>(&json).unwrap(), state);
     }
 
     #[test]

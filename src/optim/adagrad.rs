@@ -16,6 +16,7 @@ use super::{check_nonneg, Fields, Hyperparams, Optim, ParamState, UpdateRule};
 /// assert_eq!((c.lr, c.eps, c.lr_decay, c.initial_accumulator_value), (1e-2, 1e-10, 0.0, 0.0));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AdagradConfig<T: Element = f32> {
     /// Learning rate (≥ 0).
     pub lr: T,

@@ -16,6 +16,7 @@ use super::{check_nonneg, check_unit, Fields, Hyperparams, Optim, ParamState, Up
 /// assert_eq!((c.beta1, c.beta2, c.eps, c.weight_decay), (0.9, 0.999, 1e-8, 0.0));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AdamConfig<T: Element = f32> {
     /// Learning rate (≥ 0).
     pub lr: T,
@@ -49,6 +50,7 @@ impl<T: Element> Default for AdamConfig<T> {
 /// assert_eq!(AdamWConfig::<f64>::default().weight_decay, 0.01);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AdamWConfig<T: Element = f32> {
     /// Learning rate (≥ 0).
     pub lr: T,

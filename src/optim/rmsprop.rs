@@ -16,6 +16,7 @@ use super::{check_nonneg, Fields, Hyperparams, Optim, ParamState, UpdateRule};
 /// assert_eq!((c.lr, c.alpha), (1e-2, 0.99));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RmsPropConfig<T: Element = f32> {
     /// Learning rate (≥ 0).
     pub lr: T,

@@ -15,6 +15,7 @@ use super::{check_nonneg, Fields, Hyperparams, Optim, ParamState, UpdateRule};
 /// assert_eq!(c.dampening, 0.0);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SgdConfig<T: Element = f32> {
     /// Learning rate (≥ 0).
     pub lr: T,
