@@ -10,6 +10,7 @@ use std::time::Instant;
 #[path = "../benches/common/gpt.rs"]
 mod gpt;
 
+use ferrograd::nn::ModuleParams;
 use gpt::{GptConfig, GptTraining};
 
 fn main() {

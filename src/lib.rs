@@ -72,6 +72,7 @@
 // Tests pass `&[x.clone()]` to gradcheck, which reads better than `slice::from_ref`.
 #![cfg_attr(test, allow(clippy::cloned_ref_to_slice_refs))]
 
+extern crate self as ferrograd; // `#[derive(nn::Module)]` expands to `::ferrograd::…` paths, here too
 mod autograd;
 mod convert;
 pub mod data;

@@ -8,7 +8,8 @@ use ferrograd::nn::init::{
     calculate_gain, kaiming_uniform, xavier_normal, xavier_uniform, FanMode, Nonlinearity,
 };
 use ferrograd::nn::{
-    Activation, BoxedModule, Dropout, Embedding, LayerNorm, Linear, Mlp, Module, Sequential,
+    Activation, BoxedModule, Dropout, Embedding, LayerNorm, Linear, Mlp, Module, ModuleParams,
+    Sequential,
 };
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::{Error, Tensor};

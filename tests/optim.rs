@@ -10,7 +10,7 @@
 //! backward in the runs, by `p − C` in the references). At the start
 //! g = P0 − C = [0.5, −2.5, 1.5].
 
-use ferrograd::nn::Module;
+use ferrograd::nn::{Module, ModuleParams};
 use ferrograd::optim::lr::{
     CosineAnnealingLr, ExponentialLr, LinearLr, LrSchedule, Scheduler, StepLr,
 };
@@ -633,6 +633,7 @@ fn updates_are_in_place_and_seen_by_every_handle() {
 }
 
 /// A two-parameter linear model, to show `named_parameters` plugging into `new_named`.
+#[derive(Module)]
 struct Linear {
     w: Tensor,
     b: Tensor,
@@ -641,10 +642,6 @@ struct Linear {
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.matmul(&self.w) + &self.b
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        vec![("w".into(), self.w.clone()), ("b".into(), self.b.clone())]
     }
 }
 

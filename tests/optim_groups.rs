@@ -2,7 +2,7 @@
 //! by hand and against one optimizer per group; learning rates per group, and
 //! schedulers that scale each group from its own base rate.
 
-use ferrograd::nn::Module;
+use ferrograd::nn::{Module, ModuleParams};
 use ferrograd::optim::lr::{ExponentialLr, LinearLr, LrSchedule, Scheduler, StepLr};
 use ferrograd::optim::{
     Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Optim, Optimizer, ParamGroup,
@@ -61,6 +61,8 @@ fn adamw_decays_only_the_matrices_of_the_everyday_split() {
         fn forward(&self, x: &Tensor<f64>) -> Tensor<f64> {
             x.matmul(&self.w) + &self.b
         }
+    }
+    impl ModuleParams<f64> for Net {
         fn named_parameters(&self) -> Vec<(String, Tensor<f64>)> {
             vec![
                 ("fc.weight".into(), self.w.clone()),

@@ -5,7 +5,7 @@
 //! Shared by `benches/w5_gpt.rs` and `examples/profile_gpt.rs`.
 
 use ferrograd::loss::cross_entropy;
-use ferrograd::nn::{Embedding, LayerNorm, Linear, Module};
+use ferrograd::nn::{Embedding, LayerNorm, Linear, Module, ModuleParams};
 use ferrograd::optim::{AdamW, AdamWConfig, Optimizer};
 use ferrograd::rand::{rngs::StdRng, Rng, RngExt, SeedableRng};
 use ferrograd::Tensor;
@@ -32,7 +32,9 @@ impl GptConfig {
 }
 
 /// `x + attn(ln1(x))`, then `x + fc2(gelu(fc(ln2(x))))`.
+#[derive(Module)]
 pub struct Block {
+    #[module(skip)]
     n_head: usize,
     ln1: LayerNorm,
     ln2: LayerNorm,
@@ -40,7 +42,9 @@ pub struct Block {
     proj: Linear,
     fc: Linear,
     fc2: Linear,
-    /// `[context, context]`: −∞ above the diagonal, 0 elsewhere.
+    /// `[context, context]`: −∞ above the diagonal, 0 elsewhere (a constant,
+    /// not saved).
+    #[module(skip)]
     mask: Tensor,
 }
 
@@ -96,34 +100,12 @@ impl Module for Block {
         let h = self.fc.forward(&self.ln2.forward(&x)).gelu();
         x + self.fc2.forward(&h)
     }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let children: [(&str, &dyn Module); 6] = [
-            ("ln1", &self.ln1),
-            ("ln2", &self.ln2),
-            ("qkv", &self.qkv),
-            ("proj", &self.proj),
-            ("fc", &self.fc),
-            ("fc2", &self.fc2),
-        ];
-        children
-            .into_iter()
-            .flat_map(|(prefix, m)| prefixed(prefix, m))
-            .collect()
-    }
 }
 
-/// The parameters of `module`, named `prefix.name`.
-fn prefixed(prefix: &str, module: &dyn Module) -> Vec<(String, Tensor)> {
-    module
-        .named_parameters()
-        .into_iter()
-        .map(|(name, p)| (format!("{prefix}.{name}"), p))
-        .collect()
-}
-
-/// The whole model.
+/// The whole model; parameters named as nanoGPT's (`"blocks.0.qkv.weight"`).
+#[derive(Module)]
 pub struct Gpt {
+    #[module(skip)]
     cfg: GptConfig,
     wte: Embedding,
     wpe: Embedding,
@@ -157,24 +139,6 @@ impl Gpt {
             x = block.forward(&x);
         }
         self.head.forward(&self.ln_f.forward(&x))
-    }
-
-    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut out = prefixed("wte", &self.wte);
-        out.extend(prefixed("wpe", &self.wpe));
-        for (i, block) in self.blocks.iter().enumerate() {
-            out.extend(prefixed(&format!("blocks.{i}"), block));
-        }
-        out.extend(prefixed("ln_f", &self.ln_f));
-        out.extend(prefixed("head", &self.head));
-        out
-    }
-
-    pub fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters()
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect()
     }
 }
 

@@ -13,8 +13,10 @@
 //! - [`load_safetensors`] and [`load_safetensors_from_bytes`] read `F32` and `F64`
 //!   tensors into either element type; [`load_safetensors_metadata`] reads only the
 //!   header's metadata.
-//! - [`save_module`], [`load_into`], [`load_into_strict`] and [`load_state_dict`] move
-//!   a [`Module`](crate::nn::Module)'s parameters, by name, to and from a checkpoint.
+//! - [`save_module`], [`load_into`] (strict: the checkpoint must fit exactly),
+//!   [`load_into_lenient`] and [`load_state_dict`] move a
+//!   [`Module`](crate::nn::Module)'s parameters and buffers, by name, to and from a
+//!   checkpoint.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -91,7 +93,9 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-pub use module::{load_into, load_into_strict, load_state_dict, save_module, LoadReport};
+#[allow(deprecated)]
+pub use module::load_into_strict;
+pub use module::{load_into, load_into_lenient, load_state_dict, save_module, LoadReport};
 
 use encode::Plan;
 use header::{format_error, Entry, PREFIX_LEN};
@@ -102,7 +106,7 @@ const CHUNK: usize = 1 << 20;
 /// Writes named tensors to a safetensors file at `path`.
 ///
 /// `tensors` is a slice of `(name, tensor)` pairs: `&[("w", &w)]`, or the
-/// `Vec<(String, Tensor<T>)>` of [`Module::named_parameters`](crate::nn::Module::named_parameters).
+/// `Vec<(String, Tensor<T>)>` of [`ModuleParams::named_parameters`](crate::nn::ModuleParams::named_parameters).
 /// `Tensor<f32>` is written as `F32` and `Tensor<f64>` as `F64`, in row-major order
 /// whatever the tensor's strides (a transposed view is written as the transposed
 /// matrix); a 0-d tensor gets shape `[]`. The file is written to a temporary file

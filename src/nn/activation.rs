@@ -1,7 +1,7 @@
 //! `Activation`: the elementwise nonlinearities as a value, usable in `Mlp` and `Sequential`.
 
 use crate::element::{c, Element};
-use crate::nn::Module;
+use crate::nn::{Module, ModuleParams};
 use crate::tensor::Tensor;
 
 /// An elementwise nonlinearity, as a value: [`Mlp`](crate::nn::Mlp) puts one between
@@ -67,12 +67,16 @@ impl Activation {
     }
 }
 
-/// An activation holds no parameters; its forward is [`Activation::apply`].
+/// An activation's forward is [`Activation::apply`].
 impl<T: Element> Module<T> for Activation {
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         self.apply(x)
     }
+}
 
+/// An activation holds no parameters, and behaves the same in training and
+/// evaluation.
+impl<T: Element> ModuleParams<T> for Activation {
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
         Vec::new()
     }
@@ -98,7 +102,7 @@ mod tests {
         ];
         for (act, expected) in cases {
             assert_eq!(act.apply(&x).to_vec(), expected.to_vec(), "{act:?}");
-            assert!(Module::<f64>::named_parameters(&act).is_empty());
+            assert!(ModuleParams::<f64>::named_parameters(&act).is_empty());
         }
         assert_close(
             &Activation::LeakyRelu(0.1).apply(&x),

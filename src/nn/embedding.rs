@@ -38,7 +38,7 @@ use crate::tensor::Tensor;
 /// assert_eq!(emb.forward(&ids).to_vec(), e.to_vec());
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct Embedding<T: Element = f32> {
     weight: Tensor<T>,
 }
@@ -170,16 +170,12 @@ impl<T: Element> Module<T> for Embedding<T> {
     fn forward(&self, ids: &Tensor<T>) -> Tensor<T> {
         or_panic(self.try_forward(ids))
     }
-
-    /// `"weight"`.
-    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
-        vec![("weight".to_string(), self.weight.clone())]
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::ModuleParams;
     use crate::ops::test_util::{assert_close, check, rand_leaf};
     use rand::SeedableRng;
 

@@ -27,10 +27,11 @@ use crate::tensor::Tensor;
 /// assert_eq!(&y[4..], &[0.0; 4]);                                              // a constant row
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct LayerNorm<T: Element = f32> {
     weight: Tensor<T>,
     bias: Tensor<T>,
+    #[module(skip)]
     eps: T,
 }
 
@@ -42,7 +43,7 @@ impl<T: Element> LayerNorm<T> {
     /// weight ones and bias zeros.
     ///
     /// ```
-    /// use ferrograd::nn::{LayerNorm, Module};
+    /// use ferrograd::nn::{LayerNorm, ModuleParams};
     /// let ln = LayerNorm::<f32>::new(8, 1e-6);
     /// assert_eq!(ln.eps(), 1e-6);
     /// assert_eq!(ln.weight().to_vec(), vec![1.0; 8]);
@@ -102,19 +103,12 @@ impl<T: Element> Module<T> for LayerNorm<T> {
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         or_panic(self.try_forward(x))
     }
-
-    /// `"weight"`, then `"bias"`.
-    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
-        vec![
-            ("weight".to_string(), self.weight.clone()),
-            ("bias".to_string(), self.bias.clone()),
-        ]
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::ModuleParams;
     use crate::ops::test_util::{assert_close, check, rand_leaf};
 
     #[test]

@@ -11,7 +11,8 @@ use crate::tensor::Tensor;
 /// A fully connected layer: `y = x · weightᵀ + bias`.
 ///
 /// The weight is stored `[out_features, in_features]` and the bias `[out_features]`,
-/// named `"weight"` and `"bias"`, exactly as PyTorch's `nn.Linear`, so that
+/// named `"weight"` and `"bias"` (`"bias"` only when there is one; the names come
+/// from `#[derive(Module)]`), exactly as PyTorch's `nn.Linear`, so that
 /// checkpoints interchange. The input is `[.., in_features]` with any leading
 /// dimensions (or a single vector); the output is `[.., out_features]`.
 ///
@@ -31,7 +32,7 @@ use crate::tensor::Tensor;
 /// assert_eq!(grads.get(fc.weight()).unwrap().shape(), &[2, 3]);
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct Linear<T: Element = f32> {
     weight: Tensor<T>,
     bias: Option<Tensor<T>>,
@@ -162,20 +163,12 @@ impl<T: Element> Module<T> for Linear<T> {
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         or_panic(self.try_forward(x))
     }
-
-    /// `"weight"`, then `"bias"` if present.
-    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
-        let mut out = vec![("weight".to_string(), self.weight.clone())];
-        if let Some(b) = &self.bias {
-            out.push(("bias".to_string(), b.clone()));
-        }
-        out
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::ModuleParams;
     use crate::ops::test_util::{assert_close, check, rand_leaf};
     use rand::SeedableRng;
 

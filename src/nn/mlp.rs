@@ -14,10 +14,11 @@ use crate::tensor::Tensor;
 /// `Sequential(Linear(2, 16), Tanh(), Linear(16, 16), Tanh(), Linear(16, 1))`.
 /// Parameters are named by the index of their `Linear` layer: `"0.weight"`,
 /// `"0.bias"`, `"1.weight"`, … (activations take no index; see the
-/// [naming scheme](crate::nn#parameter-names)).
+/// [naming scheme](crate::nn#parameter-names)): `#[derive(Module)]` with the
+/// layers `#[module(flatten)]`.
 ///
 /// ```
-/// use ferrograd::nn::{Activation, Mlp, Module};
+/// use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
 /// use ferrograd::rand::{rngs::StdRng, SeedableRng};
 /// use ferrograd::Tensor;
 ///
@@ -27,8 +28,9 @@ use crate::tensor::Tensor;
 /// let names: Vec<String> = mlp.named_parameters().into_iter().map(|(n, _)| n).collect();
 /// assert_eq!(names, ["0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias"]);
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct Mlp<T: Element = f32> {
+    #[module(flatten)]
     layers: Vec<Linear<T>>,
     activation: Activation,
 }
@@ -125,30 +127,12 @@ impl<T: Element> Module<T> for Mlp<T> {
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         or_panic(self.try_forward(x))
     }
-
-    /// `"{i}.weight"`, `"{i}.bias"` for each `Linear` layer `i`, in order.
-    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
-        prefixed(self.layers.iter().map(|l| l as &dyn Module<T>))
-    }
-}
-
-/// The children's parameters, each name prefixed by the child's position.
-pub(crate) fn prefixed<'a, T: Element + 'a>(
-    children: impl Iterator<Item = &'a dyn Module<T>>,
-) -> Vec<(String, Tensor<T>)> {
-    children
-        .enumerate()
-        .flat_map(|(i, m)| {
-            m.named_parameters()
-                .into_iter()
-                .map(move |(name, t)| (format!("{i}.{name}"), t))
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::ModuleParams;
     use crate::ops::test_util::{assert_close, check, rand_leaf};
     use rand::SeedableRng;
 

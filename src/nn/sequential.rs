@@ -3,8 +3,7 @@
 use std::fmt;
 
 use crate::element::Element;
-use crate::nn::mlp::prefixed;
-use crate::nn::Module;
+use crate::nn::{Module, ModuleParams};
 use crate::tensor::Tensor;
 
 /// A boxed module that can cross threads, as [`Sequential`] holds them.
@@ -16,11 +15,12 @@ pub type BoxedModule<T = f32> = Box<dyn Module<T> + Send + Sync>;
 /// Parameter names are prefixed by the module's position, counting every module
 /// (activations and dropouts too): `[Linear, Relu, Linear]` gives `"0.weight"`,
 /// `"0.bias"`, `"2.weight"`, `"2.bias"`, the names of PyTorch's `state_dict`.
-/// Nested containers nest the prefixes (`"1.0.weight"`).
-/// [`set_training`](Module::set_training) reaches every module.
+/// Nested containers nest the prefixes (`"1.0.weight"`): `#[derive(Module)]`
+/// with the list `#[module(flatten)]`.
+/// [`set_training`](ModuleParams::set_training) reaches every module.
 ///
 /// ```
-/// use ferrograd::nn::{Activation, Dropout, Linear, Module, Sequential};
+/// use ferrograd::nn::{Activation, Dropout, Linear, Module, ModuleParams, Sequential};
 /// use ferrograd::rand::{rngs::StdRng, SeedableRng};
 /// use ferrograd::Tensor;
 ///
@@ -37,8 +37,9 @@ pub type BoxedModule<T = f32> = Box<dyn Module<T> + Send + Sync>;
 /// let x = Tensor::<f32>::randn(&[2, 4], &mut rng);
 /// assert_eq!(net.forward(&x).to_vec(), net.forward(&x).to_vec());
 /// ```
-#[derive(Default)]
+#[derive(Default, Module)]
 pub struct Sequential<T: Element = f32> {
+    #[module(flatten)]
     modules: Vec<BoxedModule<T>>,
 }
 
@@ -99,18 +100,6 @@ impl<T: Element> Module<T> for Sequential<T> {
             h = m.forward(&h);
         }
         h
-    }
-
-    /// The modules' parameters, each name prefixed by the module's position.
-    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
-        prefixed(self.modules.iter().map(|m| &**m as &dyn Module<T>))
-    }
-
-    /// Passes the mode on to every module.
-    fn set_training(&mut self, training: bool) {
-        for m in &mut self.modules {
-            m.set_training(training);
-        }
     }
 }
 

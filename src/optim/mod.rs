@@ -65,11 +65,13 @@
 //! Weight decay on the matrices only, in one line:
 //!
 //! ```
-//! # use ferrograd::nn::Module;
+//! # use ferrograd::nn::{Module, ModuleParams};
 //! # use ferrograd::Tensor;
 //! # struct Net { w: Tensor, b: Tensor }
 //! # impl Module for Net {
 //! #     fn forward(&self, x: &Tensor) -> Tensor { x.matmul(&self.w) + &self.b }
+//! # }
+//! # impl ModuleParams for Net {
 //! #     fn named_parameters(&self) -> Vec<(String, Tensor)> {
 //! #         vec![("fc.weight".into(), self.w.clone()), ("fc.bias".into(), self.b.clone())]
 //! #     }

@@ -194,7 +194,7 @@ impl<T: Element, C> ParamGroup<T, C> {
     }
 
     /// A group of named parameters, as
-    /// [`Module::named_parameters`](crate::nn::Module::named_parameters) returns them.
+    /// [`ModuleParams::named_parameters`](crate::nn::ModuleParams::named_parameters) returns them.
     pub fn named(params: Vec<(String, Tensor<T>)>, config: C) -> Self {
         let (names, params) = params.into_iter().unzip();
         ParamGroup {
@@ -295,7 +295,7 @@ impl<T: Element, R: UpdateRule<T>> Optim<T, R> {
     }
 
     /// Builds the optimizer over named parameters, as
-    /// [`Module::named_parameters`](crate::nn::Module::named_parameters) returns
+    /// [`ModuleParams::named_parameters`](crate::nn::ModuleParams::named_parameters) returns
     /// them; errors, skip reports and [state dicts](Optimizer::state_dict) then use
     /// the names.
     ///
@@ -341,11 +341,13 @@ impl<T: Element, R: UpdateRule<T>> Optim<T, R> {
     /// norm scales.
     ///
     /// ```
-    /// # use ferrograd::nn::Module;
+    /// # use ferrograd::nn::{Module, ModuleParams};
     /// # use ferrograd::Tensor;
     /// # struct Net { w: Tensor, b: Tensor }
     /// # impl Module for Net {
     /// #     fn forward(&self, x: &Tensor) -> Tensor { x.matmul(&self.w) + &self.b }
+    /// # }
+    /// # impl ModuleParams for Net {
     /// #     fn named_parameters(&self) -> Vec<(String, Tensor)> {
     /// #         vec![("fc.weight".into(), self.w.clone()), ("fc.bias".into(), self.b.clone())]
     /// #     }
