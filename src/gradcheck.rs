@@ -199,26 +199,21 @@ impl GradCheck {
                     Ok(y.to_vec())
                 };
                 let (plus, minus) = (eval(self.eps)?, eval(-self.eps)?);
-                for j in 0..m {
-                    let numeric = (plus[j] - minus[j]) / (2.0 * self.eps);
-                    let a = analytic[w][j * n + k];
-                    let diff = (a - numeric).abs();
-                    let tolerance = self.atol + self.rtol * numeric.abs();
-                    if diff.is_nan() || diff > tolerance {
-                        return Err(Error::GradCheck {
-                            input: i,
-                            element: k,
-                            index: unravel(k, x.shape()),
-                            output: j,
-                            analytic: a,
-                            numeric,
-                            atol: self.atol,
-                            rtol: self.rtol,
-                        });
-                    }
-                    report.max_abs_error = report.max_abs_error.max(diff);
+                let column = |j: usize| analytic[w][j * n + k];
+                if let Some((output, analytic, numeric)) =
+                    self.compare(&plus, &minus, column, &mut report)
+                {
+                    return Err(Error::GradCheck {
+                        input: i,
+                        element: k,
+                        index: unravel(k, x.shape()),
+                        output,
+                        analytic,
+                        numeric,
+                        atol: self.atol,
+                        rtol: self.rtol,
+                    });
                 }
-                report.elements_checked += 1;
             }
         }
         Ok(report)
@@ -490,28 +485,50 @@ impl GradCheck {
                 };
                 let plus = eval(original + self.eps)?;
                 let minus = eval(original - self.eps)?;
-                for j in 0..m {
-                    let numeric = (plus[j] - minus[j]) / (2.0 * self.eps);
-                    let a = rows[j * n + k];
-                    let diff = (a - numeric).abs();
-                    if diff.is_nan() || diff > self.atol + self.rtol * numeric.abs() {
-                        return Err(Error::GradCheckParameter {
-                            name: name.clone(),
-                            element: k,
-                            index: unravel(k, p.shape()),
-                            output: j,
-                            analytic: a,
-                            numeric,
-                            atol: self.atol,
-                            rtol: self.rtol,
-                        });
-                    }
-                    report.max_abs_error = report.max_abs_error.max(diff);
+                let column = |j: usize| rows[j * n + k];
+                if let Some((output, analytic, numeric)) =
+                    self.compare(&plus, &minus, column, &mut report)
+                {
+                    return Err(Error::GradCheckParameter {
+                        name: name.clone(),
+                        element: k,
+                        index: unravel(k, p.shape()),
+                        output,
+                        analytic,
+                        numeric,
+                        atol: self.atol,
+                        rtol: self.rtol,
+                    });
                 }
-                report.elements_checked += 1;
             }
         }
         Ok(report)
+    }
+}
+
+impl GradCheck {
+    /// Compares one input element's column of the Jacobian: the central
+    /// differences from the outputs at `+eps` and `−eps` against `analytic(j)`
+    /// for each output element `j`. Returns the first disagreement as
+    /// `(j, analytic, numeric)`; otherwise counts the element in `report`.
+    fn compare(
+        &self,
+        plus: &[f64],
+        minus: &[f64],
+        analytic: impl Fn(usize) -> f64,
+        report: &mut GradCheckReport,
+    ) -> Option<(usize, f64, f64)> {
+        for (j, (p, m)) in plus.iter().zip(minus).enumerate() {
+            let numeric = (p - m) / (2.0 * self.eps);
+            let a = analytic(j);
+            let diff = (a - numeric).abs();
+            if diff.is_nan() || diff > self.atol + self.rtol * numeric.abs() {
+                return Some((j, a, numeric));
+            }
+            report.max_abs_error = report.max_abs_error.max(diff);
+        }
+        report.elements_checked += 1;
+        None
     }
 }
 
