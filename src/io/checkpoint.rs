@@ -26,6 +26,9 @@ const SCHED: &str = "sched.";
 const RNG: &str = "rng.";
 const META: &str = "meta.";
 
+/// Tensors with their names.
+type Named<T> = Vec<(String, Tensor<T>)>;
+
 /// The names of the parts, as `checkpoint.parts` lists them.
 const PART_MODEL: &str = "model";
 const PART_OPTIMIZER: &str = "optimizer";
@@ -188,7 +191,7 @@ pub struct Checkpoint<T: Element = f32> {
 /// A model's tensors (parameters, then buffers) and RNG states, by name.
 #[derive(Clone, Debug)]
 struct ModelPart<T: Element> {
-    tensors: Vec<(String, Tensor<T>)>,
+    tensors: Named<T>,
     rngs: Vec<(String, RngState)>,
 }
 
@@ -517,7 +520,7 @@ impl<T: Element> Checkpoint<T> {
     }
 
     /// The tensors and the metadata of the file.
-    fn to_maps(&self) -> (Vec<(String, Tensor<T>)>, BTreeMap<String, String>) {
+    fn to_maps(&self) -> (Named<T>, BTreeMap<String, String>) {
         let mut tensors = Vec::new();
         let mut meta = BTreeMap::new();
         meta.insert(VERSION_KEY.to_owned(), Self::VERSION.to_string());
