@@ -8,7 +8,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ferrograd::loss::cross_entropy;
-use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
+use ferrograd::nn::{Activation, Mlp, Module};
 use ferrograd::rand::{rngs::StdRng, RngExt, SeedableRng};
 use ferrograd::{grad, GradOptions, Tensor};
 

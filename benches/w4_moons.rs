@@ -9,7 +9,7 @@
 //! Run: `cargo bench --bench w4_moons`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
+use ferrograd::nn::{Activation, Mlp, Module};
 use ferrograd::optim::{Optimizer, Sgd, SgdConfig};
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::Tensor;

@@ -9,7 +9,6 @@ use criterion::{criterion_group, criterion_main, Criterion};
 #[path = "common/gpt.rs"]
 mod gpt;
 
-use ferrograd::nn::ModuleParams;
 use gpt::{GptConfig, GptTraining};
 
 fn w5(c: &mut Criterion) {

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use ferrograd::data::{gather_rows, Batches};
 use ferrograd::io::save_module;
 use ferrograd::loss;
-use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
+use ferrograd::nn::{Activation, Mlp, Module};
 use ferrograd::optim::{Optimizer, Sgd, SgdConfig};
 use ferrograd::rand::{rngs::StdRng, RngExt, SeedableRng};
 use ferrograd::{no_grad, Error, Tensor};

@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
+use ferrograd::nn::{Activation, Mlp, Module};
 use ferrograd::optim::lr::{CosineAnnealingLr, Scheduler};
 use ferrograd::optim::{Adam, AdamConfig, Optimizer};
 use ferrograd::rand::{rngs::StdRng, SeedableRng};

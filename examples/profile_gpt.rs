@@ -10,7 +10,6 @@ use std::time::Instant;
 #[path = "../benches/common/gpt.rs"]
 mod gpt;
 
-use ferrograd::nn::ModuleParams;
 use gpt::{GptConfig, GptTraining};
 
 fn main() {

@@ -48,6 +48,8 @@
 //! - [`nn`]: the [`nn::Module`] trait, layers, initialisers and
 //!   [`nn::functional`].
 //! - [`data`]: shuffled mini-batches; [`io`]: safetensors checkpoints.
+//! - [`prelude`]: `use ferrograd::prelude::*;` brings in what most training
+//!   code needs.
 //! - [`Error`]: what can go wrong. Methods that combine shapes panic with the
 //!   error's message (pointing at your line); each has a `try_` twin that
 //!   returns [`Result`].
@@ -87,6 +89,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 mod pool;
+pub mod prelude;
 mod shape;
 mod storage;
 mod tensor;

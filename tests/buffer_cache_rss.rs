@@ -10,7 +10,7 @@
 //! does not exist.
 
 use ferrograd::loss::cross_entropy;
-use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
+use ferrograd::nn::{Activation, Mlp, Module};
 use ferrograd::optim::{Adam, AdamConfig, Optimizer};
 use ferrograd::rand::{rngs::StdRng, RngExt, SeedableRng};
 use ferrograd::Tensor;

@@ -2,7 +2,7 @@
 //! them as they are (also in strict mode), and thawing trains them again.
 
 use ferrograd::loss::mse;
-use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
+use ferrograd::nn::{Activation, Mlp, Module};
 use ferrograd::optim::{Adam, AdamConfig, Optimizer};
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::Tensor;

@@ -3,7 +3,7 @@
 
 use ferrograd::gradcheck::{gradcheck, gradcheck_module, gradgradcheck, GradCheck};
 use ferrograd::loss::cross_entropy;
-use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
+use ferrograd::nn::{Activation, Mlp, Module};
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::{Error, Tensor};
 

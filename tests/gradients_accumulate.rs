@@ -2,7 +2,7 @@
 //! gradient, and recorded gradients stay differentiable.
 
 use ferrograd::loss::cross_entropy;
-use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
+use ferrograd::nn::{Activation, Mlp, Module};
 use ferrograd::rand::{rngs::StdRng, RngExt, SeedableRng};
 use ferrograd::{grad, GradOptions, Gradients, Tensor};
 

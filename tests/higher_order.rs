@@ -3,7 +3,7 @@
 //! and the errors a user meets.
 
 use ferrograd::functional::{hessian, hvp, jacobian, jvp, vjp};
-use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
+use ferrograd::nn::{Activation, Mlp, Module};
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::{grad, loss, Error, GradOptions, Tensor};
 

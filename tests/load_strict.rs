@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ferrograd::io::{load_into, load_into_lenient, load_state_dict, save_safetensors};
-use ferrograd::nn::{Activation, Linear, Mlp, Module, ModuleParams};
+use ferrograd::nn::{Activation, Linear, Mlp, Module};
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::{Error, Tensor};
 

@@ -8,8 +8,7 @@ use ferrograd::nn::init::{
     calculate_gain, kaiming_uniform, xavier_normal, xavier_uniform, FanMode, Nonlinearity,
 };
 use ferrograd::nn::{
-    Activation, BoxedModule, Dropout, Embedding, LayerNorm, Linear, Mlp, Module, ModuleParams,
-    Sequential,
+    Activation, BoxedModule, Dropout, Embedding, LayerNorm, Linear, Mlp, Module, Sequential,
 };
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::{Error, Tensor};

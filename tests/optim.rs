@@ -10,7 +10,7 @@
 //! backward in the runs, by `p − C` in the references). At the start
 //! g = P0 − C = [0.5, −2.5, 1.5].
 
-use ferrograd::nn::{Module, ModuleParams};
+use ferrograd::nn::Module;
 use ferrograd::optim::lr::{
     CosineAnnealingLr, ExponentialLr, LinearLr, LrSchedule, Scheduler, StepLr,
 };

@@ -5,7 +5,7 @@
 //! Shared by `benches/w5_gpt.rs` and `examples/profile_gpt.rs`.
 
 use ferrograd::loss::cross_entropy;
-use ferrograd::nn::{Embedding, LayerNorm, Linear, Module, ModuleParams};
+use ferrograd::nn::{Embedding, LayerNorm, Linear, Module};
 use ferrograd::optim::{AdamW, AdamWConfig, Optimizer};
 use ferrograd::rand::{rngs::StdRng, Rng, RngExt, SeedableRng};
 use ferrograd::Tensor;

@@ -3,7 +3,7 @@
 //! Shared by `benches/w2_mlp.rs` and `examples/peak_memory.rs`.
 
 use ferrograd::loss::cross_entropy;
-use ferrograd::nn::{Activation, Mlp, Module, ModuleParams};
+use ferrograd::nn::{Activation, Mlp, Module};
 use ferrograd::optim::{Adam, AdamConfig, Optimizer};
 use ferrograd::rand::{rngs::StdRng, RngExt, SeedableRng};
 use ferrograd::Tensor;

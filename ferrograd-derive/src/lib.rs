@@ -539,6 +539,64 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 false
             }
         }
+
+        // The same methods as inherent ones, so that `model.parameters()` works
+        // with only `Module` (or nothing) imported; each calls the trait's.
+        #[automatically_derived]
+        #[allow(dead_code)]
+        impl #impl_generics #name #ty_generics #where_clause {
+            /// The trainable tensors with their dotted names (see
+            /// `ModuleParams::named_parameters`).
+            pub fn named_parameters(&self) -> ::std::vec::Vec<(::std::string::String, ::ferrograd::Tensor<#elem>)> {
+                <Self as ::ferrograd::nn::ModuleParams<#elem>>::named_parameters(self)
+            }
+
+            /// The trainable tensors (see `ModuleParams::parameters`).
+            pub fn parameters(&self) -> ::std::vec::Vec<::ferrograd::Tensor<#elem>> {
+                <Self as ::ferrograd::nn::ModuleParams<#elem>>::parameters(self)
+            }
+
+            /// The tensors saved but not trained (see `ModuleParams::named_buffers`).
+            pub fn named_buffers(&self) -> ::std::vec::Vec<(::std::string::String, ::ferrograd::Tensor<#elem>)> {
+                <Self as ::ferrograd::nn::ModuleParams<#elem>>::named_buffers(self)
+            }
+
+            /// Training (`true`) or evaluation mode, for every child (see
+            /// `ModuleParams::set_training`).
+            pub fn set_training(&mut self, training: bool) {
+                <Self as ::ferrograd::nn::ModuleParams<#elem>>::set_training(self, training)
+            }
+
+            /// The mode, `None` when nothing inside depends on it (see
+            /// `ModuleParams::training_mode`).
+            pub fn training_mode(&self) -> ::std::option::Option<bool> {
+                <Self as ::ferrograd::nn::ModuleParams<#elem>>::training_mode(self)
+            }
+
+            /// Stops computing gradients for every parameter (see
+            /// `ModuleParams::freeze`).
+            pub fn freeze(&self) {
+                <Self as ::ferrograd::nn::ModuleParams<#elem>>::freeze(self)
+            }
+
+            /// Computes gradients for every parameter again (see
+            /// `ModuleParams::unfreeze`).
+            pub fn unfreeze(&self) {
+                <Self as ::ferrograd::nn::ModuleParams<#elem>>::unfreeze(self)
+            }
+
+            /// The state of every RNG inside, with dotted names (see
+            /// `ModuleParams::named_rng_states`).
+            pub fn named_rng_states(&self) -> ::std::vec::Vec<(::std::string::String, ::ferrograd::nn::RngState)> {
+                <Self as ::ferrograd::nn::ModuleParams<#elem>>::named_rng_states(self)
+            }
+
+            /// Restores RNG states saved from `named_rng_states` (see
+            /// `ModuleParams::load_rng_states`).
+            pub fn load_rng_states(&self, states: &[(::std::string::String, ::ferrograd::nn::RngState)]) -> ::ferrograd::Result<()> {
+                <Self as ::ferrograd::nn::ModuleParams<#elem>>::load_rng_states(self, states)
+            }
+        }
     })
 }
 

@@ -290,7 +290,7 @@ fn fan_in_of_views_in_any_memory_order_sums_right() {
 
 #[test]
 fn a_frozen_first_layer_costs_fewer_rules_and_gets_no_gradient() {
-    use crate::nn::{Activation, Mlp, Module, ModuleParams};
+    use crate::nn::{Activation, Mlp, Module};
     use rand::{rngs::StdRng, SeedableRng};
     let mut rng = StdRng::seed_from_u64(3);
     let model = Mlp::<f64>::new(&[4, 8, 8, 2], Activation::Tanh, &mut rng);

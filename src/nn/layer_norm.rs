@@ -108,7 +108,6 @@ impl<T: Element> Module<T> for LayerNorm<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::ModuleParams;
     use crate::ops::test_util::{assert_close, check, rand_leaf};
 
     #[test]

@@ -132,7 +132,6 @@ impl<T: Element> Module<T> for Mlp<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::ModuleParams;
     use crate::ops::test_util::{assert_close, check, rand_leaf};
     use rand::SeedableRng;
 

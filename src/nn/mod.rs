@@ -44,10 +44,13 @@
 //! `use ferrograd::nn::Module` brings in the trait and the derive, as
 //! `serde::Serialize` does).
 //!
-//! Code that is generic over modules (`fn f<M: Module<T>>(m: &M)`) or holds
-//! `dyn Module<T>` calls `m.parameters()` with `Module` alone in scope; on a
-//! concrete type (`net.parameters()` for a `net: Mlp`), bring the method's trait
-//! in with `use ferrograd::nn::ModuleParams`.
+//! The derive also writes [`ModuleParams`]'s methods as inherent methods of the
+//! struct (each calls the trait's), so `net.parameters()` on a derived model or
+//! a built-in layer needs nothing imported. Code that is generic over modules
+//! (`fn f<M: Module<T>>(m: &M)`) or holds `dyn Module<T>` calls `m.parameters()`
+//! with `Module` alone in scope. Only on a concrete type whose `ModuleParams` is
+//! written by hand does the call need `use ferrograd::nn::ModuleParams` (or the
+//! [prelude](crate::prelude)).
 //!
 //! A hand-written [`ModuleParams`] needs only `named_parameters`; a container
 //! should also pass `set_training` on (the default does nothing, so a `Dropout`
@@ -289,6 +292,38 @@ pub trait ModuleParams<T: Element = f32> {
             .into_iter()
             .map(|(_, t)| t)
             .collect()
+    }
+
+    /// Freezes every parameter: no gradient is computed for them (ops on them
+    /// are not recorded), and optimizers skip them, until
+    /// [`unfreeze`](ModuleParams::unfreeze). Each parameter keeps its identity,
+    /// so optimizers and checkpoints still know it; see
+    /// [`Tensor::set_requires_grad`]. To freeze part of a model, call it on
+    /// that part (`model.encoder.freeze()`).
+    ///
+    /// ```
+    /// use ferrograd::nn::{Activation, Mlp, Module};
+    /// use ferrograd::rand::{rngs::StdRng, SeedableRng};
+    /// use ferrograd::Tensor;
+    /// let model = Mlp::<f32>::new(&[2, 4, 1], Activation::Relu, &mut StdRng::seed_from_u64(0));
+    /// model.freeze();
+    /// let x = Tensor::<f32>::ones(&[3, 2]);
+    /// assert!(!model.forward(&x).needs_grad());   // nothing recorded
+    /// model.unfreeze();
+    /// assert!(model.forward(&x).needs_grad());
+    /// ```
+    fn freeze(&self) {
+        self.parameters()
+            .iter()
+            .for_each(|p| p.set_requires_grad(false));
+    }
+
+    /// Undoes [`freeze`](ModuleParams::freeze): every parameter requires a
+    /// gradient again.
+    fn unfreeze(&self) {
+        self.parameters()
+            .iter()
+            .for_each(|p| p.set_requires_grad(true));
     }
 
     /// Tensors that are part of the module's state but not trained (running

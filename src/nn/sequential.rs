@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::element::Element;
-use crate::nn::{Module, ModuleParams};
+use crate::nn::Module;
 use crate::tensor::Tensor;
 
 /// A boxed module that can cross threads, as [`Sequential`] holds them.
