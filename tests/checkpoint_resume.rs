@@ -14,7 +14,7 @@ use ferrograd::data::{gather_rows, Batches, Shuffler};
 use ferrograd::io::{
     load_safetensors, save_safetensors, save_safetensors_with_metadata, Checkpoint,
 };
-use ferrograd::nn::{Dropout, LayerNorm, Linear, Module, ModuleParams, RngState};
+use ferrograd::nn::{Dropout, LayerNorm, Linear, Module, RngState};
 use ferrograd::optim::lr::{CosineAnnealingLr, LinearLr, LrSchedule, Scheduler, SequentialLr};
 use ferrograd::optim::{
     Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RmsProp,

@@ -49,7 +49,7 @@ const PART_SCHEDULER: &str = "scheduler";
 /// ```
 /// use ferrograd::data::{gather_rows, Shuffler};
 /// use ferrograd::io::Checkpoint;
-/// use ferrograd::nn::{Dropout, Linear, Module, ModuleParams};
+/// use ferrograd::nn::{Dropout, Linear, Module};
 /// use ferrograd::optim::lr::{Scheduler, StepLr};
 /// use ferrograd::optim::{Adam, AdamConfig, Optimizer};
 /// use ferrograd::rand::{rngs::StdRng, SeedableRng};
@@ -217,7 +217,7 @@ impl<T: Element> Checkpoint<T> {
     ///
     /// ```
     /// use ferrograd::io::Checkpoint;
-    /// use ferrograd::nn::{Linear, ModuleParams};
+    /// use ferrograd::nn::Linear;
     /// use ferrograd::rand::{rngs::StdRng, SeedableRng};
     /// let fc = Linear::<f32>::new(2, 3, true, &mut StdRng::seed_from_u64(0));
     /// let ck = Checkpoint::new(0).model(&fc);
