@@ -1,9 +1,12 @@
-//! Mini-batch iteration for epochs: shuffled index batches ([`Batches`]) and the
-//! rows they pick ([`gather_rows`]).
+//! Mini-batch iteration for epochs: shuffled index batches ([`Batches`]), a
+//! resumable source of them ([`Shuffler`]), and the rows they pick
+//! ([`gather_rows`]).
 //!
 //! One epoch visits every sample index exactly once, in batches. Build a new
 //! [`Batches`] per epoch from the same seeded RNG: each epoch gets a new order, and
-//! the whole run is reproducible.
+//! the whole run is reproducible. To resume an interrupted run with the same
+//! orders, draw the epochs from a [`Shuffler`] instead, whose whole state is two
+//! numbers that fit in a checkpoint.
 //!
 //! ```
 //! use ferrograd::data::{gather_rows, Batches};
@@ -28,11 +31,13 @@
 
 use std::iter::FusedIterator;
 
+use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
+use crate::nn::RngState;
 use crate::tensor::Tensor;
 
 /// The batches of one epoch over `n` samples: index lists of `batch_size` each
@@ -217,6 +222,121 @@ impl ExactSizeIterator for BatchIter {}
 
 impl FusedIterator for BatchIter {}
 
+/// A resumable source of shuffled epochs: epoch number `e` of a shuffler seeded
+/// with `seed` is shuffled by an RNG made from `(seed, e)` alone, so the
+/// shuffler's whole state is an [`RngState`] `{ seed, draws }`, where `draws`
+/// counts the epochs drawn so far.
+///
+/// Save it with [`state`](Shuffler::state) (in a checkpoint, e.g.
+/// [`io::Checkpoint::rng`](crate::io::Checkpoint::rng)), restore it with
+/// [`set_state`](Shuffler::set_state), and the epochs that follow are the ones an
+/// uninterrupted run would have drawn. [`epoch_batches`](Shuffler::epoch_batches)
+/// gives any epoch's batches without drawing (to resume in the middle of an
+/// epoch: the epoch underway is number `state().draws - 1`).
+///
+/// The RNG of an epoch is keyed with the seed, the epoch number and a tag of its
+/// own, so a shuffler and a [`Dropout`](crate::nn::Dropout) seeded with the same
+/// number draw from unrelated streams. Orders depend on the seed and the epoch
+/// number only (for a given version of `rand`).
+///
+/// ```
+/// use ferrograd::data::Shuffler;
+///
+/// let mut shuffler = Shuffler::new(7);
+/// let first = shuffler.next_epoch(10, 4);           // epoch 0: batches of 4, 4, 2
+/// assert_eq!(first.len(), 3);
+/// let saved = shuffler.state();                     // seed=7,draws=1
+/// assert_eq!(saved.to_string(), "seed=7,draws=1");
+/// let second = shuffler.next_epoch(10, 4);
+/// assert_ne!(first.order(), second.order());
+///
+/// // a fresh shuffler (any seed) with the saved state draws the same epochs again
+/// let mut resumed = Shuffler::new(0);
+/// resumed.set_state(saved);
+/// assert_eq!(resumed.next_epoch(10, 4), second);
+/// // any epoch, without drawing
+/// assert_eq!(resumed.epoch_batches(0, 10, 4), first);
+/// assert_eq!(resumed.epochs(), 2);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shuffler {
+    state: RngState,
+}
+
+impl Shuffler {
+    /// A shuffler of stream `seed` that has drawn no epoch yet (state
+    /// `{ seed, draws: 0 }`).
+    pub const fn new(seed: u64) -> Self {
+        Shuffler {
+            state: RngState::new(seed, 0),
+        }
+    }
+
+    /// The batches of the next epoch over `n` samples, `batch_size` indices each
+    /// (the last one shorter; call [`Batches::drop_last`] on the result to leave
+    /// it out), shuffled; counts the epoch as drawn.
+    ///
+    /// # Panics
+    /// Panics when `batch_size` is 0 (and then counts no epoch).
+    #[track_caller]
+    pub fn next_epoch(&mut self, n: usize, batch_size: usize) -> Batches {
+        let batches = self.epoch_batches(self.state.draws, n, batch_size);
+        self.state.draws = self.state.draws.wrapping_add(1);
+        batches
+    }
+
+    /// The batches of epoch number `epoch` (counting from 0), as
+    /// [`next_epoch`](Shuffler::next_epoch) draws them, without changing the
+    /// state.
+    ///
+    /// ```
+    /// use ferrograd::data::Shuffler;
+    /// let mut s = Shuffler::new(3);
+    /// let e2 = s.epoch_batches(2, 8, 3);
+    /// s.next_epoch(8, 3);
+    /// s.next_epoch(8, 3);
+    /// assert_eq!(s.next_epoch(8, 3), e2);
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when `batch_size` is 0.
+    #[track_caller]
+    pub fn epoch_batches(&self, epoch: u64, n: usize, batch_size: usize) -> Batches {
+        Batches::new(n, batch_size).shuffle(&mut self.epoch_rng(epoch))
+    }
+
+    /// The seed and the number of epochs drawn so far.
+    pub const fn state(&self) -> RngState {
+        self.state
+    }
+
+    /// Continues from `state` (as saved by [`state`](Shuffler::state)): the next
+    /// epoch drawn is number `state.draws` of stream `state.seed`.
+    pub fn set_state(&mut self, state: RngState) {
+        self.state = state;
+    }
+
+    /// The seed.
+    pub const fn seed(&self) -> u64 {
+        self.state.seed
+    }
+
+    /// The number of epochs drawn so far (the number of the next one).
+    pub const fn epochs(&self) -> u64 {
+        self.state.draws
+    }
+
+    /// The RNG that shuffles epoch `epoch`: a [`StdRng`] keyed with the seed, the
+    /// epoch number and the shuffler's tag (distinct from [`RngState::rng`]'s).
+    fn epoch_rng(&self, epoch: u64) -> StdRng {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&self.state.seed.to_le_bytes());
+        key[8..16].copy_from_slice(&epoch.to_le_bytes());
+        key[16..].copy_from_slice(b"ferrograd:epoch.");
+        StdRng::from_seed(key)
+    }
+}
+
 /// The rows of `x` (slices along axis 0) at `rows`, in that order: a mini-batch of
 /// a data set, `x.index_select(0, rows)`. Differentiable (gradients of repeated
 /// rows add up).
@@ -329,6 +449,50 @@ mod tests {
         let e2 = Batches::new(50, 8).shuffle(&mut rng).order().to_vec();
         assert_eq!(e1, epoch(1));
         assert_ne!(e1, e2);
+    }
+
+    #[test]
+    fn shuffler_state_resumes_the_following_epochs() {
+        let mut s = Shuffler::new(11);
+        let epochs: Vec<Batches> = (0..5).map(|_| s.next_epoch(23, 4)).collect();
+        assert_eq!(s.state(), RngState::new(11, 5));
+        for e in &epochs {
+            assert_eq!(sorted(e.order().to_vec()), (0..23).collect::<Vec<_>>());
+        }
+        assert_ne!(epochs[0], epochs[1]);
+        // restore after epoch 2, in a fresh shuffler with another seed
+        let mut fresh = Shuffler::new(999);
+        fresh.set_state(RngState::new(11, 2));
+        let again: Vec<Batches> = (0..3).map(|_| fresh.next_epoch(23, 4)).collect();
+        assert_eq!(again, epochs[2..]);
+        assert_eq!(fresh, s);
+        // through the state's text
+        let text = s.state().to_string();
+        assert_eq!(text, "seed=11,draws=5");
+        let mut parsed = Shuffler::new(0);
+        parsed.set_state(text.parse().unwrap());
+        assert_eq!(parsed.next_epoch(23, 4), s.next_epoch(23, 4));
+        // any epoch without drawing
+        assert_eq!(s.epoch_batches(3, 23, 4), epochs[3]);
+        assert_eq!((s.seed(), s.epochs()), (11, 6));
+    }
+
+    #[test]
+    fn shuffler_streams_differ_by_seed_and_from_dropout() {
+        let order = |seed| Shuffler::new(seed).next_epoch(64, 8).order().to_vec();
+        assert_eq!(order(1), order(1));
+        assert_ne!(order(1), order(2));
+        // not the stream a Dropout (RngState::rng) with the same seed draws from
+        let dropout_like = Batches::new(64, 8)
+            .shuffle(&mut RngState::new(1, 0).rng())
+            .order()
+            .to_vec();
+        assert_ne!(order(1), dropout_like);
+        // a panic on batch size 0 counts no epoch
+        let mut s = Shuffler::new(4);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.next_epoch(3, 0)));
+        assert!(r.is_err());
+        assert_eq!(s.epochs(), 0);
     }
 
     #[test]

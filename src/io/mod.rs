@@ -17,6 +17,9 @@
 //!   [`load_into_lenient`] and [`load_state_dict`] move a
 //!   [`Module`](crate::nn::Module)'s parameters and buffers, by name, to and from a
 //!   checkpoint.
+//! - [`Checkpoint`] saves and restores a whole training run in one file: a
+//!   model's weights and RNG states, an optimizer's and a scheduler's state, the
+//!   step and named RNG states (see [its docs](Checkpoint#the-file) for the format).
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -78,6 +81,7 @@
 //!   is the saving user's); a new file gets the permissions `std::fs::write` would
 //!   give it (the process umask's).
 
+mod checkpoint;
 mod encode;
 mod file;
 mod header;
@@ -93,6 +97,7 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+pub use checkpoint::Checkpoint;
 #[allow(deprecated)]
 pub use module::load_into_strict;
 pub use module::{load_into, load_into_lenient, load_state_dict, save_module, LoadReport};
