@@ -47,7 +47,9 @@
 //!   [`optim::lr`] schedules.
 //! - [`nn`]: the [`nn::Module`] trait, layers, initialisers and
 //!   [`nn::functional`].
-//! - [`data`]: shuffled mini-batches; [`io`]: safetensors checkpoints.
+//! - [`data`]: shuffled mini-batches (resumable with [`data::Shuffler`]);
+//!   [`io`]: safetensors checkpoints of models, and whole training runs with
+//!   [`io::Checkpoint`].
 //! - [`prelude`]: `use ferrograd::prelude::*;` brings in what most training
 //!   code needs.
 //! - [`Error`]: what can go wrong. Methods that combine shapes panic with the

@@ -5,7 +5,8 @@
 //! [`no_grad`], [`Element`], [`Error`], [`Result`]); modules ([`Module`], the
 //! trait and the derive, [`ModuleParams`], and the built-in layers); the
 //! losses; the optimizers with their configs, [`Optimizer`], [`ParamGroup`]
-//! and the learning-rate [`Scheduler`]; mini-batches ([`Batches`]); and the
+//! and the learning-rate [`Scheduler`]; mini-batches ([`Batches`],
+//! [`Shuffler`]) and training checkpoints ([`Checkpoint`]); and the
 //! RNG names that constructors take ([`StdRng`], [`SeedableRng`], [`Rng`],
 //! from the `rand` the crate is built with).
 //!
@@ -38,7 +39,8 @@
 //! # Ok::<(), ferrograd::Error>(())
 //! ```
 
-pub use crate::data::Batches;
+pub use crate::data::{Batches, Shuffler};
+pub use crate::io::Checkpoint;
 pub use crate::loss::{
     bce, bce_with_logits, cross_entropy, cross_entropy_with, huber, kl_div, l1, mse, nll,
     CrossEntropyOptions,
