@@ -345,21 +345,6 @@ impl<T: Element> Tensor<T> {
         or_panic(self.try_item())
     }
 
-    /// Like [`item`](Tensor::item), returning an error instead of panicking.
-    pub fn try_item(&self) -> Result<T> {
-        if self.numel() != 1 {
-            return Err(Error::invalid(
-                "item",
-                format!(
-                    "expected a tensor with exactly one element, got shape {:?}",
-                    self.shape()
-                ),
-            ));
-        }
-        let data = self.read();
-        Ok(data[self.layout().offset])
-    }
-
     // ----- gradient flags -----
 
     /// A new leaf handle sharing this tensor's data, whose gradient `backward`
@@ -518,6 +503,25 @@ impl<T: Element> Tensor<T> {
                 }
             }
         }
+    }
+}
+
+/// Fallible forms: each `try_x` is `x` returning [`Result`] instead of
+/// panicking (the error carries the message the panic would print).
+impl<T: Element> Tensor<T> {
+    /// Like [`item`](Tensor::item), returning an error instead of panicking.
+    pub fn try_item(&self) -> Result<T> {
+        if self.numel() != 1 {
+            return Err(Error::invalid(
+                "item",
+                format!(
+                    "expected a tensor with exactly one element, got shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        let data = self.read();
+        Ok(data[self.layout().offset])
     }
 }
 
