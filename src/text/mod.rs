@@ -10,7 +10,7 @@
 //!
 //! Both save to and load from a small text file (see [`CharTokenizer::save`] and
 //! [`BpeTokenizer::save`] for the formats); loading a corrupt file is an
-//! [`Error::Format`](crate::Error::Format), never a panic.
+//! [`Error::Format`], never a panic.
 //!
 //! ```
 //! use ferrograd::text::{BpeTokenizer, CharTokenizer, Tokenizer};
