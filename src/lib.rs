@@ -50,6 +50,8 @@
 //! - [`data`]: shuffled mini-batches (resumable with [`data::Shuffler`]);
 //!   [`io`]: safetensors checkpoints of models, and whole training runs with
 //!   [`io::Checkpoint`].
+//! - [`text`]: tokenizers for language models ([`text::CharTokenizer`],
+//!   byte-level BPE [`text::BpeTokenizer`]), behind the [`text::Tokenizer`] trait.
 //! - [`prelude`]: `use ferrograd::prelude::*;` brings in what most training
 //!   code needs.
 //! - [`Error`]: what can go wrong. Methods that combine shapes panic with the
@@ -95,6 +97,7 @@ pub mod prelude;
 mod shape;
 mod storage;
 mod tensor;
+pub mod text;
 
 pub use autograd::{
     functional, grad, is_grad_enabled, no_grad, GradOptions, Gradients, NoGradGuard,
