@@ -17,7 +17,7 @@ pub type BoxedModule<T = f32> = Box<dyn Module<T> + Send + Sync>;
 /// `"0.bias"`, `"2.weight"`, `"2.bias"`, the names of PyTorch's `state_dict`.
 /// Nested containers nest the prefixes (`"1.0.weight"`): `#[derive(Module)]`
 /// with the list `#[module(flatten)]`.
-/// [`set_training`](ModuleParams::set_training) reaches every module.
+/// [`set_training`](crate::nn::ModuleParams::set_training) reaches every module.
 ///
 /// ```
 /// use ferrograd::nn::{Activation, Dropout, Linear, Module, ModuleParams, Sequential};
