@@ -1,0 +1,36 @@
+//! W2 (MLP 784-256-256-10, batch 32) or W5 (tiny GPT, batch 16) training steps as
+//! a plain program, for instruction counts under callgrind:
+//! `scripts/steps_callgrind.sh` runs it with 1 and 3 steps after a warm-up step
+//! and prints the instructions per step of the difference (start-up cancels).
+//!
+//! Run: `cargo run --release --example w_steps -- w2|w5 STEPS`
+
+// only the training loops are used here
+#[allow(dead_code)]
+#[path = "../benches/common/gpt.rs"]
+mod gpt;
+#[path = "../benches/common/mlp.rs"]
+mod mlp;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: w_steps w2|w5 STEPS";
+    let workload = args.next().expect(usage);
+    let steps: usize = args.next().and_then(|s| s.parse().ok()).expect(usage);
+    let mut step: Box<dyn FnMut() -> f32> = match workload.as_str() {
+        "w2" => {
+            let mut t = mlp::MlpTraining::new(32, 0);
+            Box::new(move || t.step())
+        }
+        "w5" => {
+            let mut t = gpt::GptTraining::new(gpt::GptConfig::W5, 16, 0);
+            Box::new(move || t.step())
+        }
+        _ => panic!("{usage}"),
+    };
+    let mut loss = step(); // warm-up: buffers cached, as in a long run
+    for _ in 0..steps {
+        loss = step();
+    }
+    println!("{workload}: loss {loss} after {} steps", steps + 1);
+}
