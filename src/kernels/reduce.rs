@@ -49,11 +49,20 @@ fn add_lanes<T: Element>(a: Lanes<T>, b: Lanes<T>) -> Lanes<T> {
 /// `log n`, not `n` (a running sum of 2²⁰ terms loses 1e-3 relative in `f32`;
 /// this keeps about 1e-7).
 #[inline(always)]
-fn pairwise<T: Element>(blocks: impl Iterator<Item = Lanes<T>>) -> T {
+fn pairwise<T: Element>(mut blocks: impl Iterator<Item = Lanes<T>>) -> T {
+    let tree = |[a, b, c, d, e, f, g, h]: Lanes<T>| ((a + b) + (c + d)) + ((e + f) + (g + h));
+    // A row of at most one block (softmax over a vocabulary of 256, say) needs
+    // no merging: skip the stack and its zeroing.
+    let Some(first) = blocks.next() else {
+        return T::zero();
+    };
+    let Some(second) = blocks.next() else {
+        return tree(first);
+    };
     // 64 levels hold 2⁶⁴ blocks: more than any slice
     let mut stack = [[T::zero(); LANES]; 64];
     let mut depth = 0;
-    for (count, mut s) in (1usize..).zip(blocks) {
+    for (count, mut s) in (1usize..).zip([first, second].into_iter().chain(blocks)) {
         for _ in 0..count.trailing_zeros() {
             depth -= 1;
             s = add_lanes(stack[depth], s);
@@ -65,8 +74,7 @@ fn pairwise<T: Element>(blocks: impl Iterator<Item = Lanes<T>>) -> T {
     for partial in stack[..depth].iter().rev() {
         s = add_lanes(*partial, s);
     }
-    let [a, b, c, d, e, f, g, h] = s;
-    ((a + b) + (c + d)) + ((e + f) + (g + h))
+    tree(s)
 }
 
 /// Sum of a slice, blocked and pairwise (vectorised, and accurate to about
@@ -425,6 +433,11 @@ mod tests {
 
     #[test]
     fn blocked_sums_match_f64_at_every_length() {
+        // empty and all-negative-zero sums are +0, as a running sum from 0 gives
+        for n in [0, 1, 300, 600] {
+            let s = sum_slice(&vec![-0.0f64; n]);
+            assert!(s == 0.0 && s.is_sign_positive(), "n = {n}: {s}");
+        }
         // lengths around the lane width, the block and powers of two of blocks
         let mut lens = vec![0, 1, 7, 8, 9, 255, 256, 257, 511, 512, 513, 1000];
         lens.extend([3 * 256 + 5, 1 << 12, (1 << 12) + 1, 7 * 256, 100_003]);
