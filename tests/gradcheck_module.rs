@@ -76,7 +76,17 @@ fn frozen_parameters_are_left_out_and_errors_from_f_end_the_check() {
     let err = GradCheck::default()
         .check_module(&m, |m| cross_entropy(&m.forward(&x), &[0, 1, 2, 3, 0, 1]))
         .unwrap_err();
-    assert!(err.to_string().contains('3'), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::IndexOutOfRange {
+                index: 3,
+                size: 3,
+                ..
+            }
+        ),
+        "the loss's own error ends the check: {err}"
+    );
 }
 
 #[test]
