@@ -87,23 +87,24 @@ impl<T: Element> Hyperparams<T> for AdamConfig<T> {
     }
 
     fn write_fields(&self, out: &mut Fields) {
-        write_fields(
-            out,
-            self.lr,
-            self.beta1,
-            self.beta2,
-            self.eps,
-            self.weight_decay,
-        );
+        let AdamConfig {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = *self;
+        write_fields(out, [lr, beta1, beta2, eps, weight_decay]);
     }
 
     fn read_fields(fields: &mut Fields) -> Result<Self, String> {
+        let [lr, beta1, beta2, eps, weight_decay] = read_fields(fields)?;
         Ok(AdamConfig {
-            lr: fields.take_num("lr")?,
-            beta1: fields.take_num("beta1")?,
-            beta2: fields.take_num("beta2")?,
-            eps: fields.take_num("eps")?,
-            weight_decay: fields.take_num("weight_decay")?,
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
         })
     }
 }
@@ -118,33 +119,43 @@ impl<T: Element> Hyperparams<T> for AdamWConfig<T> {
     }
 
     fn write_fields(&self, out: &mut Fields) {
-        write_fields(
-            out,
-            self.lr,
-            self.beta1,
-            self.beta2,
-            self.eps,
-            self.weight_decay,
-        );
+        let AdamWConfig {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = *self;
+        write_fields(out, [lr, beta1, beta2, eps, weight_decay]);
     }
 
     fn read_fields(fields: &mut Fields) -> Result<Self, String> {
+        let [lr, beta1, beta2, eps, weight_decay] = read_fields(fields)?;
         Ok(AdamWConfig {
-            lr: fields.take_num("lr")?,
-            beta1: fields.take_num("beta1")?,
-            beta2: fields.take_num("beta2")?,
-            eps: fields.take_num("eps")?,
-            weight_decay: fields.take_num("weight_decay")?,
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
         })
     }
 }
 
-fn write_fields<T: Element>(out: &mut Fields, lr: T, beta1: T, beta2: T, eps: T, wd: T) {
-    out.put("lr", lr);
-    out.put("beta1", beta1);
-    out.put("beta2", beta2);
-    out.put("eps", eps);
-    out.put("weight_decay", wd);
+/// The fields of both Adam configs, in the order of [`write_fields`].
+const FIELDS: [&str; 5] = ["lr", "beta1", "beta2", "eps", "weight_decay"];
+
+fn write_fields<T: Element>(out: &mut Fields, values: [T; 5]) {
+    for (name, v) in FIELDS.into_iter().zip(values) {
+        out.put(name, v);
+    }
+}
+
+fn read_fields<T: Element>(fields: &mut Fields) -> Result<[T; 5], String> {
+    let mut values = [T::zero(); 5];
+    for (name, v) in FIELDS.into_iter().zip(&mut values) {
+        *v = fields.take_num(name)?;
+    }
+    Ok(values)
 }
 
 /// The state [`Adam`] and [`AdamW`] keep for one parameter.
