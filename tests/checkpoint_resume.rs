@@ -7,8 +7,10 @@
 //! more steps give bit-identical weights and losses. The checkpoint falls in the
 //! middle of an epoch. Restoring checks what it restores, with clear errors.
 
+mod common;
+
+use common::TempPath;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
 
 use ferrograd::data::{gather_rows, Batches, Shuffler};
 use ferrograd::io::{
@@ -172,30 +174,6 @@ impl<T: Element> Run<T> {
             .into_iter()
             .map(|(n, p)| (n, p.to_vec()))
             .collect()
-    }
-}
-
-/// A path in the temporary directory, removed on drop.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(tag: &str) -> Self {
-        TempPath(std::env::temp_dir().join(format!(
-            "ferrograd-ckpt-{tag}-{}.safetensors",
-            std::process::id()
-        )))
-    }
-}
-
-impl AsRef<Path> for TempPath {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -1,6 +1,9 @@
 //! `#[derive(Module)]` from outside the crate: names, buffers, skipped fields,
 //! training mode, RNG states, and checkpoints of derived models.
 
+mod common;
+
+use common::TempPath;
 use ferrograd::io::{load_into, load_safetensors, save_module};
 use ferrograd::nn::{
     Activation, BoxedModule, Dropout, LayerNorm, Linear, Module, ModuleParams, RngState, Sequential,
@@ -18,30 +21,6 @@ fn names<T: Element>(m: &(impl ModuleParams<T> + ?Sized)) -> Vec<String> {
 
 fn buffer_names<T: Element>(m: &(impl ModuleParams<T> + ?Sized)) -> Vec<String> {
     m.named_buffers().into_iter().map(|(n, _)| n).collect()
-}
-
-/// A path in a temporary directory, removed on drop.
-struct TempPath(std::path::PathBuf);
-
-impl TempPath {
-    fn new(tag: &str) -> Self {
-        TempPath(std::env::temp_dir().join(format!(
-            "ferrograd-derive-{tag}-{}.safetensors",
-            std::process::id()
-        )))
-    }
-}
-
-impl AsRef<std::path::Path> for TempPath {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Not a module and not a tensor: must be skipped.

@@ -2,9 +2,11 @@
 //! the file layout (checked with the `safetensors` crate and by hand-written bytes),
 //! hostile files, and loading into a module by name.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::TempPath;
 
 use ferrograd::io::{
     load_into, load_into_lenient, load_safetensors, load_safetensors_from_bytes,
@@ -15,32 +17,6 @@ use ferrograd::nn::{Module, ModuleParams};
 use ferrograd::{Element, Error, Result, Tensor};
 
 // ----- helpers -----
-
-/// A unique path in the temp dir, removed when dropped.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        TempPath(std::env::temp_dir().join(format!(
-            "ferrograd-io-test-{}-{n}-{name}.safetensors",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-impl AsRef<std::path::Path> for TempPath {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
 
 /// The message of an `Error::Format`, panicking on anything else.
 #[track_caller]
@@ -260,7 +236,7 @@ fn duplicate_and_reserved_names_are_rejected() {
     let path = TempPath::new("dup");
     let m = format_msg(save_safetensors(&path, &[("x", &x), ("y", &x), ("x", &x)]));
     assert!(m.contains("duplicate tensor name \"x\""), "{m}");
-    assert!(!path.0.exists(), "nothing is written on error");
+    assert!(!path.as_ref().exists(), "nothing is written on error");
     let m = format_msg(to_safetensors_bytes(
         &[("__metadata__", &x)],
         &no_metadata(),

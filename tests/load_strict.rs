@@ -1,36 +1,15 @@
 //! `io::load_into` is strict (every key fits, or nothing loads);
 //! `io::load_into_lenient` reports what it skipped.
 
+mod common;
+
+use common::TempPath;
 use std::collections::BTreeMap;
 
 use ferrograd::io::{load_into, load_into_lenient, load_state_dict, save_safetensors};
 use ferrograd::nn::{Activation, Linear, Mlp, Module};
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::{Error, Tensor};
-
-/// A path in a temporary directory, removed on drop.
-struct TempPath(std::path::PathBuf);
-
-impl TempPath {
-    fn new(tag: &str) -> Self {
-        TempPath(std::env::temp_dir().join(format!(
-            "ferrograd-load-strict-{tag}-{}.safetensors",
-            std::process::id()
-        )))
-    }
-}
-
-impl AsRef<std::path::Path> for TempPath {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 #[derive(Module)]
 struct Net {
