@@ -151,24 +151,8 @@ impl GradCheck {
         let out = f(inputs).into_output()?;
         let out_shape = out.shape().to_vec();
         let m = out.numel();
-        let mut analytic: Vec<Vec<f64>> = wanted
-            .iter()
-            .map(|&i| vec![0.0; m * inputs[i].numel()])
-            .collect();
-        if out.needs_grad() {
-            for j in 0..m {
-                let mut e = vec![0.0; m];
-                e[j] = 1.0;
-                let grads = out.backward_with(&Tensor::from_vec(e, &out_shape)?)?;
-                for (w, &i) in wanted.iter().enumerate() {
-                    if let Some(g) = grads.get(&inputs[i]) {
-                        let n = inputs[i].numel();
-                        analytic[w][j * n..(j + 1) * n].copy_from_slice(&g.to_vec());
-                    }
-                }
-            }
-        }
-        drop(out);
+        let leaves: Vec<&Tensor<f64>> = wanted.iter().map(|&i| &inputs[i]).collect();
+        let analytic = jacobian_rows(out, &leaves)?;
 
         // Numeric columns, two forward passes per input element.
         let _guard = no_grad();
@@ -185,18 +169,7 @@ impl GradCheck {
                 let eval = |delta: f64| -> Result<Vec<f64>> {
                     let mut args = inputs.to_vec();
                     args[i] = perturbed(x, k, delta);
-                    let y = f(&args).into_output()?;
-                    if y.shape() != out_shape.as_slice() {
-                        return Err(Error::invalid(
-                            "gradcheck",
-                            format!(
-                                "f returned shape {:?} for a perturbed input, {:?} before",
-                                y.shape(),
-                                out_shape
-                            ),
-                        ));
-                    }
-                    Ok(y.to_vec())
+                    same_shape("gradcheck", "input", f(&args).into_output()?, &out_shape)
                 };
                 let (plus, minus) = (eval(self.eps)?, eval(-self.eps)?);
                 let column = |j: usize| analytic[w][j * n + k];
@@ -436,24 +409,8 @@ impl GradCheck {
         };
         let out_shape = out.shape().to_vec();
         let m = out.numel();
-        let mut analytic: Vec<Vec<f64>> = params
-            .iter()
-            .map(|(_, p)| vec![0.0; m * p.numel()])
-            .collect();
-        if out.needs_grad() {
-            for j in 0..m {
-                let mut e = vec![0.0; m];
-                e[j] = 1.0;
-                let grads = out.backward_with(&Tensor::from_vec(e, &out_shape)?)?;
-                for ((_, p), rows) in params.iter().zip(&mut analytic) {
-                    if let Some(g) = grads.get(p) {
-                        let n = p.numel();
-                        rows[j * n..(j + 1) * n].copy_from_slice(&g.to_vec());
-                    }
-                }
-            }
-        }
-        drop(out);
+        let leaves: Vec<&Tensor<f64>> = params.iter().map(|(_, p)| p).collect();
+        let analytic = jacobian_rows(out, &leaves)?;
 
         let _guard = no_grad();
         let mut report = GradCheckReport {
@@ -470,18 +427,7 @@ impl GradCheck {
                     p.update_with(|d| d[k] = value);
                     let y = f(module).into_output();
                     p.update_with(|d| d[k] = original);
-                    let y = y?;
-                    if y.shape() != out_shape.as_slice() {
-                        return Err(Error::invalid(
-                            "gradcheck_module",
-                            format!(
-                                "f returned shape {:?} for a perturbed parameter, {:?} before",
-                                y.shape(),
-                                out_shape
-                            ),
-                        ));
-                    }
-                    Ok(y.to_vec())
+                    same_shape("gradcheck_module", "parameter", y?, &out_shape)
                 };
                 let plus = eval(original + self.eps)?;
                 let minus = eval(original - self.eps)?;
@@ -530,6 +476,43 @@ impl GradCheck {
         report.elements_checked += 1;
         None
     }
+}
+
+/// The analytic Jacobian of `out` with respect to each of `leaves`, one row per
+/// output element (one backward pass each): entry `[w][j·n + k]` is
+/// `∂out[j] / ∂leaves[w][k]`, zero where backward does not reach the leaf.
+fn jacobian_rows(out: Tensor<f64>, leaves: &[&Tensor<f64>]) -> Result<Vec<Vec<f64>>> {
+    let m = out.numel();
+    let mut rows: Vec<Vec<f64>> = leaves.iter().map(|x| vec![0.0; m * x.numel()]).collect();
+    if out.needs_grad() {
+        for j in 0..m {
+            let mut e = vec![0.0; m];
+            e[j] = 1.0;
+            let grads = out.backward_with(&Tensor::from_vec(e, out.shape())?)?;
+            for (x, row) in leaves.iter().zip(&mut rows) {
+                if let Some(g) = grads.get(x) {
+                    let n = x.numel();
+                    row[j * n..(j + 1) * n].copy_from_slice(&g.to_vec());
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// `y`'s values, or the error of `op` when a perturbed `what` changed the
+/// output's shape from `shape`.
+fn same_shape(op: &'static str, what: &str, y: Tensor<f64>, shape: &[usize]) -> Result<Vec<f64>> {
+    if y.shape() != shape {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "f returned shape {:?} for a perturbed {what}, {shape:?} before",
+                y.shape()
+            ),
+        ));
+    }
+    Ok(y.to_vec())
 }
 
 /// A copy of `x` with its `k`-th element (row-major) moved by `delta`, keeping
