@@ -1,4 +1,5 @@
-//! Stateless forms of the layers: `linear`, `layer_norm`, `dropout`, `embedding`.
+//! Stateless forms of the layers: `linear`, `layer_norm`, `dropout`, `embedding`,
+//! and `scaled_dot_product_attention`.
 //!
 //! The layer structs ([`Linear`](crate::nn::Linear), [`LayerNorm`](crate::nn::LayerNorm),
 //! [`Dropout`](crate::nn::Dropout), [`Embedding`](crate::nn::Embedding)) hold
@@ -11,6 +12,11 @@ use rand::{Rng, RngExt};
 use crate::element::{c, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::tensor::Tensor;
+
+pub use crate::nn::sdpa::{
+    scaled_dot_product_attention, scaled_dot_product_attention_with_rng, seed_attention_dropout,
+    try_scaled_dot_product_attention,
+};
 
 /// `x · weightᵀ + bias`, PyTorch's `F.linear`: `x` is `[.., in]` with any leading
 /// dimensions (or a single vector `[in]`), `weight` is `[out, in]` and `bias`

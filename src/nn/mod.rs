@@ -233,6 +233,7 @@ pub mod init;
 mod layer_norm;
 mod linear;
 mod mlp;
+mod sdpa;
 mod sequential;
 
 pub use activation::Activation;
