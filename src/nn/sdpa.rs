@@ -149,9 +149,7 @@ pub fn scaled_dot_product_attention_with_rng<T: Element, R: Rng + ?Sized>(
     scale: Option<f64>,
     rng: &mut R,
 ) -> Tensor<T> {
-    or_panic(try_sdpa_impl(
-        q, k, v, mask, causal, dropout_p, scale, rng,
-    ))
+    or_panic(try_sdpa_impl(q, k, v, mask, causal, dropout_p, scale, rng))
 }
 
 /// An RNG that is never drawn from (dropout 0).
