@@ -210,3 +210,37 @@ fn generate_greedy_is_argmax_step_by_step_and_crops_to_the_context() {
     // nothing was recorded
     assert!(ferrograd::is_grad_enabled());
 }
+
+#[test]
+fn gpt_learns_to_count() {
+    let mut r = rng(0);
+    let cfg = GptConfig {
+        vocab: 10,
+        context: 8,
+        d_model: 16,
+        n_head: 2,
+        n_layer: 2,
+        ..Default::default()
+    };
+    let gpt: Gpt = Gpt::new(cfg, &mut r);
+    let ids: Vec<usize> = (0..10).flat_map(|s| (s..s + 8).map(|i| i % 10)).collect();
+    let targets: Vec<usize> = ids.iter().map(|i| (i + 1) % 10).collect();
+    use ferrograd::optim::{AdamW, AdamWConfig, Optimizer};
+    let mut opt = AdamW::new(
+        gpt.parameters(),
+        AdamWConfig {
+            lr: 1e-2,
+            ..Default::default()
+        },
+    );
+    let first = gpt.loss(&ids, &targets, 10).item();
+    for _ in 0..40 {
+        let loss = gpt.loss(&ids, &targets, 10);
+        opt.step(&loss.backward().unwrap()).unwrap();
+    }
+    let last = gpt.loss(&ids, &targets, 10).item();
+    eprintln!("loss {first} -> {last}");
+    assert!(last < first / 4.0, "{first} -> {last}");
+    let new = gpt.generate(&[3, 4], 8, Sampling::greedy(), &mut r);
+    assert_eq!(new, [5, 6, 7, 8, 9, 0, 1, 2]);
+}

@@ -240,19 +240,19 @@ fn argmax_first(v: &[f64]) -> usize {
 /// let gpt: Gpt = Gpt::new(cfg, &mut rng);
 /// assert_eq!(gpt.named_parameters()[0].0, "wte.weight");
 ///
-/// // learn to continue 0 1 2 3 … (mod 10)
-/// let ids: Vec<usize> = (0..16).map(|i| i % 10).collect(); // 2 sequences of 8
-/// let targets: Vec<usize> = (1..17).map(|i| i % 10).collect();
+/// // learn to count on, mod 10: 10 sequences of 8 tokens, starting at 0, 1, …, 9
+/// let ids: Vec<usize> = (0..10).flat_map(|s| (s..s + 8).map(|i| i % 10)).collect();
+/// let targets: Vec<usize> = ids.iter().map(|i| (i + 1) % 10).collect();
 /// let mut opt = AdamW::new(gpt.parameters(), AdamWConfig { lr: 1e-2, ..Default::default() });
-/// let first = gpt.loss(&ids, &targets, 2).item();
-/// for _ in 0..30 {
-///     let loss = gpt.loss(&ids, &targets, 2);
+/// let first = gpt.loss(&ids, &targets, 10).item();
+/// for _ in 0..40 {
+///     let loss = gpt.loss(&ids, &targets, 10);
 ///     opt.step(&loss.backward()?)?;
 /// }
-/// assert!(gpt.loss(&ids, &targets, 2).item() < first / 2.0);
-/// assert_eq!(gpt.forward_ids(&ids, 2).shape(), &[2, 8, 10]);
-/// let new = gpt.generate(&[3, 4], 3, Sampling::greedy(), &mut rng);
-/// assert_eq!(new, [5, 6, 7]);
+/// assert!(gpt.loss(&ids, &targets, 10).item() < first / 4.0);
+/// assert_eq!(gpt.forward_ids(&ids, 10).shape(), &[10, 8, 10]);
+/// let new = gpt.generate(&[3, 4], 8, Sampling::greedy(), &mut rng);
+/// assert_eq!(new, [5, 6, 7, 8, 9, 0, 1, 2]);
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
 #[derive(Debug, Module)]

@@ -195,8 +195,7 @@ mod tests {
         let pe = sinusoidal_positions::<f64>(5, 6).to_vec();
         for pos in 0..5 {
             for j in 0..6 {
-                let freq = 1.0 / 10000f64.powf((2 * (j / 2)) as f64 / 6.0);
-                let a = pos as f64 * freq;
+                let a = pos as f64 / 10000f64.powf((2 * (j / 2)) as f64 / 6.0);
                 let want = if j % 2 == 0 { a.sin() } else { a.cos() };
                 assert_eq!(pe[pos * 6 + j], want, "pos {pos} j {j}");
             }
