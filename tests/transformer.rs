@@ -839,8 +839,8 @@ fn sinusoidal_positions_known_values_and_in_the_model() {
     let pe = ferrograd::nn::sinusoidal_positions::<f64>(50, 16);
     let v = pe.to_vec();
     // position 0: sin 0 = 0 in even columns, cos 0 = 1 in odd ones
-    for j in 0..16 {
-        assert_eq!(v[j], if j % 2 == 0 { 0.0 } else { 1.0 });
+    for (j, x) in v[..16].iter().enumerate() {
+        assert_eq!(*x, if j % 2 == 0 { 0.0 } else { 1.0 });
     }
     // known values: PE[1, 0] = sin 1, PE[1, 1] = cos 1, PE[10, 2] = sin(10 / 10000^(2/16))
     assert!((v[16] - 0.8414709848078965).abs() < 1e-15);
