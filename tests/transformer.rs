@@ -1055,3 +1055,41 @@ fn gradcheck_positions_and_gpt() {
         assert_eq!(report.inputs_checked, gpt.parameters().len());
     }
 }
+
+#[test]
+fn a_query_with_every_key_padded_gets_the_output_bias() {
+    // left padding with a causal mask: query 0 of sequence 1 sees only key 0, a padding token
+    let mha = MultiHeadAttention::<f64>::new(mha_cfg(4, 2, true, true), &mut rng(1));
+    let x = randn(&[2, 3, 4], 2).requires_grad();
+    let pad = Tensor::<f64>::from_vec(vec![0., 0., 0., 1., 0., 0.], &[2, 3]).unwrap();
+    let y = mha.forward_masked(&x, Some(&pad));
+    let row = y.narrow(0, 1, 1).narrow(1, 0, 1).to_vec();
+    assert_eq!(row, mha.proj().bias().unwrap().to_vec());
+    let g = y.sum().backward().unwrap();
+    assert!(g.get(&x).unwrap().to_vec().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn gpt_checkpoints_round_trip() {
+    let cfg = GptConfig {
+        dropout: 0.1,
+        ..small_gpt_cfg()
+    };
+    let a = Gpt::<f32>::new(cfg, &mut rng(1));
+    let b = Gpt::<f32>::new(cfg, &mut rng(2));
+    let ids = [1, 2, 3, 4];
+    a.forward_ids(&ids, 1); // advance the dropout states
+    let path = std::env::temp_dir().join(format!(
+        "ferrograd-transformer-{}.safetensors",
+        std::process::id()
+    ));
+    ferrograd::io::save_module(&a, &path).unwrap();
+    let report = ferrograd::io::load_into(&b, &path).unwrap();
+    assert_eq!(report.loaded.len(), a.parameters().len());
+    std::fs::remove_file(&path).unwrap();
+    b.load_rng_states(&a.named_rng_states()).unwrap();
+    assert_eq!(
+        a.forward_ids(&ids, 1).to_vec(),
+        b.forward_ids(&ids, 1).to_vec()
+    );
+}
