@@ -71,6 +71,7 @@
 //    `gradgradcheck` and the fused-vs-recorded comparison on it.
 // 5. A line in `CHANGELOG.md`.
 
+mod attention;
 mod binary;
 mod compare;
 mod index;
@@ -87,6 +88,7 @@ use std::sync::RwLockReadGuard;
 
 use smallvec::SmallVec;
 
+pub(crate) use attention::{attention, combined_mask, recorded_weights, DropMask, SdpaShapes};
 pub(crate) use loss::bce;
 pub(crate) use movement::sum_to_shape;
 pub(crate) use norm::layer_norm;
