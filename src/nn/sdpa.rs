@@ -150,9 +150,7 @@ pub fn scaled_dot_product_attention_with_rng<T: Element, R: Rng + ?Sized>(
     scale: Option<f64>,
     rng: &mut R,
 ) -> Tensor<T> {
-    or_panic(try_sdpa_impl(
-        q, k, v, mask, causal, dropout_p, scale, rng,
-    ))
+    or_panic(try_sdpa_impl(q, k, v, mask, causal, dropout_p, scale, rng))
 }
 
 /// An RNG that is never drawn from (dropout 0).
@@ -258,14 +256,21 @@ fn try_sdpa_impl<T: Element, R: Rng + ?Sized>(
     let scale: T = c(scale.unwrap_or(1.0 / (shapes.d as f64).sqrt()));
     let mut scores = shapes.lead.clone();
     scores.extend([shapes.tq, shapes.tk]);
-    let drop = (dropout_p > 0.0)
-        .then(|| DropMask::draw(crate::shape::numel(&scores), dropout_p, rng));
+    let drop =
+        (dropout_p > 0.0).then(|| DropMask::draw(crate::shape::numel(&scores), dropout_p, rng));
     if shapes.d == 0 || shapes.dv == 0 || crate::shape::numel(&scores) == 0 {
         // nothing to fuse: the composite handles the empty shapes
         let user = mask.map(|m| m.detach().not_equal_scalar(T::zero()));
         let masked = crate::ops::combined_mask(shapes.tq, shapes.tk, user.as_ref(), causal);
         let drop = drop.map(|d| d.to_tensor(&scores));
-        return Ok(sdpa_composite(q, k, v, masked.as_ref(), scale, drop.as_ref()));
+        return Ok(sdpa_composite(
+            q,
+            k,
+            v,
+            masked.as_ref(),
+            scale,
+            drop.as_ref(),
+        ));
     }
     Ok(attention(q, k, v, &shapes, mask, causal, scale, drop))
 }

@@ -273,48 +273,49 @@ pub(crate) fn attention<T: Element>(
             .as_ref()
             .map_or((0, 0), |l| (l.strides[n - 2], l.strides[n - 1]));
         let drop = drop.as_ref();
-        let one = |l: usize, p: &mut [T], o: &mut [MaybeUninit<T>], scratch: &mut Vec<T>, serial| {
-            let [oq, ok, ov, om] = offsets[l];
-            let qm = MatRef {
-                data: r.get(0),
-                offset: oq,
-                rs: lq.strides[n - 2],
-                cs: lq.strides[n - 1],
-            };
-            // kᵀ: k's strides swapped
-            let kt = MatRef {
-                data: r.get(1),
-                offset: ok,
-                rs: lk.strides[n - 1],
-                cs: lk.strides[n - 2],
-            };
-            gemm(tq, d, tk, qm, kt, as_out(p), serial);
-            for (i, row) in p.chunks_exact_mut(tk).enumerate() {
-                let limit = if causal { (i + 1).min(tk) } else { tk };
-                match &mguard {
-                    Some(m) => {
-                        let base = om + i * mrs;
-                        softmax_row(row, scale, limit, |j| m[base + j * mcs] != T::zero());
+        let one =
+            |l: usize, p: &mut [T], o: &mut [MaybeUninit<T>], scratch: &mut Vec<T>, serial| {
+                let [oq, ok, ov, om] = offsets[l];
+                let qm = MatRef {
+                    data: r.get(0),
+                    offset: oq,
+                    rs: lq.strides[n - 2],
+                    cs: lq.strides[n - 1],
+                };
+                // kᵀ: k's strides swapped
+                let kt = MatRef {
+                    data: r.get(1),
+                    offset: ok,
+                    rs: lk.strides[n - 1],
+                    cs: lk.strides[n - 2],
+                };
+                gemm(tq, d, tk, qm, kt, as_out(p), serial);
+                for (i, row) in p.chunks_exact_mut(tk).enumerate() {
+                    let limit = if causal { (i + 1).min(tk) } else { tk };
+                    match &mguard {
+                        Some(m) => {
+                            let base = om + i * mrs;
+                            softmax_row(row, scale, limit, |j| m[base + j * mcs] != T::zero());
+                        }
+                        None => softmax_row(row, scale, limit, |_| false),
                     }
-                    None => softmax_row(row, scale, limit, |_| false),
                 }
-            }
-            let vm = MatRef {
-                data: r.get(2),
-                offset: ov,
-                rs: lv.strides[n - 2],
-                cs: lv.strides[n - 1],
+                let vm = MatRef {
+                    data: r.get(2),
+                    offset: ov,
+                    rs: lv.strides[n - 2],
+                    cs: lv.strides[n - 1],
+                };
+                let pd: &[T] = match drop {
+                    Some(dm) => {
+                        scratch.resize(tq * tk, T::zero());
+                        dm.apply(l * tq * tk, p, scratch);
+                        scratch
+                    }
+                    None => p,
+                };
+                gemm(tq, tk, dv, dense(pd, tk, false), vm, o, serial);
             };
-            let pd: &[T] = match drop {
-                Some(dm) => {
-                    scratch.resize(tq * tk, T::zero());
-                    dm.apply(l * tq * tk, p, scratch);
-                    scratch
-                }
-                None => p,
-            };
-            gemm(tq, tk, dv, dense(pd, tk, false), vm, o, serial);
-        };
         let spare = &mut out.spare_capacity_mut()[..len];
         if nb > 1 && nb * tq * tk * (d + dv) >= PARALLEL_BATCH_WORK {
             weights
@@ -470,7 +471,8 @@ impl<T: Element> Op<T> for Attention<T> {
                     }
                 };
                 let mut blocks = bufs.iter_mut().zip(sizes).map(|(b, size)| {
-                    b.as_mut().map(|b| b.spare_capacity_mut()[..nb * size].chunks_mut(size))
+                    b.as_mut()
+                        .map(|b| b.spare_capacity_mut()[..nb * size].chunks_mut(size))
                 });
                 let [mut cq, mut ck, mut cv] = std::array::from_fn(|_| blocks.next().flatten());
                 let tasks: Vec<GradBlocks<'_, T>> = (0..nb)
@@ -540,10 +542,10 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 
+    use super::{combined_mask, recorded_weights};
     use crate::nn::functional::{
         scaled_dot_product_attention as sdpa, scaled_dot_product_attention_with_rng as sdpa_rng,
     };
-    use super::{combined_mask, recorded_weights};
     use crate::ops::test_util::{assert_close, check, rand_leaf};
     use crate::Tensor;
 
@@ -758,7 +760,16 @@ mod tests {
             agree(&q, &k, &v, None, true, p, None, 1e-12);
         }
         // p = 1 drops everything
-        let y = sdpa_rng(&q, &k, &v, None, false, 1.0, None, &mut StdRng::seed_from_u64(3));
+        let y = sdpa_rng(
+            &q,
+            &k,
+            &v,
+            None,
+            false,
+            1.0,
+            None,
+            &mut StdRng::seed_from_u64(3),
+        );
         assert!(y.to_vec().iter().all(|&v| v == 0.0));
     }
 
