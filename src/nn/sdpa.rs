@@ -118,7 +118,7 @@ pub fn try_scaled_dot_product_attention<T: Element>(
             )
         })
     } else {
-        try_sdpa_impl(q, k, v, mask, causal, 0.0, scale, &mut NoRng)
+        try_sdpa_impl(q, k, v, mask, causal, dropout_p, scale, &mut NoRng)
     }
 }
 
