@@ -49,9 +49,13 @@ pub fn seed_attention_dropout(seed: u64) {
 /// softmax) and scales the others by `1/(1 − dropout_p)`; its masks come from
 /// this thread's stream ([`seed_attention_dropout`]). Pass 0 in evaluation.
 ///
-/// One op with its own backward rule, stable for long rows (the softmax
-/// subtracts each row's maximum); under `create_graph` its backward is built
-/// from recorded ops, so it can be differentiated again.
+/// One op with its own backward rule: per leading index, the scores from the
+/// GEMM, a masked softmax in place (stable for long rows: each row's maximum is
+/// subtracted first), the dropout mask and `·v`; for the backward pass it keeps
+/// only the attention weights and, with dropout, one bit per weight. Under
+/// `create_graph` its backward is built from recorded ops (the weights
+/// recomputed from `q` and `k`), so it can be differentiated again. The mask is
+/// a constant: it gets no gradient.
 ///
 /// ```
 /// use ferrograd::nn::functional::scaled_dot_product_attention as sdpa;
