@@ -20,7 +20,7 @@ use super::ReadMany;
 use crate::autograd::{grads, is_grad_enabled, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::kernels::gemm::{matmul as gemm, MatRef, PARALLEL_BATCH_WORK};
-use crate::kernels::reduce::{dot, row_max, sum_slice};
+use crate::kernels::reduce::{dot, sum_slice};
 use crate::layout::for_each_row;
 use crate::pool;
 use crate::tensor::{Seen, Tensor};
@@ -188,6 +188,27 @@ fn lead_offsets<const K: usize>(
     offsets
 }
 
+/// The largest element that is not NaN (`-inf` when there is none), in eight
+/// lanes so that it vectorises. A NaN in a row still gives a row of NaN: it
+/// goes through the exponential into the sum.
+#[inline]
+fn max_ignoring_nan<T: Element>(row: &[T]) -> T {
+    let mut lanes = [T::neg_infinity(); 8];
+    let chunks = row.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = if v > *l { v } else { *l };
+        }
+    }
+    for (l, &v) in lanes.iter_mut().zip(rest) {
+        *l = if v > *l { v } else { *l };
+    }
+    lanes
+        .into_iter()
+        .fold(T::neg_infinity(), |m, v| if v > m { v } else { m })
+}
+
 /// Masks, scales and normalises one row of scores in place: `row[j]·scale` for
 /// the keys `j < limit` that `masked` lets through, `exp(x − max)/Σ` over
 /// them, exactly 0 elsewhere, and a row of zeros when every key is masked.
@@ -202,9 +223,15 @@ fn softmax_row<T: Element>(row: &mut [T], scale: T, limit: usize, masked: impl F
             *x * scale
         };
     }
-    let m = row_max(live);
+    let m = max_ignoring_nan(live);
     if m == T::neg_infinity() {
-        live.fill(T::zero());
+        // every key masked (or NaN scores, which stay NaN)
+        let fill = if live.iter().any(|x| x.is_nan()) {
+            T::nan()
+        } else {
+            T::zero()
+        };
+        live.fill(fill);
         return;
     }
     live.iter_mut().for_each(|x| *x = (*x - m).exp_k());
@@ -831,6 +858,18 @@ mod tests {
             agree(&q, &k, &v, None, true, 0.25, None, 1e-12);
             agree(&q.detach(), &k, &v.detach(), None, true, 0.0, None, 1e-12);
         }
+    }
+
+    #[test]
+    fn nan_and_infinite_scores_propagate() {
+        let q = Tensor::<f64>::from_vec(vec![1., f64::NAN, 1.], &[3, 1]).unwrap();
+        let k = Tensor::<f64>::from_vec(vec![1., 2.], &[2, 1]).unwrap();
+        let y = sdpa(&q, &k, &k, None, false, 0.0, None).to_vec();
+        assert!(y[0].is_finite() && y[2].is_finite() && y[1].is_nan());
+        // only NaN scores, and a masked key beside them: NaN, not zeros
+        let m = Tensor::<f64>::from_vec(vec![0., 1.], &[2]).unwrap();
+        let y = sdpa(&q, &k, &k, Some(&m), false, 0.0, None).to_vec();
+        assert!(y[1].is_nan() && y[0] == 1.0);
     }
 
     #[test]
