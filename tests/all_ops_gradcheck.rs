@@ -357,6 +357,69 @@ fn table() -> Vec<Case> {
         },
         vec![leaf(&[2, 4, 3], 2704)],
     ));
+    // attention: Tq ≠ Tk and Dv ≠ D, with a mask (nonzero = masked out), causal,
+    // both, a fully masked query row, dropout from a seeded stream, and shared,
+    // strided inputs
+    {
+        use ferrograd::nn::functional::{
+            scaled_dot_product_attention as sdpa, scaled_dot_product_attention_with_rng as sdpa_rng,
+        };
+        let w = leaf(&[2, 3, 2], 2720).detach();
+        let pad =
+            Tensor::<f64>::from_vec(vec![0., 0., 1., 0., 1., 1., 0., 0.], &[2, 1, 4]).unwrap();
+        let full_row = Tensor::<f64>::from_vec(
+            vec![0., 1., 0., 0., 1., 1., 1., 1., 0., 0., 1., 0.],
+            &[3, 4],
+        )
+        .unwrap();
+        let qkv = || {
+            vec![
+                leaf(&[2, 3, 5], 2721),
+                leaf(&[2, 4, 5], 2722),
+                leaf(&[2, 4, 2], 2723),
+            ]
+        };
+        let w1 = w.clone();
+        c.push(case(
+            "scaled_dot_product_attention",
+            move |x| sdpa(&x[0], &x[1], &x[2], None, false, 0.0, None).mul(&w1),
+            qkv(),
+        ));
+        let w1 = w.clone();
+        c.push(case(
+            "scaled_dot_product_attention",
+            move |x| sdpa(&x[0], &x[1], &x[2], Some(&pad), false, 0.0, None).mul(&w1),
+            qkv(),
+        ));
+        let w1 = w.clone();
+        c.push(case(
+            "scaled_dot_product_attention",
+            move |x| sdpa(&x[0], &x[1], &x[2], None, true, 0.0, Some(0.8)).mul(&w1),
+            qkv(),
+        ));
+        let w1 = w.clone();
+        c.push(case(
+            "scaled_dot_product_attention",
+            move |x| sdpa(&x[0], &x[1], &x[2], Some(&full_row), true, 0.0, None).mul(&w1),
+            qkv(),
+        ));
+        c.push(case(
+            "scaled_dot_product_attention",
+            move |x| {
+                let mut rng = StdRng::seed_from_u64(2724);
+                sdpa_rng(&x[0], &x[1], &x[2], None, true, 0.3, None, &mut rng).mul(&w)
+            },
+            qkv(),
+        ));
+        c.push(case(
+            "scaled_dot_product_attention",
+            |x| {
+                let h = x[0].reshape(&[3, 2, 2]).transpose(0, 1);
+                sdpa(&h, &h, &x[0].t().reshape(&[2, 3, 2]), None, true, 0.0, None).square()
+            },
+            vec![strided(3, 4, 2725)],
+        ));
+    }
     // losses with a primitive of their own
     let y = pos(&[2, 3], 2800).detach().mul_scalar(0.6);
     c.push(case(

@@ -5,11 +5,12 @@
 use std::cell::RefCell;
 
 use rand::rngs::StdRng;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{Rng, SeedableRng};
 
 use crate::element::{c, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::nn::functional::check_dropout_p;
+use crate::ops::{attention, recorded_weights, DropMask, SdpaShapes};
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
 
@@ -48,9 +49,13 @@ pub fn seed_attention_dropout(seed: u64) {
 /// softmax) and scales the others by `1/(1 − dropout_p)`; its masks come from
 /// this thread's stream ([`seed_attention_dropout`]). Pass 0 in evaluation.
 ///
-/// One op with its own backward rule, stable for long rows (the softmax
-/// subtracts each row's maximum); under `create_graph` its backward is built
-/// from recorded ops, so it can be differentiated again.
+/// One op with its own backward rule: per leading index, the scores from the
+/// GEMM, a masked softmax in place (stable for long rows: each row's maximum is
+/// subtracted first), the dropout mask and `·v`; for the backward pass it keeps
+/// only the attention weights and, with dropout, one bit per weight. Under
+/// `create_graph` its backward is built from recorded ops (the weights
+/// recomputed from `q` and `k`), so it can be differentiated again. The mask is
+/// a constant: it gets no gradient.
 ///
 /// ```
 /// use ferrograd::nn::functional::scaled_dot_product_attention as sdpa;
@@ -117,7 +122,7 @@ pub fn try_scaled_dot_product_attention<T: Element>(
             )
         })
     } else {
-        try_sdpa_impl(q, k, v, mask, causal, 0.0, scale, &mut NoRng)
+        try_sdpa_impl(q, k, v, mask, causal, dropout_p, scale, &mut NoRng)
     }
 }
 
@@ -168,17 +173,6 @@ impl rand::TryRng for NoRng {
     }
 }
 
-/// The checked shapes of one attention call.
-pub(crate) struct SdpaShapes {
-    /// The leading dimensions (`[batch, heads]`), the same for q, k and v.
-    pub(crate) lead: Vec<usize>,
-    pub(crate) tq: usize,
-    pub(crate) tk: usize,
-    pub(crate) d: usize,
-    #[allow(dead_code)] // read by the fused op
-    pub(crate) dv: usize,
-}
-
 const OP: &str = "scaled_dot_product_attention";
 
 /// Checks the shapes of `q`, `k`, `v` and the mask.
@@ -224,25 +218,10 @@ pub(crate) fn check_sdpa<T: Element>(
     Ok(shapes)
 }
 
-/// The attention weights' mask `[.., Tq, Tk]` (1 = masked out) from `mask` and
-/// `causal`, or `None` when nothing is masked.
-pub(crate) fn combined_mask<T: Element>(
-    shapes: &SdpaShapes,
-    mask: Option<&Tensor<T>>,
-    causal: bool,
-) -> Option<Tensor<T>> {
-    let causal = causal.then(|| Tensor::<T>::ones(&[shapes.tq, shapes.tk]).triu(1));
-    let user = mask.map(|m| m.detach().not_equal_scalar(T::zero()));
-    match (user, causal) {
-        (None, None) => None,
-        (Some(m), None) | (None, Some(m)) => Some(m),
-        (Some(a), Some(b)) => Some(a.maximum(&b)),
-    }
-}
-
 /// The recorded (composite) form: `softmax(q·kᵀ·scale masked)` as tensor ops,
 /// times a dropout mask, times `v`. The reference the fused op is tested
-/// against, and what its backward differentiates under `create_graph`.
+/// against (its recorded backward differentiates the same weights), and the
+/// form used for empty shapes.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sdpa_composite<T: Element>(
     q: &Tensor<T>,
@@ -252,22 +231,7 @@ pub(crate) fn sdpa_composite<T: Element>(
     scale: T,
     drop: Option<&Tensor<T>>,
 ) -> Tensor<T> {
-    let scores = q.matmul(&k.transpose(-2, -1)).mul_scalar(scale);
-    let weights = match masked {
-        None => scores.softmax(-1),
-        Some(m) => {
-            // a row whose keys are all masked: unmask it for the softmax (no
-            // -inf row, so no NaN), then zero it
-            let full = m.min_axis(-1, true);
-            let m = m.mul(&full.rsub_scalar(T::one()));
-            let w = scores.masked_fill(&m, T::neg_infinity()).softmax(-1);
-            if full.to_vec().iter().any(|&f| f != T::zero()) {
-                w.mul(&full.rsub_scalar(T::one()))
-            } else {
-                w
-            }
-        }
-    };
+    let weights = recorded_weights(q, k, masked, scale);
     let weights = match drop {
         Some(d) => weights.mul(d),
         None => weights,
@@ -294,33 +258,23 @@ fn try_sdpa_impl<T: Element, R: Rng + ?Sized>(
     })?;
     let shapes = check_sdpa(q, k, v, mask)?;
     let scale: T = c(scale.unwrap_or(1.0 / (shapes.d as f64).sqrt()));
-    let masked = combined_mask(&shapes, mask, causal);
-    let drop = (dropout_p > 0.0).then(|| {
-        let keep: T = if dropout_p == 1.0 {
-            T::zero()
-        } else {
-            c(1.0 / (1.0 - dropout_p))
-        };
-        let mut dims = shapes.lead.clone();
-        dims.extend([shapes.tq, shapes.tk]);
-        let n: usize = dims.iter().product();
-        let data = (0..n)
-            .map(|_| {
-                if rng.random::<f64>() < dropout_p {
-                    T::zero()
-                } else {
-                    keep
-                }
-            })
-            .collect();
-        Tensor::from_data(data, &dims)
-    });
-    Ok(sdpa_composite(
-        q,
-        k,
-        v,
-        masked.as_ref(),
-        scale,
-        drop.as_ref(),
-    ))
+    let mut scores = shapes.lead.clone();
+    scores.extend([shapes.tq, shapes.tk]);
+    let drop =
+        (dropout_p > 0.0).then(|| DropMask::draw(crate::shape::numel(&scores), dropout_p, rng));
+    if shapes.d == 0 || shapes.dv == 0 || crate::shape::numel(&scores) == 0 {
+        // nothing to fuse: the composite handles the empty shapes
+        let user = mask.map(|m| m.detach().not_equal_scalar(T::zero()));
+        let masked = crate::ops::combined_mask(shapes.tq, shapes.tk, user.as_ref(), causal);
+        let drop = drop.map(|d| d.to_tensor(&scores));
+        return Ok(sdpa_composite(
+            q,
+            k,
+            v,
+            masked.as_ref(),
+            scale,
+            drop.as_ref(),
+        ));
+    }
+    Ok(attention(q, k, v, &shapes, mask, causal, scale, drop))
 }

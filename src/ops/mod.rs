@@ -31,6 +31,7 @@
 //! | `argmax argmin` | `reduce.rs` | not differentiable (indices as element values) | — | — | — |
 //! | `softmax log_softmax` | `softmax.rs` | primitive (stable) | fused kernel | `y·(g − Σg·y)`, `g − exp(y)·Σg` | ∞ |
 //! | `layer_norm` (public as nn::functional::layer_norm) | `norm.rs` | primitive | fused kernel | the statistics recomputed from `x` | ∞ |
+//! | `scaled_dot_product_attention` (public as nn::functional::scaled_dot_product_attention) | `attention.rs` | primitive (stable; the mask is a constant, not an input; saves the weights and the dropout bits) | fused kernels (GEMMs per batch·head) | the weights recomputed from `q`, `k` as recorded ops, then `P_dᵀ·g`, `scale·P⊙(dP − Σ dP⊙P)` times `k`, `q` | ∞ |
 //! | `bce` (public as loss::bce and loss::per_sample::bce) | `loss.rs` | primitive (PyTorch's clamped logs and bounded gradient) | fused kernels | recorded ops (logs of a clamped `p`) | ∞ |
 //! | `matmul` | `matmul.rs` | primitive | tensor ops (GEMM) | the same | ∞ |
 //! | `reshape flatten squeeze unsqueeze transpose t permute broadcast_to narrow contiguous` | `movement.rs` | views | tensor ops (`narrow` ↔ `pad_axis`) | the same | ∞ |
@@ -71,6 +72,7 @@
 //    `gradgradcheck` and the fused-vs-recorded comparison on it.
 // 5. A line in `CHANGELOG.md`.
 
+mod attention;
 mod binary;
 mod compare;
 mod index;
@@ -87,6 +89,7 @@ use std::sync::RwLockReadGuard;
 
 use smallvec::SmallVec;
 
+pub(crate) use attention::{attention, combined_mask, recorded_weights, DropMask, SdpaShapes};
 pub(crate) use loss::bce;
 pub(crate) use movement::sum_to_shape;
 pub(crate) use norm::layer_norm;
