@@ -60,6 +60,26 @@ impl Pair {
     pub fn line(self) -> String {
         format!("{}{}\n", self.prompt(), self.answer())
     }
+
+    /// Appends the line's char-tokenizer ids (ranks in [`ALPHABET`], which is
+    /// sorted) to `out`: what the tokenizer gives for [`line`](Pair::line),
+    /// without making the text.
+    pub fn push_ids(self, out: &mut Vec<u32>) {
+        const NEWLINE: u32 = 0;
+        const PLUS: u32 = 1;
+        const ZERO: u32 = 2;
+        const EQUALS: u32 = 12;
+        let digits = |n: u32, out: &mut Vec<u32>| {
+            out.extend([n / 100, n / 10 % 10, n % 10].map(|d| ZERO + d));
+        };
+        digits(self.a, out);
+        out.push(PLUS);
+        digits(self.b, out);
+        out.push(EQUALS);
+        let sum = self.a + self.b;
+        out.extend([sum % 10, sum / 10 % 10, sum / 100 % 10, sum / 1000].map(|d| ZERO + d));
+        out.push(NEWLINE);
+    }
 }
 
 /// Reads an answer written as the corpus writes it (reversed digits) back into
@@ -69,6 +89,37 @@ pub fn read_answer(reversed: &str) -> Option<u32> {
         return None;
     }
     reversed.chars().rev().collect::<String>().parse().ok()
+}
+
+/// Reads a line `a+b=r` (r reversed) into the pair and the number the model
+/// wrote, when it has the corpus's form.
+pub fn parse_line(line: &str) -> Option<(Pair, u32)> {
+    let (a, rest) = line.split_once('+')?;
+    let (b, r) = rest.split_once('=')?;
+    let operand = |s: &str| {
+        (s.len() == 3 && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+            .filter(|v| (LOW..=HIGH).contains(v))
+    };
+    Some((
+        Pair {
+            a: operand(a)?,
+            b: operand(b)?,
+        },
+        read_answer(r)?,
+    ))
+}
+
+/// In a sampled text, the complete lines that have the corpus's form, and how
+/// many of them are right sums: (right, well-formed, complete lines).
+pub fn check_sample(text: &str) -> (usize, usize, usize) {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    lines.pop(); // the last one is unfinished
+    let complete: Vec<&str> = lines.into_iter().filter(|l| !l.is_empty()).collect();
+    let parsed: Vec<(Pair, u32)> = complete.iter().filter_map(|l| parse_line(l)).collect();
+    let right = parsed.iter().filter(|(p, r)| p.a + p.b == *r).count();
+    (right, parsed.len(), complete.len())
 }
 
 /// The training and held-out pairs.

@@ -6,7 +6,7 @@
 //!   the held-out text. The char vocabulary is the sorted set of the characters
 //!   of the whole file; BPE is trained on the training text only.
 //! - the additions corpus: the training lines and the held-out lines (see
-//!   [`additions`](crate::additions)), char tokens.
+//!   [`additions`](super::additions)), char tokens.
 //!
 //! A training batch is `batch` windows of `context + 1` tokens (inputs the first
 //! `context`, targets the same shifted by one) at uniformly random starts. In a
@@ -21,8 +21,8 @@ use ferrograd::rand::RngExt;
 use ferrograd::text::{BpeTokenizer, CharTokenizer, Tokenizer};
 use ferrograd::Error;
 
-use crate::additions::{Additions, Pair, LINE_LEN};
-use crate::options::{Options, TokenizerKind};
+use super::additions::{Additions, Pair, LINE_LEN};
+use super::options::{Options, TokenizerKind};
 
 /// A character or a BPE tokenizer.
 #[derive(Clone, Debug)]
@@ -196,12 +196,11 @@ impl Data {
     /// The additions corpus with `holdout` held-out pairs.
     pub fn additions(holdout: usize) -> Data {
         let adds = Additions::new(holdout);
-        let tok = CharTokenizer::train(crate::additions::ALPHABET);
+        let tok = CharTokenizer::train(super::additions::ALPHABET);
         let encode = |pairs: &[Pair]| -> Vec<u32> {
             let mut out = Vec::with_capacity(pairs.len() * LINE_LEN);
             for p in pairs {
-                let ids = tok.encode(&p.line()).expect("the alphabet has every character");
-                out.extend(ids.into_iter().map(|id| id as u32));
+                p.push_ids(&mut out);
             }
             out
         };

@@ -4,8 +4,8 @@
 use ferrograd::nn::{Gpt, ModuleParams, RngState};
 use ferrograd::{no_grad, Error};
 
-use crate::additions::{Pair, ANSWER_DIGITS};
-use crate::data::{Split, Tok, EVAL_STREAM};
+use super::additions::{Pair, ANSWER_DIGITS};
+use super::data::{Split, Tok, EVAL_STREAM};
 
 /// Runs `f` with the model in evaluation mode (no dropout) and without
 /// recording gradients, then puts it back in training mode.

@@ -244,6 +244,8 @@ evaluation and files
   --checkpoint-every N     also checkpoint every N steps, 0 = only at the end (default 500)
   --resume                 continue from DIR/checkpoint.safetensors (its settings are
                            used; --steps may extend the run; --steps 0 only samples)
+  --stop-after N           stop after step N as if interrupted, checkpoint written
+                           (to try --resume)
   --quiet                  no progress bar
 sampling (at the end)
   --sample N               tokens to sample, 0 = none (default 200)
@@ -419,11 +421,11 @@ impl Options {
                     .to_string(),
             );
         }
-        if self.corpus.is_none() && self.holdout > crate::additions::MAX_HOLDOUT {
+        if self.corpus.is_none() && self.holdout > super::additions::MAX_HOLDOUT {
             return Err(format!(
                 "--holdout {}: at most {} pairs can be held out",
                 self.holdout,
-                crate::additions::MAX_HOLDOUT
+                super::additions::MAX_HOLDOUT
             ));
         }
         Ok(())

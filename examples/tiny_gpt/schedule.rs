@@ -8,7 +8,7 @@ use std::f64::consts::PI;
 use ferrograd::optim::lr::LrSchedule;
 use ferrograd::Error;
 
-use crate::options::ScheduleKind;
+use super::options::ScheduleKind;
 
 /// The rate of step `it` (counting from 0) of a run of `steps` steps, for the
 /// peak rate `lr`:

@@ -12,11 +12,11 @@ use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::Error;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::{BatchStream, Data};
-use crate::eval::{exact_matches, full_loss, greedy_answers, in_eval_mode, sampled_losses};
-use crate::options::{Options, PositionsKind};
-use crate::plot::{loss_curve_svg, History};
-use crate::schedule::WarmupCosine;
+use super::data::{BatchStream, Data};
+use super::eval::{exact_matches, full_loss, greedy_answers, in_eval_mode, sampled_losses};
+use super::options::{Options, PositionsKind};
+use super::plot::{loss_curve_svg, History};
+use super::schedule::WarmupCosine;
 
 /// The checkpoint's file name in `--out`.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -338,10 +338,12 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    save_checkpoint(
-        &checkpoint, end, &o, &data, &model, &opt, &sched, &stream, &history,
-    )?;
     let trained = end - start_step;
+    if trained > 0 {
+        save_checkpoint(
+            &checkpoint, end, &o, &data, &model, &opt, &sched, &stream, &history,
+        )?;
+    }
     let mean_step = step_time.checked_div(trained as u32).unwrap_or_default();
     if trained > 0 {
         println!(
@@ -369,7 +371,7 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
             100.0 * right as f64 / n as f64
         );
         for (p, a) in adds.held_out.iter().zip(&answers).take(5) {
-            let read = crate::additions::read_answer(a)
+            let read = super::additions::read_answer(a)
                 .map_or_else(|| "?".to_string(), |v| v.to_string());
             println!(
                 "   {}{a}  (reads {read}; {} + {} = {}){}",
@@ -391,6 +393,12 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
             o.top_k.map_or(String::new(), |k| format!(", top-k {k}"))
         );
         println!("{text}");
+        if data.additions.is_some() {
+            let (right, formed, lines) = super::additions::check_sample(&text);
+            println!(
+                "({lines} complete lines sampled: {formed} of the form a+b=c, {right} of them right)"
+            );
+        }
         text
     } else {
         String::new()
