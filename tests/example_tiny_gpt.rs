@@ -412,7 +412,9 @@ fn a_few_steps_on_the_additions_learn_and_resume_bit_for_bit() {
     .unwrap();
     assert_eq!((sampled.start_step, sampled.end_step), (8, 8));
     assert_eq!(sampled.final_val_loss.to_bits(), whole.final_val_loss.to_bits());
-    assert_eq!(sampled.sample.chars().count(), 31); // the newline prompt and 30 tokens
+    // the answers to held-out prompts: 6 prompts of 8 characters, 30 tokens
+    assert_eq!(sampled.sample.chars().count(), 6 * 8 + 30);
+    assert!(sampled.sample.starts_with(&Additions::new(50).held_out[0].prompt()));
     // the files
     let csv = std::fs::read_to_string(&resumed.csv).unwrap();
     assert_eq!(csv.lines().count(), 9);

@@ -163,7 +163,7 @@ impl Default for Options {
             beta2: 0.99,
             positions: PositionsKind::Learned,
             tied: true,
-            sample: 200,
+            sample: 50,
             temperature: 0.8,
             top_k: None,
             prompt: None,
@@ -194,6 +194,7 @@ impl Options {
             steps: 2000,
             eval_every: 250,
             eval_batches: 20,
+            sample: 200,
             ..Options::default()
         }
     }
@@ -248,10 +249,12 @@ evaluation and files
                            (to try --resume)
   --quiet                  no progress bar
 sampling (at the end)
-  --sample N               tokens to sample, 0 = none (default 200)
+  --sample N               tokens to sample, 0 = none (default 50: the answers to 10
+                           held-out prompts, 5 tokens each; corpus 200)
   --temperature X          0 = greedy (default 0.8)
   --top-k K                sample among the K likeliest tokens only
-  --prompt S               where the sample starts (default: a newline)
+  --prompt S               where the sample starts (default: a newline; on the
+                           additions, each held-out prompt a+b=)
   --help                   this text";
 
 /// The flags that take no value.

@@ -387,8 +387,13 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
     let sample = if o.sample > 0 {
         let text = sample_text(&o, &data, &mut model)?;
         println!(
-            "sample ({} tokens, temperature {}{}):",
+            "sample ({} tokens{}, temperature {}{}):",
             o.sample,
+            if data.additions.is_some() && o.prompt.is_none() {
+                " after held-out prompts"
+            } else {
+                ""
+            },
             o.temperature,
             o.top_k.map_or(String::new(), |k| format!(", top-k {k}"))
         );
@@ -464,17 +469,39 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
     })
 }
 
-/// `--sample` tokens after `--prompt` (default: a newline, or the start of the
-/// held-out text when the vocabulary has no newline), with the temperature and
-/// top-k asked for, from the sampling stream of `--seed`.
+/// `--sample` tokens with the temperature and top-k asked for, from the
+/// sampling stream of `--seed`: after `--prompt` (default: a newline, or the
+/// first token of the held-out text when the vocabulary has no newline); on
+/// the additions without `--prompt`, the answers to held-out prompts, 5 tokens
+/// (4 digits and the newline) after each `a+b=`, one line per pair.
 pub fn sample_text(o: &Options, data: &Data, model: &mut Gpt) -> Result<String, Error> {
+    let sampling = Sampling {
+        temperature: o.temperature,
+        top_k: o.top_k,
+    };
+    let mut rng = StdRng::seed_from_u64(o.seed ^ SAMPLE_STREAM);
+    let tok = &data.tokenizer;
+    if let (Some(adds), None) = (&data.additions, &o.prompt) {
+        let per_line = super::additions::ANSWER_DIGITS + 1;
+        let mut text = String::new();
+        for (k, p) in adds.held_out.iter().cycle().enumerate() {
+            let n = per_line.min(o.sample - k * per_line);
+            let prompt = tok.as_dyn().encode(&p.prompt())?;
+            let new = in_eval_mode(model, |m| m.generate(&prompt, n, sampling, &mut rng));
+            text.push_str(&p.prompt());
+            text.push_str(&tok.decode_lossy(&new));
+            if (k + 1) * per_line >= o.sample {
+                break;
+            }
+        }
+        return Ok(text);
+    }
     let prompt_ids: Vec<usize> = match &o.prompt {
-        Some(p) => data
-            .tokenizer
+        Some(p) => tok
             .as_dyn()
             .encode(p)
             .map_err(|e| format_err(format!("--prompt: {e}")))?,
-        None => match data.tokenizer.as_dyn().encode("\n") {
+        None => match tok.as_dyn().encode("\n") {
             Ok(ids) => ids,
             Err(_) => vec![data.val.tokens[0] as usize],
         },
@@ -482,13 +509,8 @@ pub fn sample_text(o: &Options, data: &Data, model: &mut Gpt) -> Result<String, 
     if prompt_ids.is_empty() {
         return Err(format_err("--prompt: the prompt has no token".into()));
     }
-    let sampling = Sampling {
-        temperature: o.temperature,
-        top_k: o.top_k,
-    };
-    let mut rng = StdRng::seed_from_u64(o.seed ^ SAMPLE_STREAM);
     let new = in_eval_mode(model, |m| m.generate(&prompt_ids, o.sample, sampling, &mut rng));
     let mut all = prompt_ids;
     all.extend(new);
-    Ok(data.tokenizer.decode_lossy(&all))
+    Ok(tok.decode_lossy(&all))
 }
