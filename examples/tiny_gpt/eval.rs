@@ -1,7 +1,7 @@
 //! Evaluation: the next-token loss over random windows or over a whole split,
 //! and the exact-match accuracy of greedy answers to held-out additions.
 
-use ferrograd::nn::{Gpt, ModuleParams, RngState};
+use ferrograd::nn::{Gpt, RngState};
 use ferrograd::{no_grad, Error};
 
 use super::additions::{Pair, ANSWER_DIGITS};

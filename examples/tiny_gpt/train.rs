@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ferrograd::io::Checkpoint;
-use ferrograd::nn::{Activation, Gpt, GptConfig, ModuleParams, Positions, Sampling};
+use ferrograd::nn::{Activation, Gpt, GptConfig, Positions, Sampling};
 use ferrograd::optim::lr::{LrSchedule, Scheduler};
 use ferrograd::optim::{AdamW, AdamWConfig, Optimizer, ParamGroup};
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
