@@ -126,6 +126,20 @@ impl Dropout {
         *self.lock() = state;
     }
 
+    /// The RNG for this layer's next mask, advancing its state by one draw,
+    /// when the layer would draw a mask (training mode and `p > 0`); `None`
+    /// otherwise (nothing is drawn). For layers that apply the dropout
+    /// somewhere else, as `MultiHeadAttention` does inside the attention op.
+    pub(crate) fn next_rng(&self) -> Option<StdRng> {
+        if !self.training || self.p == 0.0 {
+            return None;
+        }
+        let mut guard = self.lock();
+        let state = *guard;
+        guard.draws = guard.draws.wrapping_add(1);
+        Some(state.rng())
+    }
+
     /// The state, whatever a panic elsewhere did (a pair of integers cannot be
     /// left invalid).
     fn lock(&self) -> std::sync::MutexGuard<'_, RngState> {

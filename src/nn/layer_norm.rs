@@ -12,7 +12,9 @@ use crate::tensor::Tensor;
 ///
 /// with the mean and the biased variance over the last axis (of size `dim`), and
 /// `weight` (ones) and `bias` (zeros) of shape `[dim]`, named `"weight"` and
-/// `"bias"`. See [`functional::layer_norm`](crate::nn::functional::layer_norm).
+/// `"bias"`. [`new_no_bias`](LayerNorm::new_no_bias) makes a layer without the
+/// shift (`bias=False` in PyTorch), whose only parameter is `"weight"`. See
+/// [`functional::layer_norm`](crate::nn::functional::layer_norm).
 ///
 /// ```
 /// use ferrograd::nn::{LayerNorm, Module};
@@ -30,7 +32,7 @@ use crate::tensor::Tensor;
 #[derive(Debug, Module)]
 pub struct LayerNorm<T: Element = f32> {
     weight: Tensor<T>,
-    bias: Tensor<T>,
+    bias: Option<Tensor<T>>,
     #[module(skip)]
     eps: T,
 }
@@ -52,7 +54,30 @@ impl<T: Element> LayerNorm<T> {
     pub fn new(dim: usize, eps: T) -> Self {
         LayerNorm {
             weight: Tensor::ones(&[dim]).requires_grad(),
-            bias: Tensor::zeros(&[dim]).requires_grad(),
+            bias: Some(Tensor::zeros(&[dim]).requires_grad()),
+            eps,
+        }
+    }
+
+    /// Like [`new`](LayerNorm::new) without the learned shift: `y = (x − mean) /
+    /// sqrt(var + eps) · weight`, PyTorch's `nn.LayerNorm(dim, eps, bias=False)`.
+    /// The only parameter is `"weight"` (ones).
+    ///
+    /// ```
+    /// use ferrograd::nn::{LayerNorm, Module, ModuleParams};
+    /// use ferrograd::Tensor;
+    /// let ln = LayerNorm::<f64>::new_no_bias(2, 0.0);
+    /// assert!(ln.bias().is_none());
+    /// let names: Vec<String> = ln.named_parameters().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, ["weight"]);
+    /// let x = Tensor::<f64>::from_vec(vec![1., 3.], &[1, 2])?;
+    /// assert_eq!(ln.forward(&x).to_vec(), vec![-1., 1.]);
+    /// # Ok::<(), ferrograd::Error>(())
+    /// ```
+    pub fn new_no_bias(dim: usize, eps: T) -> Self {
+        LayerNorm {
+            weight: Tensor::ones(&[dim]).requires_grad(),
+            bias: None,
             eps,
         }
     }
@@ -68,9 +93,10 @@ impl<T: Element> LayerNorm<T> {
         &self.weight
     }
 
-    /// The learned shift, `[dim]`.
-    pub fn bias(&self) -> &Tensor<T> {
-        &self.bias
+    /// The learned shift, `[dim]`, unless the layer was made by
+    /// [`new_no_bias`](LayerNorm::new_no_bias).
+    pub fn bias(&self) -> Option<&Tensor<T>> {
+        self.bias.as_ref()
     }
 
     /// The size of the normalised (last) axis.
@@ -90,7 +116,7 @@ impl<T: Element> LayerNorm<T> {
     /// when the input's last axis is not `dim`;
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a 0-d input.
     pub fn try_forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        try_layer_norm(x, Some(&self.weight), Some(&self.bias), self.eps)
+        try_layer_norm(x, Some(&self.weight), self.bias.as_ref(), self.eps)
     }
 }
 
@@ -118,6 +144,7 @@ mod tests {
             .assign(&Tensor::from_vec(vec![2., 3.], &[2]).unwrap())
             .unwrap();
         ln.bias()
+            .unwrap()
             .assign(&Tensor::from_vec(vec![1., -1.], &[2]).unwrap())
             .unwrap();
         // each row of two distinct values normalises to [-1, 1] or [1, -1]
@@ -147,7 +174,7 @@ mod tests {
                 |t| {
                     let ln = LayerNorm {
                         weight: t[1].clone(),
-                        bias: t[2].clone(),
+                        bias: Some(t[2].clone()),
                         eps: 1e-5,
                     };
                     ln.forward(&t[0])
@@ -155,5 +182,30 @@ mod tests {
                 &inputs,
             );
         }
+    }
+
+    #[test]
+    fn no_bias_has_weight_only_and_gradchecks() {
+        let ln = LayerNorm::<f64>::new_no_bias(3, 1e-5);
+        let names: Vec<_> = ln.named_parameters().into_iter().map(|p| p.0).collect();
+        assert_eq!(names, ["weight"]);
+        assert!(ln.bias().is_none());
+        assert_eq!(ln.dim(), 3);
+        let inputs = [rand_leaf(&[2, 3], 4), rand_leaf(&[3], 5)];
+        check(
+            |t| {
+                let ln = LayerNorm {
+                    weight: t[1].clone(),
+                    bias: None,
+                    eps: 1e-5,
+                };
+                ln.forward(&t[0])
+            },
+            &inputs,
+        );
+        // the same as a zero bias
+        let with = LayerNorm::<f64>::new(3, 1e-5);
+        let x = rand_leaf(&[4, 3], 6);
+        assert_eq!(with.forward(&x).to_vec(), ln.forward(&x).to_vec());
     }
 }

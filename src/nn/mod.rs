@@ -16,9 +16,14 @@
 //! | [`Sequential`] | a chain of boxed modules, named `"0.weight"`, `"1.bias"`, … |
 //! | [`Dropout`] | seeded inverted dropout; the identity in evaluation |
 //! | [`Embedding`] | a lookup table of `[num, dim]` vectors |
-//! | [`LayerNorm`] | normalisation over the last axis, with a learned scale and shift |
+//! | [`LayerNorm`] | normalisation over the last axis, with a learned scale and (optional) shift |
+//! | [`MultiHeadAttention`] | self-attention: fused QKV projection, heads, causal and key-padding masks, dropout |
+//! | [`FeedForward`] | a transformer's MLP: `Linear` to 4× the width, an activation, `Linear` back |
+//! | [`TransformerBlock`] | pre-norm `x + attn(ln1(x))`, then `x + mlp(ln2(x))` |
+//! | [`PositionalEmbedding`] | learned or sinusoidal ([`sinusoidal_positions`]) position vectors |
+//! | [`Gpt`] | a GPT language model as nanoGPT's: [`GptConfig`], next-token [`loss`](Gpt::loss), [`generate`](Gpt::generate) with [`Sampling`] |
 //! | [`init`] | Xavier/Glorot and Kaiming/He initialisation, `calculate_gain` |
-//! | [`functional`] | the stateless forms: `linear`, `layer_norm`, `dropout`, `embedding` |
+//! | [`functional`] | the stateless forms: `linear`, `layer_norm`, `dropout`, `embedding`, `scaled_dot_product_attention` |
 //! | [`RngState`] | where a [`Dropout`]'s masks are: a seed and a count of masks drawn |
 //!
 //! # The two traits
@@ -226,23 +231,31 @@
 //! ```
 
 mod activation;
+mod attention;
 mod dropout;
 mod embedding;
 pub mod functional;
+mod gpt;
 pub mod init;
 mod layer_norm;
 mod linear;
 mod mlp;
+mod positional;
 mod sdpa;
 mod sequential;
+mod transformer;
 
 pub use activation::Activation;
+pub use attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 pub use dropout::{Dropout, RngState};
 pub use embedding::Embedding;
+pub use gpt::{Gpt, GptConfig, Positions, Sampling};
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use mlp::Mlp;
+pub use positional::{sinusoidal_positions, PositionalEmbedding};
 pub use sequential::{BoxedModule, Sequential};
+pub use transformer::{FeedForward, TransformerBlock, TransformerBlockConfig};
 
 /// Derives [`ModuleParams`] from a struct's fields: see the
 /// [module docs](self#writing-a-model-with-derivemodule) for a worked example.
@@ -501,5 +514,9 @@ mod tests {
         assert_send_sync::<Embedding<f32>>();
         assert_send_sync::<LayerNorm<f64>>();
         assert_send_sync::<Activation>();
+        assert_send_sync::<MultiHeadAttention<f32>>();
+        assert_send_sync::<TransformerBlock<f32>>();
+        assert_send_sync::<PositionalEmbedding<f64>>();
+        assert_send_sync::<Gpt<f32>>();
     }
 }
