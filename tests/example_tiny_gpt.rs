@@ -9,7 +9,6 @@ mod tiny_gpt;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ferrograd::nn::ModuleParams;
 use ferrograd::optim::lr::LrSchedule;
@@ -424,37 +423,47 @@ fn a_few_steps_on_the_additions_learn_and_resume_bit_for_bit() {
     assert_eq!(svg.matches("stroke-width=\"1.5\"").count(), 3);
 }
 
-/// The example's binary, built by `cargo test` beside the test binaries.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples").join(format!("tiny_gpt{}", std::env::consts::EXE_SUFFIX))
-}
-
 #[test]
-fn the_command_line_on_a_text_prints_the_spec_lines() {
-    let bin = example_binary();
-    if !bin.exists() {
-        eprintln!("{} not built: skipped", bin.display());
-        return;
-    }
-    let dir = TempDir::new("cli");
+fn a_text_corpus_trains_and_prints_the_spec_lines() {
+    let dir = TempDir::new("corpus-run");
     let text: String = (0..40)
         .map(|i| format!("line {i}: the quick brown fox jumps over the lazy dog.\n"))
         .collect();
     let path = dir.0.join("text.txt");
     std::fs::write(&path, &text).unwrap();
-    let out = Command::new(&bin)
-        .args(["--corpus", path.to_str().unwrap()])
-        .args(["--layers", "1", "--heads", "2", "--width", "16", "--context", "16"])
-        .args(["--batch", "4", "--steps", "4", "--eval-every", "2", "--eval-batches", "1"])
-        .args(["--sample", "20", "--out", dir.0.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let evals: Vec<(usize, f64, f64)> = stdout
-        .lines()
+    let o = Options::from_args(args(&[
+        "--corpus",
+        path.to_str().unwrap(),
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--width",
+        "16",
+        "--context",
+        "16",
+        "--batch",
+        "4",
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--eval-batches",
+        "1",
+        "--sample",
+        "20",
+        "--prompt",
+        "the ",
+        "--quiet",
+        "--out",
+        dir.0.to_str().unwrap(),
+    ]))
+    .unwrap()
+    .unwrap();
+    let s = tiny_gpt::run(&o).expect("the run succeeds");
+    let evals: Vec<(usize, f64, f64)> = s
+        .printed
+        .iter()
         .filter_map(|l| {
             let f: Vec<&str> = l.split("  ").collect();
             match f[..] {
@@ -467,20 +476,21 @@ fn the_command_line_on_a_text_prints_the_spec_lines() {
             }
         })
         .collect();
-    assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), [2, 4], "{stdout}");
+    let printed = s.printed.join("\n");
+    assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), [2, 4], "{printed}");
     assert!(evals.iter().all(|e| e.1.is_finite() && e.2.is_finite() && e.1 > 0.0));
-    let last = stdout.lines().filter(|l| l.starts_with("final val loss ")).collect::<Vec<_>>();
-    assert_eq!(last.len(), 1, "{stdout}");
+    // printed to 4 decimals, as kept
+    assert_eq!(format!("{:.4}", s.history.evals[1].2), format!("{:.4}", evals[1].2));
+    let last: Vec<&String> = s.printed.iter().filter(|l| l.starts_with("final val loss ")).collect();
+    assert_eq!(last.len(), 1, "{printed}");
     let final_loss: f64 = last[0]["final val loss ".len()..].parse().unwrap();
-    assert!(final_loss.is_finite() && final_loss > 0.0);
+    assert_eq!(format!("{final_loss:.4}"), format!("{:.4}", s.final_val_loss));
+    // near ln 40 = 3.7 (40 characters) after 4 steps of a tiny model
+    assert!((2.0..4.0).contains(&final_loss), "{final_loss}");
+    assert!(s.exact.is_none());
+    assert!(s.sample.starts_with("the ") && s.sample.chars().count() == 24, "{:?}", s.sample);
     assert!(dir.0.join("checkpoint.safetensors").exists());
-    assert!(dir.0.join("loss_curve.svg").exists() && dir.0.join("losses.csv").exists());
-
-    // a bad flag: exit code 2 and a message, no panic
-    let out = Command::new(&bin).args(["--heads", "zero"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.starts_with("error: --heads: expected a whole number ≥ 1, got 'zero'"), "{stderr}");
+    assert!(s.curve.exists() && s.csv.exists());
 }
 
 #[test]

@@ -18,6 +18,26 @@ use super::options::{Options, PositionsKind};
 use super::plot::{loss_curve_svg, History};
 use super::schedule::WarmupCosine;
 
+/// Prints the run's lines (through the progress bar while there is one) and
+/// keeps them, so that a caller can read what was printed.
+#[derive(Default)]
+pub struct Log {
+    pub lines: Vec<String>,
+    bar: Option<ProgressBar>,
+}
+
+impl Log {
+    /// Prints `line` and keeps it (a multi-line text as its lines).
+    pub fn say(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        match &self.bar {
+            Some(bar) => bar.println(&line),
+            None => println!("{line}"),
+        }
+        self.lines.extend(line.lines().map(str::to_string));
+    }
+}
+
 /// The checkpoint's file name in `--out`.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 /// Tells the sampling stream's seed from the other streams made from `--seed`.
@@ -50,6 +70,8 @@ pub struct Summary {
     pub step_time: Duration,
     /// Wall time of the run.
     pub wall_time: Duration,
+    /// Every line the run printed.
+    pub printed: Vec<String>,
     /// The checkpoint, the SVG loss curve and the CSV.
     pub checkpoint: PathBuf,
     pub curve: PathBuf,
@@ -188,14 +210,16 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
         (None, asked.clone())
     };
 
+    let mut log = Log::default();
+
     // 1. the data -----------------------------------------------------------
     let data = Data::load(&o, resume.as_ref().and_then(|ck| ck.meta_value("tokenizer")))?;
-    println!("data:      {}", data.description);
+    log.say(format!("data:      {}", data.description));
 
     // 2. the model ----------------------------------------------------------
     let mut model = build_model(&o, data.tokenizer.vocab_size());
     let n_params: usize = model.parameters().iter().map(|p| p.numel()).sum();
-    println!(
+    log.say(format!(
         "model:     GPT, {} layers, {} heads, width {}, context {}, {} positions, {}, {}; \
          {n_params} parameters",
         o.layers,
@@ -205,8 +229,8 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
         o.positions,
         if o.tied { "tied embeddings" } else { "untied output layer" },
         if o.bias { "biases" } else { "no biases" },
-    );
-    println!(
+    ));
+    log.say(format!(
         "training:  {} steps of {} windows of {} tokens; AdamW lr {} ({} schedule, {} warm-up \
          steps), beta2 {}, weight decay {}, clip {}, dropout {}, seed {}, {} threads",
         o.steps,
@@ -221,7 +245,7 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
         o.dropout,
         o.seed,
         rayon::current_num_threads(),
-    );
+    ));
 
     // 3. training -----------------------------------------------------------
     let mut opt = build_optimizer(&o, &model);
@@ -244,10 +268,10 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
         let base = sched.base_lrs().to_vec();
         let lrs: Vec<f32> = base.iter().map(|&b| schedule.lr(start_step, b)).collect();
         opt.set_group_lrs(&lrs);
-        println!(
+        log.say(format!(
             "resumed:   from {} at step {start_step}",
             o.out.join(CHECKPOINT).display()
-        );
+        ));
     }
     std::fs::create_dir_all(&o.out)?;
     let checkpoint = o.out.join(CHECKPOINT);
@@ -263,10 +287,7 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
         );
         bar
     });
-    let say = |line: String| match &bar {
-        Some(bar) => bar.println(line),
-        None => println!("{line}"),
-    };
+    log.bar = bar;
 
     let mut step_time = Duration::ZERO;
     let mut last_update = Instant::now();
@@ -294,7 +315,7 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
         }
 
         let done = it + 1;
-        if let Some(bar) = &bar {
+        if let Some(bar) = &log.bar {
             bar.inc(1);
             if last_update.elapsed() > Duration::from_millis(200) || done == end {
                 last_update = Instant::now();
@@ -315,7 +336,7 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
                 )
             });
             history.evals.push((done, t, v));
-            say(format!("step {done}  train loss {t:.4}  val loss {v:.4}"));
+            log.say(format!("step {done}  train loss {t:.4}  val loss {v:.4}"));
             if let Some(adds) = &data.additions {
                 let n = adds.held_out.len().min(200);
                 let pairs = &adds.held_out[..n];
@@ -323,7 +344,7 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
                     greedy_answers(m, &data.tokenizer, pairs, o.context)
                 })?;
                 let right = exact_matches(pairs, &answers);
-                say(format!(
+                log.say(format!(
                     "          exact match on the first {n} held-out pairs: {:.1}%",
                     100.0 * right as f64 / n as f64
                 ));
@@ -335,7 +356,7 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
             )?;
         }
     }
-    if let Some(bar) = bar {
+    if let Some(bar) = log.bar.take() {
         bar.finish_and_clear();
     }
     let trained = end - start_step;
@@ -346,17 +367,17 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
     }
     let mean_step = step_time.checked_div(trained as u32).unwrap_or_default();
     if trained > 0 {
-        println!(
+        log.say(format!(
             "step time {:.2} ms  ({:.1}k tokens/s, {trained} steps in {:.1} s)",
             mean_step.as_secs_f64() * 1e3,
             trained as f64 * tokens_per_step as f64 / step_time.as_secs_f64().max(1e-9) / 1e3,
             step_time.as_secs_f64()
-        );
+        ));
     }
 
     // 4. the result ---------------------------------------------------------
     let final_val_loss = in_eval_mode(&mut model, |m| full_loss(m, &data.val, o.context));
-    println!("final val loss {final_val_loss:.4}");
+    log.say(format!("final val loss {final_val_loss:.4}"));
 
     let mut exact = None;
     if let Some(adds) = &data.additions {
@@ -366,27 +387,27 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
         let right = exact_matches(&adds.held_out, &answers);
         let n = adds.held_out.len();
         exact = Some((right, n));
-        println!(
+        log.say(format!(
             "held-out exact match {:.1}%  ({right} of {n} pairs answered exactly by greedy decoding)",
             100.0 * right as f64 / n as f64
-        );
+        ));
         for (p, a) in adds.held_out.iter().zip(&answers).take(5) {
             let read = super::additions::read_answer(a)
                 .map_or_else(|| "?".to_string(), |v| v.to_string());
-            println!(
+            log.say(format!(
                 "   {}{a}  (reads {read}; {} + {} = {}){}",
                 p.prompt(),
                 p.a,
                 p.b,
                 p.a + p.b,
                 if *a == p.answer() { "" } else { "  wrong" }
-            );
+            ));
         }
     }
 
     let sample = if o.sample > 0 {
         let text = sample_text(&o, &data, &mut model)?;
-        println!(
+        log.say(format!(
             "sample ({} tokens{}, temperature {}{}):",
             o.sample,
             if data.additions.is_some() && o.prompt.is_none() {
@@ -396,13 +417,13 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
             },
             o.temperature,
             o.top_k.map_or(String::new(), |k| format!(", top-k {k}"))
-        );
-        println!("{text}");
+        ));
+        log.say(text.clone());
         if data.additions.is_some() {
             let (right, formed, lines) = super::additions::check_sample(&text);
-            println!(
+            log.say(format!(
                 "({lines} complete lines sampled: {formed} of the form a+b=c, {right} of them right)"
-            );
+            ));
         }
         text
     } else {
@@ -443,14 +464,14 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
             ],
         ),
     )?;
-    println!(
+    log.say(format!(
         "files:     {} (checkpoint), {} (loss curve), {} (losses)",
         checkpoint.display(),
         curve.display(),
         csv.display()
-    );
+    ));
     let wall_time = wall.elapsed();
-    println!("wall time {:.1} s", wall_time.as_secs_f64());
+    log.say(format!("wall time {:.1} s", wall_time.as_secs_f64()));
 
     Ok(Summary {
         options: o,
@@ -463,6 +484,7 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
         sample,
         step_time: mean_step,
         wall_time,
+        printed: log.lines,
         checkpoint,
         curve,
         csv,
