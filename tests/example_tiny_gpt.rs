@@ -186,6 +186,11 @@ fn bad_options_are_clear_messages() {
         (&["--positions", "rotary"], "--positions: expected learned or sinusoidal, got 'rotary'"),
         (&["--vocab", "100"], "--vocab: expected a whole number ≥ 256 (the bytes and the merges), got '100'"),
         (&["--batch"], "--batch needs a value"),
+        (&["--loss", "some"], "--loss: expected answers or all, got 'some'"),
+        (
+            &["--corpus", "x", "--loss", "answers"],
+            "--loss answers is for the additions corpus: a text has no answers",
+        ),
         (&["--no-bias=yes"], "--no-bias takes no value"),
         (&["--colour", "red"], "unknown option '--colour'"),
         (&["fast"], "unexpected argument 'fast'"),
@@ -261,6 +266,12 @@ fn additions_data_windows_are_whole_lines() {
     assert_eq!(tok.decode_lossy(&inputs[..12]), line0[..12]);
     assert_eq!(tok.decode_lossy(&targets[..12]), line0[1..]);
     assert_eq!(tok.decode_lossy(&inputs[12..]), adds.held_out[1].line()[..12]);
+    // the answers' tokens: targets 7 to 11 of each line (the 4 digits and the newline)
+    let mut answers = data.val.clone();
+    assert_eq!(answers.loss_rows(2, 12), None);
+    answers.answers_only = true;
+    assert_eq!(answers.loss_rows(2, 12), Some(vec![7, 8, 9, 10, 11, 19, 20, 21, 22, 23]));
+    assert_eq!(answers.loss_rows(1, 25).unwrap(), [7, 8, 9, 10, 11, 20, 21, 22, 23, 24]);
     // random windows start at line starts
     let mut stream = tiny_gpt::BatchStream::new(3);
     for s in stream.next(&data.train, 64, 12) {
@@ -291,7 +302,7 @@ fn corpus_splits_by_characters_and_tiles_the_held_out_text() {
     // vocabulary of the whole file
     assert_eq!(data.tokenizer.vocab_size(), 12);
 
-    let split = Split { tokens: (0..10).collect(), align: 1 };
+    let split = Split { tokens: (0..10).collect(), align: 1, answers_only: false };
     // windows i·3 .. i·3 + 4 for (i + 1)·3 + 1 ≤ 10: i = 0, 1, 2
     assert_eq!(split.tiling_starts(3), vec![0, 3, 6]);
     assert_eq!(split.window_starts(3), 7);

@@ -16,12 +16,14 @@
 
 use std::path::Path;
 
-use ferrograd::nn::RngState;
+use ferrograd::data::gather_rows;
+use ferrograd::nn::{Gpt, RngState};
+use ferrograd::{loss, Tensor};
 use ferrograd::rand::RngExt;
 use ferrograd::text::{BpeTokenizer, CharTokenizer, Tokenizer};
 use ferrograd::Error;
 
-use super::additions::{Additions, Pair, LINE_LEN};
+use super::additions::{Additions, Pair, LINE_LEN, PROMPT_LEN};
 use super::options::{Options, TokenizerKind};
 
 /// A character or a BPE tokenizer.
@@ -90,6 +92,9 @@ pub struct Split {
     pub tokens: Vec<u32>,
     /// Windows start at multiples of this (1: anywhere; 13: at line starts).
     pub align: usize,
+    /// The loss is over the answers' tokens only (the 4 digits and the
+    /// newline of each addition; `--loss answers`), not every token.
+    pub answers_only: bool,
 }
 
 impl Split {
@@ -113,6 +118,34 @@ impl Split {
             targets.extend(w[1..].iter().map(|&t| t as usize));
         }
         (inputs, targets)
+    }
+
+    /// The rows of the `[windows · context]` targets that the loss counts: all,
+    /// or with `answers_only` those that predict an answer's token (a target
+    /// at position `p` of a window is character `(p + 1) mod 13` of a line; the
+    /// answer is characters 8 to 12).
+    pub fn loss_rows(&self, windows: usize, context: usize) -> Option<Vec<usize>> {
+        self.answers_only.then(|| {
+            (0..windows * context)
+                .filter(|&r| (r % context + 1) % LINE_LEN >= PROMPT_LEN)
+                .collect()
+        })
+    }
+
+    /// The mean next-token loss of the windows starting at `starts` (over
+    /// their answers' tokens with `answers_only`), recorded for backward.
+    pub fn loss(&self, gpt: &Gpt, starts: &[usize], context: usize) -> Tensor {
+        let (inputs, targets) = self.windows(starts, context);
+        match self.loss_rows(starts.len(), context) {
+            None => gpt.loss(&inputs, &targets, starts.len()),
+            Some(rows) => {
+                let logits = gpt.forward_ids(&inputs, starts.len());
+                let vocab = logits.shape()[2];
+                let picked = gather_rows(&logits.reshape(&[starts.len() * context, vocab]), &rows);
+                let picked_targets: Vec<usize> = rows.iter().map(|&r| targets[r]).collect();
+                loss::cross_entropy(&picked, &picked_targets).expect("targets in the vocabulary")
+            }
+        }
     }
 
     /// `batch` random window starts drawn from `rng`.
@@ -191,6 +224,11 @@ impl Data {
             None => Ok(Self::additions(o.holdout)),
             Some(path) => Self::corpus(path, o, saved),
         }
+        .map(|mut d| {
+            d.train.answers_only = o.answers_only;
+            d.val.answers_only = o.answers_only;
+            d
+        })
     }
 
     /// The additions corpus with `holdout` held-out pairs.
@@ -219,10 +257,12 @@ impl Data {
             train: Split {
                 tokens: train,
                 align: LINE_LEN,
+                answers_only: false,
             },
             val: Split {
                 tokens: val,
                 align: LINE_LEN,
+                answers_only: false,
             },
             additions: Some(adds),
             description,
@@ -274,10 +314,12 @@ impl Data {
             train: Split {
                 tokens: train,
                 align: 1,
+                answers_only: false,
             },
             val: Split {
                 tokens: val,
                 align: 1,
+                answers_only: false,
             },
             additions: None,
             description,

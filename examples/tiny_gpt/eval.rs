@@ -19,14 +19,13 @@ pub fn in_eval_mode<R>(gpt: &mut Gpt, f: impl FnOnce(&Gpt) -> R) -> R {
     out
 }
 
-/// The mean next-token loss (nats per token) over the windows starting at
-/// `starts`, `chunk` windows per forward pass.
+/// The mean next-token loss (nats per token counted, see [`Split::loss`]) over
+/// the windows starting at `starts`, `chunk` windows per forward pass.
 pub fn windows_loss(gpt: &Gpt, split: &Split, starts: &[usize], context: usize, chunk: usize) -> f64 {
     let mut total = 0.0f64;
     for part in starts.chunks(chunk.max(1)) {
-        let (inputs, targets) = split.windows(part, context);
-        let loss = gpt.loss(&inputs, &targets, part.len()).item();
-        // every window has `context` targets: weigh each chunk's mean by its windows
+        let loss = split.loss(gpt, part, context).item();
+        // every window counts as many targets: weigh each chunk's mean by its windows
         total += f64::from(loss) * part.len() as f64;
     }
     total / starts.len().max(1) as f64

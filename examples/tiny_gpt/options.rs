@@ -121,6 +121,8 @@ pub struct Options {
     pub prompt: Option<String>,
     /// Write a checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: usize,
+    /// The loss counts the answers' tokens only (the additions corpus only).
+    pub answers_only: bool,
     /// Held-out additions (the additions corpus only).
     pub holdout: usize,
     /// Stop after this step, as if interrupted (the checkpoint is written).
@@ -169,6 +171,7 @@ impl Default for Options {
             prompt: None,
             checkpoint_every: 500,
             holdout: 1000,
+            answers_only: true,
             stop_after: None,
             quiet: false,
             progress: false,
@@ -184,6 +187,7 @@ impl Options {
     pub fn corpus_defaults(path: PathBuf) -> Self {
         Options {
             corpus: Some(path),
+            answers_only: false,
             layers: 4,
             heads: 4,
             width: 128,
@@ -216,6 +220,9 @@ data
   --tokenizer char|bpe     tokens (default char; bpe needs --corpus)
   --vocab N                BPE vocabulary size, 256 bytes + merges (default 512)
   --holdout N              held-out additions (default 1000)
+  --loss answers|all       what the loss counts on the additions: the answers' tokens
+                           (the 4 digits and the newline; default), or every token
+                           (operand digits too, which no model can predict)
 model
   --layers N               transformer blocks (default 2; corpus 4)
   --heads N                attention heads (default 4)
@@ -263,6 +270,7 @@ const SWITCHES: [&str; 5] = ["no-bias", "untied", "resume", "quiet", "help"];
 /// The flags that take a value.
 const VALUED: &[&str] = &[
     "corpus",
+    "loss",
     "tokenizer",
     "vocab",
     "holdout",
@@ -295,11 +303,12 @@ const VALUED: &[&str] = &[
 
 /// The flags that set the model, the data or the training: on `--resume` they
 /// come from the checkpoint, and one given on the command line must agree.
-pub const RUN_SETTINGS: [&str; 21] = [
+pub const RUN_SETTINGS: [&str; 22] = [
     "corpus",
     "tokenizer",
     "vocab",
     "holdout",
+    "loss",
     "layers",
     "heads",
     "width",
@@ -371,6 +380,13 @@ impl Options {
                     .ok_or_else(|| bad("a whole number ≥ 256 (the bytes and the merges)"))?
             }
             "holdout" => self.holdout = at_least_1()?,
+            "loss" => {
+                self.answers_only = match v {
+                    "answers" => true,
+                    "all" => false,
+                    _ => return Err(bad("answers or all")),
+                }
+            }
             "layers" => self.layers = at_least_1()?,
             "heads" => self.heads = at_least_1()?,
             "width" => self.width = at_least_1()?,
@@ -424,6 +440,9 @@ impl Options {
                     .to_string(),
             );
         }
+        if self.corpus.is_some() && self.answers_only {
+            return Err("--loss answers is for the additions corpus: a text has no answers".into());
+        }
         if self.corpus.is_none() && self.holdout > super::additions::MAX_HOLDOUT {
             return Err(format!(
                 "--holdout {}: at most {} pairs can be held out",
@@ -451,6 +470,10 @@ impl Options {
         put("tokenizer", self.tokenizer.to_string());
         put("vocab", self.vocab.to_string());
         put("holdout", self.holdout.to_string());
+        put(
+            "loss",
+            (if self.answers_only { "answers" } else { "all" }).to_string(),
+        );
         put("layers", self.layers.to_string());
         put("heads", self.heads.to_string());
         put("width", self.width.to_string());

@@ -294,8 +294,7 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
     for it in start_step..end {
         let t0 = Instant::now();
         let starts = stream.next(&data.train, o.batch, o.context);
-        let (inputs, targets) = data.train.windows(&starts, o.context);
-        let loss = model.loss(&inputs, &targets, o.batch);
+        let loss = data.train.loss(&model, &starts, o.context);
         let mut grads = loss.backward()?;
         if o.clip > 0.0 {
             grads.clip_norm(o.clip as f32);
