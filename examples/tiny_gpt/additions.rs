@@ -137,7 +137,10 @@ impl Additions {
     /// # Panics
     /// When `holdout` is above [`MAX_HOLDOUT`].
     pub fn new(holdout: usize) -> Additions {
-        assert!(holdout <= MAX_HOLDOUT, "at most {MAX_HOLDOUT} held-out pairs");
+        assert!(
+            holdout <= MAX_HOLDOUT,
+            "at most {MAX_HOLDOUT} held-out pairs"
+        );
         let mut rng = StdRng::seed_from_u64(DATA_SEED);
         let mut unordered: Vec<Pair> = (LOW..=HIGH)
             .flat_map(|a| (a..=HIGH).map(move |b| Pair { a, b }))

@@ -18,10 +18,10 @@ use std::path::Path;
 
 use ferrograd::data::gather_rows;
 use ferrograd::nn::{Gpt, RngState};
-use ferrograd::{loss, Tensor};
 use ferrograd::rand::RngExt;
 use ferrograd::text::{BpeTokenizer, CharTokenizer, Tokenizer};
 use ferrograd::Error;
+use ferrograd::{loss, Tensor};
 
 use super::additions::{Additions, Pair, LINE_LEN, PROMPT_LEN};
 use super::options::{Options, TokenizerKind};
@@ -273,9 +273,8 @@ impl Data {
     pub fn corpus(path: &Path, o: &Options, saved: Option<&str>) -> Result<Data, Error> {
         let bytes = std::fs::read(path)
             .map_err(|e| Error::Format(format!("--corpus {}: {e}", path.display())))?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            Error::Format(format!("--corpus {}: not UTF-8 ({e})", path.display()))
-        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| Error::Format(format!("--corpus {}: not UTF-8 ({e})", path.display())))?;
         let n_chars = text.chars().count();
         let cut = text
             .char_indices()

@@ -21,7 +21,13 @@ pub fn in_eval_mode<R>(gpt: &mut Gpt, f: impl FnOnce(&Gpt) -> R) -> R {
 
 /// The mean next-token loss (nats per token counted, see [`Split::loss`]) over
 /// the windows starting at `starts`, `chunk` windows per forward pass.
-pub fn windows_loss(gpt: &Gpt, split: &Split, starts: &[usize], context: usize, chunk: usize) -> f64 {
+pub fn windows_loss(
+    gpt: &Gpt,
+    split: &Split,
+    starts: &[usize],
+    context: usize,
+    chunk: usize,
+) -> f64 {
     let mut total = 0.0f64;
     for part in starts.chunks(chunk.max(1)) {
         let loss = split.loss(gpt, part, context).item();
@@ -68,7 +74,12 @@ pub fn full_loss(gpt: &Gpt, split: &Split, context: usize) -> f64 {
 /// prompt `a+b=`, decoded. Prompts are decoded together, a batch of `chunk` at a
 /// time (every prompt has the same length); the context is cropped to the last
 /// `context` tokens as [`Gpt::generate`] does.
-pub fn greedy_answers(gpt: &Gpt, tok: &Tok, pairs: &[Pair], context: usize) -> Result<Vec<String>, Error> {
+pub fn greedy_answers(
+    gpt: &Gpt,
+    tok: &Tok,
+    pairs: &[Pair],
+    context: usize,
+) -> Result<Vec<String>, Error> {
     let mut answers = Vec::with_capacity(pairs.len());
     for part in pairs.chunks(250) {
         let mut seqs: Vec<Vec<usize>> = part
@@ -78,7 +89,10 @@ pub fn greedy_answers(gpt: &Gpt, tok: &Tok, pairs: &[Pair], context: usize) -> R
         for _ in 0..ANSWER_DIGITS {
             let len = seqs[0].len();
             let t = len.min(context);
-            let ids: Vec<usize> = seqs.iter().flat_map(|s| s[len - t..].iter().copied()).collect();
+            let ids: Vec<usize> = seqs
+                .iter()
+                .flat_map(|s| s[len - t..].iter().copied())
+                .collect();
             let logits = gpt.forward_ids(&ids, seqs.len());
             let vocab = *logits.shape().last().expect("logits [batch, t, vocab]");
             let values = logits.to_vec();

@@ -147,10 +147,10 @@ impl Default for Options {
             heads: 4,
             width: 128,
             context: 12,
-            batch: 64,
-            lr: 3e-3,
+            batch: 128,
+            lr: 1e-3,
             warmup: 100,
-            steps: 3000,
+            steps: 1500,
             dropout: 0.0,
             eval_every: 250,
             eval_batches: 4,
@@ -171,7 +171,7 @@ impl Default for Options {
             prompt: None,
             checkpoint_every: 500,
             holdout: 1000,
-            answers_only: true,
+            answers_only: false,
             stop_after: None,
             quiet: false,
             progress: false,
@@ -220,9 +220,9 @@ data
   --tokenizer char|bpe     tokens (default char; bpe needs --corpus)
   --vocab N                BPE vocabulary size, 256 bytes + merges (default 512)
   --holdout N              held-out additions (default 1000)
-  --loss answers|all       what the loss counts on the additions: the answers' tokens
-                           (the 4 digits and the newline; default), or every token
-                           (operand digits too, which no model can predict)
+  --loss all|answers       what the loss counts on the additions: every token
+                           (default), or the answers' tokens only (the 4 digits
+                           and the newline, as minGPT's adder)
 model
   --layers N               transformer blocks (default 2; corpus 4)
   --heads N                attention heads (default 4)
@@ -233,9 +233,9 @@ model
   --positions learned|sinusoidal   position embeddings (default learned)
   --untied                 an output layer of its own (default: tied to the embedding)
 training
-  --batch N                windows per batch (default 64; corpus 12)
-  --steps N                training steps (default 3000; corpus 2000)
-  --lr X                   peak learning rate (default 0.003; corpus 0.001)
+  --batch N                windows per batch (default 128; corpus 12)
+  --steps N                training steps (default 1500; corpus 2000)
+  --lr X                   peak learning rate (default 0.001)
   --warmup N               linear warm-up steps (default 100)
   --schedule cosine|constant   cosine: warm-up, then cosine to lr/10 at the last
                            step (default); constant: lr throughout
@@ -541,7 +541,12 @@ impl Options {
     fn run_setting(&self, key: &str) -> String {
         match key {
             "no-bias" => (if self.bias { "biases" } else { "--no-bias" }).to_string(),
-            "untied" => (if self.tied { "tied weights" } else { "--untied" }).to_string(),
+            "untied" => (if self.tied {
+                "tied weights"
+            } else {
+                "--untied"
+            })
+            .to_string(),
             "corpus" => match &self.corpus {
                 Some(p) => format!("--corpus {}", p.display()),
                 None => "the additions corpus".to_string(),

@@ -37,7 +37,8 @@ impl History {
             let (l, lr) = rec.split_once(':')?;
             h.batch_losses
                 .push(f32::from_bits(u32::from_str_radix(l, 16).ok()?));
-            h.lrs.push(f32::from_bits(u32::from_str_radix(lr, 16).ok()?));
+            h.lrs
+                .push(f32::from_bits(u32::from_str_radix(lr, 16).ok()?));
         }
         for rec in evals.split(';').filter(|r| !r.is_empty()) {
             let mut f = rec.split(':');

@@ -213,7 +213,10 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
     let mut log = Log::default();
 
     // 1. the data -----------------------------------------------------------
-    let data = Data::load(&o, resume.as_ref().and_then(|ck| ck.meta_value("tokenizer")))?;
+    let data = Data::load(
+        &o,
+        resume.as_ref().and_then(|ck| ck.meta_value("tokenizer")),
+    )?;
     log.say(format!("data:      {}", data.description));
 
     // 2. the model ----------------------------------------------------------
@@ -227,7 +230,11 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
         o.width,
         o.context,
         o.positions,
-        if o.tied { "tied embeddings" } else { "untied output layer" },
+        if o.tied {
+            "tied embeddings"
+        } else {
+            "untied output layer"
+        },
         if o.bias { "biases" } else { "no biases" },
     ));
     log.say(format!(
@@ -275,7 +282,10 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
     }
     std::fs::create_dir_all(&o.out)?;
     let checkpoint = o.out.join(CHECKPOINT);
-    let end = o.stop_after.map_or(o.steps, |s| s.min(o.steps)).max(start_step);
+    let end = o
+        .stop_after
+        .map_or(o.steps, |s| s.min(o.steps))
+        .max(start_step);
     let tokens_per_step = o.batch * o.context;
 
     let bar = (o.progress && end > start_step).then(|| {
@@ -351,7 +361,15 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
         }
         if o.checkpoint_every > 0 && done % o.checkpoint_every == 0 && done < end {
             save_checkpoint(
-                &checkpoint, done, &o, &data, &model, &opt, &sched, &stream, &history,
+                &checkpoint,
+                done,
+                &o,
+                &data,
+                &model,
+                &opt,
+                &sched,
+                &stream,
+                &history,
             )?;
         }
     }
@@ -361,7 +379,15 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
     let trained = end - start_step;
     if trained > 0 {
         save_checkpoint(
-            &checkpoint, end, &o, &data, &model, &opt, &sched, &stream, &history,
+            &checkpoint,
+            end,
+            &o,
+            &data,
+            &model,
+            &opt,
+            &sched,
+            &stream,
+            &history,
         )?;
     }
     let mean_step = step_time.checked_div(trained as u32).unwrap_or_default();
@@ -391,8 +417,8 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
             100.0 * right as f64 / n as f64
         ));
         for (p, a) in adds.held_out.iter().zip(&answers).take(5) {
-            let read = super::additions::read_answer(a)
-                .map_or_else(|| "?".to_string(), |v| v.to_string());
+            let read =
+                super::additions::read_answer(a).map_or_else(|| "?".to_string(), |v| v.to_string());
             log.say(format!(
                 "   {}{a}  (reads {read}; {} + {} = {}){}",
                 p.prompt(),
@@ -530,7 +556,9 @@ pub fn sample_text(o: &Options, data: &Data, model: &mut Gpt) -> Result<String, 
     if prompt_ids.is_empty() {
         return Err(format_err("--prompt: the prompt has no token".into()));
     }
-    let new = in_eval_mode(model, |m| m.generate(&prompt_ids, o.sample, sampling, &mut rng));
+    let new = in_eval_mode(model, |m| {
+        m.generate(&prompt_ids, o.sample, sampling, &mut rng)
+    });
     let mut all = prompt_ids;
     all.extend(new);
     Ok(tok.decode_lossy(&all))
