@@ -10,7 +10,6 @@ mod tiny_gpt;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use ferrograd::nn::ModuleParams;
 use ferrograd::optim::lr::LrSchedule;
 use ferrograd::text::CharTokenizer;
 

@@ -118,10 +118,13 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// A series of the plot: its name, its colour and its points `(step, loss)`.
+pub type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
 /// An SVG line chart of `series` (name, colour, points `(step, loss)`), the
 /// x axis from 0 to the last step, the y axis from 0 (or the smallest loss,
 /// rounded down) to the largest loss.
-pub fn loss_curve_svg(title: &str, series: &[(&str, &str, Vec<(f64, f64)>)]) -> String {
+pub fn loss_curve_svg(title: &str, series: &[Series<'_>]) -> String {
     let points = series.iter().flat_map(|s| s.2.iter());
     let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in points {
