@@ -160,8 +160,12 @@ impl<T: Element> Op<T> for LayerNorm<T> {
                         .zip(x.par_chunks(rows).zip(g.par_chunks(rows)))
                         .zip(self.stats.par_chunks(group))
                         .map(grads)
-                        .reduce(
-                            || (zeros(need_w), zeros(need_b)),
+                        // collected in order and summed in order, so the result
+                        // does not depend on how rayon split the work
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .fold(
+                            (zeros(need_w), zeros(need_b)),
                             |(mut w1, mut b1), (w2, b2)| {
                                 w1.iter_mut().zip(w2).for_each(|(a, b)| *a += b);
                                 b1.iter_mut().zip(b2).for_each(|(a, b)| *a += b);
@@ -222,6 +226,28 @@ mod tests {
     use super::layer_norm;
     use crate::ops::test_util::{assert_close, check, rand_leaf};
     use crate::Tensor;
+
+    #[test]
+    fn parallel_weight_gradients_are_the_same_in_every_run() {
+        // 1024 rows of 64: past PARALLEL_LEN, so the rows are split over the
+        // pool; the per-group sums must be added in one fixed order.
+        let x = rand_leaf(&[1024, 64], 31).detach().cast::<f32>();
+        let w = Tensor::<f32>::ones(&[64]).requires_grad();
+        let b = Tensor::<f32>::zeros(&[64]).requires_grad();
+        let g = rand_leaf(&[1024, 64], 32).detach().cast::<f32>();
+        let run = || {
+            let y = layer_norm(&x, Some(&w), Some(&b), 1e-5);
+            let grads = y.mul(&g).sum().backward().unwrap();
+            (
+                grads.get(&w).unwrap().to_vec(),
+                grads.get(&b).unwrap().to_vec(),
+            )
+        };
+        let first = run();
+        for _ in 0..30 {
+            assert_eq!(run(), first);
+        }
+    }
 
     /// The composite form: the reference the fused op must match.
     fn composite(
