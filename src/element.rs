@@ -55,6 +55,10 @@ pub trait Element:
     #[doc(hidden)]
     fn tanh_k(self) -> Self;
 
+    /// `erf(x)` as the GELU kernels compute it (see [`exp_k`](Element::exp_k)).
+    #[doc(hidden)]
+    fn erf_k(self) -> Self;
+
     /// A sample of the standard normal distribution.
     fn sample_normal<R: Rng + ?Sized>(rng: &mut R) -> Self;
 
@@ -63,7 +67,7 @@ pub trait Element:
 }
 
 macro_rules! impl_element {
-    ($t:ty, $name:literal, $erf:path, $exp:expr, $tanh:expr) => {
+    ($t:ty, $name:literal, $erf:path, $exp:expr, $tanh:expr, $erf_k:expr) => {
         impl Element for $t {
             const DTYPE: &'static str = $name;
 
@@ -92,6 +96,11 @@ macro_rules! impl_element {
                 $tanh(self)
             }
 
+            #[inline(always)]
+            fn erf_k(self) -> Self {
+                $erf_k(self)
+            }
+
             #[inline]
             fn sample_normal<R: Rng + ?Sized>(rng: &mut R) -> Self {
                 StandardNormal.sample(rng)
@@ -115,9 +124,10 @@ impl_element!(
     "f32",
     libm::erff,
     crate::kernels::approx::exp_f32,
-    crate::kernels::approx::tanh_f32
+    crate::kernels::approx::tanh_f32,
+    crate::kernels::approx::erf_f32
 );
-impl_element!(f64, "f64", libm::erf, f64::exp, f64::tanh);
+impl_element!(f64, "f64", libm::erf, f64::exp, f64::tanh, libm::erf);
 
 /// Shorthand for a constant of the element type.
 #[inline(always)]
