@@ -113,7 +113,7 @@ pub(crate) fn erf_f32(x: f32) -> f32 {
     let a = x.abs().min(4.0);
     let z = a * a;
     let small = a
-        * (1.128_379_2
+        * (std::f32::consts::FRAC_2_SQRT_PI
             + z * (-0.376_126_3
                 + z * (0.112_836_12
                     + z * (-0.026_854_806
