@@ -264,24 +264,18 @@ impl<T: Element> MultiHeadAttention<T> {
         train: bool,
     ) -> Result<Tensor<T>> {
         let d = self.cfg.d_model;
-        let &[b, t, xd] = x.shape() else {
-            return Err(Error::invalid(
-                OP,
-                format!(
-                    "the input must be [batch, time, d_model] with d_model {d}, got shape {:?}",
-                    x.shape()
-                ),
-            ));
+        let (b, t) = match *x.shape() {
+            [b, t, xd] if xd == d => (b, t),
+            _ => {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "the input must be [batch, time, d_model] with d_model {d}, got shape {:?}",
+                        x.shape()
+                    ),
+                ))
+            }
         };
-        if xd != d {
-            return Err(Error::invalid(
-                OP,
-                format!(
-                    "the input must be [batch, time, d_model] with d_model {d}, got shape {:?}",
-                    x.shape()
-                ),
-            ));
-        }
         let mask = match key_padding_mask {
             None => None,
             Some(m) if m.shape() == [b, t] => Some(m.reshape(&[b, 1, 1, t])),

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use crate::element::{c, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::nn::functional::check_dropout_p;
-use crate::ops::{attention, recorded_weights, DropMask, SdpaShapes};
+use crate::ops::{attention, recorded_attention, DropMask, SdpaShapes};
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
 
@@ -209,34 +209,12 @@ pub(crate) fn check_sdpa<T: Element>(
         dv: vs[n - 1],
     };
     if let Some(m) = mask {
-        let mut scores = shapes.lead.clone();
-        scores.extend([shapes.tq, shapes.tk]);
+        let scores = shapes.scores();
         if broadcast_shapes(m.shape(), &scores).as_deref() != Some(&scores[..]) {
             return Err(Error::shape(OP, m.shape(), &scores));
         }
     }
     Ok(shapes)
-}
-
-/// The recorded (composite) form: `softmax(q·kᵀ·scale masked)` as tensor ops,
-/// times a dropout mask, times `v`. The reference the fused op is tested
-/// against (its recorded backward differentiates the same weights), and the
-/// form used for empty shapes.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn sdpa_composite<T: Element>(
-    q: &Tensor<T>,
-    k: &Tensor<T>,
-    v: &Tensor<T>,
-    masked: Option<&Tensor<T>>,
-    scale: T,
-    drop: Option<&Tensor<T>>,
-) -> Tensor<T> {
-    let weights = recorded_weights(q, k, masked, scale);
-    let weights = match drop {
-        Some(d) => weights.mul(d),
-        None => weights,
-    };
-    weights.matmul(v)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -258,8 +236,7 @@ fn try_sdpa_impl<T: Element, R: Rng + ?Sized>(
     })?;
     let shapes = check_sdpa(q, k, v, mask)?;
     let scale: T = c(scale.unwrap_or(1.0 / (shapes.d as f64).sqrt()));
-    let mut scores = shapes.lead.clone();
-    scores.extend([shapes.tq, shapes.tk]);
+    let scores = shapes.scores();
     let drop =
         (dropout_p > 0.0).then(|| DropMask::draw(crate::shape::numel(&scores), dropout_p, rng));
     if shapes.d == 0 || shapes.dv == 0 || crate::shape::numel(&scores) == 0 {
@@ -267,7 +244,7 @@ fn try_sdpa_impl<T: Element, R: Rng + ?Sized>(
         let user = mask.map(|m| m.detach().not_equal_scalar(T::zero()));
         let masked = crate::ops::combined_mask(shapes.tq, shapes.tk, user.as_ref(), causal);
         let drop = drop.map(|d| d.to_tensor(&scores));
-        return Ok(sdpa_composite(
+        return Ok(recorded_attention(
             q,
             k,
             v,

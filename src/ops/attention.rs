@@ -26,6 +26,7 @@ use crate::pool;
 use crate::tensor::{Seen, Tensor};
 
 /// The checked shapes of one attention call.
+#[derive(Clone, Debug)]
 pub(crate) struct SdpaShapes {
     /// The leading dimensions (`[batch, heads]`), the same for q, k and v.
     pub(crate) lead: Vec<usize>,
@@ -33,6 +34,15 @@ pub(crate) struct SdpaShapes {
     pub(crate) tk: usize,
     pub(crate) d: usize,
     pub(crate) dv: usize,
+}
+
+impl SdpaShapes {
+    /// The shape of the scores and weights, `[lead.., Tq, Tk]`.
+    pub(crate) fn scores(&self) -> Vec<usize> {
+        let mut s = self.lead.clone();
+        s.extend([self.tq, self.tk]);
+        s
+    }
 }
 
 /// The dropout mask of the attention weights: one bit per weight (set = kept),
@@ -107,7 +117,7 @@ pub(crate) fn combined_mask<T: Element>(
 
 /// `softmax(q·kᵀ·scale)` over the keys not `masked` (`[.., Tq, Tk]`, 1 = masked
 /// out) as recorded tensor ops; a row whose keys are all masked gets zeros.
-pub(crate) fn recorded_weights<T: Element>(
+fn recorded_weights<T: Element>(
     q: &Tensor<T>,
     k: &Tensor<T>,
     masked: Option<&Tensor<T>>,
@@ -131,6 +141,25 @@ pub(crate) fn recorded_weights<T: Element>(
     }
 }
 
+/// The whole attention as recorded tensor ops: [`recorded_weights`], times the
+/// dropout factors `drop` (`[.., Tq, Tk]`, 0 or `1/(1 − p)`) when given, times
+/// `v`. The reference the fused op is tested against, and the form used for
+/// empty shapes.
+pub(crate) fn recorded_attention<T: Element>(
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    masked: Option<&Tensor<T>>,
+    scale: T,
+    drop: Option<&Tensor<T>>,
+) -> Tensor<T> {
+    let w = recorded_weights(q, k, masked, scale);
+    match drop {
+        Some(d) => w.mul(d).matmul(v),
+        None => w.matmul(v),
+    }
+}
+
 /// The recorded attention op (inputs `q`, `k`, `v`).
 struct Attention<T: Element> {
     /// The weights `P` after the softmax, before dropout: `[lead, Tq, Tk]`.
@@ -140,11 +169,7 @@ struct Attention<T: Element> {
     mask: Option<Tensor<T>>,
     causal: bool,
     scale: T,
-    lead: Vec<usize>,
-    tq: usize,
-    tk: usize,
-    d: usize,
-    dv: usize,
+    shapes: SdpaShapes,
 }
 
 impl<T: Element> Drop for Attention<T> {
@@ -299,8 +324,7 @@ pub(crate) fn attention<T: Element>(
     {
         let r = ReadMany::new(&[q, k, v]);
         let (lq, lk, lv) = (q.layout(), k.layout(), v.layout());
-        let mut scores = lead.clone();
-        scores.extend([tq, tk]);
+        let scores = shapes.scores();
         let ml = mask.as_ref().map(|m| m.layout().broadcast_to(&scores));
         let mguard = mask.as_ref().map(|m| m.read());
         let no_strides = vec![0; nl];
@@ -429,11 +453,7 @@ pub(crate) fn attention<T: Element>(
         mask,
         causal,
         scale,
-        lead: lead.clone(),
-        tq,
-        tk,
-        d,
-        dv,
+        shapes: shapes.clone(),
     };
     Tensor::from_op_data(seen, out, &out_shape, op, &[q, k, v])
 }
@@ -461,9 +481,16 @@ impl<T: Element> Op<T> for Attention<T> {
             return self.backward_graph(cx, &g);
         }
         let (q, k, v) = (cx.input(0), cx.input(1), cx.input(2));
-        let (tq, tk, d, dv, scale) = (self.tq, self.tk, self.d, self.dv, self.scale);
-        let nb: usize = self.lead.iter().product();
-        let nl = self.lead.len();
+        let SdpaShapes {
+            ref lead,
+            tq,
+            tk,
+            d,
+            dv,
+        } = self.shapes;
+        let scale = self.scale;
+        let nb: usize = lead.iter().product();
+        let nl = lead.len();
         let n = nl + 2;
         let (need_q, need_k, need_v) = (cx.needs(0), cx.needs(1), cx.needs(2));
         let sizes = [tq * d, tk * d, tk * dv];
@@ -476,7 +503,7 @@ impl<T: Element> Op<T> for Attention<T> {
             let r = ReadMany::new(&[q, k, v]);
             let (lq, lk, lv) = (q.layout(), k.layout(), v.layout());
             let offsets = lead_offsets(
-                &self.lead,
+                lead,
                 [&lq.strides[..nl], &lk.strides[..nl], &lv.strides[..nl]],
                 [lq.offset, lk.offset, lv.offset],
             );
@@ -650,7 +677,12 @@ impl<T: Element> Attention<T> {
     /// and user masks as constants.
     fn backward_graph(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> InputGrads<T> {
         let (q, k, v) = (cx.input(0), cx.input(1), cx.input(2));
-        let masked = combined_mask(self.tq, self.tk, self.mask.as_ref(), self.causal);
+        let masked = combined_mask(
+            self.shapes.tq,
+            self.shapes.tk,
+            self.mask.as_ref(),
+            self.causal,
+        );
         let w = recorded_weights(q, k, masked.as_ref(), self.scale);
         let drop = self.drop.as_ref().map(|dm| dm.to_tensor(w.shape()));
         let wd = drop.as_ref().map_or_else(|| w.clone(), |dm| w.mul(dm));
@@ -674,7 +706,7 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 
-    use super::{combined_mask, recorded_weights};
+    use super::{combined_mask, recorded_attention};
     use crate::nn::functional::{
         scaled_dot_product_attention as sdpa, scaled_dot_product_attention_with_rng as sdpa_rng,
     };
@@ -710,19 +742,19 @@ mod tests {
         let scale = scale.unwrap_or(1.0 / (d as f64).sqrt());
         let user = mask.map(|m| m.not_equal_scalar(0.0));
         let masked = combined_mask(tq, tk, user.as_ref(), causal);
-        let w = recorded_weights(q, k, masked.as_ref(), scale);
+        // the documented draw (one f64 per weight, row-major, dropped below
+        // p), written out here rather than taken from DropMask
         let drop = (p > 0.0).then(|| {
+            let mut scores = sq[..n - 2].to_vec();
+            scores.extend([tq, tk]);
             let mut rng = StdRng::seed_from_u64(seed);
             let keep = if p == 1.0 { 0.0 } else { 1.0 / (1.0 - p) };
-            let data = (0..w.numel())
+            let data = (0..crate::shape::numel(&scores))
                 .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
                 .collect();
-            Tensor::from_vec(data, w.shape()).unwrap()
+            Tensor::from_vec(data, &scores).unwrap()
         });
-        match drop {
-            Some(d) => w.mul(&d).matmul(v),
-            None => w.matmul(v),
-        }
+        recorded_attention(q, k, v, masked.as_ref(), scale, drop.as_ref())
     }
 
     /// Fused and composite agree on the output and on all three gradients

@@ -89,7 +89,7 @@ use std::sync::RwLockReadGuard;
 
 use smallvec::SmallVec;
 
-pub(crate) use attention::{attention, combined_mask, recorded_weights, DropMask, SdpaShapes};
+pub(crate) use attention::{attention, combined_mask, recorded_attention, DropMask, SdpaShapes};
 pub(crate) use loss::bce;
 pub(crate) use movement::sum_to_shape;
 pub(crate) use norm::layer_norm;
