@@ -99,6 +99,7 @@ mod storage;
 mod tensor;
 pub mod text;
 
+pub use autograd::ParamRef;
 pub use autograd::{
     functional, grad, is_grad_enabled, no_grad, GradOptions, Gradients, NoGradGuard,
 };

@@ -5,6 +5,7 @@ mod backward;
 pub mod functional;
 mod grad;
 mod gradients;
+mod inspect;
 pub(crate) mod live_nodes;
 mod no_grad;
 mod node;
@@ -16,6 +17,7 @@ mod walk;
 
 pub use grad::{grad, GradOptions};
 pub use gradients::Gradients;
+pub use inspect::ParamRef;
 pub(crate) use no_grad::enable_grad;
 pub use no_grad::{is_grad_enabled, no_grad, NoGradGuard};
 pub(crate) use node::{GradFn, NoOp, Node};
