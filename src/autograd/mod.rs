@@ -2,6 +2,7 @@
 //! gradients and the `no_grad` mode.
 
 mod backward;
+mod dot;
 pub mod functional;
 mod grad;
 mod gradients;
