@@ -232,7 +232,9 @@ pub enum Error {
          loss, or backward was called on another graph"
     )]
     MissingGradient {
-        /// The parameter's name (or its position and shape when unnamed).
+        /// The parameter's name (or its position and shape when unnamed); when
+        /// several parameters have no gradient, all of them, separated by `, `
+        /// (as [`Gradients::missing`](crate::Gradients::missing) lists them).
         param: String,
     },
     /// An I/O error (reading or writing a file).

@@ -199,7 +199,7 @@ pub trait Optimizer<T: Element = f32> {
     /// # Errors
     /// Nothing is updated when an error is returned:
     /// [`Error::MissingGradient`](crate::Error::MissingGradient) (strict mode only)
-    /// naming the first parameter without a gradient;
+    /// naming every parameter without a gradient;
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when a gradient's
     /// shape differs from its parameter's, naming the parameter and both shapes.
     fn step(&mut self, grads: &Gradients<T>) -> Result<StepReport>;

@@ -564,7 +564,8 @@ impl<T: Element, R: UpdateRule<T>> Optim<T, R> {
 
     /// Strict mode (off by default): when on, a parameter without a gradient makes
     /// [`step`](Optimizer::step) return
-    /// [`Error::MissingGradient`] naming it, instead of skipping it. A frozen
+    /// [`Error::MissingGradient`] naming it, instead of skipping it (naming all
+    /// of them, as [`Gradients::missing`] lists them, when several have none). A frozen
     /// parameter ([`set_requires_grad(false)`](Tensor::set_requires_grad)) is
     /// expected to have none: it is skipped (and listed in the report) in
     /// strict mode too.
@@ -667,6 +668,19 @@ impl<T: Element, R: UpdateRule<T>> Optim<T, R> {
         }
     }
 
+    /// Every parameter that requires a gradient and has none in `grads`, by
+    /// name (or `#i (shape [..])` when unnamed), as strict mode reports them.
+    fn missing(&self, grads: &Gradients<T>) -> Vec<String> {
+        match &self.names {
+            Some(names) => {
+                let named: Vec<(&str, &Tensor<T>)> =
+                    names.iter().map(String::as_str).zip(&self.params).collect();
+                grads.missing(&named)
+            }
+            None => grads.missing(&self.params),
+        }
+    }
+
     /// The parameter's name, or `#i (shape [..])` when unnamed.
     fn describe(&self, i: usize) -> String {
         self.skipped(i).to_string()
@@ -701,7 +715,7 @@ impl<T: Element, R: UpdateRule<T>> Optimizer<T> for Optim<T, R> {
             match g {
                 None if self.strict && p.needs_grad() => {
                     return Err(Error::MissingGradient {
-                        param: self.describe(i),
+                        param: self.missing(grads).join(", "),
                     })
                 }
                 None => report.skipped.push(self.skipped(i)),
