@@ -98,6 +98,40 @@ fn leaf_flower_short_run_learns_and_writes_its_files() {
     assert!(svg.contains(">epoch</text>") && svg.contains(">average loss</text>"));
     assert!(svg.contains("train (epoch average)") && svg.contains(">test</text>"));
     assert_eq!(svg.matches("<polyline").count(), 3); // the axes and two series
+
+    // the first and the last layer's gradient norms, per epoch, from Gradients::norms
+    assert_eq!(s.grad_norms.len(), 3);
+    assert!(
+        s.grad_norms
+            .iter()
+            .flatten()
+            .all(|&n| n.is_finite() && n > 0.0),
+        "{:?}",
+        s.grad_norms
+    );
+
+    // the graph of the first sample's loss, with its gradient norms
+    assert_eq!(s.graph, dir.0.join("graph.dot"));
+    let dot = std::fs::read_to_string(&s.graph).expect("the graph was written");
+    for label in [
+        r#"label="w1\n[4, 16]\nrequires_grad=true""#,
+        r#"label="w2\n[16, 2]\nrequires_grad=true""#,
+        r#"label="tanh\n[1, 16]\nrequires_grad=true""#,
+        r#"label="softmax\n[1, 2]\nrequires_grad=true""#,
+    ] {
+        assert!(dot.contains(label), "{label} in {dot}");
+    }
+    assert_eq!(
+        dot.matches("[label=\"‖g‖=").count(),
+        4,
+        "one edge per weight: {dot}"
+    );
+    assert!(!dot.contains("not in the graph"));
+    if let Some(svg) = &s.graph_svg {
+        assert_eq!(svg, &dir.0.join("graph.svg"));
+        let svg = std::fs::read_to_string(svg).expect("Graphviz wrote the SVG");
+        assert!(svg.contains("<svg") && svg.contains("w1"));
+    }
 }
 
 #[test]

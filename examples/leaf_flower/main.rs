@@ -7,9 +7,12 @@
 //! 2. It builds a network 4 → hidden → 2 with random weights and softmax outputs.
 //! 3. It shows one sample's forward pass, its L1 loss, one weight's gradient and one
 //!    gradient-descent update, with the numbers.
-//! 4. It trains for epochs of mini-batches, printing the average loss per epoch,
-//!    and measures the accuracy on the test split.
-//! 5. It saves the trained weights (safetensors) and the loss curve (SVG).
+//! 4. It trains for epochs of mini-batches, printing the average loss per epoch
+//!    and the size of the first and the last layer's gradients, and measures the
+//!    accuracy on the test split.
+//! 5. It saves the trained weights (safetensors), the loss curve (SVG) and the
+//!    graph of the first sample's computation with its gradient norms (Graphviz
+//!    DOT, and SVG when Graphviz's `dot` is installed).
 //!
 //! Run it with `cargo run --release --example leaf_flower`, and add options after
 //! `--`: `--epochs N`, `--lr X`, `--loss l1|mse|ce`, `--optimizer sgd|adam`,
@@ -23,7 +26,7 @@ mod svg;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ferrograd::data::{gather_rows, Batches};
@@ -81,6 +84,10 @@ pub struct Summary {
     pub epoch_losses: Vec<f32>,
     /// The test loss after each epoch (`[0]`: before training).
     pub test_losses: Vec<f32>,
+    /// Per epoch (`[0]` is epoch 1), the L2 norm of the gradient of the first
+    /// layer's weights `w1` and of the last layer's `w2`, averaged over the
+    /// epoch's batches.
+    pub grad_norms: Vec<[f32; 2]>,
     /// Accuracy on the training split at the end, in [0, 1].
     pub train_accuracy: f32,
     /// Accuracy on the test split at the end, in [0, 1].
@@ -91,6 +98,10 @@ pub struct Summary {
     pub weights: PathBuf,
     /// The SVG loss curve.
     pub curve: PathBuf,
+    /// The graph of the first sample's loss, with gradient norms (Graphviz DOT).
+    pub graph: PathBuf,
+    /// The same graph drawn as SVG, when Graphviz's `dot` is installed.
+    pub graph_svg: Option<PathBuf>,
 }
 
 /// Runs the whole story: data, first step, training, evaluation, files.
@@ -146,7 +157,7 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
     println!();
 
     // 3–5. one forward pass, its gradient, one update -----------------------
-    let first = first_step(&net, &train, lr)?;
+    let (first, graph_dot) = first_step(&net, &train, lr)?;
 
     // 6. training -----------------------------------------------------------
     // the optimizer holds handles to the weights and updates them in place
@@ -191,6 +202,11 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
         "   after each batch, every weight steps against its gradient of the batch's mean loss."
     );
     println!("   The average loss of an epoch is the mean of its {n_train} samples' losses: it should fall.");
+    println!(
+        "   ‖∇w1‖ and ‖∇w2‖ are the sizes (L2 norms) of the first and the last layer's gradients,"
+    );
+    println!("   averaged over the epoch's batches: a first layer's far below the last's would be");
+    println!("   vanishing gradients, and norms that grow by orders of magnitude exploding ones.");
     println!("   Epoch 0 is the random network, before any update.");
     // a line per epoch, or per few epochs in a long run (the loss curve has them all)
     let every = o.epochs.div_ceil(30).max(1);
@@ -212,26 +228,42 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
         None => println!("{line}"),
     };
 
-    let epoch_line = |epoch: usize, train_loss: f32, (test_loss, test_acc): (f32, f32)| {
+    // a table: epoch, losses, accuracy, gradient norms
+    let epoch_width = (2 * o.epochs.to_string().len() + 1).max(5);
+    let epoch_line = |epoch: usize,
+                      train_loss: f32,
+                      (test_loss, test_acc): (f32, f32),
+                      norms: Option<[f32; 2]>| {
+        let norms = match norms {
+            Some([first, last]) => format!("{first:>6.4}   {last:>6.4}"),
+            None => format!("{:>6}   {:>6}", "–", "–"),
+        };
         format!(
-            "   epoch {epoch:>w$}/{}   average loss {train_loss:.4}   test loss {test_loss:.4}   test accuracy {:5.1}%",
-            o.epochs,
+            "   {:>epoch_width$}   {train_loss:>12.4}   {test_loss:>9.4}   {:>12.1}%   {norms}",
+            format!("{epoch}/{}", o.epochs),
             100.0 * test_acc,
-            w = o.epochs.to_string().len()
         )
     };
+    say(format!(
+        "   {:>epoch_width$}   average loss   test loss   test accuracy    ‖∇w1‖    ‖∇w2‖",
+        "epoch"
+    ));
     // epoch 0: where the random weights start
     let (initial_loss, _) = evaluate(&net, &train, o.loss)?;
     let initial_test = evaluate(&net, &test, o.loss)?;
-    say(epoch_line(0, initial_loss, initial_test));
+    say(epoch_line(0, initial_loss, initial_test, None));
     let mut epoch_losses = vec![initial_loss];
     let mut test_losses = vec![initial_test.0];
+    let mut grad_norms = Vec::with_capacity(o.epochs);
+    // the first and the last layer's weights, whose gradient norms are watched
+    let watched = [("w1", &net.w1), ("w2", &net.w2)];
     let mut shuffle_rng = StdRng::seed_from_u64(o.seed ^ 0x5eed);
     for epoch in 1..=o.epochs {
         if let Some(bar) = &bar {
             bar.set_message(format!("{epoch}/{}", o.epochs));
         }
         let mut total = 0.0f64;
+        let mut norm_sums = [0.0f32; 2];
         for batch in &Batches::new(n_train, o.batch_size).shuffle(&mut shuffle_rng) {
             // forward: the batch's outputs and its mean loss
             let logits = net.forward(&gather_rows(&train.x, batch));
@@ -240,6 +272,10 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
             let loss = sample_losses(o.loss, &logits, &onehot, &labels)?.mean();
             // backward: the gradient of that loss for every weight
             let grads = loss.backward()?;
+            // the size of the first and the last layer's gradients
+            for (sum, (_, norm)) in norm_sums.iter_mut().zip(grads.norms(&watched)) {
+                *sum += norm;
+            }
             // update: every weight steps against its gradient
             opt.step(&grads)?;
             total += f64::from(loss.item()) * batch.len() as f64;
@@ -249,10 +285,12 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
         }
         let average = (total / n_train as f64) as f32;
         let tested = evaluate(&net, &test, o.loss)?;
+        let norms = norm_sums.map(|sum| sum / batches_per_epoch as f32);
         epoch_losses.push(average);
         test_losses.push(tested.0);
+        grad_norms.push(norms);
         if epoch % every == 0 || epoch == o.epochs {
-            say(epoch_line(epoch, average, tested));
+            say(epoch_line(epoch, average, tested, Some(norms)));
         }
     }
     if let Some(bar) = bar {
@@ -312,18 +350,55 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
         weights.display()
     );
     println!("   loss curve: {}  (open it in a browser)", curve.display());
+    let graph = o.out.join("graph.dot");
+    std::fs::write(&graph, graph_dot)?;
+    let graph_svg = draw_graph(&graph);
+    println!(
+        "   graph:      {}  (chapter 3's computation, each weight's gradient norm on its edges)",
+        graph_svg.as_ref().unwrap_or(&graph).display()
+    );
+    if graph_svg.is_none() {
+        println!("               to draw it, install Graphviz (apt-get install graphviz, or brew install graphviz)");
+        println!("               and run this again");
+    }
 
     Ok(Summary {
         net,
         first,
         epoch_losses,
         test_losses,
+        grad_norms,
         train_accuracy,
         test_accuracy,
         test_samples: n_test,
         weights,
         curve,
+        graph,
+        graph_svg,
     })
+}
+
+/// Draws the DOT file `dot` as SVG beside it with Graphviz's `dot`, when it is
+/// installed; `None` (after saying why, unless it is simply not installed) when not.
+fn draw_graph(dot: &Path) -> Option<PathBuf> {
+    let svg = dot.with_extension("svg");
+    match std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .arg(dot)
+        .arg("-o")
+        .arg(&svg)
+        .output()
+    {
+        Ok(out) if out.status.success() => Some(svg),
+        Ok(out) => {
+            println!(
+                "   (Graphviz could not draw the graph: {})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// `+0.1234` or `−0.1234` (with a real minus sign, as in the formulas).
@@ -333,7 +408,8 @@ fn signed(v: f32) -> String {
 
 /// Chapters 3 to 5: the first training sample that is a leaf, through the random
 /// network, its L1 loss, one weight's gradient and one update of that weight.
-fn first_step(net: &Net, train: &Split, lr: f32) -> Result<FirstStep, Error> {
+/// Also returns the graph of that loss with its gradients (DOT text).
+fn first_step(net: &Net, train: &Split, lr: f32) -> Result<(FirstStep, String), Error> {
     // the train split holds three quarters of the samples, more than the flowers
     // (half of them): it has a leaf
     let i = train
@@ -367,6 +443,12 @@ fn first_step(net: &Net, train: &Split, lr: f32) -> Result<FirstStep, Error> {
 
     // backward: the gradient of the loss for every weight; show the largest in w2
     let grads = loss.backward()?;
+    let names: Vec<(String, Tensor)> = net
+        .named()
+        .iter()
+        .map(|(name, t)| (name.to_string(), (*t).clone()))
+        .collect();
+    let graph = loss.to_dot_with_gradients(&names, &grads);
     let g2 = grads.get(&net.w2).expect("w2 is used").to_vec();
     let unit = (0..g2.len() / 2)
         .max_by(|&a, &b| g2[2 * a].abs().total_cmp(&g2[2 * b].abs()))
@@ -423,7 +505,7 @@ fn first_step(net: &Net, train: &Split, lr: f32) -> Result<FirstStep, Error> {
     println!("   Training does this for every weight at once, batch after batch.");
     println!();
 
-    Ok(FirstStep {
+    let first = FirstStep {
         outputs: [p_leaf, p_flower],
         loss: loss.item(),
         unit,
@@ -432,7 +514,8 @@ fn first_step(net: &Net, train: &Split, lr: f32) -> Result<FirstStep, Error> {
         lr,
         new,
         loss_after,
-    })
+    };
+    Ok((first, graph))
 }
 
 fn main() -> ExitCode {
