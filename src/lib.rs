@@ -37,6 +37,9 @@
 //! - Autograd: [`Tensor::requires_grad`], [`Tensor::backward`],
 //!   [`Tensor::backward_with`], [`Gradients`], [`Tensor::detach`], [`no_grad`];
 //!   in-place updates with [`Tensor::assign`], guarded by buffer versions.
+//! - Seeing the graph: [`Tensor::to_dot`] (Graphviz DOT, with gradient norms by
+//!   [`Tensor::to_dot_with_gradients`]), [`Gradients::missing`] and
+//!   [`Gradients::norms`].
 //! - Higher order: [`grad`] with [`GradOptions`] (gradients with respect to any
 //!   tensors; with `create_graph` they can be differentiated again) and the
 //!   [`functional`] transforms (`vjp`, `jvp`, `jacobian`, `hessian`, `hvp`).
