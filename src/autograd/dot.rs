@@ -233,7 +233,8 @@ fn describe<T: Element>(
         lines.push(requires_grad_text(t, op.is_none()));
         let style = if !t.needs_grad() {
             FROZEN_STYLE
-        } else if grads.is_some_and(|g| g.get(t).is_none()) {
+        } else if op.is_none() && grads.is_some_and(|g| g.get(t).is_none()) {
+            // (an op output given a name gets a gradient only with retain_grad)
             lines.push("no gradient".into());
             MISSING_STYLE
         } else {
