@@ -79,7 +79,7 @@
 #![cfg_attr(test, allow(clippy::cloned_ref_to_slice_refs))]
 
 extern crate self as ferrograd; // `#[derive(nn::Module)]` expands to `::ferrograd::…` paths, here too
-mod autograd;
+pub mod autograd;
 mod convert;
 pub mod data;
 mod element;
@@ -100,7 +100,8 @@ mod tensor;
 pub mod text;
 
 pub use autograd::{
-    functional, grad, is_grad_enabled, no_grad, GradOptions, Gradients, NoGradGuard,
+    detect_anomaly, functional, grad, is_anomaly_enabled, is_grad_enabled, no_grad, AnomalyGuard,
+    GradOptions, Gradients, HookHandle, NoGradGuard,
 };
 pub use element::Element;
 pub use error::{Error, Result};
