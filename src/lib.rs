@@ -40,6 +40,10 @@
 //! - Higher order: [`grad`] with [`GradOptions`] (gradients with respect to any
 //!   tensors; with `create_graph` they can be differentiated again) and the
 //!   [`functional`] transforms (`vjp`, `jvp`, `jacobian`, `hessian`, `hvp`).
+//! - Extending and debugging: your own differentiable ops
+//!   ([`autograd::Function`], applied with [`Tensor::apply`]), gradient hooks
+//!   ([`Tensor::register_hook`]), gradients of intermediates
+//!   ([`Tensor::retain_grad`]), and NaN hunting with [`detect_anomaly`].
 //! - [`gradcheck`]: finite-difference checking of first and second derivatives
 //!   for your own tests.
 //! - [`loss`]: losses (mean-reduced, and unreduced in [`loss::per_sample`]).
