@@ -37,12 +37,16 @@
 //! - Autograd: [`Tensor::requires_grad`], [`Tensor::backward`],
 //!   [`Tensor::backward_with`], [`Gradients`], [`Tensor::detach`], [`no_grad`];
 //!   in-place updates with [`Tensor::assign`], guarded by buffer versions.
-//! - Seeing the graph: [`Tensor::to_dot`] (Graphviz DOT, with gradient norms by
-//!   [`Tensor::to_dot_with_gradients`]), [`Gradients::missing`] and
-//!   [`Gradients::norms`].
 //! - Higher order: [`grad`] with [`GradOptions`] (gradients with respect to any
 //!   tensors; with `create_graph` they can be differentiated again) and the
 //!   [`functional`] transforms (`vjp`, `jvp`, `jacobian`, `hessian`, `hvp`).
+//! - Extending and debugging: your own differentiable ops
+//!   ([`autograd::Function`], applied with [`Tensor::apply`]), gradient hooks
+//!   ([`Tensor::register_hook`]), gradients of intermediates
+//!   ([`Tensor::retain_grad`]), NaN hunting with [`detect_anomaly`], and
+//!   seeing the graph: [`Tensor::to_dot`] (Graphviz DOT, with gradient norms by
+//!   [`Tensor::to_dot_with_gradients`]), [`Gradients::missing`] and
+//!   [`Gradients::norms`] by parameter name.
 //! - [`gradcheck`]: finite-difference checking of first and second derivatives
 //!   for your own tests.
 //! - [`loss`]: losses (mean-reduced, and unreduced in [`loss::per_sample`]).
@@ -82,7 +86,7 @@
 #![cfg_attr(test, allow(clippy::cloned_ref_to_slice_refs))]
 
 extern crate self as ferrograd; // `#[derive(nn::Module)]` expands to `::ferrograd::…` paths, here too
-mod autograd;
+pub mod autograd;
 mod convert;
 pub mod data;
 mod element;
@@ -102,9 +106,9 @@ mod storage;
 mod tensor;
 pub mod text;
 
-pub use autograd::ParamRef;
 pub use autograd::{
-    functional, grad, is_grad_enabled, no_grad, GradOptions, Gradients, NoGradGuard,
+    detect_anomaly, functional, grad, is_anomaly_enabled, is_grad_enabled, no_grad, AnomalyGuard,
+    GradOptions, Gradients, HookHandle, NoGradGuard, ParamRef,
 };
 pub use element::Element;
 pub use error::{Error, Result};

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use ferrograd::autograd::{BackwardCtx, ForwardCtx, Function};
 use ferrograd::nn::{Activation, Linear, Mlp, Module};
 use ferrograd::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
@@ -460,6 +461,51 @@ fn a_graph_a_hundred_thousand_ops_deep_exports_without_recursion() {
         .unwrap()
         .join()
         .unwrap();
+}
+
+/// `2x`, as a custom function.
+#[derive(Clone)]
+struct Twice;
+
+impl Function<f64> for Twice {
+    fn name(&self) -> &'static str {
+        "twice"
+    }
+    fn forward(
+        &self,
+        _: &mut ForwardCtx<f64>,
+        inputs: &[&Tensor<f64>],
+    ) -> ferrograd::Result<Tensor<f64>> {
+        Ok(inputs[0] * 2.0)
+    }
+    fn backward(
+        &self,
+        _: &BackwardCtx<'_, f64>,
+        grad: &Tensor<f64>,
+    ) -> ferrograd::Result<Vec<Option<Tensor<f64>>>> {
+        Ok(vec![Some(grad * 2.0)])
+    }
+}
+
+#[test]
+fn custom_functions_show_by_name_and_retained_gradients_label_their_edges() {
+    let w = Tensor::<f64>::from_vec(vec![3.0, 4.0], &[2])
+        .unwrap()
+        .requires_grad();
+    let h = Tensor::apply(&Twice, &[&w]); // (6, 8)
+    h.retain_grad().unwrap();
+    let loss = h.square().sum();
+    // gradients: h's is 2h = (12, 16), norm 20; w's is 2·(12, 16), norm 40
+    let grads = loss.backward().unwrap();
+    let d = parse(&loss.to_dot_with_gradients(&named(&[("w", &w)]), &grads));
+    let twice = d.node(r"twice\n[2]\nrequires_grad=true");
+    let wn = d.node(r"w\n[2]\nrequires_grad=true");
+    assert_eq!(d.labels_from(wn), [Some("‖g‖=40".to_string())]);
+    assert_eq!(d.labels_from(twice), [Some("‖g‖=20".to_string())]);
+    assert_eq!(
+        d.edge_titles(),
+        [("square", "sum"), ("twice", "square"), ("w", "twice")]
+    );
 }
 
 // ----- Gradients::missing and norms -----
