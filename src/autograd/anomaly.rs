@@ -222,12 +222,35 @@ pub(crate) fn on_for_walk() -> bool {
 /// backtrace outside ferrograd, the standard library and rayon; `ENTRY` is the
 /// ferrograd function it called (when that is not the op itself).
 pub(crate) fn describe(bt: &Backtrace, op: &str) -> String {
-    let text = bt.to_string();
-    let frames = parse_frames(&text);
+    describe_text(&bt.to_string(), op)
+}
+
+/// [`describe`] on a backtrace's text.
+fn describe_text(text: &str, op: &str) -> String {
+    let frames = parse_frames(text);
+    // Where this crate's sources are, as this build's debug info spells it
+    // (`src/` in its own tests, an absolute path when it is a dependency): read
+    // from this very module's frame. With `debug = "line-tables-only"` inlined
+    // frames lose their paths (`from_op<f64, …>`), so the file decides.
+    let own_src = frames.iter().find_map(|(_, at)| {
+        let at = at.as_deref()?;
+        let file = at.split(':').next()?;
+        file.strip_suffix("autograd/anomaly.rs")
+    });
     let mut entry: Option<&str> = None;
     for (symbol, at) in &frames {
-        if is_library(symbol, at.as_deref()) {
-            if symbol.contains("ferrograd::") && !symbol.contains("ferrograd::autograd::anomaly") {
+        if is_library(symbol, at.as_deref(), own_src) {
+            let ours = at
+                .as_deref()
+                .zip(own_src)
+                .is_some_and(|(at, src)| !src.is_empty() && at.starts_with(src))
+                || symbol.contains("ferrograd::");
+            if ours
+                && !symbol.contains("anomaly")
+                && !at
+                    .as_deref()
+                    .is_some_and(|a| a.contains("autograd/anomaly.rs"))
+            {
                 entry = Some(symbol);
             }
             continue;
@@ -273,8 +296,21 @@ fn parse_frames(text: &str) -> Vec<(String, Option<String>)> {
 }
 
 /// True for frames of this crate, the standard library, rayon and the
-/// backtrace machinery: the ones to look past.
-fn is_library(symbol: &str, at: Option<&str>) -> bool {
+/// backtrace machinery: the ones to look past. A frame with a file is this
+/// crate's when the file lies under `own_src` (this crate's `src/` as the debug
+/// info spells it), the standard library's when it lies under `/rustc/`; a
+/// frame without one is judged by its symbol.
+fn is_library(symbol: &str, at: Option<&str>, own_src: Option<&str>) -> bool {
+    if let Some(at) = at {
+        if at.starts_with("/rustc/")
+            || at.contains("/.cargo/registry/src/") && at.contains("/rayon")
+        {
+            return true;
+        }
+        if let Some(src) = own_src.filter(|s| !s.is_empty()) {
+            return at.starts_with(src);
+        }
+    }
     let s = symbol.trim_start_matches(['<', '&', '*']);
     let s = s.strip_prefix("mut ").unwrap_or(s);
     let s = s.strip_prefix("dyn ").unwrap_or(s);
@@ -297,9 +333,7 @@ fn is_library(symbol: &str, at: Option<&str>) -> bool {
         return true;
     }
     match at {
-        Some(at) => {
-            at.starts_with("/rustc/") || at.contains(concat!(env!("CARGO_MANIFEST_DIR"), "/src/"))
-        }
+        Some(at) => at.contains(concat!(env!("CARGO_MANIFEST_DIR"), "/src/")),
         None => s.starts_with("unknown") || s.starts_with("clone") || s.starts_with("start_thread"),
     }
 }
@@ -325,40 +359,83 @@ fn trim_hash(symbol: &str) -> &str {
 mod tests {
     use super::*;
 
+    /// A backtrace as a build with full debug info prints it.
+    const FULL: &str = "   0: std::backtrace::Backtrace::force_capture
+             at /rustc/abc/library/std/src/backtrace.rs:312:13
+   1: ferrograd::autograd::anomaly::forward
+             at ./src/autograd/anomaly.rs:10:5
+   2: ferrograd::ops::unary::<impl ferrograd::tensor::Tensor<T>>::log
+             at ./src/ops/unary.rs:40:9
+   3: <ferrograd::nn::linear::Linear<T> as ferrograd::nn::Module<T>>::forward
+             at ./src/nn/linear.rs:80:9
+   4: mycrate::model::h0123456789abcdef
+             at ./tests/anomaly.rs:42:13
+   5: mycrate::main
+             at ./tests/anomaly.rs:60:5
+";
+
+    /// The same with `debug = "line-tables-only"`, ferrograd a dependency:
+    /// inlined frames have short names, and the crate's files absolute paths.
+    const LINE_TABLES: &str = "   0: ferrograd::autograd::anomaly::forward
+             at /home/u/.cargo/registry/src/index.crates.io-1/ferrograd-0.1.0/src/autograd/anomaly.rs:146:25
+   1: from_op<f64, ferrograd::ops::matmul::MatMul>
+             at /home/u/.cargo/registry/src/index.crates.io-1/ferrograd-0.1.0/src/tensor.rs:186:13
+   2: try_linear<f64>
+             at /home/u/.cargo/registry/src/index.crates.io-1/ferrograd-0.1.0/src/nn/functional.rs:63:15
+   3: <ferrograd::nn::linear::Linear<T> as ferrograd::nn::Module<T>>::forward
+             at /home/u/.cargo/registry/src/index.crates.io-1/ferrograd-0.1.0/src/nn/linear.rs:164:23
+   4: app::run
+             at src/main.rs:12:20
+   5: app::main
+             at src/main.rs:30:5
+";
+
     #[test]
-    fn frames_are_parsed_and_the_first_outside_the_crate_chosen() {
-        let text = "   0: std::backtrace::Backtrace::force_capture\n             at /rustc/abc/library/std/src/backtrace.rs:312:13\n   1: ferrograd::autograd::anomaly::forward\n             at ./src/autograd/anomaly.rs:10:5\n   2: ferrograd::ops::unary::<impl ferrograd::tensor::Tensor<T>>::log\n             at ./src/ops/unary.rs:40:9\n   3: <ferrograd::nn::linear::Linear<T> as ferrograd::nn::Module<T>>::forward\n             at ./src/nn/linear.rs:80:9\n   4: mycrate::model::h0123456789abcdef\n             at ./tests/anomaly.rs:42:13\n   5: mycrate::main\n             at ./tests/anomaly.rs:60:5\n";
-        let frames = parse_frames(text);
+    fn frames_are_parsed() {
+        let frames = parse_frames(FULL);
         assert_eq!(frames.len(), 6);
         assert_eq!(frames[4].1.as_deref(), Some("tests/anomaly.rs:42:13"));
-        let mut entry = None;
-        let mut found = None;
-        for (s, at) in &frames {
-            if is_library(s, at.as_deref()) {
-                if s.contains("ferrograd::") && !s.contains("anomaly") {
-                    entry = Some(s.clone());
-                }
-                continue;
-            }
-            found = Some((trim_hash(s).to_string(), at.clone()));
-            break;
-        }
+        assert_eq!(trim_hash(&frames[4].0), "mycrate::model");
+    }
+
+    #[test]
+    fn the_first_frame_outside_the_crate_is_chosen() {
         assert_eq!(
-            found,
-            Some((
-                "mycrate::model".to_string(),
-                Some("tests/anomaly.rs:42:13".to_string())
-            ))
+            describe_text(FULL, "log"),
+            "at tests/anomaly.rs:42:13 (in mycrate::model, through \
+             <ferrograd::nn::linear::Linear<T> as ferrograd::nn::Module<T>>::forward)"
         );
-        assert!(entry.unwrap().contains("Linear"));
-        // a user type's impl of a ferrograd trait is the user's code
+        assert_eq!(
+            describe_text(LINE_TABLES, "matmul"),
+            "at src/main.rs:12:20 (in app::run, through \
+             <ferrograd::nn::linear::Linear<T> as ferrograd::nn::Module<T>>::forward)"
+        );
+        // the op's own method is not repeated as the way in
+        let direct = "   0: ferrograd::autograd::anomaly::forward
+             at ./src/autograd/anomaly.rs:10:5
+   1: ferrograd::ops::unary::<impl ferrograd::tensor::Tensor<T>>::log
+             at ./src/ops/unary.rs:40:9
+   2: t::f
+             at ./tests/t.rs:3:4
+";
+        assert_eq!(describe_text(direct, "log"), "at tests/t.rs:3:4 (in t::f)");
+    }
+
+    #[test]
+    fn symbols_decide_for_frames_without_a_file() {
         assert!(!is_library(
             "<mycrate::Net as ferrograd::nn::Module<f64>>::forward",
+            None,
             None
         ));
         assert!(is_library(
             "<&ferrograd::tensor::Tensor<T> as core::ops::arith::Mul>::mul",
+            None,
             None
         ));
+        assert_eq!(
+            describe_text("   0: ferrograd::x\n   1: app::main\n", "x"),
+            "in app::main (no debug info: no file and line, through ferrograd::x)"
+        );
     }
 }
