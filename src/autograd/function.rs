@@ -65,6 +65,13 @@ use crate::tensor::{Seen, Tensor};
 /// assert_eq!(y.op_name(), Some("round_ste"));
 /// let grads = (&y * 3.0).sum().backward()?;
 /// assert_eq!(grads.get(&x).unwrap().to_vec(), vec![3.0, 3.0]);
+/// // `gradcheck` disagrees, by design: the rule is not round's derivative (0
+/// // almost everywhere), so it fails, naming the element:
+/// let f = |t: &[Tensor<f64>]| (Tensor::apply(&RoundSte, &[&t[0]]) * 3.0).sum();
+/// assert!(ferrograd::gradcheck::gradcheck(f, &[x.clone()]).is_err());
+/// // what can be checked is the rule's own derivative: the gradient it passes
+/// // on (3 here) does not move with x, and the recorded rule says the same
+/// ferrograd::gradcheck::gradgradcheck(f, &[x])?;
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
 ///
