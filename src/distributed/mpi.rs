@@ -154,6 +154,13 @@ impl MpiCollective {
         std::process::exit(if code == 0 { 1 } else { code })
     }
 
+    /// The group's communicator (a duplicate of the one the group was made from,
+    /// with `MPI_ERRORS_RETURN` set), for MPI calls of your own on the same
+    /// processes.
+    pub fn communicator(&self) -> &SimpleCommunicator {
+        &self.comm
+    }
+
     /// The name of the machine this rank runs on (`MPI_Get_processor_name`).
     pub fn processor_name(&self) -> String {
         mpi::environment::processor_name().unwrap_or_default()
