@@ -203,8 +203,18 @@ where
         Some(first) => out.copy_from_slice(first),
         None => return,
     }
+    add_in_order(out, parts);
+}
+
+/// `acc += parts[0]; acc += parts[1]; …`, element by element, in the order given
+/// (`acc` holding the first rank's values: [`sum_in_order`] in place).
+pub(crate) fn add_in_order<'a, T, I>(acc: &mut [T], parts: I)
+where
+    T: Copy + std::ops::AddAssign + 'a,
+    I: Iterator<Item = &'a [T]>,
+{
     for part in parts {
-        for (o, &v) in out.iter_mut().zip(part) {
+        for (o, &v) in acc.iter_mut().zip(part) {
             *o += v;
         }
     }

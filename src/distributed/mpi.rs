@@ -2,6 +2,7 @@
 //! crate (rsmpi) and the raw MPI calls it exposes, so that every return code is
 //! checked.
 
+use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 use std::os::raw::c_char;
 
@@ -10,7 +11,7 @@ use mpi::raw::{AsRaw, FromRaw};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::Threading;
 
-use super::collective::{check_root, sum_in_order, Collective};
+use super::collective::{add_in_order, check_root, Collective};
 use super::part_range;
 use crate::error::{Error, Result};
 
@@ -48,7 +49,10 @@ use crate::error::{Error, Result};
 /// any MPI library and any timing. Each rank sends and receives
 /// `2 (N − 1) / N · n` elements, the volume of a ring all-reduce (the optimum);
 /// what it costs over a ring is latency (each phase is `N − 1` messages per rank
-/// rather than pipelined along a ring) and one receive buffer of `n` elements.
+/// rather than pipelined along a ring) and one receive buffer of `n` elements,
+/// kept for the next call (so memory as large as the largest all-reduce so far,
+/// per element type, stays allocated: with [`DataParallel`](super::DataParallel),
+/// one bucket).
 /// Buffers longer than 2³⁰ elements go in pieces (MPI counts are C `int`s).
 ///
 /// # Errors and crashes
@@ -74,6 +78,11 @@ pub struct MpiCollective {
     comm: SimpleCommunicator,
     rank: usize,
     size: usize,
+    /// The receive buffers of the all-reduces, kept from call to call: fresh
+    /// memory for every call costs page faults that can take longer than the
+    /// communication itself.
+    scratch_f32: RefCell<Vec<f32>>,
+    scratch_f64: RefCell<Vec<f64>>,
     universe: Option<mpi::environment::Universe>,
 }
 
@@ -138,6 +147,8 @@ impl MpiCollective {
             comm: dup,
             rank,
             size,
+            scratch_f32: RefCell::new(Vec::new()),
+            scratch_f64: RefCell::new(Vec::new()),
             universe,
         })
     }
@@ -175,15 +186,19 @@ impl MpiCollective {
     /// chooses: for comparison with [`all_reduce_sum_f32`]'s fixed order (e.g. its
     /// time), not for training. With 2 ranks the result is the same (one
     /// addition, and addition is commutative); from 3 ranks on it may differ in
-    /// the last bits from rank to rank or from run to run.
+    /// the last bits from rank to rank or from run to run. (It copies `buf` to
+    /// a kept send buffer first.)
     ///
     /// [`all_reduce_sum_f32`]: Collective::all_reduce_sum_f32
     ///
     /// # Errors
     /// [`Error::Collective`] when MPI reports an error.
     pub fn native_all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<()> {
+        let mut send = self.scratch_f32.borrow_mut();
         for piece in buf.chunks_mut(MAX_COUNT) {
-            let send = piece.to_vec();
+            // a copy to send from (MPI_IN_PLACE has no portable value to bind)
+            send.clear();
+            send.extend_from_slice(piece);
             // SAFETY: two valid buffers of `piece.len()` floats; MPI's predefined
             // datatype and operation handles.
             let rc = unsafe {
@@ -207,6 +222,7 @@ impl MpiCollective {
         &self,
         op: &'static str,
         buf: &mut [T],
+        scratch: &RefCell<Vec<T>>,
         datatype: ffi::MPI_Datatype,
     ) -> Result<()>
     where
@@ -225,7 +241,9 @@ impl MpiCollective {
             let send_displs: Vec<c_int> = parts.iter().map(|p| count(p.start)).collect();
             let recv_counts: Vec<c_int> = vec![count(mine); n];
             let recv_displs: Vec<c_int> = (0..n).map(|r| count(r * mine)).collect();
-            let mut received = vec![T::default(); mine * n];
+            let mut received = scratch.borrow_mut();
+            received.clear();
+            received.resize(mine * n, T::default());
             // SAFETY: the counts and displacements describe `piece` (the parts tile
             // it) and `received` (N blocks of `mine`); every rank computes the same
             // parts for the same length.
@@ -243,9 +261,10 @@ impl MpiCollective {
                 )
             };
             check(rc, op, self.rank)?;
-            let mut reduced = vec![T::default(); mine];
+            // rank 0's block, plus rank 1's, plus rank 2's, …, in place
+            let (reduced, rest) = received.split_at_mut(mine);
             if mine > 0 {
-                sum_in_order(&mut reduced, received.chunks(mine));
+                add_in_order(reduced, rest.chunks(mine));
             }
             // SAFETY: `reduced` holds `mine` elements; the counts and displacements
             // (the parts again) tile `piece`.
@@ -324,13 +343,13 @@ impl Collective for MpiCollective {
     fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<()> {
         // SAFETY: reads MPI's predefined datatype handle.
         let datatype = unsafe { ffi::RSMPI_FLOAT };
-        self.all_reduce("all_reduce_sum_f32", buf, datatype)
+        self.all_reduce("all_reduce_sum_f32", buf, &self.scratch_f32, datatype)
     }
 
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {
         // SAFETY: reads MPI's predefined datatype handle.
         let datatype = unsafe { ffi::RSMPI_DOUBLE };
-        self.all_reduce("all_reduce_sum_f64", buf, datatype)
+        self.all_reduce("all_reduce_sum_f64", buf, &self.scratch_f64, datatype)
     }
 
     fn broadcast_f32(&self, buf: &mut [f32], root: usize) -> Result<()> {

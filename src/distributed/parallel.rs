@@ -1,6 +1,7 @@
 //! [`DataParallel`]: one model replicated across the ranks of a group, its
 //! gradients averaged in buckets after each backward pass.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use super::collective::{Collective, CollectiveExt};
@@ -74,6 +75,9 @@ pub struct DataParallel<'c, T: Element = f32> {
     params: Vec<(String, Tensor<T>)>,
     buffers: Vec<(String, Tensor<T>)>,
     bucket_elems: usize,
+    /// The bucket, kept from call to call (fresh memory every step costs page
+    /// faults).
+    bucket: RefCell<Vec<T>>,
 }
 
 /// Parameters or buffers, for the start-up check's messages.
@@ -146,6 +150,7 @@ impl<'c, T: Element> DataParallel<'c, T> {
             params,
             buffers,
             bucket_elems: Self::DEFAULT_BUCKET_BYTES / std::mem::size_of::<T>(),
+            bucket: RefCell::new(Vec::new()),
         };
         dp.check_replicas()?;
         dp.broadcast_parameters(0)?;
@@ -276,7 +281,9 @@ impl<'c, T: Element> DataParallel<'c, T> {
         if total == 0 {
             return Ok(());
         }
-        let mut bucket: Vec<T> = Vec::with_capacity(total.min(self.bucket_elems));
+        let mut bucket = self.bucket.borrow_mut();
+        bucket.clear();
+        bucket.reserve(total.min(self.bucket_elems));
         // the pieces of tensors in the bucket: (tensor, offset in the tensor, length)
         let mut pieces: Vec<(usize, usize, usize)> = Vec::new();
         let mut flush = |bucket: &mut Vec<T>, pieces: &mut Vec<(usize, usize, usize)>| {
@@ -302,12 +309,12 @@ impl<'c, T: Element> DataParallel<'c, T> {
                 pieces.push((i, offset, len));
                 offset += len;
                 if bucket.len() == self.bucket_elems {
-                    flush(&mut bucket, &mut pieces)?;
+                    flush(&mut *bucket, &mut pieces)?;
                 }
             }
         }
         if !bucket.is_empty() {
-            flush(&mut bucket, &mut pieces)?;
+            flush(&mut *bucket, &mut pieces)?;
         }
         Ok(())
     }
