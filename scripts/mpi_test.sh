@@ -16,9 +16,13 @@ if [ "$(id -u)" = 0 ]; then
 fi
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 
-exe=$(cargo test --features mpi --test mpi --no-run 2>&1 |
-    tee /dev/stderr | sed -n 's/^ *Executable .*(\(.*\))$/\1/p')
-if [ -z "$exe" ] || [ ! -x "$exe" ]; then
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+build_ok=0
+cargo test --features mpi --test mpi --no-run 2>"$log" || build_ok=$?
+cat "$log" >&2
+exe=$(sed -n 's/^ *Executable .*(\(.*\))$/\1/p' "$log")
+if [ "$build_ok" != 0 ] || [ -z "$exe" ] || [ ! -x "$exe" ]; then
     echo "mpi_test: could not build tests/mpi.rs" >&2
     exit 1
 fi
