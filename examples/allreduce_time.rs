@@ -31,6 +31,9 @@ use ferrograd::optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer};
 use ferrograd::rand::{rngs::StdRng, RngExt, SeedableRng};
 use ferrograd::{Error, Gradients, Tensor};
 
+/// Parameters by name.
+type Named = Vec<(String, Tensor)>;
+
 /// The W2 model of `/bench/WORKLOADS.md`.
 fn w2_model() -> Mlp {
     Mlp::new(
@@ -196,7 +199,7 @@ fn main() -> Result<(), Error> {
     ));
     say("| gradients | f32 elements | MB | fixed-order all-reduce | bus GB/s | MPI_Allreduce | DataParallel::all_reduce_gradients |".into());
     say("|---|---|---|---|---|---|---|".into());
-    let models: [(&str, Vec<(String, Tensor)>); 3] = [
+    let models: [(&str, Named); 3] = [
         ("W2 MLP 784-256-256-10", w2.named_parameters()),
         (
             "tiny_gpt default (2 layers, width 128, context 12)",
@@ -207,7 +210,7 @@ fn main() -> Result<(), Error> {
             gpt.named_parameters(),
         ),
     ];
-    let mut rows: Vec<(String, usize, Option<Vec<(String, Tensor)>>)> = models
+    let mut rows: Vec<(String, usize, Option<Named>)> = models
         .into_iter()
         .map(|(name, named)| {
             let n = count(named.iter().map(|(_, t)| t.clone()).collect());

@@ -10,8 +10,10 @@ use distributed_moons::{run_local, Options};
 use ferrograd::io::Checkpoint;
 
 fn options(ranks: usize, out: &std::path::Path) -> Options {
-    let mut o = Options::default();
-    o.ranks = ranks;
+    let mut o = Options {
+        ranks,
+        ..Default::default()
+    };
     o.moons.epochs = 20;
     o.moons.out = out.to_path_buf();
     o

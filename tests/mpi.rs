@@ -229,6 +229,9 @@ fn checkpoints(comm: &MpiCollective) {
     }
 }
 
+/// One check, run on every rank.
+type Check = fn(&MpiCollective);
+
 fn main() -> ExitCode {
     let comm = MpiCollective::init().expect("MPI starts");
     if std::env::args().nth(1).as_deref() == Some("crash") {
@@ -240,7 +243,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS; // the script fails on a zero exit
     }
     assert!(comm.world_size() >= 2, "run with mpirun -np 2 (or more)");
-    let checks: [(&str, fn(&MpiCollective)); 6] = [
+    let checks: [(&str, Check); 6] = [
         ("collectives in rank order", collectives),
         ("MPI errors are returned", errors_are_returned),
         ("SGD and Adam equivalences", equivalences),

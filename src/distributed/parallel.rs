@@ -309,12 +309,12 @@ impl<'c, T: Element> DataParallel<'c, T> {
                 pieces.push((i, offset, len));
                 offset += len;
                 if bucket.len() == self.bucket_elems {
-                    flush(&mut *bucket, &mut pieces)?;
+                    flush(&mut bucket, &mut pieces)?;
                 }
             }
         }
         if !bucket.is_empty() {
-            flush(&mut *bucket, &mut pieces)?;
+            flush(&mut bucket, &mut pieces)?;
         }
         Ok(())
     }
