@@ -34,7 +34,7 @@ use ferrograd::{Error, Gradients, Tensor};
 /// Parameters by name.
 type Named = Vec<(String, Tensor)>;
 
-/// The W2 model of `/bench/WORKLOADS.md`.
+/// The W2 model of the standard workloads (`benches/w2_mlp.rs`).
 fn w2_model() -> Mlp {
     Mlp::new(
         &[784, 256, 256, 10],
