@@ -133,6 +133,26 @@ pub enum Error {
         /// The buffer version now.
         current: u64,
     },
+    /// In [anomaly mode](crate::detect_anomaly), an op's backward rule produced
+    /// a NaN or an infinity: the op, the shapes of its inputs, and where the op
+    /// was created (the first stack frame outside ferrograd).
+    #[error(
+        "anomaly: the backward of `{op}` (input shapes {input_shapes:?}) produced {value} \
+         in the gradient of input {input}; the op was created {location}"
+    )]
+    Anomaly {
+        /// The op whose backward rule produced the value.
+        op: &'static str,
+        /// Which input's gradient holds it.
+        input: usize,
+        /// `"NaN"` or `"an infinity"`.
+        value: &'static str,
+        /// The shapes of the op's inputs.
+        input_shapes: Vec<Vec<usize>>,
+        /// Where the op was created: `at FILE:LINE:COL (in FUNCTION)`, or why
+        /// that is not known.
+        location: String,
+    },
     /// An argument is outside the values an op accepts.
     #[error("{op}: {msg}")]
     InvalidArgument {

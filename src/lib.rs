@@ -40,6 +40,10 @@
 //! - Higher order: [`grad`] with [`GradOptions`] (gradients with respect to any
 //!   tensors; with `create_graph` they can be differentiated again) and the
 //!   [`functional`] transforms (`vjp`, `jvp`, `jacobian`, `hessian`, `hvp`).
+//! - Extending and debugging: your own differentiable ops
+//!   ([`autograd::Function`], applied with [`Tensor::apply`]), gradient hooks
+//!   ([`Tensor::register_hook`]), gradients of intermediates
+//!   ([`Tensor::retain_grad`]), and NaN hunting with [`detect_anomaly`].
 //! - [`gradcheck`]: finite-difference checking of first and second derivatives
 //!   for your own tests.
 //! - [`loss`]: losses (mean-reduced, and unreduced in [`loss::per_sample`]).
@@ -85,7 +89,7 @@
 #![cfg_attr(test, allow(clippy::cloned_ref_to_slice_refs))]
 
 extern crate self as ferrograd; // `#[derive(nn::Module)]` expands to `::ferrograd::…` paths, here too
-mod autograd;
+pub mod autograd;
 mod convert;
 pub mod data;
 pub mod distributed;
@@ -107,7 +111,8 @@ mod tensor;
 pub mod text;
 
 pub use autograd::{
-    functional, grad, is_grad_enabled, no_grad, GradOptions, Gradients, NoGradGuard,
+    detect_anomaly, functional, grad, is_anomaly_enabled, is_grad_enabled, no_grad, AnomalyGuard,
+    GradOptions, Gradients, HookHandle, NoGradGuard,
 };
 pub use element::Element;
 pub use error::{Error, Result};

@@ -5,7 +5,7 @@ mod create;
 mod display;
 mod operators;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLockReadGuard};
 
 use crate::autograd::{is_grad_enabled, GradFn, NoOp, Node, Op};
@@ -82,6 +82,13 @@ impl Seen {
     }
 }
 
+impl Seen {
+    /// The noted versions (`None` when the op will not be recorded).
+    pub(crate) fn versions(&self) -> Option<&[u64]> {
+        self.0.as_deref()
+    }
+}
+
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 #[inline]
@@ -119,6 +126,7 @@ impl<T: Element> Tensor<T> {
             requires_grad: AtomicBool::new(requires_grad),
             recorded: false,
             grad_no_graph,
+            flags: AtomicU8::new(0),
             inputs: SmallVec::new(),
             versions: SmallVec::new(),
             out_version: 0,
@@ -150,9 +158,14 @@ impl<T: Element> Tensor<T> {
             crate::autograd::test_hooks::Point::BetweenReadAndRecord,
             op.name(),
         );
+        let name = op.name();
         let Some(versions) = seen.0 else {
             let from_grad = inputs.iter().any(|t| t.0.grad_no_graph);
-            return Self::plain(storage, layout, false, from_grad);
+            let out = Self::plain(storage, layout, false, from_grad);
+            if crate::autograd::anomaly::maybe_on() {
+                crate::autograd::anomaly::forward(&out, name, inputs);
+            }
+            return out;
         };
         crate::autograd::live_nodes::created();
         let node: Arc<Node<T>> = Arc::new(Node {
@@ -163,11 +176,16 @@ impl<T: Element> Tensor<T> {
             requires_grad: AtomicBool::new(true),
             recorded: true,
             grad_no_graph: false,
+            flags: AtomicU8::new(0),
             inputs: handles(inputs),
             versions,
             op,
         });
-        Tensor(node)
+        let out = Tensor(node);
+        if crate::autograd::anomaly::maybe_on() {
+            crate::autograd::anomaly::forward(&out, name, inputs);
+        }
+        out
     }
 
     /// A fresh contiguous output of `op` with the shape of `like` (reusing its

@@ -75,13 +75,19 @@ fn run<T: Element>(root: &Tensor<T>, seed: Tensor<T>) -> Result<Gradients<T>> {
         return Err(no_graph(root));
     }
     let graph = Graph::discover(root, 0);
-    let leaves = walk::run(&graph, seed, false, Keep::Leaves)?;
-    Ok(Gradients::from_pairs(
-        leaves
-            .into_iter()
-            .map(|(i, g)| (graph.nodes[i].clone(), g.into_gradient()))
-            .collect(),
-    ))
+    let kept = walk::run(&graph, seed, false, Keep::Leaves)?;
+    let mut leaves = Vec::with_capacity(kept.len());
+    let mut retained = Vec::new();
+    for (i, g) in kept {
+        let t = graph.nodes[i];
+        let pair = (t.clone(), g.into_gradient());
+        if t.is_leaf() {
+            leaves.push(pair);
+        } else {
+            retained.push(pair);
+        }
+    }
+    Ok(Gradients::from_pairs(leaves).with_retained(retained))
 }
 
 /// The error for differentiating a tensor that needs no gradient: it names

@@ -29,6 +29,9 @@ use crate::tensor::{Tensor, TensorId};
 pub struct Gradients<T: Element = f32> {
     entries: Vec<(Tensor<T>, Tensor<T>)>,
     by_id: HashMap<TensorId, usize>,
+    /// Gradients of intermediates marked with [`Tensor::retain_grad`]: found by
+    /// [`get`](Gradients::get), outside everything else (norms, iteration).
+    retained: Vec<(Tensor<T>, Tensor<T>)>,
 }
 
 impl<T: Element> Gradients<T> {
@@ -38,7 +41,17 @@ impl<T: Element> Gradients<T> {
             .enumerate()
             .map(|(i, (leaf, _))| (leaf.id(), i))
             .collect();
-        Gradients { entries, by_id }
+        Gradients {
+            entries,
+            by_id,
+            retained: Vec::new(),
+        }
+    }
+
+    /// Adds the gradients of retained intermediates.
+    pub(crate) fn with_retained(mut self, retained: Vec<(Tensor<T>, Tensor<T>)>) -> Self {
+        self.retained = retained;
+        self
     }
 
     /// An empty set of gradients.
@@ -46,17 +59,27 @@ impl<T: Element> Gradients<T> {
         Gradients {
             entries: Vec::new(),
             by_id: HashMap::new(),
+            retained: Vec::new(),
         }
     }
 
-    /// The gradient of `leaf`, or `None` when backward did not reach it.
+    /// The gradient of `leaf`, or `None` when backward did not reach it. An
+    /// intermediate tensor marked with [`Tensor::retain_grad`] before the
+    /// backward pass has its gradient here too.
     pub fn get(&self, leaf: &Tensor<T>) -> Option<&Tensor<T>> {
         self.get_by_id(leaf.id())
     }
 
-    /// The gradient of the leaf with this id.
+    /// The gradient of the leaf (or retained intermediate) with this id.
     pub fn get_by_id(&self, id: TensorId) -> Option<&Tensor<T>> {
-        self.by_id.get(&id).map(|&i| &self.entries[i].1)
+        match self.by_id.get(&id) {
+            Some(&i) => Some(&self.entries[i].1),
+            None => self
+                .retained
+                .iter()
+                .find(|(t, _)| t.id() == id)
+                .map(|(_, g)| g),
+        }
     }
 
     /// Sets (or replaces) the gradient of `leaf`; returns the previous one.

@@ -1,10 +1,22 @@
 //! Reverse-mode autodiff: the recorded graph, the backward walk, the returned
-//! gradients and the `no_grad` mode.
+//! gradients, the `no_grad` mode, and the ways to extend and debug it: your
+//! own differentiable ops ([`Function`], applied with
+//! [`Tensor::apply`](crate::Tensor::apply)), hooks on gradients
+//! ([`Tensor::register_hook`](crate::Tensor::register_hook)), intermediate
+//! gradients ([`Tensor::retain_grad`](crate::Tensor::retain_grad)) and anomaly
+//! mode ([`detect_anomaly`]).
+//!
+//! The most used items are re-exported at the crate root (`ferrograd::grad`,
+//! `ferrograd::no_grad`, `ferrograd::Gradients`, `ferrograd::detect_anomaly`, …).
 
+pub(crate) mod anomaly;
 mod backward;
+mod flags;
+mod function;
 pub mod functional;
 mod grad;
 mod gradients;
+mod hooks;
 pub(crate) mod live_nodes;
 mod no_grad;
 mod node;
@@ -14,8 +26,11 @@ pub(crate) mod test_hooks;
 mod tests;
 mod walk;
 
+pub use anomaly::{detect_anomaly, is_anomaly_enabled, AnomalyGuard};
+pub use function::{with_slices, BackwardCtx, ForwardCtx, Function};
 pub use grad::{grad, GradOptions};
 pub use gradients::Gradients;
+pub use hooks::HookHandle;
 pub(crate) use no_grad::enable_grad;
 pub use no_grad::{is_grad_enabled, no_grad, NoGradGuard};
 pub(crate) use node::{GradFn, NoOp, Node};
@@ -23,6 +38,7 @@ pub(crate) use node::{GradFn, NoOp, Node};
 use smallvec::SmallVec;
 
 use crate::element::Element;
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// One gradient per input of an op; `None` = the input gets no gradient
@@ -45,6 +61,9 @@ pub(crate) enum Saves {
     Both,
     /// Only the input at this position (e.g. the mask of `masked_fill`).
     Input(usize),
+    /// The op checks what it saved itself ([`Op::check_custom`]): user-defined
+    /// [`Function`]s, which save any tensors they like.
+    Custom,
 }
 
 /// A differentiable operation as recorded in the graph: its name and its backward rule.
@@ -69,6 +88,17 @@ pub(crate) trait Op<T: Element>:
     /// Which values the rule reads (for the in-place version check).
     fn saves(&self) -> Saves {
         Saves::Inputs
+    }
+
+    /// For [`Saves::Custom`] (a user-defined [`Function`], whose rule can
+    /// fail): the rule as the walk calls it. Built-in rules cannot fail.
+    fn try_backward(&self, cx: &BackwardCx<'_, T>, grad: Tensor<T>) -> Result<InputGrads<T>> {
+        Ok(self.backward(cx, grad))
+    }
+
+    /// For [`Saves::Custom`]: checks the versions of what the op saved.
+    fn check_custom(&self, _output: &Tensor<T>) -> Result<()> {
+        Ok(())
     }
 }
 

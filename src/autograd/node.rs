@@ -1,6 +1,6 @@
 //! The graph node behind a `Tensor` handle, and its iterative `Drop`.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -35,6 +35,10 @@ pub(crate) struct Node<T: Element, O: ?Sized + Op<T> = dyn Op<T>> {
     /// computed from one without recording: differentiating it is
     /// [`Error::GradientWithoutGraph`](crate::Error::GradientWithoutGraph).
     pub(crate) grad_no_graph: bool,
+    /// What the side tables hold for this node ([`flags`](super::flags)): hooks,
+    /// a retained gradient, an anomaly-mode creation site. Zero for nearly every
+    /// node; `Drop` clears the side tables' entries when it is not.
+    pub(crate) flags: AtomicU8,
     /// The inputs of the recorded op: a plain field, so that `Drop` can reach them.
     pub(crate) inputs: SmallVec<[Tensor<T>; 2]>,
     /// The buffer versions of the inputs when the op was recorded.
@@ -85,6 +89,10 @@ impl<T: Element, O: ?Sized + Op<T>> Drop for Node<T, O> {
     /// ops would otherwise overflow the stack through nested `Arc` drops.
     fn drop(&mut self) {
         super::live_nodes::dropped();
+        let flags = self.flags.load(Ordering::Relaxed);
+        if flags != 0 {
+            super::flags::forget(self.id, flags);
+        }
         if self.inputs.is_empty() {
             return;
         }

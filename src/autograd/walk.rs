@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::no_grad::with_grad_mode;
-use super::{BackwardCx, GradFn, Saves};
+use super::{anomaly, flags, hooks, BackwardCx, GradFn, Saves};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -165,12 +165,25 @@ fn walk<T: Element>(
     grads.resize_with(n, || None);
     grads[0] = Some(seed);
     let mut kept = Vec::new();
+    // Hooks and retained gradients: per-node flags, read only while some node
+    // anywhere has one. Anomaly mode: per-rule checks, only while it is on.
+    let flagged = flags::any();
+    let anomaly = anomaly::on_for_walk();
+    let _in_walk = anomaly.then(anomaly::WalkScope::enter);
     for &i in &order {
         let i = i as usize;
-        let Some(grad) = grads[i].take() else {
+        let Some(mut grad) = grads[i].take() else {
             continue;
         };
         let node = graph.nodes[i];
+        let mut retain = false;
+        if flagged {
+            let f = flags::get(node);
+            if f & flags::HOOKED != 0 {
+                grad = hooks::run(node, grad)?;
+            }
+            retain = f & flags::RETAIN != 0 && matches!(keep, Keep::Leaves);
+        }
         let Some(gf) = node.grad_fn() else {
             if matches!(keep, Keep::Leaves) || matches!(keep, Keep::Marked(m) if m[i]) {
                 kept.push((i, grad));
@@ -188,6 +201,10 @@ fn walk<T: Element>(
                 kept.push((i, grad.clone()));
                 grad
             }
+            _ if retain => {
+                kept.push((i, grad.clone()));
+                grad
+            }
             _ => grad,
         };
         let saves = gf.op.saves();
@@ -202,12 +219,20 @@ fn walk<T: Element>(
         };
         // The rule owns the gradient: when nothing else holds it, the rule may
         // write its result into the same buffer.
-        let input_grads = gf.op.backward(&cx, grad);
+        // (only user-defined rules can fail: built-in ones skip the `Result`)
+        let input_grads = if saves == Saves::Custom {
+            gf.op.try_backward(&cx, grad)?
+        } else {
+            gf.op.backward(&cx, grad)
+        };
         #[cfg(test)]
         super::test_hooks::rule_ran();
         // Seqlock: a value the rule read may have been updated in place while it
         // ran; the versions tell, and the gradient is refused rather than wrong.
         check_versions(node, &gf, saves)?;
+        if anomaly {
+            anomaly::check_rule(node, gf.op.name(), gf.inputs, &input_grads)?;
+        }
         debug_assert_eq!(
             input_grads.len(),
             gf.inputs.len(),
@@ -252,10 +277,13 @@ fn check_versions<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>, saves: Saves
 }
 
 fn check_saved<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>, saves: Saves) -> Result<()> {
+    if saves == Saves::Custom {
+        return gf.op.check_custom(node);
+    }
     let checked = |j: usize| match saves {
         Saves::Inputs | Saves::Both => true,
         Saves::Input(i) => i == j,
-        Saves::Nothing | Saves::Output => false,
+        Saves::Nothing | Saves::Output | Saves::Custom => false,
     };
     for (j, (input, &saved)) in gf.inputs.iter().zip(gf.versions).enumerate() {
         if checked(j) {
