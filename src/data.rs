@@ -8,6 +8,10 @@
 //! orders, draw the epochs from a [`Shuffler`] instead, whose whole state is two
 //! numbers that fit in a checkpoint.
 //!
+//! For data-parallel training ([`distributed`](crate::distributed)), every rank
+//! draws the same shuffle and takes its own part of each global batch with
+//! [`Batches::shard`] (or [`shard`] on any batch).
+//!
 //! ```
 //! use ferrograd::data::{gather_rows, Batches};
 //! use ferrograd::rand::{rngs::StdRng, SeedableRng};
@@ -155,6 +159,38 @@ impl Batches {
         self.order[..self.visited()].chunks(self.batch_size)
     }
 
+    /// Rank `rank`'s part of every batch, for data-parallel training over
+    /// `world` ranks: [`shard`]`(batch, rank, world)` for each batch of
+    /// [`iter`](Batches::iter). Build the same `Batches` on every rank (same
+    /// size, same seeded shuffle): the ranks' parts of a batch are then disjoint
+    /// and together they are the batch, and every rank runs the same number of
+    /// steps ([`len`](Batches::len)).
+    ///
+    /// ```
+    /// use ferrograd::data::Batches;
+    /// use ferrograd::rand::{rngs::StdRng, SeedableRng};
+    ///
+    /// let batches = Batches::new(10, 4).shuffle(&mut StdRng::seed_from_u64(3));
+    /// let rank0: Vec<&[usize]> = batches.shard(0, 2).collect();
+    /// let rank1: Vec<&[usize]> = batches.shard(1, 2).collect();
+    /// for ((whole, a), b) in batches.iter().zip(&rank0).zip(&rank1) {
+    ///     assert_eq!([*a, *b].concat(), whole);   // the halves of each global batch
+    /// }
+    /// assert_eq!(rank0.iter().map(|p| p.len()).collect::<Vec<_>>(), [2, 2, 1]);   // 4, 4, 2 split
+    /// ```
+    ///
+    /// # Panics
+    /// Panics when `world` is 0 or `rank` is not below it.
+    #[track_caller]
+    pub fn shard(&self, rank: usize, world: usize) -> Shards<'_> {
+        or_panic(check_rank("Batches::shard", rank, world));
+        Shards {
+            batches: self.iter(),
+            rank,
+            world,
+        }
+    }
+
     /// How many indices the batches cover.
     fn visited(&self) -> usize {
         let n = self.order.len();
@@ -221,6 +257,91 @@ impl Iterator for BatchIter {
 impl ExactSizeIterator for BatchIter {}
 
 impl FusedIterator for BatchIter {}
+
+/// The iterator of [`Batches::shard`]: one rank's part of each batch.
+#[derive(Clone, Debug)]
+pub struct Shards<'a> {
+    batches: std::slice::Chunks<'a, usize>,
+    rank: usize,
+    world: usize,
+}
+
+impl<'a> Iterator for Shards<'a> {
+    type Item = &'a [usize];
+
+    fn next(&mut self) -> Option<&'a [usize]> {
+        let batch = self.batches.next()?;
+        Some(&batch[crate::distributed::part_range(batch.len(), self.rank, self.world)])
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.batches.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Shards<'_> {}
+
+impl FusedIterator for Shards<'_> {}
+
+/// Rank `rank`'s part of a global `batch` split over `world` ranks: contiguous
+/// parts as equal as possible, the first `batch.len() % world` ranks taking one
+/// index more. The parts of all ranks are disjoint and, in rank order, make up
+/// the batch.
+///
+/// ```
+/// use ferrograd::data::shard;
+/// let batch = [7, 3, 9, 1, 4];                  // 5 indices over 2 ranks: 3 + 2
+/// assert_eq!(shard(&batch, 0, 2), [7, 3, 9]);
+/// assert_eq!(shard(&batch, 1, 2), [1, 4]);
+/// assert_eq!(shard(&[5, 6], 2, 3), [] as [usize; 0]);   // fewer indices than ranks
+/// ```
+///
+/// # Uneven parts
+///
+/// When a batch does not split evenly (the last batch of an epoch, or a batch
+/// size that `world` does not divide), the ranks' parts differ in size, and the
+/// mean of the ranks' mean losses is not the mean loss over the batch. To get the
+/// gradient of the batch's mean loss exactly, scale each rank's mean loss by
+/// `part.len() · world / batch.len()` before backward (the averaged gradients
+/// are then those of the batch's mean). A rank whose part is empty computes no
+/// loss and hands empty [`Gradients`](crate::Gradients) to
+/// [`DataParallel::all_reduce_gradients`](crate::distributed::DataParallel::all_reduce_gradients),
+/// which gives it the others' mean. With a batch size that `world` divides and
+/// [`Batches::drop_last`], every part has the same size and no scaling is needed.
+///
+/// # Panics
+/// Panics when `world` is 0 or `rank` is not below it.
+#[track_caller]
+pub fn shard(batch: &[usize], rank: usize, world: usize) -> &[usize] {
+    or_panic(try_shard(batch, rank, world))
+}
+
+/// Like [`shard`], returning [`Error::InvalidArgument`] instead of panicking.
+///
+/// ```
+/// let e = ferrograd::data::try_shard(&[1, 2], 2, 2).unwrap_err();
+/// assert_eq!(e.to_string(), "shard: rank 2 is not a rank of a group of 2 (ranks 0..2)");
+/// ```
+pub fn try_shard(batch: &[usize], rank: usize, world: usize) -> Result<&[usize]> {
+    check_rank("shard", rank, world)?;
+    Ok(&batch[crate::distributed::part_range(batch.len(), rank, world)])
+}
+
+fn check_rank(op: &'static str, rank: usize, world: usize) -> Result<()> {
+    if world == 0 {
+        return Err(Error::invalid(
+            op,
+            "a group needs at least 1 rank (world is 0)",
+        ));
+    }
+    if rank >= world {
+        return Err(Error::invalid(
+            op,
+            format!("rank {rank} is not a rank of a group of {world} (ranks 0..{world})"),
+        ));
+    }
+    Ok(())
+}
 
 /// A resumable source of shuffled epochs: epoch number `e` of a shuffler seeded
 /// with `seed` is shuffled by an RNG made from `(seed, e)` alone, so the

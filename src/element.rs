@@ -64,10 +64,27 @@ pub trait Element:
 
     /// A sample of the uniform distribution on `[low, high)`.
     fn sample_uniform<R: Rng + ?Sized>(low: Self, high: Self, rng: &mut R) -> Self;
+
+    /// The slice as what it is, `&mut [f32]` or `&mut [f64]`: how code generic
+    /// over the element type reaches an API with one entry point per type (the
+    /// collectives of [`distributed`](crate::distributed)).
+    #[doc(hidden)]
+    fn floats_mut(buf: &mut [Self]) -> FloatsMut<'_>;
+}
+
+/// A mutable slice of one of the element types, tagged with its type
+/// (see [`Element::floats_mut`]).
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum FloatsMut<'a> {
+    /// `f32` elements.
+    F32(&'a mut [f32]),
+    /// `f64` elements.
+    F64(&'a mut [f64]),
 }
 
 macro_rules! impl_element {
-    ($t:ty, $name:literal, $erf:path, $exp:expr, $tanh:expr, $erf_k:expr) => {
+    ($t:ty, $name:literal, $floats:ident, $erf:path, $exp:expr, $tanh:expr, $erf_k:expr) => {
         impl Element for $t {
             const DTYPE: &'static str = $name;
 
@@ -115,6 +132,11 @@ macro_rules! impl_element {
                     .expect("rand_uniform: bounds checked by the caller")
                     .sample(rng)
             }
+
+            #[inline]
+            fn floats_mut(buf: &mut [Self]) -> FloatsMut<'_> {
+                FloatsMut::$floats(buf)
+            }
         }
     };
 }
@@ -122,12 +144,13 @@ macro_rules! impl_element {
 impl_element!(
     f32,
     "f32",
+    F32,
     libm::erff,
     crate::kernels::approx::exp_f32,
     crate::kernels::approx::tanh_f32,
     crate::kernels::approx::erf_f32
 );
-impl_element!(f64, "f64", libm::erf, f64::exp, f64::tanh, libm::erf);
+impl_element!(f64, "f64", F64, libm::erf, f64::exp, f64::tanh, libm::erf);
 
 /// Shorthand for a constant of the element type.
 #[inline(always)]

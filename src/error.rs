@@ -257,6 +257,32 @@ pub enum Error {
         /// (as [`Gradients::missing`](crate::Gradients::missing) lists them).
         param: String,
     },
+    /// A collective operation across the ranks of a
+    /// [`distributed`](crate::distributed) group failed: another rank panicked or
+    /// left the group, the ranks called different operations or gave buffers of
+    /// different lengths, or MPI returned an error. Every rank that takes part in
+    /// the failed operation gets an error (except under MPI when a rank crashed:
+    /// the job is then aborted).
+    #[error("{op} on rank {rank}: {msg}")]
+    Collective {
+        /// The collective operation (`"all_reduce_sum"`, `"broadcast"`, …).
+        op: &'static str,
+        /// The rank that reports the error.
+        rank: usize,
+        /// What went wrong, naming the ranks and values involved.
+        msg: String,
+    },
+    /// The ranks of a data-parallel group hold different models: their parameter
+    /// (or buffer) names, shapes, order or element types differ
+    /// ([`DataParallel::new`](crate::distributed::DataParallel::new) checks them
+    /// on every rank before training, so every rank gets the same error).
+    #[error("DataParallel: rank {rank}'s model differs from rank 0's: {msg}")]
+    ReplicaMismatch {
+        /// The first rank whose model differs from rank 0's.
+        rank: usize,
+        /// The differences found (up to a few), with names and shapes.
+        msg: String,
+    },
     /// An I/O error (reading or writing a file).
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -57,6 +57,9 @@
 //! - [`data`]: shuffled mini-batches (resumable with [`data::Shuffler`]);
 //!   [`io`]: safetensors checkpoints of models, and whole training runs with
 //!   [`io::Checkpoint`].
+//! - [`distributed`]: data-parallel training over threads
+//!   ([`distributed::LocalCollective`]) or MPI processes on several machines
+//!   (feature `mpi`), with [`distributed::DataParallel`] averaging gradients.
 //! - [`text`]: tokenizers for language models ([`text::CharTokenizer`],
 //!   byte-level BPE [`text::BpeTokenizer`]), behind the [`text::Tokenizer`] trait.
 //! - [`prelude`]: `use ferrograd::prelude::*;` brings in what most training
@@ -74,6 +77,9 @@
 //!   conversions both ways, for arrays of any dimension and memory layout.
 //! - `serde`: `Serialize`/`Deserialize` for `Tensor` (as `{"shape", "data"}`)
 //!   and for the optimizers' configs and `GradCheck`.
+//! - `mpi`: `distributed::MpiCollective`, data-parallel training across
+//!   processes and machines over MPI (needs an MPI library and libclang to
+//!   build).
 //!
 //! Tensors are generic over the element type: `Tensor<f32>` (the default) and
 //! `Tensor<f64>`. The default does not drive type inference, so annotate:
@@ -89,6 +95,7 @@ extern crate self as ferrograd; // `#[derive(nn::Module)]` expands to `::ferrogr
 pub mod autograd;
 mod convert;
 pub mod data;
+pub mod distributed;
 mod element;
 mod error;
 pub mod gradcheck;
