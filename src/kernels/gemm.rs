@@ -3,6 +3,7 @@
 
 use std::mem::MaybeUninit;
 
+use super::parallel::{GEMM_MIN_ROWS_PER_PART, GEMM_WORK};
 use crate::element::Element;
 
 /// A strided matrix inside a buffer: element `(i, j)` is at `offset + i*rs + j*cs`.
@@ -28,18 +29,6 @@ impl<T> MatRef<'_, T> {
         );
     }
 }
-
-/// Work (m·n·k) from which a product is split over the thread pool; below it, one
-/// thread is faster (measured: a 128³ product runs best on one thread, a 256³ one
-/// nearly twice as fast on two).
-const PARALLEL_WORK: usize = 160 * 160 * 160;
-
-/// The fewest rows a part of a split product gets (a few micro-kernel heights).
-const MIN_ROWS_PER_PART: usize = 24;
-
-/// Work (m·n·k, summed over a batch) from which a batch of small products is
-/// spread over the thread pool, one product per task.
-pub(crate) const PARALLEL_BATCH_WORK: usize = 64 * 64 * 64;
 
 #[cfg(test)]
 thread_local! {
@@ -75,14 +64,14 @@ pub(crate) fn matmul<T: Element>(
     }
     a.check(m, k);
     b.check(k, n);
-    let parts = if serial || m * n * k < PARALLEL_WORK {
+    let parts = if serial || m * n * k < GEMM_WORK {
         1
     } else {
-        rayon::current_num_threads().min(m / MIN_ROWS_PER_PART)
+        rayon::current_num_threads().min(m / GEMM_MIN_ROWS_PER_PART)
     };
     if parts <= 1 {
         // `gemm`'s own threading only for wide products too short to split by rows
-        let par = if !serial && m * n * k >= PARALLEL_WORK {
+        let par = if !serial && m * n * k >= GEMM_WORK {
             gemm::Parallelism::Rayon(0)
         } else {
             gemm::Parallelism::None

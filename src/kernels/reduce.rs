@@ -4,13 +4,9 @@
 use crate::element::Element;
 use rayon::prelude::*;
 
+use super::parallel::{ROWS_CHUNK, ROWS_LEN};
 use crate::layout::{for_each_row, Layout};
 use crate::pool;
-
-/// Row-wise kernels (softmax family) on at least this many elements split their
-/// rows over the thread pool, in groups of about `ROWS_CHUNK` elements.
-const PARALLEL_ROWS_LEN: usize = 1 << 15;
-const ROWS_CHUNK: usize = 1 << 13;
 
 /// Lanes of the blocked sums: eight independent accumulators (one or two SIMD
 /// registers, so the loops vectorise).
@@ -220,7 +216,7 @@ fn for_each_lane<T: Element>(
         return;
     }
     if inner == 1 {
-        if x.len() >= PARALLEL_ROWS_LEN {
+        if x.len() >= ROWS_LEN {
             // rows are independent: groups of them on the thread pool
             let rows = (ROWS_CHUNK / n).max(1) * n;
             out.par_chunks_mut(rows)
@@ -386,7 +382,7 @@ fn lanes2<T: Element>(
                 f(a, b, d);
             }
         };
-        if a.len() >= PARALLEL_ROWS_LEN {
+        if a.len() >= ROWS_LEN {
             let rows = (ROWS_CHUNK / n).max(1) * n;
             out.par_chunks_mut(rows)
                 .zip(a.par_chunks(rows).zip(b.par_chunks(rows)))

@@ -9,7 +9,8 @@ use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use crate::kernels::gemm::{matmul as gemm, MatRef, PARALLEL_BATCH_WORK};
+use crate::kernels::gemm::{matmul as gemm, MatRef};
+use crate::kernels::parallel::GEMM_BATCH_WORK;
 use crate::layout::for_each_row;
 use crate::shape::{broadcast_shapes, numel, Dims};
 use crate::tensor::{Seen, Tensor};
@@ -157,7 +158,7 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
                     };
                 let chunk = (m * n).max(1);
                 let spare = &mut out.spare_capacity_mut()[..len];
-                if offsets.len() > 1 && offsets.len() * m * n * k >= PARALLEL_BATCH_WORK {
+                if offsets.len() > 1 && offsets.len() * m * n * k >= GEMM_BATCH_WORK {
                     // many small products: one task each, each on one thread
                     spare
                         .par_chunks_exact_mut(chunk)

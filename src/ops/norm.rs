@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::autograd::{BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
+use crate::kernels::parallel::{LAYER_NORM_GROUP, LAYER_NORM_LEN};
 use crate::kernels::reduce::{dot, sum_map, sum_slice};
 use crate::pool;
 use crate::tensor::{Seen, Tensor};
@@ -20,18 +21,13 @@ struct LayerNorm<T> {
     has_bias: bool,
 }
 
-/// Inputs of at least this many elements split their rows over the thread pool,
-/// in groups of about `GROUP` elements.
-const PARALLEL_LEN: usize = 1 << 15;
-const GROUP: usize = 1 << 13;
-
 /// One group of rows in the backward pass: `dx` to fill, `x` and `g`, and the
 /// rows' statistics.
 type BackwardGroup<'a, T> = ((&'a mut [T], (&'a [T], &'a [T])), &'a [(T, T)]);
 
 /// Rows per group for rows of length `d`.
 fn group_rows(d: usize) -> usize {
-    (GROUP / d.max(1)).max(1)
+    (LAYER_NORM_GROUP / d.max(1)).max(1)
 }
 
 /// `(x − mean) / sqrt(var + eps) · weight + bias` over the last axis (biased
@@ -74,7 +70,7 @@ pub(crate) fn layer_norm<T: Element>(
                 }
                 stats
             };
-            if x.len() < PARALLEL_LEN {
+            if x.len() < LAYER_NORM_LEN {
                 return normalize((&mut out[..], x));
             }
             let groups: Vec<Vec<(T, T)>> = out
@@ -153,7 +149,7 @@ impl<T: Element> Op<T> for LayerNorm<T> {
                         }
                         (dw, db)
                     };
-                    if x.len() < PARALLEL_LEN {
+                    if x.len() < LAYER_NORM_LEN {
                         return grads(((&mut dx[..], (x, g)), &self.stats[..]));
                     }
                     dx.par_chunks_mut(rows)
@@ -229,7 +225,7 @@ mod tests {
 
     #[test]
     fn parallel_weight_gradients_are_the_same_in_every_run() {
-        // 1024 rows of 64: past PARALLEL_LEN, so the rows are split over the
+        // 1024 rows of 64: past LAYER_NORM_LEN, so the rows are split over the
         // pool; the per-group sums must be added in one fixed order.
         let x = rand_leaf(&[1024, 64], 31).detach().cast::<f32>();
         let w = Tensor::<f32>::ones(&[64]).requires_grad();
