@@ -1,13 +1,14 @@
 //! Elementwise kernels: unary maps and broadcasting binary (and ternary) zips.
 //!
 //! Contiguous inputs take a slice fast path that LLVM vectorises; large ones
-//! ([`PARALLEL_LEN`] elements and up) are cut into chunks computed on the thread
-//! pool. Strided and broadcast inputs are walked row by row.
+//! ([`Cost::parallel_len`] elements and up) are cut into chunks computed on the
+//! thread pool. Strided and broadcast inputs are walked row by row.
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::parallel::{ELEMENTWISE_CHEAP_LEN, ELEMENTWISE_CHUNK as CHUNK, ELEMENTWISE_COSTLY_LEN};
 use crate::element::Element;
 use crate::layout::{for_each_row, Layout};
 use crate::pool;
@@ -23,17 +24,16 @@ pub(crate) enum Cost {
 }
 
 impl Cost {
-    /// Outputs with at least this many elements are computed on the thread pool.
+    /// Outputs with at least this many elements are computed on the thread pool
+    /// (the sizes live with the crate's other thresholds in `kernels::parallel`).
     #[inline]
     pub(crate) fn parallel_len(self) -> usize {
         match self {
-            Cost::Cheap => 1 << 18,
-            Cost::Costly => 1 << 15,
+            Cost::Cheap => ELEMENTWISE_CHEAP_LEN,
+            Cost::Costly => ELEMENTWISE_COSTLY_LEN,
         }
     }
 }
-/// The pieces a parallel kernel is cut into.
-const CHUNK: usize = 1 << 14;
 
 /// Runs `f`, a kernel's loop, compiled for AVX2 when the CPU has it (twice the
 /// lanes of the SSE2 baseline the crate is built for). Only the vector width

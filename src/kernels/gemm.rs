@@ -1,9 +1,14 @@
 //! Matrix multiply through the `gemm` crate, on strided operands (a transposed
-//! operand is passed as swapped strides, never copied).
+//! operand is passed as swapped strides, never copied): one product, or a batch
+//! of products at given offsets.
 
 use std::mem::MaybeUninit;
 
+use rayon::prelude::*;
+
+use super::parallel::{GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART, GEMM_WORK};
 use crate::element::Element;
+use crate::pool;
 
 /// A strided matrix inside a buffer: element `(i, j)` is at `offset + i*rs + j*cs`.
 #[derive(Clone, Copy)]
@@ -28,18 +33,6 @@ impl<T> MatRef<'_, T> {
         );
     }
 }
-
-/// Work (m·n·k) from which a product is split over the thread pool; below it, one
-/// thread is faster (measured: a 128³ product runs best on one thread, a 256³ one
-/// nearly twice as fast on two).
-const PARALLEL_WORK: usize = 160 * 160 * 160;
-
-/// The fewest rows a part of a split product gets (a few micro-kernel heights).
-const MIN_ROWS_PER_PART: usize = 24;
-
-/// Work (m·n·k, summed over a batch) from which a batch of small products is
-/// spread over the thread pool, one product per task.
-pub(crate) const PARALLEL_BATCH_WORK: usize = 64 * 64 * 64;
 
 #[cfg(test)]
 thread_local! {
@@ -75,14 +68,14 @@ pub(crate) fn matmul<T: Element>(
     }
     a.check(m, k);
     b.check(k, n);
-    let parts = if serial || m * n * k < PARALLEL_WORK {
+    let parts = if serial || m * n * k < GEMM_WORK {
         1
     } else {
-        rayon::current_num_threads().min(m / MIN_ROWS_PER_PART)
+        rayon::current_num_threads().min(m / GEMM_MIN_ROWS_PER_PART)
     };
     if parts <= 1 {
         // `gemm`'s own threading only for wide products too short to split by rows
-        let par = if !serial && m * n * k >= PARALLEL_WORK {
+        let par = if !serial && m * n * k >= GEMM_WORK {
             gemm::Parallelism::Rayon(0)
         } else {
             gemm::Parallelism::None
@@ -92,7 +85,6 @@ pub(crate) fn matmul<T: Element>(
     // Split the rows: each part is one single-threaded product into its own
     // slice of the output (measured faster than `gemm`'s own threading here).
     let rows = m.div_ceil(parts);
-    use rayon::prelude::*;
     out.par_chunks_mut(rows * n)
         .enumerate()
         .for_each(|(p, dst)| {
@@ -103,6 +95,66 @@ pub(crate) fn matmul<T: Element>(
             };
             gemm_rows(dst.len() / n, k, n, part_a, b, dst, gemm::Parallelism::None);
         });
+}
+
+/// `a · b` (see [`matmul`]) into a new dense row-major `m × n` buffer, using the
+/// thread pool for large products.
+pub(crate) fn matmul_to_vec<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+) -> Vec<T> {
+    let len = m * n;
+    let mut out = pool::take(len);
+    matmul(m, k, n, a, b, &mut out.spare_capacity_mut()[..len], false);
+    // SAFETY: `matmul` writes every element of its `m × n` output (zeros when
+    // `k == 0`), and that output is `out[..len]`.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// A batch of `m × k` by `k × n` products into a new dense buffer, one `m × n`
+/// block per product in order: product `i` reads its operands from `a` and `b`
+/// at the offsets `offsets[i]` (the strides are `a`'s and `b`'s; their own
+/// offsets are not used). Many small products (from [`GEMM_BATCH_WORK`]) run as
+/// one task each on the thread pool, each on one thread; otherwise they run one
+/// after the other, each free to use the pool.
+pub(crate) fn matmul_batch<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    offsets: &[(usize, usize)],
+) -> Vec<T> {
+    let len = offsets.len() * m * n;
+    let mut out = pool::take(len);
+    let product = |dst: &mut [MaybeUninit<T>], &(oa, ob): &(usize, usize), serial: bool| {
+        let am = MatRef { offset: oa, ..a };
+        let bm = MatRef { offset: ob, ..b };
+        matmul(m, k, n, am, bm, dst, serial);
+    };
+    let chunk = (m * n).max(1);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if offsets.len() > 1 && offsets.len() * m * n * k >= GEMM_BATCH_WORK {
+        // many small products: one task each, each on one thread
+        spare
+            .par_chunks_exact_mut(chunk)
+            .zip(offsets.par_iter())
+            .for_each(|(dst, o)| product(dst, o, true));
+    } else {
+        for (dst, o) in spare.chunks_exact_mut(chunk).zip(offsets) {
+            product(dst, o, false);
+        }
+    }
+    // SAFETY: every element of `out[..len]` was written above: the products
+    // cover it exactly (one `m × n` block per offset pair, `len` in all; nothing
+    // when `m · n = 0`), and `matmul` writes all of its output (zeros when
+    // `k == 0`).
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// One call of the `gemm` crate on checked operands.
@@ -236,6 +288,52 @@ mod tests {
                 assert_eq!(got, want, "{m}×{k}·{k}×{n}");
             }
         }
+    }
+
+    #[test]
+    fn parallel_batches_match_serial_products() {
+        // 32 products of 32×32·32×32: above the threshold for one task per
+        // product; b is each a transposed and halved, read through strides
+        let (m, batch) = (32, 32);
+        let a: Vec<f64> = (0..batch * m * m).map(|i| i as f64 / 1e4).collect();
+        let b: Vec<f64> = a.iter().map(|v| v * 0.5).collect();
+        assert!(batch * m * m * m >= GEMM_BATCH_WORK);
+        let am = MatRef {
+            data: &a,
+            offset: 0,
+            rs: m,
+            cs: 1,
+        };
+        let bm = MatRef {
+            data: &b,
+            offset: 0,
+            rs: 1,
+            cs: m,
+        };
+        let offsets: Vec<_> = (0..batch).map(|i| (i * m * m, i * m * m)).collect();
+        let c = matmul_batch(m, m, m, am, bm, &offsets);
+        assert_eq!(c.len(), batch * m * m);
+        for (i, &(oa, ob)) in offsets.iter().enumerate() {
+            let one = product(
+                m,
+                m,
+                m,
+                MatRef { offset: oa, ..am },
+                MatRef { offset: ob, ..bm },
+                false,
+            );
+            assert_eq!(c[i * m * m..(i + 1) * m * m], one[..], "product {i}");
+        }
+        // one product runs alone; an empty batch is empty
+        assert_eq!(
+            matmul_batch(m, m, m, am, bm, &offsets[..1]),
+            product(m, m, m, am, bm, false)
+        );
+        assert!(matmul_batch(m, m, m, am, bm, &[]).is_empty());
+        assert_eq!(
+            matmul_to_vec(m, m, m, am, bm),
+            product(m, m, m, am, bm, false)
+        );
     }
 
     #[test]

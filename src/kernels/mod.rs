@@ -8,4 +8,6 @@ pub(crate) mod approx;
 pub(crate) mod elementwise;
 pub(crate) mod gather;
 pub(crate) mod gemm;
+pub(crate) mod norm;
+pub(crate) mod parallel;
 pub(crate) mod reduce;

@@ -4,13 +4,9 @@
 use crate::element::Element;
 use rayon::prelude::*;
 
+use super::parallel::{ROWS_CHUNK, ROWS_LEN};
 use crate::layout::{for_each_row, Layout};
 use crate::pool;
-
-/// Row-wise kernels (softmax family) on at least this many elements split their
-/// rows over the thread pool, in groups of about `ROWS_CHUNK` elements.
-const PARALLEL_ROWS_LEN: usize = 1 << 15;
-const ROWS_CHUNK: usize = 1 << 13;
 
 /// Lanes of the blocked sums: eight independent accumulators (one or two SIMD
 /// registers, so the loops vectorise).
@@ -177,6 +173,17 @@ pub(crate) fn extreme_axis<T: Element>(
     (vals, idxs)
 }
 
+/// The flat (row-major) positions in a contiguous `[outer, n, inner]` block of
+/// the elements `arg` picks along the middle axis: `arg[j]` indexes the axis for
+/// output element `j` of `[outer, inner]` (as [`extreme_axis`] returns them).
+/// The backward pass of `max_axis` and `min_axis` scatters its gradient to these.
+pub(crate) fn axis_positions(arg: Vec<usize>, n: usize, inner: usize) -> Vec<usize> {
+    arg.into_iter()
+        .enumerate()
+        .map(|(j, k)| ((j / inner) * n + k) * inner + j % inner)
+        .collect()
+}
+
 /// Sums a view (`data`, `layout`) down to `target` (a shape it was broadcast from):
 /// the summed-out axes are the leading extra ones and those where `target` has 1.
 pub(crate) fn sum_to_shape<T: Element>(data: &[T], layout: &Layout, target: &[usize]) -> Vec<T> {
@@ -220,7 +227,7 @@ fn for_each_lane<T: Element>(
         return;
     }
     if inner == 1 {
-        if x.len() >= PARALLEL_ROWS_LEN {
+        if x.len() >= ROWS_LEN {
             // rows are independent: groups of them on the thread pool
             let rows = (ROWS_CHUNK / n).max(1) * n;
             out.par_chunks_mut(rows)
@@ -386,7 +393,7 @@ fn lanes2<T: Element>(
                 f(a, b, d);
             }
         };
-        if a.len() >= PARALLEL_ROWS_LEN {
+        if a.len() >= ROWS_LEN {
             let rows = (ROWS_CHUNK / n).max(1) * n;
             out.par_chunks_mut(rows)
                 .zip(a.par_chunks(rows).zip(b.par_chunks(rows)))
@@ -480,5 +487,17 @@ mod tests {
         assert_eq!(v[0], 3.0);
         assert_eq!(i, vec![1, 0]);
         assert!(v[1].is_nan());
+    }
+
+    #[test]
+    fn axis_positions_index_the_block() {
+        // [2, 3, 2]: element (o, arg, i) is at (o·3 + arg)·2 + i
+        let x: Vec<f64> = [5., 0., 1., 9., 2., 4., 0., 7., 8., 1., 3., 2.].to_vec();
+        let (v, arg) = extreme_axis(&x, 2, 3, 2, true);
+        assert_eq!(arg, [0, 1, 1, 0]);
+        let pos = axis_positions(arg, 3, 2);
+        assert_eq!(pos, [0, 3, 8, 7]);
+        assert!(pos.iter().zip(&v).all(|(&p, &m)| x[p] == m));
+        assert!(axis_positions(Vec::new(), 3, 2).is_empty());
     }
 }

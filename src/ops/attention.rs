@@ -19,7 +19,8 @@ use rayon::prelude::*;
 use super::ReadMany;
 use crate::autograd::{grads, is_grad_enabled, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
-use crate::kernels::gemm::{matmul as gemm, MatRef, PARALLEL_BATCH_WORK};
+use crate::kernels::gemm::{matmul as gemm, MatRef};
+use crate::kernels::parallel::GEMM_BATCH_WORK;
 use crate::kernels::reduce::{dot, sum_slice};
 use crate::layout::for_each_row;
 use crate::pool;
@@ -420,7 +421,7 @@ pub(crate) fn attention<T: Element>(
                 }
             };
         let spare = &mut out.spare_capacity_mut()[..len];
-        if nb > 1 && nb * tq * tk * (d + dv) >= PARALLEL_BATCH_WORK {
+        if nb > 1 && nb * tq * tk * (d + dv) >= GEMM_BATCH_WORK {
             weights
                 .par_chunks_mut(tq * tk)
                 .zip(spare.par_chunks_mut(tq * dv))
@@ -644,7 +645,7 @@ impl<T: Element> Op<T> for Attention<T> {
                         )
                     })
                     .collect();
-                if nb > 1 && nb * tq * tk * (d + dv) >= PARALLEL_BATCH_WORK {
+                if nb > 1 && nb * tq * tk * (d + dv) >= GEMM_BATCH_WORK {
                     tasks
                         .into_par_iter()
                         .for_each_init(Vec::new, |s, t| one(t, s, true));

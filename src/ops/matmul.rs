@@ -5,11 +5,8 @@ use super::ReadMany;
 use crate::autograd::{grads, BackwardCx, InputGrads, Op};
 use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
-use rayon::prelude::*;
 
-use std::mem::MaybeUninit;
-
-use crate::kernels::gemm::{matmul as gemm, MatRef, PARALLEL_BATCH_WORK};
+use crate::kernels::gemm::{matmul_batch, matmul_to_vec, MatRef};
 use crate::layout::for_each_row;
 use crate::shape::{broadcast_shapes, numel, Dims};
 use crate::tensor::{Seen, Tensor};
@@ -94,10 +91,8 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
         .expect("internal error: matmul batch dims checked by the caller");
     let mut out_shape: Dims = batch.clone();
     out_shape.extend([m, n]);
-    let len = numel(&out_shape);
-    let mut out: Vec<T> = crate::pool::take(len);
     let seen = Seen::note(&[a, b]);
-    {
+    let out = {
         let r = ReadMany::new(&[a, b]);
         let (la, lb) = (a.layout(), b.layout());
         let (a_cs, b_rs, b_cs) = (la.strides[na - 1], lb.strides[nb - 2], lb.strides[nb - 1]);
@@ -116,15 +111,7 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
                     rs: a_rs,
                     cs: a_cs,
                 };
-                gemm(
-                    numel(&sa[..na - 1]),
-                    k,
-                    n,
-                    am,
-                    bm,
-                    &mut out.spare_capacity_mut()[..len],
-                    false,
-                );
+                matmul_to_vec(numel(&sa[..na - 1]), k, n, am, bm)
             }
             _ => {
                 let mut full_a: Dims = batch.clone();
@@ -143,38 +130,17 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
                         offsets.extend((0..len).map(|i| (oa + i * sa, ob + i * sb)));
                     },
                 );
-                let a_rs = ba.strides[nbat];
-                let product =
-                    |dst: &mut [MaybeUninit<T>], &(oa, ob): &(usize, usize), serial: bool| {
-                        let am = MatRef {
-                            data: r.get(0),
-                            offset: oa,
-                            rs: a_rs,
-                            cs: a_cs,
-                        };
-                        let bm = MatRef { offset: ob, ..bm };
-                        gemm(m, k, n, am, bm, dst, serial);
-                    };
-                let chunk = (m * n).max(1);
-                let spare = &mut out.spare_capacity_mut()[..len];
-                if offsets.len() > 1 && offsets.len() * m * n * k >= PARALLEL_BATCH_WORK {
-                    // many small products: one task each, each on one thread
-                    spare
-                        .par_chunks_exact_mut(chunk)
-                        .zip(offsets.par_iter())
-                        .for_each(|(dst, o)| product(dst, o, true));
-                } else {
-                    for (dst, o) in spare.chunks_exact_mut(chunk).zip(&offsets) {
-                        product(dst, o, false);
-                    }
-                }
+                let am = MatRef {
+                    data: r.get(0),
+                    offset: 0,
+                    rs: ba.strides[nbat],
+                    cs: a_cs,
+                };
+                matmul_batch(m, k, n, am, bm, &offsets)
             }
         }
-    }
-    // SAFETY: every element of `out[..len]` was written above: the products
-    // cover the output exactly (one per batch index, each `m × n`), and the GEMM
-    // writes all of its output (zeros when `k == 0`).
-    unsafe { out.set_len(len) };
+    };
+    debug_assert_eq!(out.len(), numel(&out_shape));
     Tensor::from_op_data(seen, out, &out_shape, MatMul, &[a, b])
 }
 

@@ -2,13 +2,11 @@
 //! keeps each row's mean and reciprocal standard deviation, and a fused backward
 //! rule. (The composite of `mean_axis`, `sub`, `square`, … is nine ops each way;
 //! it stays in the tests as the reference.) Public as
-//! `nn::functional::layer_norm`.
-
-use rayon::prelude::*;
+//! `nn::functional::layer_norm`; the loops over rows are in `kernels::norm`.
 
 use crate::autograd::{BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
-use crate::kernels::reduce::{dot, sum_map, sum_slice};
+use crate::kernels::norm::{layer_norm_backward, layer_norm_forward};
 use crate::pool;
 use crate::tensor::{Seen, Tensor};
 
@@ -18,20 +16,6 @@ struct LayerNorm<T> {
     eps: T,
     has_weight: bool,
     has_bias: bool,
-}
-
-/// Inputs of at least this many elements split their rows over the thread pool,
-/// in groups of about `GROUP` elements.
-const PARALLEL_LEN: usize = 1 << 15;
-const GROUP: usize = 1 << 13;
-
-/// One group of rows in the backward pass: `dx` to fill, `x` and `g`, and the
-/// rows' statistics.
-type BackwardGroup<'a, T> = ((&'a mut [T], (&'a [T], &'a [T])), &'a [(T, T)]);
-
-/// Rows per group for rows of length `d`.
-fn group_rows(d: usize) -> usize {
-    (GROUP / d.max(1)).max(1)
 }
 
 /// `(x − mean) / sqrt(var + eps) · weight + bias` over the last axis (biased
@@ -56,34 +40,7 @@ pub(crate) fn layer_norm<T: Element>(
     let stats: Vec<(T, T)> = if d == 0 {
         Vec::new()
     } else {
-        x.with_contiguous(|x| {
-            let rows = group_rows(d) * d;
-            let normalize = |(out, x): (&mut [T], &[T])| {
-                let mut stats = Vec::with_capacity(x.len() / d);
-                for (row, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-                    // pairwise sums: a running sum drifts on long rows
-                    let mean = sum_slice(row) / c(d as f64);
-                    let var = sum_map(row, |v| (v - mean) * (v - mean)) / c(d as f64);
-                    let rstd = T::one() / (var + eps).sqrt();
-                    stats.push((mean, rstd));
-                    for (j, (o, &v)) in dst.iter_mut().zip(row).enumerate() {
-                        let n = (v - mean) * rstd;
-                        let n = w.as_ref().map_or(n, |w| n * w[j]);
-                        *o = b.as_ref().map_or(n, |b| n + b[j]);
-                    }
-                }
-                stats
-            };
-            if x.len() < PARALLEL_LEN {
-                return normalize((&mut out[..], x));
-            }
-            let groups: Vec<Vec<(T, T)>> = out
-                .par_chunks_mut(rows)
-                .zip(x.par_chunks(rows))
-                .map(normalize)
-                .collect();
-            groups.concat()
-        })
+        x.with_contiguous(|x| layer_norm_forward(x, d, w.as_deref(), b.as_deref(), eps, &mut out))
     };
     let op = LayerNorm {
         stats,
@@ -114,64 +71,14 @@ impl<T: Element> Op<T> for LayerNorm<T> {
         let need_w = self.has_weight && cx.needs(1);
         let need_b = self.has_bias && cx.needs(1 + self.has_weight as usize);
         let mut dx = pool::filled(x.numel(), T::zero());
-        let inv_d = T::one() / c(d as f64);
         let zeros = |on: bool| vec![T::zero(); if on { d } else { 0 }];
         let (dw, db) = if d == 0 {
             (zeros(need_w), zeros(need_b))
         } else {
             x.with_contiguous(|x| {
                 g.with_contiguous(|g| {
-                    let group = group_rows(d);
-                    let rows = group * d;
-                    let grads = |((dx, (x, g)), stats): BackwardGroup<'_, T>| {
-                        let (mut dw, mut db) = (zeros(need_w), zeros(need_b));
-                        let mut ghat = vec![T::zero(); d];
-                        let mut xhat = vec![T::zero(); d];
-                        let rows = x
-                            .chunks_exact(d)
-                            .zip(g.chunks_exact(d))
-                            .zip(dx.chunks_exact_mut(d));
-                        for (((xr, gr), dxr), &(mean, rstd)) in rows.zip(stats) {
-                            for j in 0..d {
-                                xhat[j] = (xr[j] - mean) * rstd;
-                                ghat[j] = weight.as_ref().map_or(gr[j], |w| gr[j] * w[j]);
-                            }
-                            let mg = sum_slice(&ghat) * inv_d;
-                            let mgx = dot(&ghat, &xhat) * inv_d;
-                            for (j, o) in dxr.iter_mut().enumerate() {
-                                *o = rstd * (ghat[j] - mg - xhat[j] * mgx);
-                            }
-                            if need_w {
-                                dw.iter_mut()
-                                    .zip(gr)
-                                    .zip(&xhat)
-                                    .for_each(|((a, &g), &h)| *a += g * h);
-                            }
-                            if need_b {
-                                db.iter_mut().zip(gr).for_each(|(a, &g)| *a += g);
-                            }
-                        }
-                        (dw, db)
-                    };
-                    if x.len() < PARALLEL_LEN {
-                        return grads(((&mut dx[..], (x, g)), &self.stats[..]));
-                    }
-                    dx.par_chunks_mut(rows)
-                        .zip(x.par_chunks(rows).zip(g.par_chunks(rows)))
-                        .zip(self.stats.par_chunks(group))
-                        .map(grads)
-                        // collected in order and summed in order, so the result
-                        // does not depend on how rayon split the work
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .fold(
-                            (zeros(need_w), zeros(need_b)),
-                            |(mut w1, mut b1), (w2, b2)| {
-                                w1.iter_mut().zip(w2).for_each(|(a, b)| *a += b);
-                                b1.iter_mut().zip(b2).for_each(|(a, b)| *a += b);
-                                (w1, b1)
-                            },
-                        )
+                    let w = weight.as_deref();
+                    layer_norm_backward(x, g, d, &self.stats, w, need_w, need_b, &mut dx)
                 })
             })
         };
@@ -229,7 +136,7 @@ mod tests {
 
     #[test]
     fn parallel_weight_gradients_are_the_same_in_every_run() {
-        // 1024 rows of 64: past PARALLEL_LEN, so the rows are split over the
+        // 1024 rows of 64: past LAYER_NORM_LEN, so the rows are split over the
         // pool; the per-group sums must be added in one fixed order.
         let x = rand_leaf(&[1024, 64], 31).detach().cast::<f32>();
         let w = Tensor::<f32>::ones(&[64]).requires_grad();

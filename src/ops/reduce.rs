@@ -212,11 +212,7 @@ impl<T: Element> Tensor<T> {
         let seen = Seen::note(&[self]);
         let (vals, arg) = self.with_contiguous(|x| k::extreme_axis(x, outer, n, inner, max));
         let shape = reduced_shape(self.shape(), a, keepdim);
-        let pos = arg
-            .into_iter()
-            .enumerate()
-            .map(|(j, k)| ((j / inner) * n + k) * inner + j % inner)
-            .collect();
+        let pos = k::axis_positions(arg, n, inner);
         let op = ExtremeAxis { max, pos };
         Ok(Tensor::from_op_data(seen, vals, &shape, op, &[self]))
     }

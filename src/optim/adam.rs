@@ -409,15 +409,15 @@ fn for_chunks<T: Element>(
     v: &mut [T],
     f: impl Fn(&mut [T], &[T], &mut [T], &mut [T]) + Sync,
 ) {
+    use crate::kernels::parallel::{ADAM_CHUNK, ADAM_LEN};
     use rayon::prelude::*;
-    const CHUNK: usize = 1 << 14;
-    if p.len() < 4 * CHUNK {
+    if p.len() < ADAM_LEN {
         return f(p, g, m, v);
     }
-    p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
+    p.par_chunks_mut(ADAM_CHUNK)
+        .zip(g.par_chunks(ADAM_CHUNK))
+        .zip(m.par_chunks_mut(ADAM_CHUNK))
+        .zip(v.par_chunks_mut(ADAM_CHUNK))
         .for_each(|(((p, g), m), v)| f(p, g, m, v));
 }
 

@@ -1,0 +1,206 @@
+//! Layer normalisation loops over contiguous rows: the fused forward pass that
+//! keeps each row's mean and reciprocal standard deviation, and the fused
+//! backward pass. The op and its recording are in `ops::norm`.
+
+use rayon::prelude::*;
+
+use super::parallel::{LAYER_NORM_GROUP, LAYER_NORM_LEN};
+use super::reduce::{dot, sum_map, sum_slice};
+use crate::element::{c, Element};
+
+/// One group of rows in the backward pass: `dx` to fill, `x` and `g`, and the
+/// rows' statistics.
+type BackwardGroup<'a, T> = ((&'a mut [T], (&'a [T], &'a [T])), &'a [(T, T)]);
+
+/// Rows per group for rows of length `d`.
+fn group_rows(d: usize) -> usize {
+    (LAYER_NORM_GROUP / d.max(1)).max(1)
+}
+
+/// `out = (x − mean) / sqrt(var + eps) · weight + bias` for each row of length
+/// `d > 0` of the contiguous `x` (biased variance); `out` is as long as `x`, and
+/// `weight` and `bias`, when given, have length `d`. Returns each row's mean and
+/// `1 / sqrt(var + eps)`. Large inputs split their rows over the thread pool;
+/// every row is computed the same way either way.
+pub(crate) fn layer_norm_forward<T: Element>(
+    x: &[T],
+    d: usize,
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    eps: T,
+    out: &mut [T],
+) -> Vec<(T, T)> {
+    let rows = group_rows(d) * d;
+    let normalize = |(out, x): (&mut [T], &[T])| {
+        let mut stats = Vec::with_capacity(x.len() / d);
+        for (row, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            // pairwise sums: a running sum drifts on long rows
+            let mean = sum_slice(row) / c(d as f64);
+            let var = sum_map(row, |v| (v - mean) * (v - mean)) / c(d as f64);
+            let rstd = T::one() / (var + eps).sqrt();
+            stats.push((mean, rstd));
+            for (j, (o, &v)) in dst.iter_mut().zip(row).enumerate() {
+                let n = (v - mean) * rstd;
+                let n = weight.map_or(n, |w| n * w[j]);
+                *o = bias.map_or(n, |b| n + b[j]);
+            }
+        }
+        stats
+    };
+    if x.len() < LAYER_NORM_LEN {
+        return normalize((out, x));
+    }
+    let groups: Vec<Vec<(T, T)>> = out
+        .par_chunks_mut(rows)
+        .zip(x.par_chunks(rows))
+        .map(normalize)
+        .collect();
+    groups.concat()
+}
+
+/// The backward pass of [`layer_norm_forward`] for the upstream gradient `g`
+/// (contiguous, as long as `x`, rows of length `d > 0`) and the forward pass's
+/// `stats`. With `x̂ = (x − mean)·rstd` and `ĝ = g·weight`, per row:
+/// `dx = rstd · (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))` written to `dx`, and returns
+/// `(dweight, dbias)` = `(Σ_rows g·x̂, Σ_rows g)`, each of length `d` when asked
+/// for (`need_w`, `need_b`), else empty. Large inputs split their rows over the
+/// thread pool; the per-group sums are then added in order, so the result does
+/// not depend on how rayon split the work.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn layer_norm_backward<T: Element>(
+    x: &[T],
+    g: &[T],
+    d: usize,
+    stats: &[(T, T)],
+    weight: Option<&[T]>,
+    need_w: bool,
+    need_b: bool,
+    dx: &mut [T],
+) -> (Vec<T>, Vec<T>) {
+    let inv_d = T::one() / c(d as f64);
+    let zeros = |on: bool| vec![T::zero(); if on { d } else { 0 }];
+    let group = group_rows(d);
+    let rows = group * d;
+    let grads = |((dx, (x, g)), stats): BackwardGroup<'_, T>| {
+        let (mut dw, mut db) = (zeros(need_w), zeros(need_b));
+        let mut ghat = vec![T::zero(); d];
+        let mut xhat = vec![T::zero(); d];
+        let rows = x
+            .chunks_exact(d)
+            .zip(g.chunks_exact(d))
+            .zip(dx.chunks_exact_mut(d));
+        for (((xr, gr), dxr), &(mean, rstd)) in rows.zip(stats) {
+            for j in 0..d {
+                xhat[j] = (xr[j] - mean) * rstd;
+                ghat[j] = weight.map_or(gr[j], |w| gr[j] * w[j]);
+            }
+            let mg = sum_slice(&ghat) * inv_d;
+            let mgx = dot(&ghat, &xhat) * inv_d;
+            for (j, o) in dxr.iter_mut().enumerate() {
+                *o = rstd * (ghat[j] - mg - xhat[j] * mgx);
+            }
+            if need_w {
+                dw.iter_mut()
+                    .zip(gr)
+                    .zip(&xhat)
+                    .for_each(|((a, &g), &h)| *a += g * h);
+            }
+            if need_b {
+                db.iter_mut().zip(gr).for_each(|(a, &g)| *a += g);
+            }
+        }
+        (dw, db)
+    };
+    if x.len() < LAYER_NORM_LEN {
+        return grads(((dx, (x, g)), stats));
+    }
+    dx.par_chunks_mut(rows)
+        .zip(x.par_chunks(rows).zip(g.par_chunks(rows)))
+        .zip(stats.par_chunks(group))
+        .map(grads)
+        // collected in order and summed in order, so the result
+        // does not depend on how rayon split the work
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(
+            (zeros(need_w), zeros(need_b)),
+            |(mut w1, mut b1), (w2, b2)| {
+                w1.iter_mut().zip(w2).for_each(|(a, b)| *a += b);
+                b1.iter_mut().zip(b2).for_each(|(a, b)| *a += b);
+                (w1, b1)
+            },
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in about [-2, 2).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 22) as f32 - 2.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parallel_rows_are_the_rows_computed_one_by_one() {
+        // 64 rows of 1024: past LAYER_NORM_LEN, so the rows are split over the
+        // pool; each row alone is below it, so it takes the serial loop
+        let d = 1024;
+        let (x, g) = (values(64 * d, 1), values(64 * d, 2));
+        let (w, b) = (values(d, 3), values(d, 4));
+        assert!(x.len() >= LAYER_NORM_LEN);
+        let mut out = vec![0.0; x.len()];
+        let stats = layer_norm_forward(&x, d, Some(&w), Some(&b), 1e-5, &mut out);
+        let mut dx = vec![0.0; x.len()];
+        let (dw, db) = layer_norm_backward(&x, &g, d, &stats, Some(&w), true, true, &mut dx);
+        let (mut dw1, mut db1) = (vec![0.0f32; d], vec![0.0f32; d]);
+        for (r, &row_stats) in stats.iter().enumerate() {
+            let rows = r * d..(r + 1) * d;
+            let mut o = vec![0.0; d];
+            let s = layer_norm_forward(&x[rows.clone()], d, Some(&w), Some(&b), 1e-5, &mut o);
+            assert_eq!(s, [row_stats]);
+            assert_eq!(o, out[rows.clone()]);
+            let mut dxr = vec![0.0; d];
+            let (w1, b1) = layer_norm_backward(
+                &x[rows.clone()],
+                &g[rows.clone()],
+                d,
+                &s,
+                Some(&w),
+                true,
+                true,
+                &mut dxr,
+            );
+            assert_eq!(dxr, dx[rows]);
+            dw1.iter_mut().zip(w1).for_each(|(a, v)| *a += v);
+            db1.iter_mut().zip(b1).for_each(|(a, v)| *a += v);
+        }
+        // the sums over rows are grouped differently: close, not equal
+        for (got, want) in dw.iter().chain(&db).zip(dw1.iter().chain(&db1)) {
+            assert!(
+                (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "{got} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn gradients_not_asked_for_are_empty() {
+        let x = values(12, 5);
+        let mut out = vec![0.0; 12];
+        let stats = layer_norm_forward(&x, 4, None, None, 1e-5, &mut out);
+        assert_eq!(stats.len(), 3);
+        let mut dx = vec![0.0; 12];
+        let (dw, db) = layer_norm_backward(&x, &x, 4, &stats, None, false, true, &mut dx);
+        assert!(dw.is_empty());
+        assert_eq!(db.len(), 4);
+    }
+}

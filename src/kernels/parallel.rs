@@ -1,0 +1,59 @@
+//! When a kernel uses the rayon thread pool: every size from which a loop is
+//! split over the pool, and the size of the pieces it is cut into, in one place.
+//!
+//! Waking the pool costs some microseconds per dispatch, so each threshold is
+//! the size from which the split pays for itself on the kernel it gates. The
+//! chunk sizes only decide how work is cut, never how it is combined: kernels
+//! that sum across pieces add the pieces' results in a fixed order, so results
+//! are the same with or without the pool.
+
+/// Elementwise kernels of cheap elements (a few arithmetic instructions: add,
+/// mul, relu, copies; memory-bound) on outputs of at least this many elements
+/// run on the thread pool (`Cost::Cheap` in `kernels::elementwise`).
+pub(crate) const ELEMENTWISE_CHEAP_LEN: usize = 1 << 18;
+
+/// Elementwise kernels of costly elements (a transcendental function or
+/// similar: exp, tanh, GELU, pow) on outputs of at least this many elements run
+/// on the thread pool (`Cost::Costly` in `kernels::elementwise`).
+pub(crate) const ELEMENTWISE_COSTLY_LEN: usize = 1 << 15;
+
+/// The pieces a parallel elementwise kernel is cut into.
+pub(crate) const ELEMENTWISE_CHUNK: usize = 1 << 14;
+
+/// Row-wise kernels (the softmax family in `kernels::reduce`) on at least this
+/// many elements split their rows over the thread pool, in groups of about
+/// [`ROWS_CHUNK`] elements.
+pub(crate) const ROWS_LEN: usize = 1 << 15;
+
+/// Elements per group of whole rows of a parallel row-wise kernel (at least one
+/// row per group).
+pub(crate) const ROWS_CHUNK: usize = 1 << 13;
+
+/// Layer normalisation (forward and backward) on inputs of at least this many
+/// elements splits its rows over the thread pool, in groups of about
+/// [`LAYER_NORM_GROUP`] elements.
+pub(crate) const LAYER_NORM_LEN: usize = 1 << 15;
+
+/// Elements per group of whole rows of a parallel layer normalisation (at least
+/// one row per group). The backward pass sums the weight and bias gradients per
+/// group, then across groups in order.
+pub(crate) const LAYER_NORM_GROUP: usize = 1 << 13;
+
+/// Work (m·n·k) from which a product is split over the thread pool; below it, one
+/// thread is faster (measured: a 128³ product runs best on one thread, a 256³ one
+/// nearly twice as fast on two).
+pub(crate) const GEMM_WORK: usize = 160 * 160 * 160;
+
+/// The fewest rows a part of a split product gets (a few micro-kernel heights).
+pub(crate) const GEMM_MIN_ROWS_PER_PART: usize = 24;
+
+/// Work (m·n·k, summed over a batch) from which a batch of small products is
+/// spread over the thread pool, one product per task.
+pub(crate) const GEMM_BATCH_WORK: usize = 64 * 64 * 64;
+
+/// The pieces Adam's update of one parameter is cut into on the thread pool.
+pub(crate) const ADAM_CHUNK: usize = 1 << 14;
+
+/// Parameters of at least this many elements are updated by Adam on the thread
+/// pool, [`ADAM_CHUNK`] elements per task (four chunks or more).
+pub(crate) const ADAM_LEN: usize = 4 * ADAM_CHUNK;
