@@ -174,13 +174,6 @@ pub fn run_local(o: &Options, ranks: usize) -> Result<Vec<Summary>, Error> {
         .collect()
 }
 
-#[cfg(feature = "mpi")]
-fn under_mpirun() -> bool {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
-}
-
 fn main() -> ExitCode {
     let (o, ranks) = match parse(std::env::args().skip(1).collect()) {
         Ok(Some(x)) => x,
@@ -194,7 +187,7 @@ fn main() -> ExitCode {
         }
     };
     #[cfg(feature = "mpi")]
-    if under_mpirun() {
+    if ferrograd::distributed::launched_by_mpirun() {
         let comm = match ferrograd::distributed::MpiCollective::init() {
             Ok(c) => c,
             Err(e) => {

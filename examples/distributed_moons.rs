@@ -233,14 +233,6 @@ pub fn run_local(o: &Options) -> Result<Vec<Summary>, Error> {
         .collect()
 }
 
-/// Whether `mpirun` (Open MPI, MPICH or a PMIx launcher) started this process.
-#[cfg(feature = "mpi")]
-fn under_mpirun() -> bool {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
-}
-
 fn main() -> ExitCode {
     let options = match Options::from_args(std::env::args().skip(1)) {
         Ok(Some(o)) => o,
@@ -254,7 +246,7 @@ fn main() -> ExitCode {
         }
     };
     #[cfg(feature = "mpi")]
-    if under_mpirun() {
+    if ferrograd::distributed::launched_by_mpirun() {
         let comm = match ferrograd::distributed::MpiCollective::init() {
             Ok(c) => c,
             Err(e) => {

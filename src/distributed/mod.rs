@@ -86,3 +86,18 @@ pub use mpi::MpiCollective;
 pub use parallel::DataParallel;
 
 pub(crate) use collective::part_range;
+
+/// True when this process was started by an MPI launcher (`mpirun`/`mpiexec`
+/// of Open MPI, MPICH or a PMIx-based one), read from the variables they set:
+/// a program can then use [`MpiCollective`] (feature `mpi`), and run its ranks
+/// as threads ([`local::spawn`]) otherwise.
+///
+/// ```
+/// // `cargo test` is not started by mpirun
+/// assert!(!ferrograd::distributed::launched_by_mpirun());
+/// ```
+pub fn launched_by_mpirun() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
