@@ -89,7 +89,7 @@ pub(crate) use collective::part_range;
 
 /// True when this process was started by an MPI launcher (`mpirun`/`mpiexec`
 /// of Open MPI, MPICH or a PMIx-based one), read from the variables they set:
-/// a program can then use [`MpiCollective`] (feature `mpi`), and run its ranks
+/// a program can then use `MpiCollective` (feature `mpi`), and run its ranks
 /// as threads ([`local::spawn`]) otherwise.
 ///
 /// ```
