@@ -202,13 +202,32 @@ impl LocalCollective {
     }
 
     /// The contributions' lengths must all be equal.
-    fn check_lengths(
-        &self,
-        op: &'static str,
-        round: &Round,
-        len: impl Fn(&Data) -> usize,
-    ) -> Result<()> {
-        let lens: Vec<usize> = round.0.iter().map(|c| len(&c.data)).collect();
+    /// The sum over the ranks, added in rank order, of `f32` or `f64` buffers.
+    fn all_reduce_elems<T: Wire>(&self, op: &'static str, buf: &mut [T]) -> Result<()> {
+        let round = self.exchange(op, None, T::wrap(buf.to_vec()))?;
+        self.check_lengths(op, &round)?;
+        sum_in_order(buf, round.0.iter().map(|c| T::unwrap(&c.data)));
+        Ok(())
+    }
+
+    /// Rank `root`'s `f32` or `f64` buffer, copied into every rank's.
+    fn broadcast_elems<T: Wire>(&self, op: &'static str, buf: &mut [T], root: usize) -> Result<()> {
+        check_root(op, self.rank, root, self.shared.size)?;
+        let data = if self.rank == root {
+            T::wrap(buf.to_vec())
+        } else {
+            Data::Len(buf.len())
+        };
+        let round = self.exchange(op, Some(root), data)?;
+        self.check_lengths(op, &round)?;
+        if self.rank != root {
+            buf.copy_from_slice(T::unwrap(&round.0[root].data));
+        }
+        Ok(())
+    }
+
+    fn check_lengths(&self, op: &'static str, round: &Round) -> Result<()> {
+        let lens: Vec<usize> = round.0.iter().map(|c| c.data.len()).collect();
         if lens.iter().any(|&l| l != lens[0]) {
             return Err(Error::Collective {
                 op,
@@ -234,51 +253,19 @@ impl Collective for LocalCollective {
     }
 
     fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<()> {
-        let op = "all_reduce_sum_f32";
-        let round = self.exchange(op, None, Data::F32(buf.to_vec()))?;
-        self.check_lengths(op, &round, Data::len)?;
-        sum_in_order(buf, round.0.iter().map(|c| c.data.f32()));
-        Ok(())
+        self.all_reduce_elems("all_reduce_sum_f32", buf)
     }
 
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {
-        let op = "all_reduce_sum_f64";
-        let round = self.exchange(op, None, Data::F64(buf.to_vec()))?;
-        self.check_lengths(op, &round, Data::len)?;
-        sum_in_order(buf, round.0.iter().map(|c| c.data.f64()));
-        Ok(())
+        self.all_reduce_elems("all_reduce_sum_f64", buf)
     }
 
     fn broadcast_f32(&self, buf: &mut [f32], root: usize) -> Result<()> {
-        let op = "broadcast_f32";
-        check_root(op, self.rank, root, self.shared.size)?;
-        let data = if self.rank == root {
-            Data::F32(buf.to_vec())
-        } else {
-            Data::Len(buf.len())
-        };
-        let round = self.exchange(op, Some(root), data)?;
-        self.check_lengths(op, &round, Data::len)?;
-        if self.rank != root {
-            buf.copy_from_slice(round.0[root].data.f32());
-        }
-        Ok(())
+        self.broadcast_elems("broadcast_f32", buf, root)
     }
 
     fn broadcast_f64(&self, buf: &mut [f64], root: usize) -> Result<()> {
-        let op = "broadcast_f64";
-        check_root(op, self.rank, root, self.shared.size)?;
-        let data = if self.rank == root {
-            Data::F64(buf.to_vec())
-        } else {
-            Data::Len(buf.len())
-        };
-        let round = self.exchange(op, Some(root), data)?;
-        self.check_lengths(op, &round, Data::len)?;
-        if self.rank != root {
-            buf.copy_from_slice(round.0[root].data.f64());
-        }
-        Ok(())
+        self.broadcast_elems("broadcast_f64", buf, root)
     }
 
     fn broadcast_bytes(&self, buf: &mut Vec<u8>, root: usize) -> Result<()> {
@@ -430,23 +417,42 @@ impl Data {
     }
 
     // The ranks called the same operation (checked), so the kinds match.
-    fn f32(&self) -> &[f32] {
+    fn bytes(&self) -> &[u8] {
         match self {
+            Data::Bytes(v) => v,
+            _ => unreachable!("the ranks called the same operation"),
+        }
+    }
+}
+
+/// The element types a group reduces and broadcasts, and how they travel in
+/// a round.
+trait Wire: Copy + std::ops::AddAssign + 'static {
+    fn wrap(values: Vec<Self>) -> Data;
+    /// The values of a round's entry (the ranks called the same operation,
+    /// checked, so the kinds match).
+    fn unwrap(data: &Data) -> &[Self];
+}
+
+impl Wire for f32 {
+    fn wrap(values: Vec<f32>) -> Data {
+        Data::F32(values)
+    }
+    fn unwrap(data: &Data) -> &[f32] {
+        match data {
             Data::F32(v) => v,
             _ => unreachable!("the ranks called the same operation"),
         }
     }
+}
 
-    fn f64(&self) -> &[f64] {
-        match self {
-            Data::F64(v) => v,
-            _ => unreachable!("the ranks called the same operation"),
-        }
+impl Wire for f64 {
+    fn wrap(values: Vec<f64>) -> Data {
+        Data::F64(values)
     }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Data::Bytes(v) => v,
+    fn unwrap(data: &Data) -> &[f64] {
+        match data {
+            Data::F64(v) => v,
             _ => unreachable!("the ranks called the same operation"),
         }
     }
