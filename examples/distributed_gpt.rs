@@ -24,7 +24,7 @@
 use std::process::ExitCode;
 
 use ferrograd::data::shard;
-use ferrograd::distributed::{local, Collective, CollectiveExt, DataParallel};
+use ferrograd::distributed::{launch, local, Collective, CollectiveExt, DataParallel};
 use ferrograd::optim::lr::Scheduler;
 use ferrograd::optim::Optimizer;
 use ferrograd::Error;
@@ -186,24 +186,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    #[cfg(feature = "mpi")]
-    if ferrograd::distributed::launched_by_mpirun() {
-        let comm = match ferrograd::distributed::MpiCollective::init() {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        return match run(&comm, &o) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error on rank {}: {e}", comm.rank());
-                comm.abort(1)
-            }
-        };
-    }
-    match run_local(&o, ranks) {
+    // threads of this process, or this process's rank under mpirun (feature mpi)
+    match launch(ranks, |comm| run(comm, &o)) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

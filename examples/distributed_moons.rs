@@ -25,7 +25,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ferrograd::data::{gather_rows, Batches};
-use ferrograd::distributed::{local, save_checkpoint, Collective, CollectiveExt, DataParallel};
+use ferrograd::distributed::{
+    launch, local, save_checkpoint, Collective, CollectiveExt, DataParallel,
+};
 use ferrograd::io::Checkpoint;
 use ferrograd::nn::{Activation, Mlp, Module};
 use ferrograd::optim::{Optimizer, Sgd, SgdConfig};
@@ -245,31 +247,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    #[cfg(feature = "mpi")]
-    if ferrograd::distributed::launched_by_mpirun() {
-        let comm = match ferrograd::distributed::MpiCollective::init() {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if comm.rank() == 0 {
-            println!(
-                "(MPI: {} processes, rank 0 on {})",
-                comm.world_size(),
-                comm.processor_name()
-            );
-        }
-        return match run(&comm, &options.moons) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error on rank {}: {e}", comm.rank());
-                comm.abort(1) // the other ranks may be waiting for this one
-            }
-        };
-    }
-    match run_local(&options) {
+    // threads of this process, or this process's rank under mpirun (feature mpi)
+    match launch(options.ranks, |comm| run(comm, &options.moons)) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

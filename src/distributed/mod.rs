@@ -90,7 +90,7 @@ pub(crate) use collective::part_range;
 /// True when this process was started by an MPI launcher (`mpirun`/`mpiexec`
 /// of Open MPI, MPICH or a PMIx-based one), read from the variables they set:
 /// a program can then use `MpiCollective` (feature `mpi`), and run its ranks
-/// as threads ([`local::spawn`]) otherwise.
+/// as threads ([`local::spawn`]) otherwise; [`launch`] makes that choice.
 ///
 /// ```
 /// // `cargo test` is not started by mpirun
@@ -100,4 +100,53 @@ pub fn launched_by_mpirun() -> bool {
     ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
         .iter()
         .any(|v| std::env::var_os(v).is_some())
+}
+
+/// Runs `f` on each rank of a group and returns this process's results: under
+/// an MPI launcher ([`launched_by_mpirun`]) in a build with the `mpi` feature,
+/// once, as this process's rank of the MPI job (one result); otherwise on
+/// `local_ranks` threads of this process ([`local::spawn`], one result per
+/// rank, in rank order). The same program then runs on one machine or under
+/// `mpirun`.
+///
+/// Under MPI, an error from `f` on one rank would leave the other ranks
+/// waiting in their next collective operation forever: it is printed to
+/// standard error and the job is aborted (`MPI_Abort`), which ends every
+/// process. On threads, the errors are returned (the first in rank order).
+///
+/// ```
+/// use ferrograd::distributed::{launch, CollectiveExt};
+/// let sums = launch(3, |comm| {
+///     let mut x = [comm.rank() as f32];
+///     comm.all_reduce_sum(&mut x)?;
+///     Ok(x[0])
+/// })?;
+/// assert_eq!(sums, [3.0, 3.0, 3.0]);                 // 0 + 1 + 2 on every rank
+/// # Ok::<(), ferrograd::Error>(())
+/// ```
+///
+/// # Errors
+/// The first error of `f` on the threads; [`Error::Collective`] when MPI
+/// cannot start.
+///
+/// [`Error::Collective`]: crate::Error::Collective
+pub fn launch<R, F>(local_ranks: usize, f: F) -> crate::Result<Vec<R>>
+where
+    R: Send,
+    F: Fn(&dyn Collective) -> crate::Result<R> + Sync,
+{
+    #[cfg(feature = "mpi")]
+    if launched_by_mpirun() {
+        let comm = MpiCollective::init()?;
+        return match f(&comm) {
+            Ok(r) => Ok(vec![r]),
+            Err(e) => {
+                eprintln!("error on rank {}: {e}", comm.rank());
+                comm.abort(1) // the other ranks may be waiting for this one
+            }
+        };
+    }
+    local::spawn(local_ranks, |comm| f(&comm))
+        .into_iter()
+        .collect()
 }
