@@ -239,33 +239,31 @@ fn describe_text(text: &str, op: &str) -> String {
     });
     let mut entry: Option<&str> = None;
     for (symbol, at) in &frames {
-        if is_library(symbol, at.as_deref(), own_src) {
-            let ours = at
-                .as_deref()
-                .zip(own_src)
-                .is_some_and(|(at, src)| !src.is_empty() && at.starts_with(src))
-                || symbol.contains("ferrograd::");
-            if ours
-                && !symbol.contains("anomaly")
-                && !at
-                    .as_deref()
-                    .is_some_and(|a| a.contains("autograd/anomaly.rs"))
-            {
-                entry = Some(symbol);
+        let at = at.as_deref();
+        match origin(symbol, at, own_src) {
+            Origin::Runtime => {}
+            Origin::Ours => {
+                // the outermost of this crate's frames: the function the user called
+                let this_module = symbol.contains("autograd::anomaly")
+                    || at.is_some_and(|a| a.contains("autograd/anomaly.rs"));
+                if !this_module {
+                    entry = Some(symbol);
+                }
             }
-            continue;
-        }
-        let mut s = match at {
-            Some(at) => format!("at {at} (in {})", trim_hash(symbol)),
-            None => format!("in {} (no debug info: no file and line)", trim_hash(symbol)),
-        };
-        if let Some(e) = entry.map(|e| pretty(trim_hash(e))) {
-            if e != format!("Tensor::{op}") {
-                s.pop();
-                s.push_str(&format!(", through {e})"));
+            Origin::User => {
+                let mut s = match at {
+                    Some(at) => format!("at {at} (in {})", trim_hash(symbol)),
+                    None => format!("in {} (no debug info: no file and line)", trim_hash(symbol)),
+                };
+                if let Some(e) = entry.map(|e| pretty(trim_hash(e))) {
+                    if e != format!("Tensor::{op}") {
+                        s.pop();
+                        s.push_str(&format!(", through {e})"));
+                    }
+                }
+                return s;
             }
         }
-        return s;
     }
     "at an unknown place (no stack frame outside ferrograd was found)".to_string()
 }
@@ -295,27 +293,47 @@ fn parse_frames(text: &str) -> Vec<(String, Option<String>)> {
     frames
 }
 
-/// True for frames of this crate, the standard library, rayon and the
-/// backtrace machinery: the ones to look past. A frame with a file is this
-/// crate's when the file lies under `own_src` (this crate's `src/` as the debug
-/// info spells it), the standard library's when it lies under `/rustc/`; a
-/// frame without one is judged by its symbol.
-fn is_library(symbol: &str, at: Option<&str>, own_src: Option<&str>) -> bool {
+/// Whose code a stack frame runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// This crate's.
+    Ours,
+    /// The standard library's, rayon's, the backtrace machinery's: looked past.
+    Runtime,
+    /// The caller's: where the report points.
+    User,
+}
+
+/// Whose code a frame runs. A frame with a file is this crate's when the file
+/// lies under `own_src` (this crate's `src/` as the debug info spells it), the
+/// runtime's when it lies under `/rustc/` or in rayon; a frame without one is
+/// judged by its symbol.
+fn origin(symbol: &str, at: Option<&str>, own_src: Option<&str>) -> Origin {
     if let Some(at) = at {
         if at.starts_with("/rustc/")
             || at.contains("/.cargo/registry/src/") && at.contains("/rayon")
         {
-            return true;
+            return Origin::Runtime;
         }
         if let Some(src) = own_src.filter(|s| !s.is_empty()) {
-            return at.starts_with(src);
+            return if at.starts_with(src) {
+                Origin::Ours
+            } else {
+                Origin::User
+            };
+        }
+        if at.contains(concat!(env!("CARGO_MANIFEST_DIR"), "/src/")) {
+            return Origin::Ours;
         }
     }
     let s = symbol.trim_start_matches(['<', '&', '*']);
     let s = s.strip_prefix("mut ").unwrap_or(s);
     let s = s.strip_prefix("dyn ").unwrap_or(s);
-    const PREFIXES: [&str; 9] = [
-        "ferrograd::",
+    // `<T as ferrograd::…>::f`: this crate's own generic impls
+    if s.starts_with("ferrograd::") || s.starts_with("T as ferrograd::") {
+        return Origin::Ours;
+    }
+    const RUNTIME: [&str; 9] = [
         "std::",
         "core::",
         "alloc::",
@@ -324,17 +342,14 @@ fn is_library(symbol: &str, at: Option<&str>, own_src: Option<&str>) -> bool {
         "__rust",
         "__libc",
         "_start",
+        "F as ",
     ];
-    if PREFIXES.iter().any(|p| s.starts_with(p)) || s.starts_with("F as ") {
-        return true;
-    }
-    // `<T as Trait>::f` of this crate's own generic impls
-    if s.starts_with("T as ferrograd::") {
-        return true;
-    }
-    match at {
-        Some(at) => at.contains(concat!(env!("CARGO_MANIFEST_DIR"), "/src/")),
-        None => s.starts_with("unknown") || s.starts_with("clone") || s.starts_with("start_thread"),
+    let thread_start = at.is_none()
+        && (s.starts_with("unknown") || s.starts_with("clone") || s.starts_with("start_thread"));
+    if RUNTIME.iter().any(|p| s.starts_with(p)) || thread_start {
+        Origin::Runtime
+    } else {
+        Origin::User
     }
 }
 
@@ -423,16 +438,19 @@ mod tests {
 
     #[test]
     fn symbols_decide_for_frames_without_a_file() {
-        assert!(!is_library(
-            "<mycrate::Net as ferrograd::nn::Module<f64>>::forward",
-            None,
-            None
-        ));
-        assert!(is_library(
-            "<&ferrograd::tensor::Tensor<T> as core::ops::arith::Mul>::mul",
-            None,
-            None
-        ));
+        let of = |s| origin(s, None, None);
+        assert_eq!(
+            of("<mycrate::Net as ferrograd::nn::Module<f64>>::forward"),
+            Origin::User
+        );
+        assert_eq!(
+            of("<&ferrograd::tensor::Tensor<T> as core::ops::arith::Mul>::mul"),
+            Origin::Ours
+        );
+        assert_eq!(
+            of("core::ops::function::FnOnce::call_once"),
+            Origin::Runtime
+        );
         assert_eq!(
             describe_text("   0: ferrograd::x\n   1: app::main\n", "x"),
             "in app::main (no debug info: no file and line, through ferrograd::x)"
