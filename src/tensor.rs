@@ -80,9 +80,7 @@ impl Seen {
             v
         }))
     }
-}
 
-impl Seen {
     /// The noted versions (`None` when the op will not be recorded).
     pub(crate) fn versions(&self) -> Option<&[u64]> {
         self.0.as_deref()

@@ -246,9 +246,36 @@ fn not_recorded_without_a_gradient_or_under_no_grad() {
         Tensor::apply(&MyExp, &[&w])
     };
     assert!(!z.needs_grad());
-    // the forward's own ops are not recorded either: one node, one rule
-    let y = Tensor::apply(&MyExp, &[&w]);
-    assert_eq!(y.op_name(), Some("my_exp"));
+    // the forward's own ops are not recorded either: they run with recording off
+    #[derive(Clone)]
+    struct SeesMode(Arc<Mutex<Vec<bool>>>);
+    impl Function<f64> for SeesMode {
+        fn name(&self) -> &'static str {
+            "sees_mode"
+        }
+        fn forward(&self, _: &mut ForwardCtx<f64>, x: &[&Tensor<f64>]) -> Result<Tensor<f64>> {
+            self.0.lock().unwrap().push(ferrograd::is_grad_enabled());
+            let inner = x[0] * 2.0;
+            assert!(!inner.needs_grad(), "an op inside forward was recorded");
+            Ok(inner)
+        }
+        fn backward(&self, _: &BackwardCtx<'_, f64>, g: &Tensor<f64>) -> Grads {
+            Ok(vec![Some(g * 2.0)])
+        }
+    }
+    let modes = Arc::new(Mutex::new(Vec::new()));
+    let y = Tensor::apply(&SeesMode(modes.clone()), &[&w]);
+    assert_eq!(*modes.lock().unwrap(), [false]);
+    assert!(
+        ferrograd::is_grad_enabled(),
+        "recording is back on after apply"
+    );
+    assert_eq!(y.op_name(), Some("sees_mode"));
+    // one recorded op over one leaf: the forward's `* 2.0` left no node behind
+    assert!(y
+        .to_dot(&[])
+        .starts_with("// ferrograd graph: 1 ops, 1 leaves"));
+    assert_eq!(y.sum().backward().unwrap().get(&w).unwrap().to_vec(), [2.0]);
 }
 
 #[test]

@@ -232,14 +232,10 @@ impl<T: Element> ForwardCtx<T> {
 /// What a [`Function`]'s backward rule may look at.
 pub struct BackwardCtx<'a, T: Element = f32> {
     cx: &'a BackwardCx<'a, T>,
-    op: &'a dyn Named,
+    /// The function's name, for messages.
+    name: &'static str,
     saved: &'a [Tensor<T>],
     save_output: bool,
-}
-
-/// The function's name, without its element type (for `BackwardCtx`'s messages).
-trait Named {
-    fn name(&self) -> &'static str;
 }
 
 impl<T: Element> BackwardCtx<'_, T> {
@@ -257,7 +253,7 @@ impl<T: Element> BackwardCtx<'_, T> {
         assert!(
             self.save_output,
             "{}: backward reads the output, but forward did not call ctx.save_output()",
-            self.op.name()
+            self.name
         );
         self.cx.output
     }
@@ -336,12 +332,6 @@ struct CustomOp<T: Element, F> {
     save_output: bool,
 }
 
-impl<T: Element, F: Function<T>> Named for CustomOp<T, F> {
-    fn name(&self) -> &'static str {
-        self.f.name()
-    }
-}
-
 impl<T: Element, F: Function<T>> Op<T> for CustomOp<T, F> {
     fn name(&self) -> &'static str {
         self.f.name()
@@ -359,7 +349,7 @@ impl<T: Element, F: Function<T>> Op<T> for CustomOp<T, F> {
         let name = self.f.name();
         let ctx = BackwardCtx {
             cx,
-            op: self,
+            name,
             saved: &self.saved,
             save_output: self.save_output,
         };

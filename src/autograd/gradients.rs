@@ -141,9 +141,7 @@ impl<T: Element> Gradients<T> {
         let sq: f64 = self
             .entries
             .iter()
-            .map(|(_, g)| {
-                g.with_contiguous(|d| d.iter().map(|&v| v.to_f64_lossless().powi(2)).sum::<f64>())
-            })
+            .map(|(_, g)| super::inspect::sum_of_squares(g))
             .sum();
         T::from_f64_lossy(sq.sqrt())
     }

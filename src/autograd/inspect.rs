@@ -76,10 +76,14 @@ fn label<T: Element>(i: usize, p: &impl ParamRef<T>) -> String {
     }
 }
 
+/// `Σ g²` over the elements of `g`, summed in `f64`.
+pub(crate) fn sum_of_squares<T: Element>(g: &Tensor<T>) -> f64 {
+    g.with_contiguous(|d| d.iter().map(|&v| v.to_f64_lossless().powi(2)).sum::<f64>())
+}
+
 /// `sqrt(Σ g²)` over the elements of `g`, summed in `f64`.
 pub(crate) fn l2_norm<T: Element>(g: &Tensor<T>) -> f64 {
-    g.with_contiguous(|d| d.iter().map(|&v| v.to_f64_lossless().powi(2)).sum::<f64>())
-        .sqrt()
+    sum_of_squares(g).sqrt()
 }
 
 impl<T: Element> Gradients<T> {
