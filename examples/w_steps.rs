@@ -3,7 +3,9 @@
 //! `scripts/steps_callgrind.sh` runs it with 1 and 3 steps after a warm-up step
 //! and prints the instructions per step of the difference (start-up cancels).
 //!
-//! Run: `cargo run --release --example w_steps -- w2|w5 STEPS`
+//! `w2-1` and `w2-256` run W2 at batch 1 and 256.
+//!
+//! Run: `cargo run --release --example w_steps -- w2|w2-1|w2-256|w5 STEPS`
 
 // only the training loops are used here
 #[allow(dead_code)]
@@ -14,12 +16,15 @@ mod mlp;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: w_steps w2|w5 STEPS";
+    let usage = "usage: w_steps w2|w2-1|w2-256|w5 STEPS";
     let workload = args.next().expect(usage);
     let steps: usize = args.next().and_then(|s| s.parse().ok()).expect(usage);
     let mut step: Box<dyn FnMut() -> f32> = match workload.as_str() {
-        "w2" => {
-            let mut t = mlp::MlpTraining::new(32, 0);
+        "w2" | "w2-1" | "w2-256" => {
+            let batch = workload
+                .strip_prefix("w2-")
+                .map_or(32, |b| b.parse().unwrap());
+            let mut t = mlp::MlpTraining::new(batch, 0);
             Box::new(move || t.step())
         }
         "w5" => {

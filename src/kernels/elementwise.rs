@@ -35,29 +35,15 @@ impl Cost {
     }
 }
 
-/// Runs `f`, a kernel's loop, compiled for AVX2 when the CPU has it (twice the
-/// lanes of the SSE2 baseline the crate is built for). Only the vector width
-/// changes: without FMA contraction (Rust never contracts `a·b + c`), every
-/// element's arithmetic, and so every result, is the same on both paths. For
-/// `Costly` kernels (transcendentals), whose loops are compute-bound; `f` and
-/// what it calls must be `#[inline(always)]` to be compiled into it.
+/// Runs `f` compiled for AVX2 when the kernel is `Costly` (see [`super::wide`]);
+/// cheap kernels are memory-bound and gain nothing from wider lanes.
 #[inline(always)]
 fn wide<R>(cost: Cost, f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cost == Cost::Costly && std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { with_avx2(f) };
-        }
+    if cost == Cost::Costly {
+        super::wide(f)
+    } else {
+        f()
     }
-    let _ = cost;
-    f()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
 }
 
 /// An empty buffer of capacity `n` filled with `f` applied chunk by chunk over

@@ -11,3 +11,27 @@ pub(crate) mod gemm;
 pub(crate) mod norm;
 pub(crate) mod parallel;
 pub(crate) mod reduce;
+
+/// Runs `f`, a kernel's loop, compiled for AVX2 when the CPU has it (twice the
+/// lanes of the SSE2 baseline the crate is built for). Only the vector width
+/// changes: without FMA contraction (Rust never contracts `a·b + c`), every
+/// element's arithmetic, and so every result, is the same on both paths. For
+/// compute-bound loops (transcendentals, square roots and divisions); `f` and
+/// what it calls must be `#[inline(always)]` to be compiled into it.
+#[inline(always)]
+pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { with_avx2(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
