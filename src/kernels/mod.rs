@@ -5,6 +5,7 @@
 //! strided path. Ops in `crate::ops` call these; they contain no loops themselves.
 
 pub(crate) mod approx;
+pub(crate) mod attention;
 pub(crate) mod elementwise;
 pub(crate) mod gather;
 pub(crate) mod gemm;
