@@ -6,7 +6,7 @@
 use std::mem::MaybeUninit;
 
 use super::gemm::MatRef;
-use super::parallel::GEMM_BATCH_WORK;
+use super::parallel::{use_pool, GEMM_BATCH_WORK};
 use super::reduce::{dot, sum_slice};
 use crate::element::Element;
 
@@ -15,7 +15,7 @@ use crate::element::Element;
 /// thread pool: from [`GEMM_BATCH_WORK`] in all, and more than one head.
 #[inline]
 pub(crate) fn heads_in_parallel(heads: usize, tq: usize, tk: usize, width: usize) -> bool {
-    heads > 1 && heads * tq * tk * width >= GEMM_BATCH_WORK
+    heads > 1 && use_pool(heads * tq * tk * width, GEMM_BATCH_WORK)
 }
 
 /// `&mut [T]` as an output slice of the GEMM.

@@ -8,7 +8,9 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::parallel::{ELEMENTWISE_CHEAP_LEN, ELEMENTWISE_CHUNK as CHUNK, ELEMENTWISE_COSTLY_LEN};
+use super::parallel::{
+    use_pool, ELEMENTWISE_CHEAP_LEN, ELEMENTWISE_CHUNK as CHUNK, ELEMENTWISE_COSTLY_LEN,
+};
 use crate::element::Element;
 use crate::layout::{for_each_row, Layout};
 use crate::pool;
@@ -72,7 +74,7 @@ pub(crate) fn map<T: Element>(
     let n = layout.numel();
     if let Some(r) = layout.contiguous_range() {
         let src = &data[r];
-        if n >= cost.parallel_len() {
+        if use_pool(n, cost.parallel_len()) {
             return fill_parallel(n, |start, slots| {
                 wide(
                     cost,
@@ -123,7 +125,7 @@ pub(crate) fn zip<T: Element>(
     let n = la.numel();
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
         let (a, b) = (&a[ra], &b[rb]);
-        if n >= cost.parallel_len() {
+        if use_pool(n, cost.parallel_len()) {
             return fill_parallel(n, |start, slots| {
                 wide(
                     cost,
@@ -187,7 +189,7 @@ pub(crate) fn zip3<T: Element>(
         lc.contiguous_range(),
     ) {
         let (a, b, c) = (&a[ra], &b[rb], &c[rc]);
-        if n >= cost.parallel_len() {
+        if use_pool(n, cost.parallel_len()) {
             return fill_parallel(n, |start, slots| {
                 let inputs = a[start..].iter().zip(&b[start..]).zip(&c[start..]);
                 for (slot, ((&x, &y), &z)) in slots.iter_mut().zip(inputs) {
@@ -220,7 +222,7 @@ pub(crate) fn map_inplace<T: Element>(dst: &mut [T], cost: Cost, f: impl Fn(T) -
             || d.iter_mut().for_each(|v| *v = f(*v)),
         )
     };
-    if dst.len() >= cost.parallel_len() {
+    if use_pool(dst.len(), cost.parallel_len()) {
         dst.par_chunks_mut(CHUNK).for_each(run);
     } else {
         run(dst);
@@ -245,7 +247,7 @@ pub(crate) fn zip_inplace<T: Element>(
                 || d.iter_mut().zip(b).for_each(|(x, &y)| *x = f(*x, y)),
             )
         };
-        if dst.len() >= cost.parallel_len() {
+        if use_pool(dst.len(), cost.parallel_len()) {
             dst.par_chunks_mut(CHUNK)
                 .zip(b.par_chunks(CHUNK))
                 .for_each(run);

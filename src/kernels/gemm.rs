@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::parallel::{GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART, GEMM_WORK};
+use super::parallel::{use_pool, GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART, GEMM_WORK};
 use crate::element::Element;
 use crate::pool;
 
@@ -68,14 +68,15 @@ pub(crate) fn matmul<T: Element>(
     }
     a.check(m, k);
     b.check(k, n);
-    let parts = if serial || m * n * k < GEMM_WORK {
+    let pool = !serial && use_pool(m * n * k, GEMM_WORK);
+    let parts = if !pool {
         1
     } else {
         rayon::current_num_threads().min(m / GEMM_MIN_ROWS_PER_PART)
     };
     if parts <= 1 {
         // `gemm`'s own threading only for wide products too short to split by rows
-        let par = if !serial && m * n * k >= GEMM_WORK {
+        let par = if pool {
             gemm::Parallelism::Rayon(0)
         } else {
             gemm::Parallelism::None
@@ -138,7 +139,7 @@ pub(crate) fn matmul_batch<T: Element>(
     };
     let chunk = (m * n).max(1);
     let spare = &mut out.spare_capacity_mut()[..len];
-    if offsets.len() > 1 && offsets.len() * m * n * k >= GEMM_BATCH_WORK {
+    if offsets.len() > 1 && use_pool(offsets.len() * m * n * k, GEMM_BATCH_WORK) {
         // many small products: one task each, each on one thread
         spare
             .par_chunks_exact_mut(chunk)

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::parallel::{LAYER_NORM_GROUP, LAYER_NORM_LEN};
+use super::parallel::{use_pool, LAYER_NORM_GROUP, LAYER_NORM_LEN};
 use super::reduce::{dot, sum_map, sum_slice};
 use crate::element::{c, Element};
 
@@ -47,7 +47,7 @@ pub(crate) fn layer_norm_forward<T: Element>(
         }
         stats
     };
-    if x.len() < LAYER_NORM_LEN {
+    if !use_pool(x.len(), LAYER_NORM_LEN) {
         return normalize((out, x));
     }
     let groups: Vec<Vec<(T, T)>> = out
@@ -111,7 +111,7 @@ pub(crate) fn layer_norm_backward<T: Element>(
         }
         (dw, db)
     };
-    if x.len() < LAYER_NORM_LEN {
+    if !use_pool(x.len(), LAYER_NORM_LEN) {
         return grads(((dx, (x, g)), stats));
     }
     dx.par_chunks_mut(rows)

@@ -7,6 +7,16 @@
 //! that sum across pieces add the pieces' results in a fixed order, so results
 //! are the same with or without the pool.
 
+/// Whether a loop of `size` (elements, or work for the GEMM) goes to the thread
+/// pool, given its threshold `min`: from `min` on, and only when the pool has
+/// more than one thread (with one, the pool would only add the hand-off from
+/// the calling thread to the worker and back). The pool's size is looked up
+/// only for loops past their threshold.
+#[inline]
+pub(crate) fn use_pool(size: usize, min: usize) -> bool {
+    size >= min && rayon::current_num_threads() > 1
+}
+
 /// Elementwise kernels of cheap elements (a few arithmetic instructions: add,
 /// mul, relu, copies; memory-bound) on outputs of at least this many elements
 /// run on the thread pool (`Cost::Cheap` in `kernels::elementwise`).

@@ -4,7 +4,7 @@
 use crate::element::Element;
 use rayon::prelude::*;
 
-use super::parallel::{ROWS_CHUNK, ROWS_LEN};
+use super::parallel::{use_pool, ROWS_CHUNK, ROWS_LEN};
 use crate::layout::{for_each_row, Layout};
 use crate::pool;
 
@@ -227,7 +227,7 @@ fn for_each_lane<T: Element>(
         return;
     }
     if inner == 1 {
-        if x.len() >= ROWS_LEN {
+        if use_pool(x.len(), ROWS_LEN) {
             // rows are independent: groups of them on the thread pool
             let rows = (ROWS_CHUNK / n).max(1) * n;
             out.par_chunks_mut(rows)
@@ -393,7 +393,7 @@ fn lanes2<T: Element>(
                 f(a, b, d);
             }
         };
-        if a.len() >= ROWS_LEN {
+        if use_pool(a.len(), ROWS_LEN) {
             let rows = (ROWS_CHUNK / n).max(1) * n;
             out.par_chunks_mut(rows)
                 .zip(a.par_chunks(rows).zip(b.par_chunks(rows)))

@@ -411,11 +411,11 @@ fn for_chunks<T: Element>(
     v: &mut [T],
     f: impl Fn(&mut [T], &[T], &mut [T], &mut [T]) + Sync,
 ) {
-    use crate::kernels::parallel::{ADAM_CHUNK, ADAM_LEN};
+    use crate::kernels::parallel::{use_pool, ADAM_CHUNK, ADAM_LEN};
     use crate::kernels::wide;
     use rayon::prelude::*;
     let f = |p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]| wide(|| f(p, g, m, v));
-    if p.len() < ADAM_LEN {
+    if !use_pool(p.len(), ADAM_LEN) {
         return f(p, g, m, v);
     }
     p.par_chunks_mut(ADAM_CHUNK)
