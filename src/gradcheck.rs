@@ -520,7 +520,7 @@ fn same_shape(op: &'static str, what: &str, y: Tensor<f64>, shape: &[usize]) -> 
 fn perturbed(x: &Tensor<f64>, k: usize, delta: f64) -> Tensor<f64> {
     let layout = x.layout();
     if layout.is_non_overlapping() {
-        let mut data = x.read().clone();
+        let mut data = x.read().to_vec();
         data[layout.offset_of(&unravel(k, x.shape()))] += delta;
         Tensor::from_parts(Storage::new(data), layout.clone(), false)
     } else {

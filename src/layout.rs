@@ -128,6 +128,22 @@ impl Layout {
 
     /// A broadcast view onto `shape`; the caller has checked that it is compatible.
     pub(crate) fn broadcast_to(&self, shape: &[usize]) -> Self {
+        if self.shape[..] == *shape {
+            // the same layout, with stride 0 on size-1 dims as below (and the
+            // same `dense`, which ignores size-1 dims), without recomputing it
+            let mut l = self.clone();
+            for (s, &d) in l.strides.iter_mut().zip(shape) {
+                if d == 1 {
+                    *s = 0;
+                }
+            }
+            return l;
+        }
+        self.broadcast_general(shape)
+    }
+
+    /// [`broadcast_to`](Self::broadcast_to) computed from scratch.
+    fn broadcast_general(&self, shape: &[usize]) -> Self {
         let extra = shape.len() - self.ndim();
         let mut strides: Dims = SmallVec::from_elem(0, shape.len());
         for (i, &d) in shape.iter().enumerate().skip(extra) {
@@ -260,6 +276,21 @@ pub(crate) fn for_each_row<const K: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broadcast_to_its_own_shape_is_the_general_result() {
+        let base = Layout::contiguous(&[2, 1, 3]);
+        for l in [
+            base.clone(),
+            base.permute(&[2, 1, 0]),
+            base.narrow(2, 1, 2),
+            Layout::contiguous(&[1]),
+            Layout::contiguous(&[]),
+            Layout::contiguous(&[3]).broadcast_to(&[2, 3]),
+        ] {
+            assert_eq!(l.broadcast_to(&l.shape), l.broadcast_general(&l.shape));
+        }
+    }
 
     #[test]
     fn views_and_contiguity() {

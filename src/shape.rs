@@ -45,6 +45,9 @@ pub(crate) fn contiguous_strides(shape: &[usize]) -> Dims {
 
 /// The NumPy broadcast of two shapes, or `None` when they do not broadcast.
 pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Dims> {
+    if a == b {
+        return Some(Dims::from_slice(a));
+    }
     let n = a.len().max(b.len());
     let mut out: Dims = SmallVec::from_elem(0, n);
     for i in 0..n {

@@ -4,6 +4,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use smallvec::SmallVec;
+
+/// Buffers of at most this many elements live inside the [`Storage`] itself:
+/// a scalar or a tiny tensor costs no allocation of its own.
+pub(crate) const INLINE: usize = 4;
+
+/// A tensor's elements: inline up to [`INLINE`] elements, on the heap beyond.
+pub(crate) type Buf<T> = SmallVec<[T; INLINE]>;
+
 /// A buffer shared by a tensor and all of its views.
 ///
 /// Kernels take the read lock; in-place updates (optimizers, [`Tensor::assign`])
@@ -12,15 +21,19 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 ///
 /// [`Tensor::assign`]: crate::Tensor::assign
 pub(crate) struct Storage<T: crate::element::Element> {
-    data: RwLock<Vec<T>>,
+    data: RwLock<Buf<T>>,
     /// The buffer's length, which never changes (updates write elements only).
     len: usize,
     version: AtomicU64,
 }
 
 impl<T: crate::element::Element> Storage<T> {
+    /// A storage over `data`: a [`Buf`] as kernels that write small outputs
+    /// inline give it, or a `Vec` (moved inline and freed when it has at most
+    /// [`INLINE`] elements, kept as it is otherwise).
     #[inline]
-    pub(crate) fn new(data: Vec<T>) -> Arc<Self> {
+    pub(crate) fn new(data: impl Into<Buf<T>>) -> Arc<Self> {
+        let data = data.into();
         Arc::new(Storage {
             len: data.len(),
             data: RwLock::new(data),
@@ -30,13 +43,13 @@ impl<T: crate::element::Element> Storage<T> {
 
     /// Read access. A poisoned lock still holds plain numbers, so it is not an error.
     #[inline]
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<T>> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Buf<T>> {
         self.data.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Write access for an in-place update; bumps the version.
     #[inline]
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Vec<T>> {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Buf<T>> {
         let guard = self.data.write().unwrap_or_else(|e| e.into_inner());
         self.version.fetch_add(1, Ordering::Release);
         guard
@@ -45,7 +58,7 @@ impl<T: crate::element::Element> Storage<T> {
     /// Write access that does not count as an update (used only on buffers that
     /// nothing else can see yet, e.g. a gradient being accumulated).
     #[inline]
-    pub(crate) fn write_fresh(&self) -> RwLockWriteGuard<'_, Vec<T>> {
+    pub(crate) fn write_fresh(&self) -> RwLockWriteGuard<'_, Buf<T>> {
         self.data.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -62,9 +75,11 @@ impl<T: crate::element::Element> Storage<T> {
 }
 
 impl<T: crate::element::Element> Drop for Storage<T> {
-    /// Hands the buffer to this thread's cache for reuse.
+    /// Hands a heap buffer to this thread's cache for reuse.
     fn drop(&mut self) {
         let data = self.data.get_mut().unwrap_or_else(|e| e.into_inner());
-        crate::pool::give(std::mem::take(data));
+        if data.spilled() {
+            crate::pool::give(std::mem::take(data).into_vec());
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::element::Element;
 use crate::error::{or_panic, Error, Result};
 use crate::kernels::elementwise::Cost;
 use crate::layout::Layout;
-use crate::storage::Storage;
+use crate::storage::{Buf, Storage};
 use smallvec::SmallVec;
 
 /// An n-dimensional array of `T` (`f32` by default) that records the operations it
@@ -136,6 +136,12 @@ impl<T: Element> Tensor<T> {
     /// A fresh contiguous tensor that records nothing.
     #[inline]
     pub(crate) fn from_data(data: Vec<T>, shape: &[usize]) -> Self {
+        Self::from_buf(Buf::from_vec(data), shape)
+    }
+
+    /// [`from_data`](Self::from_data) over a [`Buf`] (small outputs are inline).
+    #[inline]
+    pub(crate) fn from_buf(data: Buf<T>, shape: &[usize]) -> Self {
         debug_assert_eq!(data.len(), crate::shape::numel(shape));
         Self::from_parts(Storage::new(data), Layout::contiguous(shape), false)
     }
@@ -191,7 +197,7 @@ impl<T: Element> Tensor<T> {
     #[inline]
     pub(crate) fn from_op_data_like(
         seen: Seen,
-        data: Vec<T>,
+        data: Buf<T>,
         like: &Tensor<T>,
         op: impl Op<T>,
         inputs: &[&Tensor<T>],
@@ -210,6 +216,18 @@ impl<T: Element> Tensor<T> {
     pub(crate) fn from_op_data(
         seen: Seen,
         data: Vec<T>,
+        shape: &[usize],
+        op: impl Op<T>,
+        inputs: &[&Tensor<T>],
+    ) -> Self {
+        Self::from_op_buf(seen, Buf::from_vec(data), shape, op, inputs)
+    }
+
+    /// [`from_op_data`](Self::from_op_data) over a [`Buf`] (small outputs are inline).
+    #[inline]
+    pub(crate) fn from_op_buf(
+        seen: Seen,
+        data: Buf<T>,
         shape: &[usize],
         op: impl Op<T>,
         inputs: &[&Tensor<T>],
@@ -246,7 +264,7 @@ impl<T: Element> Tensor<T> {
 
     /// Read access to the whole buffer (index it through `layout()`).
     #[inline]
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<T>> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, crate::storage::Buf<T>> {
         self.0.storage.read()
     }
 

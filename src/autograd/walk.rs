@@ -8,7 +8,6 @@
 //! gradients can be differentiated again. Without it the rules run as plain
 //! arithmetic, fan-in is summed in place, and nothing is recorded.
 
-use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -45,11 +44,108 @@ type IdMap<V> = HashMap<usize, V, BuildHasherDefault<IdHasher>>;
 /// dense index of the input or [`NONE`].
 pub(crate) struct Graph<'a, T: Element> {
     pub(crate) nodes: Vec<&'a Tensor<T>>,
-    ids: Vec<usize>,
     edges: Vec<u32>,
     first_edge: Vec<u32>,
     /// Dense index of each discovered id.
-    index: IdMap<u32>,
+    index: Index,
+    /// The dense indices by descending id: a reverse topological order.
+    order: Vec<u32>,
+}
+
+/// Dense indices by id. Ids are sequential, and most of a graph's nodes were
+/// created shortly before its root (a chain of ops, a forward pass), so the ids
+/// near the root are kept in a table indexed by their distance below the
+/// root's id, which also yields them in descending id order with no sort. Ids
+/// farther away (parameters created long ago) go to a hash map, whose few
+/// entries are sorted.
+struct Index {
+    root_id: usize,
+    /// `near[d]`: the dense index of id `root_id - d`, or [`NONE`].
+    near: Vec<u32>,
+    far: IdMap<u32>,
+    /// The smallest distance `d` of an id in `far` (`usize::MAX` while empty):
+    /// an id closer than that is in `near` or nowhere.
+    far_min: usize,
+}
+
+impl Index {
+    fn new(root_id: usize) -> Self {
+        Index {
+            root_id,
+            near: vec![0],
+            far: IdMap::default(),
+            far_min: usize::MAX,
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: usize) -> Option<u32> {
+        let d = self.root_id.checked_sub(id)?;
+        if let Some(&i) = self.near.get(d) {
+            if i != NONE {
+                return Some(i);
+            }
+        }
+        if d < self.far_min {
+            return None;
+        }
+        self.far.get(&id).copied()
+    }
+
+    /// The dense index of `id`, given `next` (the number of nodes so far) when
+    /// it is new. Only ids below the root's are ever looked up here.
+    #[inline]
+    fn get_or_insert(&mut self, id: usize, next: u32) -> u32 {
+        let d = self.root_id - id;
+        if d < self.near.len() {
+            let slot = self.near[d];
+            if slot != NONE {
+                return slot;
+            }
+            if d < self.far_min {
+                self.near[d] = next;
+                return next;
+            }
+        } else if d < 4 * (next as usize + 16) {
+            // the table stays within 4 slots per node
+            if d >= self.far_min {
+                if let Some(&i) = self.far.get(&id) {
+                    return i;
+                }
+            }
+            let len = (2 * self.near.len()).clamp(d + 1, 4 * (next as usize + 16));
+            self.near.resize(len, NONE);
+            self.near[d] = next;
+            return next;
+        }
+        let slot = *self.far.entry(id).or_insert(next);
+        if slot == next {
+            self.far_min = self.far_min.min(d);
+        }
+        slot
+    }
+
+    /// The dense indices by descending id: the table's in its order, merged
+    /// with the hash map's, sorted.
+    fn descending(&self, n: usize) -> Vec<u32> {
+        let mut order = Vec::with_capacity(n);
+        let mut far: Vec<(usize, u32)> = self.far.iter().map(|(&id, &i)| (id, i)).collect();
+        far.sort_unstable_by_key(|&(id, _)| std::cmp::Reverse(id));
+        let mut far = far.into_iter().peekable();
+        for (d, &i) in self.near.iter().enumerate() {
+            if i == NONE {
+                continue;
+            }
+            let id = self.root_id - d;
+            while let Some((_, j)) = far.next_if(|&(fid, _)| fid > id) {
+                order.push(j);
+            }
+            order.push(i);
+        }
+        order.extend(far.map(|(_, j)| j));
+        debug_assert_eq!(order.len(), n);
+        order
+    }
 }
 
 impl<'a, T: Element> Graph<'a, T> {
@@ -58,40 +154,41 @@ impl<'a, T: Element> Graph<'a, T> {
     pub(crate) fn discover(root: &'a Tensor<T>, min_id: usize) -> Self {
         let mut g = Graph {
             nodes: vec![root],
-            ids: vec![root.0.id],
             edges: Vec::new(),
             first_edge: Vec::new(),
-            index: IdMap::default(),
+            index: Index::new(root.0.id),
+            order: Vec::new(),
         };
-        g.index.insert(root.0.id, 0);
         let mut i = 0;
         while i < g.nodes.len() {
             g.first_edge.push(g.edges.len() as u32);
-            if let Some(gf) = g.nodes[i].grad_fn() {
-                for input in gf.inputs {
+            let node = &g.nodes[i].0;
+            if node.recorded {
+                for input in &node.inputs {
                     if !input.needs_grad() || input.0.id < min_id {
                         g.edges.push(NONE);
                         continue;
                     }
                     let next = g.nodes.len() as u32;
-                    let slot = *g.index.entry(input.0.id).or_insert(next);
+                    let slot = g.index.get_or_insert(input.0.id, next);
                     if slot == next {
                         g.nodes.push(input);
-                        g.ids.push(input.0.id);
                     }
                     g.edges.push(slot);
                 }
             }
             i += 1;
         }
+        g.order = g.index.descending(g.nodes.len());
         g
     }
 
     /// The dense index of a discovered tensor.
     pub(crate) fn dense_index(&self, t: &Tensor<T>) -> Option<u32> {
-        self.index.get(&t.0.id).copied()
+        self.index.get(t.0.id)
     }
 
+    #[inline]
     fn edges_of(&self, i: usize, n_inputs: usize) -> &[u32] {
         &self.edges[self.first_edge[i] as usize..][..n_inputs]
     }
@@ -105,9 +202,7 @@ impl<'a, T: Element> Graph<'a, T> {
             needed[w as usize] = true;
         }
         // Inputs have smaller ids: ascending id order sees them first.
-        let mut order: Vec<u32> = (0..self.nodes.len() as u32).collect();
-        order.sort_unstable_by_key(|&i| self.ids[i as usize]);
-        for &i in &order {
+        for &i in self.order.iter().rev() {
             let i = i as usize;
             let start = self.first_edge[i] as usize;
             let end = self
@@ -156,11 +251,6 @@ fn walk<T: Element>(
     keep: Keep<'_>,
 ) -> Result<Vec<(usize, Tensor<T>)>> {
     let n = graph.nodes.len();
-    // Ids grow with creation, so descending id is a reverse topological order:
-    // a node's gradient is complete when its turn comes.
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.sort_unstable_by_key(|&i| Reverse(graph.ids[i as usize]));
-
     let mut grads: Vec<Option<Tensor<T>>> = Vec::with_capacity(n);
     grads.resize_with(n, || None);
     grads[0] = Some(seed);
@@ -170,7 +260,9 @@ fn walk<T: Element>(
     let flagged = flags::any();
     let anomaly = anomaly::on_for_walk();
     let _in_walk = anomaly.then(anomaly::WalkScope::enter);
-    for &i in &order {
+    // Ids grow with creation, so descending id is a reverse topological order:
+    // a node's gradient is complete when its turn comes.
+    for &i in &graph.order {
         let i = i as usize;
         let Some(mut grad) = grads[i].take() else {
             continue;

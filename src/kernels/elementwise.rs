@@ -14,6 +14,7 @@ use super::parallel::{
 use crate::element::Element;
 use crate::layout::{for_each_row, Layout};
 use crate::pool;
+use crate::storage::{Buf, INLINE};
 
 /// How much work one element of a kernel is, which decides from what size it is
 /// worth waking the thread pool (a dispatch costs some microseconds).
@@ -109,6 +110,49 @@ pub(crate) fn map<T: Element>(
         },
     );
     out
+}
+
+/// [`map`] into a [`Buf`]: a contiguous output of at most [`INLINE`] elements is
+/// written inline, with no allocation (the same arithmetic, element by element).
+#[inline]
+pub(crate) fn map_buf<T: Element>(
+    data: &[T],
+    layout: &Layout,
+    cost: Cost,
+    f: impl Fn(T) -> T + Sync,
+) -> Buf<T> {
+    if let Some(r) = layout.contiguous_range() {
+        if r.len() <= INLINE {
+            let mut out = Buf::new();
+            for &v in &data[r] {
+                out.push(f(v));
+            }
+            return out;
+        }
+    }
+    Buf::from_vec(map(data, layout, cost, f))
+}
+
+/// [`zip`] into a [`Buf`], inline for at most [`INLINE`] contiguous elements.
+#[inline]
+pub(crate) fn zip_buf<T: Element>(
+    a: &[T],
+    la: &Layout,
+    b: &[T],
+    lb: &Layout,
+    cost: Cost,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Buf<T> {
+    if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
+        if ra.len() <= INLINE {
+            let mut out = Buf::new();
+            for (&x, &y) in a[ra].iter().zip(&b[rb]) {
+                out.push(f(x, y));
+            }
+            return out;
+        }
+    }
+    Buf::from_vec(zip(a, la, b, lb, cost, f))
 }
 
 /// `f(a, b)` over two views already broadcast to one shape, in row-major order.

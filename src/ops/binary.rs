@@ -5,7 +5,7 @@ use super::{map_grad, zip3_plain, zip_grad, zip_plain, Cost, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::error::{or_panic, Result};
-use crate::kernels::elementwise::zip;
+use crate::kernels::elementwise::zip_buf;
 use crate::shape::try_broadcast;
 use crate::tensor::{Seen, Tensor};
 
@@ -26,9 +26,9 @@ fn binary<T: Element>(
     let seen = Seen::note(&[a, b]);
     let data = {
         let r = ReadMany::new(&[a, b]);
-        zip(r.get(0), &la, r.get(1), &lb, cost, f)
+        zip_buf(r.get(0), &la, r.get(1), &lb, cost, f)
     };
-    Ok(Tensor::from_op_data(seen, data, &shape, op, &[a, b]))
+    Ok(Tensor::from_op_buf(seen, data, &shape, op, &[a, b]))
 }
 
 /// A binary op's panicking method; its `try_` twin comes from

@@ -102,7 +102,7 @@ use crate::tensor::{Seen, Tensor};
 /// Read guards for several tensors, taking each distinct buffer's lock once (a
 /// second read lock on the same buffer from one thread could wait behind a writer).
 pub(crate) struct ReadMany<'a, T> {
-    guards: SmallVec<[RwLockReadGuard<'a, Vec<T>>; 3]>,
+    guards: SmallVec<[RwLockReadGuard<'a, crate::storage::Buf<T>>; 3]>,
     which: SmallVec<[usize; 3]>,
 }
 
@@ -148,13 +148,17 @@ pub(crate) fn map_plain<T: Element>(
     cost: Cost,
     f: impl Fn(T) -> T + Sync,
 ) -> Tensor<T> {
-    Tensor::from_data(map_data(x, cost, f), x.shape())
+    Tensor::from_buf(map_data(x, cost, f), x.shape())
 }
 
 /// `f` over `x`'s elements in row-major order, into a fresh buffer.
 #[inline]
-fn map_data<T: Element>(x: &Tensor<T>, cost: Cost, f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    crate::kernels::elementwise::map(&x.read(), x.layout(), cost, f)
+fn map_data<T: Element>(
+    x: &Tensor<T>,
+    cost: Cost,
+    f: impl Fn(T) -> T + Sync,
+) -> crate::storage::Buf<T> {
+    crate::kernels::elementwise::map_buf(&x.read(), x.layout(), cost, f)
 }
 
 /// `f(a, b)` with `a` and `b` broadcast to `shape`, as a plain tensor (records nothing).
@@ -170,8 +174,8 @@ pub(crate) fn zip_plain<T: Element>(
         b.layout().broadcast_to(shape),
     );
     let r = ReadMany::new(&[a, b]);
-    let data = crate::kernels::elementwise::zip(r.get(0), &la, r.get(1), &lb, cost, f);
-    Tensor::from_data(data, shape)
+    let data = crate::kernels::elementwise::zip_buf(r.get(0), &la, r.get(1), &lb, cost, f);
+    Tensor::from_buf(data, shape)
 }
 
 /// `f(a, b, c)` with all three broadcast to `shape`, as a plain tensor.
