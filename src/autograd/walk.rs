@@ -438,3 +438,55 @@ fn accumulate<T: Element>(prev: Tensor<T>, g: Tensor<T>) -> Tensor<T> {
     }
     prev.add(&g)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Index, NONE};
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    use std::collections::HashMap;
+
+    #[test]
+    fn index_agrees_with_a_map_and_a_sort() {
+        // Ids below a root, near (a chain) and far (old parameters), in random
+        // order with repeats: the table and map give each id one dense index,
+        // find it again, and list the indices by descending id.
+        let mut rng = StdRng::seed_from_u64(7);
+        for case in 0..200 {
+            let root = 1_000_000;
+            let mut index = Index::new(root);
+            let mut reference: HashMap<usize, u32> = HashMap::from([(root, 0)]);
+            let mut next = 1u32;
+            for _ in 0..rng.random_range(1..300) {
+                let d = match rng.random_range(0..4) {
+                    0 => rng.random_range(1..8),
+                    1 => rng.random_range(1..200),
+                    2 => rng.random_range(200..5_000),
+                    _ => rng.random_range(5_000..root),
+                };
+                let id = root - d;
+                let want = *reference.entry(id).or_insert(next);
+                let got = index.get_or_insert(id, next);
+                assert_eq!(got, want, "case {case}: id {id}");
+                if got == next {
+                    next += 1;
+                }
+            }
+            for (&id, &i) in &reference {
+                if id != root {
+                    assert_eq!(index.get(id), Some(i), "case {case}: id {id}");
+                }
+            }
+            assert_eq!(index.get(root + 1), None);
+            assert_eq!(
+                index.get(root - 123_457).is_some(),
+                reference.contains_key(&(root - 123_457))
+            );
+            let mut by_id: Vec<(usize, u32)> = reference.into_iter().collect();
+            by_id.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            let want: Vec<u32> = by_id.into_iter().map(|(_, i)| i).collect();
+            assert_eq!(index.descending(next as usize), want, "case {case}");
+            assert!(!want.contains(&NONE));
+        }
+    }
+}
