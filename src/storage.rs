@@ -29,8 +29,8 @@ pub(crate) struct Storage<T: crate::element::Element> {
 
 impl<T: crate::element::Element> Storage<T> {
     /// A storage over `data`: a [`Buf`] as kernels that write small outputs
-    /// inline give it, or a `Vec` (moved inline and freed when it has at most
-    /// [`INLINE`] elements, kept as it is otherwise).
+    /// inline give it, or a `Vec` (moved inline and freed when its capacity is
+    /// at most [`INLINE`] elements, kept on the heap as it is otherwise).
     #[inline]
     pub(crate) fn new(data: impl Into<Buf<T>>) -> Arc<Self> {
         let data = data.into();

@@ -483,7 +483,7 @@ mod tests {
                 reference.contains_key(&(root - 123_457))
             );
             let mut by_id: Vec<(usize, u32)> = reference.into_iter().collect();
-            by_id.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            by_id.sort_unstable_by_key(|&(id, _)| std::cmp::Reverse(id));
             let want: Vec<u32> = by_id.into_iter().map(|(_, i)| i).collect();
             assert_eq!(index.descending(next as usize), want, "case {case}");
             assert!(!want.contains(&NONE));
