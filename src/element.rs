@@ -70,7 +70,67 @@ pub trait Element:
     /// collectives of [`distributed`](crate::distributed)).
     #[doc(hidden)]
     fn floats_mut(buf: &mut [Self]) -> FloatsMut<'_>;
+
+    /// `P`'s function for this element type (see [`PerType`]).
+    #[doc(hidden)]
+    fn per_type<P: PerType>() -> P::Fn<Self>;
 }
+
+/// A function of the element type compiled once for `f32` and once for `f64`
+/// inside this crate (see [`mono!`]): code generic over `T: Element` that calls
+/// it through [`Element::per_type`] reaches one of the two existing symbols
+/// instead of instantiating the function, and all it calls, again in the
+/// dependent crate (release builds do not share generic instances across
+/// crates).
+#[doc(hidden)]
+pub trait PerType {
+    /// The function's type for element type `T`.
+    type Fn<T: Element>: Copy;
+    /// The `f32` instance.
+    fn for_f32() -> Self::Fn<f32>;
+    /// The `f64` instance.
+    fn for_f64() -> Self::Fn<f64>;
+}
+
+/// Calls a function generic over the element type through its instance
+/// compiled in this crate (see [`PerType`]), so that a public generic entry
+/// point stays a thin wrapper in the crates that use it:
+///
+/// ```ignore
+/// mono!(|x: &Tensor<T>, n: usize| -> Tensor<T> { body }, (self, n))
+/// ```
+///
+/// `body` sees only its parameters and `T` (not `self`, nor the caller's other
+/// generics): it is the body of a generic function of its own. The call costs
+/// one direct and one indirect call; the body itself is compiled (and inlined
+/// into) once per element type, here.
+macro_rules! mono {
+    (|$($a:ident: $at:ty),* $(,)?| $body:block, ($($v:expr),* $(,)?)) => {
+        $crate::element::mono!(|$($a: $at),*| -> () $body, ($($v),*))
+    };
+    (|$($a:ident: $at:ty),* $(,)?| -> $r:ty $body:block, ($($v:expr),* $(,)?)) => {{
+        // `T` names the element type in the parameter and return types, as in
+        // the caller (a generic parameter is not hygienic in `macro_rules!`).
+        #[inline(always)]
+        fn imp<T: $crate::Element>($($a: $at),*) -> $r $body
+        struct P;
+        impl $crate::element::PerType for P {
+            type Fn<T: $crate::Element> = fn($($at),*) -> $r;
+            // Never inlined into a dependent crate: there it would name (and so
+            // instantiate) `imp::<f32>` instead of calling this crate's.
+            #[inline(never)]
+            fn for_f32() -> Self::Fn<f32> {
+                imp::<f32>
+            }
+            #[inline(never)]
+            fn for_f64() -> Self::Fn<f64> {
+                imp::<f64>
+            }
+        }
+        (<T as $crate::Element>::per_type::<P>())($($v),*)
+    }};
+}
+pub(crate) use mono;
 
 /// A mutable slice of one of the element types, tagged with its type
 /// (see [`Element::floats_mut`]).
@@ -84,7 +144,7 @@ pub enum FloatsMut<'a> {
 }
 
 macro_rules! impl_element {
-    ($t:ty, $name:literal, $floats:ident, $erf:path, $exp:expr, $tanh:expr, $erf_k:expr) => {
+    ($t:ty, $name:literal, $floats:ident, $per_type:ident, $erf:path, $exp:expr, $tanh:expr, $erf_k:expr) => {
         impl Element for $t {
             const DTYPE: &'static str = $name;
 
@@ -137,6 +197,11 @@ macro_rules! impl_element {
             fn floats_mut(buf: &mut [Self]) -> FloatsMut<'_> {
                 FloatsMut::$floats(buf)
             }
+
+            #[inline(always)]
+            fn per_type<P: PerType>() -> P::Fn<Self> {
+                P::$per_type()
+            }
         }
     };
 }
@@ -145,12 +210,22 @@ impl_element!(
     f32,
     "f32",
     F32,
+    for_f32,
     libm::erff,
     crate::kernels::approx::exp_f32,
     crate::kernels::approx::tanh_f32,
     crate::kernels::approx::erf_f32
 );
-impl_element!(f64, "f64", F64, libm::erf, f64::exp, f64::tanh, libm::erf);
+impl_element!(
+    f64,
+    "f64",
+    F64,
+    for_f64,
+    libm::erf,
+    f64::exp,
+    f64::tanh,
+    libm::erf
+);
 
 /// Shorthand for a constant of the element type.
 #[inline(always)]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLockReadGuard};
 
 use crate::autograd::{is_grad_enabled, GradFn, NoOp, Node, Op};
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::kernels::elementwise::Cost;
 use crate::layout::Layout;
@@ -363,6 +363,10 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
     pub fn to_vec(&self) -> Vec<T> {
+        mono!(|this: &Tensor<T>| -> Vec<T> { this.to_vec_body() }, (self))
+    }
+
+    fn to_vec_body(&self) -> Vec<T> {
         let data = self.read();
         match self.layout().contiguous_range() {
             Some(r) => data[r].to_vec(),
@@ -392,6 +396,13 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
     pub fn requires_grad(&self) -> Tensor<T> {
+        mono!(
+            |this: &Tensor<T>| -> Tensor<T> { this.requires_grad_body() },
+            (self)
+        )
+    }
+
+    fn requires_grad_body(&self) -> Tensor<T> {
         Self::from_parts(Arc::clone(&self.0.storage), self.0.layout.clone(), true)
     }
 
@@ -468,6 +479,13 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
     pub fn detach(&self) -> Tensor<T> {
+        mono!(
+            |this: &Tensor<T>| -> Tensor<T> { this.detach_body() },
+            (self)
+        )
+    }
+
+    fn detach_body(&self) -> Tensor<T> {
         Self::from_parts(Arc::clone(&self.0.storage), self.0.layout.clone(), false)
     }
 
@@ -495,6 +513,13 @@ impl<T: Element> Tensor<T> {
     /// [`Error::InvalidArgument`] when this tensor is a broadcast view (several of
     /// its elements share one slot of the buffer, so they cannot take different values).
     pub fn assign(&self, values: &Tensor<T>) -> Result<()> {
+        mono!(
+            |this: &Tensor<T>, values: &Tensor<T>| -> Result<()> { this.assign_body(values) },
+            (self, values)
+        )
+    }
+
+    fn assign_body(&self, values: &Tensor<T>) -> Result<()> {
         if !self.layout().is_non_overlapping() {
             return Err(Error::invalid(
                 "assign",

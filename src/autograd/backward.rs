@@ -3,7 +3,7 @@
 
 use super::walk::{self, Graph, Keep};
 use super::Gradients;
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -32,12 +32,17 @@ impl<T: Element> Tensor<T> {
     /// [`Error::ModifiedInPlace`] when a value a backward rule needs was updated in
     /// place after the forward pass (or while backward ran).
     pub fn backward(&self) -> Result<Gradients<T>> {
-        if self.numel() != 1 {
-            return Err(Error::NotScalar {
-                shape: self.shape().to_vec(),
-            });
-        }
-        run(self, Tensor::ones(self.shape()))
+        mono!(
+            |x: &Tensor<T>| -> Result<Gradients<T>> {
+                if x.numel() != 1 {
+                    return Err(Error::NotScalar {
+                        shape: x.shape().to_vec(),
+                    });
+                }
+                run(x, Tensor::ones(x.shape()))
+            },
+            (self)
+        )
     }
 
     /// Backward seeded with `upstream` (the gradient of some scalar with respect to

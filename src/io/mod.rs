@@ -93,7 +93,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -181,9 +181,28 @@ where
     S: AsRef<str>,
     B: Borrow<Tensor<T>>,
 {
-    let path = path.as_ref();
-    let plan = Plan::new(tensors, metadata)?;
-    file::write_atomically(path, |f| plan.write_to(f)).map_err(|e| io_error(path, e))
+    let named = as_named(tensors);
+    mono!(
+        |path: &Path,
+         tensors: &[(&str, &Tensor<T>)],
+         metadata: &BTreeMap<String, String>|
+         -> Result<()> {
+            let plan = Plan::new(tensors, metadata)?;
+            file::write_atomically(path, |f| plan.write_to(f)).map_err(|e| io_error(path, e))
+        },
+        (path.as_ref(), &named, metadata)
+    )
+}
+
+/// The names and tensors of `tensors` as `&str` and `&Tensor`, the one form the
+/// writers are compiled for (see [`mono!`]).
+fn as_named<T: Element, S: AsRef<str>, B: Borrow<Tensor<T>>>(
+    tensors: &[(S, B)],
+) -> Vec<(&str, &Tensor<T>)> {
+    tensors
+        .iter()
+        .map(|(name, t)| (name.as_ref(), t.borrow()))
+        .collect()
 }
 
 /// The bytes of a safetensors file holding `tensors` and `metadata` (see
@@ -213,14 +232,22 @@ where
     S: AsRef<str>,
     B: Borrow<Tensor<T>>,
 {
-    let plan = Plan::new(tensors, metadata)?;
-    let mut bytes = Vec::new();
-    usize::try_from(plan.file_len())
-        .ok()
-        .and_then(|n| bytes.try_reserve_exact(n).ok())
-        .ok_or_else(|| out_of_memory(format!("{} bytes of safetensors", plan.file_len())))?;
-    plan.write_to(&mut bytes).map_err(Error::Io)?;
-    Ok(bytes)
+    let named = as_named(tensors);
+    mono!(
+        |tensors: &[(&str, &Tensor<T>)], metadata: &BTreeMap<String, String>| -> Result<Vec<u8>> {
+            let plan = Plan::new(tensors, metadata)?;
+            let mut bytes = Vec::new();
+            usize::try_from(plan.file_len())
+                .ok()
+                .and_then(|n| bytes.try_reserve_exact(n).ok())
+                .ok_or_else(|| {
+                    out_of_memory(format!("{} bytes of safetensors", plan.file_len()))
+                })?;
+            plan.write_to(&mut bytes).map_err(Error::Io)?;
+            Ok(bytes)
+        },
+        (&named, metadata)
+    )
 }
 
 /// Reads every tensor of a safetensors file into `Tensor<T>`s, by name.
@@ -256,7 +283,14 @@ where
 pub fn load_safetensors<T: Element, P: AsRef<Path>>(
     path: P,
 ) -> Result<BTreeMap<String, Tensor<T>>> {
-    let path = path.as_ref();
+    mono!(
+        |path: &Path| -> Result<BTreeMap<String, Tensor<T>>> { load_file(path) },
+        (path.as_ref())
+    )
+}
+
+/// [`load_safetensors`] itself, compiled once per element type.
+fn load_file<T: Element>(path: &Path) -> Result<BTreeMap<String, Tensor<T>>> {
     let mut file = File::open(path).map_err(|e| io_error(path, e))?;
     if !file.metadata().map_err(|e| io_error(path, e))?.is_file() {
         // A pipe or a device: no length to check the header against; read it all.
@@ -306,19 +340,24 @@ pub fn load_safetensors<T: Element, P: AsRef<Path>>(
 pub fn load_safetensors_from_bytes<T: Element>(
     bytes: &[u8],
 ) -> Result<BTreeMap<String, Tensor<T>>> {
-    let n = header::header_len(bytes, bytes.len() as u64)?;
-    let (head, data) = bytes[PREFIX_LEN..].split_at(n);
-    let parsed = header::parse(head, data.len())?;
-    check_dtypes(&parsed.tensors)?;
-    parsed
-        .tensors
-        .iter()
-        .map(|t| {
-            let mut values = alloc_values::<T>(t)?;
-            decode_into(&t.dtype, &data[t.begin..t.end], &mut values);
-            Ok((t.name.clone(), Tensor::from_vec(values, &t.shape)?))
-        })
-        .collect()
+    mono!(
+        |bytes: &[u8]| -> Result<BTreeMap<String, Tensor<T>>> {
+            let n = header::header_len(bytes, bytes.len() as u64)?;
+            let (head, data) = bytes[PREFIX_LEN..].split_at(n);
+            let parsed = header::parse(head, data.len())?;
+            check_dtypes(&parsed.tensors)?;
+            parsed
+                .tensors
+                .iter()
+                .map(|t| {
+                    let mut values = alloc_values::<T>(t)?;
+                    decode_into(&t.dtype, &data[t.begin..t.end], &mut values);
+                    Ok((t.name.clone(), Tensor::from_vec(values, &t.shape)?))
+                })
+                .collect()
+        },
+        (bytes)
+    )
 }
 
 /// Reads the `"__metadata__"` strings of a safetensors file (empty when it has none),

@@ -43,7 +43,7 @@ pub mod per_sample;
 #[cfg(test)]
 mod tests;
 
-use crate::element::{c, Element};
+use crate::element::{c, mono, Element};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -83,7 +83,12 @@ pub struct CrossEntropyOptions {
 /// # Errors
 /// [`Error::ShapeMismatch`] unless both shapes are equal (see [Shapes](self#shapes)).
 pub fn mse<T: Element>(pred: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
-    Ok(per_sample::mse(pred, target)?.mean())
+    mono!(
+        |pred: &Tensor<T>, target: &Tensor<T>| -> Result<Tensor<T>> {
+            Ok(per_sample::mse(pred, target)?.mean())
+        },
+        (pred, target)
+    )
 }
 
 /// Mean absolute error: `mean |pred − target|` over all elements. The gradient
@@ -100,7 +105,12 @@ pub fn mse<T: Element>(pred: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>
 /// # Errors
 /// [`Error::ShapeMismatch`] unless both shapes are equal.
 pub fn l1<T: Element>(pred: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
-    Ok(per_sample::l1(pred, target)?.mean())
+    mono!(
+        |pred: &Tensor<T>, target: &Tensor<T>| -> Result<Tensor<T>> {
+            Ok(per_sample::l1(pred, target)?.mean())
+        },
+        (pred, target)
+    )
 }
 
 /// Huber loss, the mean over all elements of `½d²` where `|d| < delta`, else
@@ -119,7 +129,12 @@ pub fn l1<T: Element>(pred: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>>
 /// [`Error::ShapeMismatch`] unless both shapes are equal; [`Error::InvalidArgument`]
 /// unless `delta > 0`.
 pub fn huber<T: Element>(pred: &Tensor<T>, target: &Tensor<T>, delta: T) -> Result<Tensor<T>> {
-    Ok(per_sample::huber(pred, target, delta)?.mean())
+    mono!(
+        |pred: &Tensor<T>, target: &Tensor<T>, delta: T| -> Result<Tensor<T>> {
+            Ok(per_sample::huber(pred, target, delta)?.mean())
+        },
+        (pred, target, delta)
+    )
 }
 
 /// Cross-entropy of logits `[N, C]` against one class index per row: the mean over
@@ -147,7 +162,12 @@ pub fn huber<T: Element>(pred: &Tensor<T>, target: &Tensor<T>, delta: T) -> Resu
 /// [`Error::InvalidArgument`] when `logits` is not 2-D or `targets.len()` differs
 /// from `N`; [`Error::IndexOutOfRange`] naming the first class index not below `C`.
 pub fn cross_entropy<T: Element>(logits: &Tensor<T>, targets: &[usize]) -> Result<Tensor<T>> {
-    Ok(per_sample::cross_entropy(logits, targets)?.mean())
+    mono!(
+        |logits: &Tensor<T>, targets: &[usize]| -> Result<Tensor<T>> {
+            Ok(per_sample::cross_entropy(logits, targets)?.mean())
+        },
+        (logits, targets)
+    )
 }
 
 /// [`cross_entropy`] with label smoothing and an ignored class index, as PyTorch:
@@ -173,14 +193,22 @@ pub fn cross_entropy_with<T: Element>(
     targets: &[usize],
     options: CrossEntropyOptions,
 ) -> Result<Tensor<T>> {
-    let per_row = per_sample::cross_entropy_with(logits, targets, options)?;
-    Ok(match options.ignore_index {
-        None => per_row.mean(),
-        Some(ignore) => {
-            let kept = targets.iter().filter(|&&t| t != ignore).count();
-            per_row.sum().div_scalar(c(kept as f64))
-        }
-    })
+    mono!(
+        |logits: &Tensor<T>,
+         targets: &[usize],
+         options: CrossEntropyOptions|
+         -> Result<Tensor<T>> {
+            let per_row = per_sample::cross_entropy_with(logits, targets, options)?;
+            Ok(match options.ignore_index {
+                None => per_row.mean(),
+                Some(ignore) => {
+                    let kept = targets.iter().filter(|&&t| t != ignore).count();
+                    per_row.sum().div_scalar(c(kept as f64))
+                }
+            })
+        },
+        (logits, targets, options)
+    )
 }
 
 /// Negative log-likelihood of log-probabilities `[N, C]` (e.g. `log_softmax`
@@ -197,7 +225,12 @@ pub fn cross_entropy_with<T: Element>(
 /// # Errors
 /// As [`cross_entropy`].
 pub fn nll<T: Element>(log_probs: &Tensor<T>, targets: &[usize]) -> Result<Tensor<T>> {
-    Ok(per_sample::nll(log_probs, targets)?.mean())
+    mono!(
+        |log_probs: &Tensor<T>, targets: &[usize]| -> Result<Tensor<T>> {
+            Ok(per_sample::nll(log_probs, targets)?.mean())
+        },
+        (log_probs, targets)
+    )
 }
 
 /// Binary cross-entropy of probabilities, the mean over all elements of
@@ -217,7 +250,12 @@ pub fn nll<T: Element>(log_probs: &Tensor<T>, targets: &[usize]) -> Result<Tenso
 /// [`Error::ShapeMismatch`] unless both shapes are equal; [`Error::InvalidArgument`]
 /// naming the first probability outside `[0, 1]` (or NaN).
 pub fn bce<T: Element>(probs: &Tensor<T>, targets: &Tensor<T>) -> Result<Tensor<T>> {
-    Ok(per_sample::bce(probs, targets)?.mean())
+    mono!(
+        |probs: &Tensor<T>, targets: &Tensor<T>| -> Result<Tensor<T>> {
+            Ok(per_sample::bce(probs, targets)?.mean())
+        },
+        (probs, targets)
+    )
 }
 
 /// Binary cross-entropy of logits, the mean over all elements of
@@ -237,7 +275,12 @@ pub fn bce<T: Element>(probs: &Tensor<T>, targets: &Tensor<T>) -> Result<Tensor<
 /// # Errors
 /// [`Error::ShapeMismatch`] unless both shapes are equal.
 pub fn bce_with_logits<T: Element>(logits: &Tensor<T>, targets: &Tensor<T>) -> Result<Tensor<T>> {
-    Ok(per_sample::bce_with_logits(logits, targets)?.mean())
+    mono!(
+        |logits: &Tensor<T>, targets: &Tensor<T>| -> Result<Tensor<T>> {
+            Ok(per_sample::bce_with_logits(logits, targets)?.mean())
+        },
+        (logits, targets)
+    )
 }
 
 /// Kullback–Leibler divergence `KL(p ‖ q)` from log-probabilities `log_q` (the
@@ -262,8 +305,13 @@ pub fn bce_with_logits<T: Element>(logits: &Tensor<T>, targets: &Tensor<T>) -> R
 /// # Errors
 /// [`Error::ShapeMismatch`] unless both shapes are equal.
 pub fn kl_div<T: Element>(log_q: &Tensor<T>, p: &Tensor<T>) -> Result<Tensor<T>> {
-    let n = log_q.shape().first().copied().unwrap_or(1);
-    Ok(per_sample::kl_div(log_q, p)?.sum().div_scalar(c(n as f64)))
+    mono!(
+        |log_q: &Tensor<T>, p: &Tensor<T>| -> Result<Tensor<T>> {
+            let n = log_q.shape().first().copied().unwrap_or(1);
+            Ok(per_sample::kl_div(log_q, p)?.sum().div_scalar(c(n as f64)))
+        },
+        (log_q, p)
+    )
 }
 
 // ----- argument checks shared with `per_sample` -----

@@ -15,7 +15,7 @@
 use super::{
     check_class_targets, check_delta, check_probs, check_smoothing, same_shape, CrossEntropyOptions,
 };
-use crate::element::{c, Element};
+use crate::element::{c, mono, Element};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -33,8 +33,13 @@ use crate::tensor::Tensor;
 /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) unless both shapes are equal
 /// (no broadcasting, see [the module docs](crate::loss#shapes)).
 pub fn mse<T: Element>(pred: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
-    same_shape("mse", pred, target)?;
-    Ok(pred.sub(target).square())
+    mono!(
+        |pred: &Tensor<T>, target: &Tensor<T>| -> Result<Tensor<T>> {
+            same_shape("mse", pred, target)?;
+            Ok(pred.sub(target).square())
+        },
+        (pred, target)
+    )
 }
 
 /// `|pred − target|` elementwise. The gradient where `pred = target` is 0.
@@ -51,8 +56,13 @@ pub fn mse<T: Element>(pred: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>
 /// # Errors
 /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) unless both shapes are equal.
 pub fn l1<T: Element>(pred: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
-    same_shape("l1", pred, target)?;
-    Ok(pred.sub(target).abs())
+    mono!(
+        |pred: &Tensor<T>, target: &Tensor<T>| -> Result<Tensor<T>> {
+            same_shape("l1", pred, target)?;
+            Ok(pred.sub(target).abs())
+        },
+        (pred, target)
+    )
 }
 
 /// The Huber loss elementwise, with `d = pred − target`: `½d²` where `|d| < delta`,
@@ -73,17 +83,22 @@ pub fn l1<T: Element>(pred: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>>
 /// equal; [`Error::InvalidArgument`](crate::Error::InvalidArgument) unless
 /// `delta > 0` (`+inf` is allowed and gives `½d²` everywhere).
 pub fn huber<T: Element>(pred: &Tensor<T>, target: &Tensor<T>, delta: T) -> Result<Tensor<T>> {
-    same_shape("huber", pred, target)?;
-    check_delta(delta)?;
-    let d = pred.sub(target);
-    if delta.is_infinite() {
-        return Ok(d.square().mul_scalar(c(0.5)));
-    }
-    // With a = |d| and q = min(a, delta): ½q² + delta·(a − q) is ½a² below delta
-    // and delta·(a − ½delta) above, with no branch in the graph.
-    let a = d.abs();
-    let q = a.clamp(T::zero(), delta);
-    Ok(q.square().mul_scalar(c(0.5)) + a.sub(&q).mul_scalar(delta))
+    mono!(
+        |pred: &Tensor<T>, target: &Tensor<T>, delta: T| -> Result<Tensor<T>> {
+            same_shape("huber", pred, target)?;
+            check_delta(delta)?;
+            let d = pred.sub(target);
+            if delta.is_infinite() {
+                return Ok(d.square().mul_scalar(c(0.5)));
+            }
+            // With a = |d| and q = min(a, delta): ½q² + delta·(a − q) is ½a² below delta
+            // and delta·(a − ½delta) above, with no branch in the graph.
+            let a = d.abs();
+            let q = a.clamp(T::zero(), delta);
+            Ok(q.square().mul_scalar(c(0.5)) + a.sub(&q).mul_scalar(delta))
+        },
+        (pred, target, delta)
+    )
 }
 
 /// `−log softmax(logits)[i, tᵢ]` for each row `i` of `logits` `[N, C]`: shape `[N]`.
@@ -108,7 +123,12 @@ pub fn huber<T: Element>(pred: &Tensor<T>, target: &Tensor<T>, delta: T) -> Resu
 /// 2-D or `targets.len()` differs from `N`; [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange)
 /// naming the first class index that is not below `C`.
 pub fn cross_entropy<T: Element>(logits: &Tensor<T>, targets: &[usize]) -> Result<Tensor<T>> {
-    cross_entropy_with(logits, targets, CrossEntropyOptions::default())
+    mono!(
+        |logits: &Tensor<T>, targets: &[usize]| -> Result<Tensor<T>> {
+            cross_entropy_with(logits, targets, CrossEntropyOptions::default())
+        },
+        (logits, targets)
+    )
 }
 
 /// [`cross_entropy`] with label smoothing and an ignored class index, per row:
@@ -134,21 +154,29 @@ pub fn cross_entropy_with<T: Element>(
     targets: &[usize],
     options: CrossEntropyOptions,
 ) -> Result<Tensor<T>> {
-    const OP: &str = "cross_entropy";
-    let classes = check_class_targets(OP, logits, targets, options.ignore_index)?;
-    check_smoothing(OP, options.label_smoothing)?;
-    let logp = logits.try_log_softmax(1)?;
-    let mut loss = neg_picked(&logp, targets, classes, options.ignore_index);
-    let eps = options.label_smoothing;
-    if eps > 0.0 {
-        // Skipped when ε = 0, so that a −inf logit off target cannot make 0·inf.
-        let smooth = logp.mean_axis(1, false).neg();
-        loss = loss.mul_scalar(c(1.0 - eps)) + smooth.mul_scalar(c(eps));
-    }
-    if let Some(mask) = ignored_rows(targets, options.ignore_index) {
-        loss = loss.masked_fill(&mask, T::zero());
-    }
-    Ok(loss)
+    mono!(
+        |logits: &Tensor<T>,
+         targets: &[usize],
+         options: CrossEntropyOptions|
+         -> Result<Tensor<T>> {
+            const OP: &str = "cross_entropy";
+            let classes = check_class_targets(OP, logits, targets, options.ignore_index)?;
+            check_smoothing(OP, options.label_smoothing)?;
+            let logp = logits.try_log_softmax(1)?;
+            let mut loss = neg_picked(&logp, targets, classes, options.ignore_index);
+            let eps = options.label_smoothing;
+            if eps > 0.0 {
+                // Skipped when ε = 0, so that a −inf logit off target cannot make 0·inf.
+                let smooth = logp.mean_axis(1, false).neg();
+                loss = loss.mul_scalar(c(1.0 - eps)) + smooth.mul_scalar(c(eps));
+            }
+            if let Some(mask) = ignored_rows(targets, options.ignore_index) {
+                loss = loss.masked_fill(&mask, T::zero());
+            }
+            Ok(loss)
+        },
+        (logits, targets, options)
+    )
 }
 
 /// `−log_probs[i, tᵢ]` for each row `i` of `log_probs` `[N, C]`: shape `[N]`.
@@ -164,8 +192,13 @@ pub fn cross_entropy_with<T: Element>(
 /// # Errors
 /// As [`cross_entropy`].
 pub fn nll<T: Element>(log_probs: &Tensor<T>, targets: &[usize]) -> Result<Tensor<T>> {
-    let classes = check_class_targets("nll", log_probs, targets, None)?;
-    Ok(neg_picked(log_probs, targets, classes, None))
+    mono!(
+        |log_probs: &Tensor<T>, targets: &[usize]| -> Result<Tensor<T>> {
+            let classes = check_class_targets("nll", log_probs, targets, None)?;
+            Ok(neg_picked(log_probs, targets, classes, None))
+        },
+        (log_probs, targets)
+    )
 }
 
 /// Binary cross-entropy of probabilities, elementwise:
@@ -195,9 +228,14 @@ pub fn nll<T: Element>(log_probs: &Tensor<T>, targets: &[usize]) -> Result<Tenso
 /// probability outside `[0, 1]` (or NaN), as PyTorch refuses them. Targets are not
 /// checked (soft labels are fine).
 pub fn bce<T: Element>(probs: &Tensor<T>, targets: &Tensor<T>) -> Result<Tensor<T>> {
-    same_shape("bce", probs, targets)?;
-    check_probs("bce", probs)?;
-    Ok(crate::ops::bce(probs, targets))
+    mono!(
+        |probs: &Tensor<T>, targets: &Tensor<T>| -> Result<Tensor<T>> {
+            same_shape("bce", probs, targets)?;
+            check_probs("bce", probs)?;
+            Ok(crate::ops::bce(probs, targets))
+        },
+        (probs, targets)
+    )
 }
 
 /// Binary cross-entropy of logits (scores before a sigmoid), elementwise:
@@ -223,11 +261,16 @@ pub fn bce<T: Element>(probs: &Tensor<T>, targets: &Tensor<T>) -> Result<Tensor<
 /// # Errors
 /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) unless both shapes are equal.
 pub fn bce_with_logits<T: Element>(logits: &Tensor<T>, targets: &Tensor<T>) -> Result<Tensor<T>> {
-    same_shape("bce_with_logits", logits, targets)?;
-    // −log σ(x) = softplus(−x) and −log(1 − σ(x)) = softplus(x).
-    let pos = logits.neg().softplus();
-    let neg = logits.softplus();
-    Ok(targets.mul(&pos) + targets.rsub_scalar(T::one()).mul(&neg))
+    mono!(
+        |logits: &Tensor<T>, targets: &Tensor<T>| -> Result<Tensor<T>> {
+            same_shape("bce_with_logits", logits, targets)?;
+            // −log σ(x) = softplus(−x) and −log(1 − σ(x)) = softplus(x).
+            let pos = logits.neg().softplus();
+            let neg = logits.softplus();
+            Ok(targets.mul(&pos) + targets.rsub_scalar(T::one()).mul(&neg))
+        },
+        (logits, targets)
+    )
 }
 
 /// The pointwise KL divergence terms `p·(log p − log_q)`, with `log_q` given as
@@ -252,17 +295,22 @@ pub fn bce_with_logits<T: Element>(logits: &Tensor<T>, targets: &Tensor<T>) -> R
 /// # Errors
 /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) unless both shapes are equal.
 pub fn kl_div<T: Element>(log_q: &Tensor<T>, p: &Tensor<T>) -> Result<Tensor<T>> {
-    same_shape("kl_div", log_q, p)?;
-    // Where p = 0, read log p as log 1 and log_q as 0: the term is 0·(0 − 0) = 0,
-    // and masked_fill sends no gradient through the replaced slots.
-    let (p_safe, lq) = match zero_mask(p) {
-        Some(zero) => (
-            p.masked_fill(&zero, T::one()),
-            log_q.masked_fill(&zero, T::zero()),
-        ),
-        None => (p.clone(), log_q.clone()),
-    };
-    Ok(p.mul(&p_safe.log().sub(&lq)))
+    mono!(
+        |log_q: &Tensor<T>, p: &Tensor<T>| -> Result<Tensor<T>> {
+            same_shape("kl_div", log_q, p)?;
+            // Where p = 0, read log p as log 1 and log_q as 0: the term is 0·(0 − 0) = 0,
+            // and masked_fill sends no gradient through the replaced slots.
+            let (p_safe, lq) = match zero_mask(p) {
+                Some(zero) => (
+                    p.masked_fill(&zero, T::one()),
+                    log_q.masked_fill(&zero, T::zero()),
+                ),
+                None => (p.clone(), log_q.clone()),
+            };
+            Ok(p.mul(&p_safe.log().sub(&lq)))
+        },
+        (log_q, p)
+    )
 }
 
 // ----- helpers -----

@@ -9,7 +9,7 @@
 
 use rand::{Rng, RngExt};
 
-use crate::element::{c, Element};
+use crate::element::{c, mono, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::tensor::Tensor;
 
@@ -56,15 +56,20 @@ pub fn try_linear<T: Element>(
     weight: &Tensor<T>,
     bias: Option<&Tensor<T>>,
 ) -> Result<Tensor<T>> {
-    check_linear_shapes(weight, bias)?;
-    if x.shape().last() != Some(&weight.shape()[1]) {
-        return Err(Error::shape("linear", x.shape(), weight.shape()));
-    }
-    let y = x.matmul(&weight.t());
-    Ok(match bias {
-        Some(b) => y.add(b),
-        None => y,
-    })
+    mono!(
+        |x: &Tensor<T>, weight: &Tensor<T>, bias: Option<&Tensor<T>>| -> Result<Tensor<T>> {
+            check_linear_shapes(weight, bias)?;
+            if x.shape().last() != Some(&weight.shape()[1]) {
+                return Err(Error::shape("linear", x.shape(), weight.shape()));
+            }
+            let y = x.matmul(&weight.t());
+            Ok(match bias {
+                Some(b) => y.add(b),
+                None => y,
+            })
+        },
+        (x, weight, bias)
+    )
 }
 
 /// Checks that `weight` is `[out, in]` and `bias` (when given) is `[out]`.
@@ -141,18 +146,27 @@ pub fn try_layer_norm<T: Element>(
     bias: Option<&Tensor<T>>,
     eps: T,
 ) -> Result<Tensor<T>> {
-    let Some(&d) = x.shape().last() else {
-        return Err(Error::invalid(
-            "layer_norm",
-            "expects a tensor with at least one dimension, got a 0-d tensor",
-        ));
-    };
-    for p in [weight, bias].into_iter().flatten() {
-        if p.shape() != [d] {
-            return Err(Error::shape("layer_norm", x.shape(), p.shape()));
-        }
-    }
-    Ok(crate::ops::layer_norm(x, weight, bias, eps))
+    mono!(
+        |x: &Tensor<T>,
+         weight: Option<&Tensor<T>>,
+         bias: Option<&Tensor<T>>,
+         eps: T|
+         -> Result<Tensor<T>> {
+            let Some(&d) = x.shape().last() else {
+                return Err(Error::invalid(
+                    "layer_norm",
+                    "expects a tensor with at least one dimension, got a 0-d tensor",
+                ));
+            };
+            for p in [weight, bias].into_iter().flatten() {
+                if p.shape() != [d] {
+                    return Err(Error::shape("layer_norm", x.shape(), p.shape()));
+                }
+            }
+            Ok(crate::ops::layer_norm(x, weight, bias, eps))
+        },
+        (x, weight, bias, eps)
+    )
 }
 
 /// Inverted dropout, PyTorch's `F.dropout(x, p, training)`: in training, each
@@ -252,35 +266,40 @@ pub fn try_embedding<T: Element>(
     ids: &[usize],
     shape: &[usize],
 ) -> Result<Tensor<T>> {
-    let &[num, dim] = weight.shape() else {
-        return Err(Error::invalid(
-            "embedding",
-            format!(
-                "weight must be 2-D [num_embeddings, embedding_dim], got shape {:?}",
-                weight.shape()
-            ),
-        ));
-    };
-    let expected: usize = shape.iter().product();
-    if expected != ids.len() {
-        return Err(Error::LengthMismatch {
-            op: "embedding",
-            len: ids.len(),
-            shape: shape.to_vec(),
-            expected,
-        });
-    }
-    if let Some(&bad) = ids.iter().find(|&&i| i >= num) {
-        return Err(Error::IndexOutOfRange {
-            op: "embedding",
-            index: bad,
-            size: num,
-            shape: weight.shape().to_vec(),
-        });
-    }
-    let mut out_shape = shape.to_vec();
-    out_shape.push(dim);
-    Ok(weight.index_select(0, ids).reshape(&out_shape))
+    mono!(
+        |weight: &Tensor<T>, ids: &[usize], shape: &[usize]| -> Result<Tensor<T>> {
+            let &[num, dim] = weight.shape() else {
+                return Err(Error::invalid(
+                    "embedding",
+                    format!(
+                        "weight must be 2-D [num_embeddings, embedding_dim], got shape {:?}",
+                        weight.shape()
+                    ),
+                ));
+            };
+            let expected: usize = shape.iter().product();
+            if expected != ids.len() {
+                return Err(Error::LengthMismatch {
+                    op: "embedding",
+                    len: ids.len(),
+                    shape: shape.to_vec(),
+                    expected,
+                });
+            }
+            if let Some(&bad) = ids.iter().find(|&&i| i >= num) {
+                return Err(Error::IndexOutOfRange {
+                    op: "embedding",
+                    index: bad,
+                    size: num,
+                    shape: weight.shape().to_vec(),
+                });
+            }
+            let mut out_shape = shape.to_vec();
+            out_shape.push(dim);
+            Ok(weight.index_select(0, ids).reshape(&out_shape))
+        },
+        (weight, ids, shape)
+    )
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use super::{map_grad, zip3_plain, zip_grad, zip_plain, Cost, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
-use crate::element::{c, Element};
+use crate::element::{c, mono, Element};
 use crate::error::{or_panic, Result};
 use crate::kernels::elementwise::zip_buf;
 use crate::shape::try_broadcast;
@@ -54,7 +54,9 @@ macro_rules! binary_try_method {
     ($name:ident, $try_name:ident, $op:expr, $cost:ident, $f:expr) => {
         #[doc = concat!("Like [`", stringify!($name), "`](Tensor::", stringify!($name), "), returning [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) instead of panicking.")]
         pub fn $try_name(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-            binary(stringify!($name), self, other, $op, Cost::$cost, $f)
+            mono!(|a: &Tensor<T>, b: &Tensor<T>| -> Result<Tensor<T>> {
+                binary(stringify!($name), a, b, $op, Cost::$cost, $f)
+            }, (self, other))
         }
     };
 }

@@ -3,7 +3,7 @@
 
 use super::{map_plain, zip_grad, zip_plain, Cost, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::layout::Layout;
 use crate::shape::{broadcast_shapes, try_broadcast};
@@ -197,58 +197,93 @@ impl<T: Element> Tensor<T> {
 impl<T: Element> Tensor<T> {
     /// Like [`equal`](Tensor::equal), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_equal(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        compare("equal", self, other, |a, b| a == b)
+        mono!(
+            |this: &Tensor<T>, other: &Tensor<T>| -> Result<Tensor<T>> {
+                compare("equal", this, other, |a, b| a == b)
+            },
+            (self, other)
+        )
     }
 
     /// Like [`not_equal`](Tensor::not_equal), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_not_equal(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        compare("not_equal", self, other, |a, b| a != b)
+        mono!(
+            |this: &Tensor<T>, other: &Tensor<T>| -> Result<Tensor<T>> {
+                compare("not_equal", this, other, |a, b| a != b)
+            },
+            (self, other)
+        )
     }
 
     /// Like [`greater`](Tensor::greater), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_greater(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        compare("greater", self, other, |a, b| a > b)
+        mono!(
+            |this: &Tensor<T>, other: &Tensor<T>| -> Result<Tensor<T>> {
+                compare("greater", this, other, |a, b| a > b)
+            },
+            (self, other)
+        )
     }
 
     /// Like [`greater_equal`](Tensor::greater_equal), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_greater_equal(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        compare("greater_equal", self, other, |a, b| a >= b)
+        mono!(
+            |this: &Tensor<T>, other: &Tensor<T>| -> Result<Tensor<T>> {
+                compare("greater_equal", this, other, |a, b| a >= b)
+            },
+            (self, other)
+        )
     }
 
     /// Like [`less`](Tensor::less), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_less(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        compare("less", self, other, |a, b| a < b)
+        mono!(
+            |this: &Tensor<T>, other: &Tensor<T>| -> Result<Tensor<T>> {
+                compare("less", this, other, |a, b| a < b)
+            },
+            (self, other)
+        )
     }
 
     /// Like [`less_equal`](Tensor::less_equal), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_less_equal(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        compare("less_equal", self, other, |a, b| a <= b)
+        mono!(
+            |this: &Tensor<T>, other: &Tensor<T>| -> Result<Tensor<T>> {
+                compare("less_equal", this, other, |a, b| a <= b)
+            },
+            (self, other)
+        )
     }
 
     /// Like [`where_cond`](Tensor::where_cond), returning [`Error::ShapeMismatch`]
     /// instead of panicking.
     pub fn try_where_cond(mask: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
-        let shape = where_shape(mask.shape(), a.shape(), b.shape())?;
-        let mask = mask.detach();
-        let ls: [Layout; 3] = [a, b, &mask].map(|t| t.layout().broadcast_to(&shape));
-        let seen = Seen::note(&[a, b, &mask]);
-        let data = {
-            let r = ReadMany::new(&[a, b, &mask]);
-            crate::kernels::elementwise::zip3(
-                (r.get(0), &ls[0]),
-                (r.get(1), &ls[1]),
-                (r.get(2), &ls[2]),
-                Cost::Cheap,
-                |x, y, m| if m != T::zero() { x } else { y },
-            )
-        };
-        Ok(Tensor::from_op_data(
-            seen,
-            data,
-            &shape,
-            WhereCond,
-            &[a, b, &mask],
-        ))
+        mono!(
+            |mask: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>| -> Result<Tensor<T>> {
+                let shape = where_shape(mask.shape(), a.shape(), b.shape())?;
+                let mask = mask.detach();
+                let ls: [Layout; 3] = [a, b, &mask].map(|t| t.layout().broadcast_to(&shape));
+                let seen = Seen::note(&[a, b, &mask]);
+                let data = {
+                    let r = ReadMany::new(&[a, b, &mask]);
+                    crate::kernels::elementwise::zip3(
+                        (r.get(0), &ls[0]),
+                        (r.get(1), &ls[1]),
+                        (r.get(2), &ls[2]),
+                        Cost::Cheap,
+                        |x, y, m| if m != T::zero() { x } else { y },
+                    )
+                };
+                Ok(Tensor::from_op_data(
+                    seen,
+                    data,
+                    &shape,
+                    WhereCond,
+                    &[a, b, &mask],
+                ))
+            },
+            (mask, a, b)
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::{zip_grad, Cost, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::kernels::gather;
 use crate::shape::{broadcast_shapes, normalize_axis, normalize_new_axis, split_at_axis, Dims};
@@ -303,117 +303,152 @@ impl<T: Element> Tensor<T> {
     /// Like [`index_select`](Tensor::index_select), returning
     /// [`Error::IndexOutOfRange`] or [`Error::InvalidAxis`] instead of panicking.
     pub fn try_index_select(&self, axis: isize, indices: &[usize]) -> Result<Tensor<T>> {
-        let a = normalize_axis("index_select", axis, self.shape())?;
-        let (outer, n, inner) = split_at_axis(self.shape(), a);
-        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
-            return Err(Error::IndexOutOfRange {
-                op: "index_select",
-                index: bad,
-                size: n,
-                shape: self.shape().to_vec(),
-            });
-        }
-        let seen = Seen::note(&[self]);
-        let data = self.with_contiguous(|x| gather::index_select(x, outer, n, inner, indices));
-        let mut shape: Dims = self.shape().into();
-        shape[a] = indices.len();
-        let op = IndexSelect {
-            axis: a,
-            indices: indices.to_vec(),
-        };
-        Ok(Tensor::from_op_data(seen, data, &shape, op, &[self]))
+        mono!(
+            |this: &Tensor<T>, axis: isize, indices: &[usize]| -> Result<Tensor<T>> {
+                let a = normalize_axis("index_select", axis, this.shape())?;
+                let (outer, n, inner) = split_at_axis(this.shape(), a);
+                if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+                    return Err(Error::IndexOutOfRange {
+                        op: "index_select",
+                        index: bad,
+                        size: n,
+                        shape: this.shape().to_vec(),
+                    });
+                }
+                let seen = Seen::note(&[this]);
+                let data =
+                    this.with_contiguous(|x| gather::index_select(x, outer, n, inner, indices));
+                let mut shape: Dims = this.shape().into();
+                shape[a] = indices.len();
+                let op = IndexSelect {
+                    axis: a,
+                    indices: indices.to_vec(),
+                };
+                Ok(Tensor::from_op_data(seen, data, &shape, op, &[this]))
+            },
+            (self, axis, indices)
+        )
     }
 
     /// Like [`masked_fill`](Tensor::masked_fill), returning an error instead of panicking.
     pub fn try_masked_fill(&self, mask: &Tensor<T>, value: T) -> Result<Tensor<T>> {
-        if broadcast_shapes(mask.shape(), self.shape()).as_deref() != Some(self.shape()) {
-            return Err(Error::shape("masked_fill", self.shape(), mask.shape()));
-        }
-        let (lx, lm) = (
-            self.layout().clone(),
-            mask.layout().broadcast_to(self.shape()),
-        );
-        let mask = mask.detach();
-        let seen = Seen::note(&[self, &mask]);
-        let data = {
-            let r = ReadMany::new(&[self, &mask]);
-            crate::kernels::elementwise::zip(r.get(0), &lx, r.get(1), &lm, Cost::Cheap, |x, m| {
-                if m != T::zero() {
-                    value
-                } else {
-                    x
+        mono!(
+            |this: &Tensor<T>, mask: &Tensor<T>, value: T| -> Result<Tensor<T>> {
+                if broadcast_shapes(mask.shape(), this.shape()).as_deref() != Some(this.shape()) {
+                    return Err(Error::shape("masked_fill", this.shape(), mask.shape()));
                 }
-            })
-        };
-        Ok(Tensor::from_op_data(
-            seen,
-            data,
-            self.shape(),
-            MaskedFill,
-            &[self, &mask],
-        ))
+                let (lx, lm) = (
+                    this.layout().clone(),
+                    mask.layout().broadcast_to(this.shape()),
+                );
+                let mask = mask.detach();
+                let seen = Seen::note(&[this, &mask]);
+                let data = {
+                    let r = ReadMany::new(&[this, &mask]);
+                    crate::kernels::elementwise::zip(
+                        r.get(0),
+                        &lx,
+                        r.get(1),
+                        &lm,
+                        Cost::Cheap,
+                        |x, m| {
+                            if m != T::zero() {
+                                value
+                            } else {
+                                x
+                            }
+                        },
+                    )
+                };
+                Ok(Tensor::from_op_data(
+                    seen,
+                    data,
+                    this.shape(),
+                    MaskedFill,
+                    &[this, &mask],
+                ))
+            },
+            (self, mask, value)
+        )
     }
 
     /// Like [`tril`](Tensor::tril), returning an error instead of panicking.
     pub fn try_tril(&self, k: isize) -> Result<Tensor<T>> {
-        triangle(self, false, k)
+        mono!(
+            |this: &Tensor<T>, k: isize| -> Result<Tensor<T>> { triangle(this, false, k) },
+            (self, k)
+        )
     }
 
     /// Like [`triu`](Tensor::triu), returning an error instead of panicking.
     pub fn try_triu(&self, k: isize) -> Result<Tensor<T>> {
-        triangle(self, true, k)
+        mono!(
+            |this: &Tensor<T>, k: isize| -> Result<Tensor<T>> { triangle(this, true, k) },
+            (self, k)
+        )
     }
 
     /// Like [`cat`](Tensor::cat), returning an error instead of panicking.
     pub fn try_cat(tensors: &[&Tensor<T>], axis: isize) -> Result<Tensor<T>> {
-        let Some(first) = tensors.first() else {
-            return Err(Error::invalid("cat", "expects at least one tensor"));
-        };
-        let a = normalize_axis("cat", axis, first.shape())?;
-        for t in &tensors[1..] {
-            let same = t.ndim() == first.ndim()
-                && t.shape()
+        mono!(
+            |tensors: &[&Tensor<T>], axis: isize| -> Result<Tensor<T>> {
+                let Some(first) = tensors.first() else {
+                    return Err(Error::invalid("cat", "expects at least one tensor"));
+                };
+                let a = normalize_axis("cat", axis, first.shape())?;
+                for t in &tensors[1..] {
+                    let same = t.ndim() == first.ndim()
+                        && t.shape()
+                            .iter()
+                            .zip(first.shape())
+                            .enumerate()
+                            .all(|(i, (x, y))| i == a || x == y);
+                    if !same {
+                        return Err(Error::shape("cat", first.shape(), t.shape()));
+                    }
+                }
+                let (outer, _, inner) = split_at_axis(first.shape(), a);
+                let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[a]).collect();
+                let seen = Seen::note(tensors);
+                let parts: Vec<Vec<T>> = tensors.iter().map(|t| t.to_vec()).collect();
+                let views: Vec<(&[T], usize)> = parts
                     .iter()
-                    .zip(first.shape())
-                    .enumerate()
-                    .all(|(i, (x, y))| i == a || x == y);
-            if !same {
-                return Err(Error::shape("cat", first.shape(), t.shape()));
-            }
-        }
-        let (outer, _, inner) = split_at_axis(first.shape(), a);
-        let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[a]).collect();
-        let seen = Seen::note(tensors);
-        let parts: Vec<Vec<T>> = tensors.iter().map(|t| t.to_vec()).collect();
-        let views: Vec<(&[T], usize)> = parts
-            .iter()
-            .map(|p| p.as_slice())
-            .zip(sizes.iter().copied())
-            .collect();
-        let data = gather::cat(&views, outer, inner);
-        let mut shape: Dims = first.shape().into();
-        shape[a] = sizes.iter().sum();
-        Ok(Tensor::from_op_data(
-            seen,
-            data,
-            &shape,
-            Cat { axis: a, sizes },
-            tensors,
-        ))
+                    .map(|p| p.as_slice())
+                    .zip(sizes.iter().copied())
+                    .collect();
+                let data = gather::cat(&views, outer, inner);
+                let mut shape: Dims = first.shape().into();
+                shape[a] = sizes.iter().sum();
+                Ok(Tensor::from_op_data(
+                    seen,
+                    data,
+                    &shape,
+                    Cat { axis: a, sizes },
+                    tensors,
+                ))
+            },
+            (tensors, axis)
+        )
     }
 
     /// Like [`stack`](Tensor::stack), returning an error instead of panicking.
     pub fn try_stack(tensors: &[&Tensor<T>], axis: isize) -> Result<Tensor<T>> {
-        let Some(first) = tensors.first() else {
-            return Err(Error::invalid("stack", "expects at least one tensor"));
-        };
-        if let Some(t) = tensors.iter().find(|t| t.shape() != first.shape()) {
-            return Err(Error::shape("stack", first.shape(), t.shape()));
-        }
-        let a = normalize_new_axis("stack", axis, first.shape())?;
-        let expanded: Vec<Tensor<T>> = tensors.iter().map(|t| t.unsqueeze(a as isize)).collect();
-        let refs: Vec<&Tensor<T>> = expanded.iter().collect();
-        Self::try_cat(&refs, a as isize)
+        mono!(
+            |tensors: &[&Tensor<T>], axis: isize| -> Result<Tensor<T>> {
+                let Some(first) = tensors.first() else {
+                    return Err(Error::invalid("stack", "expects at least one tensor"));
+                };
+                if let Some(t) = tensors.iter().find(|t| t.shape() != first.shape()) {
+                    return Err(Error::shape("stack", first.shape(), t.shape()));
+                }
+                let a = normalize_new_axis("stack", axis, first.shape())?;
+                let expanded: Vec<Tensor<T>> =
+                    tensors.iter().map(|t| t.unsqueeze(a as isize)).collect();
+                let refs: Vec<&Tensor<T>> = expanded.iter().collect();
+                Tensor::try_cat(&refs, a as isize)
+            },
+            (tensors, axis)
+        )
     }
 }
 

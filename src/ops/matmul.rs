@@ -3,7 +3,7 @@
 
 use super::ReadMany;
 use crate::autograd::{grads, BackwardCx, InputGrads, Op};
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::error::{or_panic, Error, Result};
 
 use crate::kernels::gemm::{matmul_batch, matmul_to_vec, MatRef};
@@ -183,26 +183,31 @@ impl<T: Element> Tensor<T> {
 impl<T: Element> Tensor<T> {
     /// Like [`matmul`](Tensor::matmul), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_matmul(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        let (sa, sb) = (self.shape(), other.shape());
-        let mismatch = || Error::shape("matmul", sa, sb);
-        let (na, nb) = (sa.len(), sb.len());
-        if na == 0 || nb == 0 {
-            return Err(mismatch());
-        }
-        let k_a = sa[na - 1];
-        let k_b = if nb == 1 { sb[0] } else { sb[nb - 2] };
-        if k_a != k_b {
-            return Err(mismatch());
-        }
-        if na > 2 && nb > 2 && broadcast_shapes(&sa[..na - 2], &sb[..nb - 2]).is_none() {
-            return Err(mismatch());
-        }
-        Ok(match (na, nb) {
-            (1, 1) => matmul_nd(&self.unsqueeze(0), &other.unsqueeze(1)).reshape(&[]),
-            (1, _) => matmul_nd(&self.unsqueeze(0), other).squeeze(-2),
-            (_, 1) => matmul_nd(self, &other.unsqueeze(1)).squeeze(-1),
-            _ => matmul_nd(self, other),
-        })
+        mono!(
+            |this: &Tensor<T>, other: &Tensor<T>| -> Result<Tensor<T>> {
+                let (sa, sb) = (this.shape(), other.shape());
+                let mismatch = || Error::shape("matmul", sa, sb);
+                let (na, nb) = (sa.len(), sb.len());
+                if na == 0 || nb == 0 {
+                    return Err(mismatch());
+                }
+                let k_a = sa[na - 1];
+                let k_b = if nb == 1 { sb[0] } else { sb[nb - 2] };
+                if k_a != k_b {
+                    return Err(mismatch());
+                }
+                if na > 2 && nb > 2 && broadcast_shapes(&sa[..na - 2], &sb[..nb - 2]).is_none() {
+                    return Err(mismatch());
+                }
+                Ok(match (na, nb) {
+                    (1, 1) => matmul_nd(&this.unsqueeze(0), &other.unsqueeze(1)).reshape(&[]),
+                    (1, _) => matmul_nd(&this.unsqueeze(0), other).squeeze(-2),
+                    (_, 1) => matmul_nd(this, &other.unsqueeze(1)).squeeze(-1),
+                    _ => matmul_nd(this, other),
+                })
+            },
+            (self, other)
+        )
     }
 }
 

@@ -4,7 +4,7 @@
 //! and `select` are made of `narrow` (and `squeeze`) views.
 
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::kernels;
 use crate::layout::Layout;
@@ -337,10 +337,15 @@ impl<T: Element> Tensor<T> {
 
     /// A row-major copy when the tensor is strided; itself otherwise.
     pub fn contiguous(&self) -> Tensor<T> {
-        if self.is_contiguous() {
-            return self.clone();
-        }
-        self.copy_recorded()
+        mono!(
+            |this: &Tensor<T>| -> Tensor<T> {
+                if this.is_contiguous() {
+                    return this.clone();
+                }
+                this.copy_recorded()
+            },
+            (self)
+        )
     }
 
     /// A fresh contiguous copy that owns its buffer, recorded (as `contiguous`)
@@ -365,191 +370,246 @@ impl<T: Element> Tensor<T> {
 impl<T: Element> Tensor<T> {
     /// Like [`reshape`](Tensor::reshape), returning [`Error::ShapeMismatch`] instead of panicking.
     pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor<T>> {
-        if checked_numel("reshape", shape)? != self.numel() {
-            return Err(Error::shape("reshape", self.shape(), shape));
-        }
-        if shape == self.shape() {
-            return Ok(self.clone());
-        }
-        Ok(match self.layout().reshape(shape) {
-            Some(layout) => self.view_op(layout, Reshape),
-            None => {
-                let seen = Seen::note(&[self]);
-                let data = self.to_vec();
-                Tensor::from_op(
-                    seen,
-                    Storage::new(data),
-                    Layout::contiguous(shape),
-                    Reshape,
-                    &[self],
-                )
-            }
-        })
+        mono!(
+            |this: &Tensor<T>, shape: &[usize]| -> Result<Tensor<T>> {
+                if checked_numel("reshape", shape)? != this.numel() {
+                    return Err(Error::shape("reshape", this.shape(), shape));
+                }
+                if shape == this.shape() {
+                    return Ok(this.clone());
+                }
+                Ok(match this.layout().reshape(shape) {
+                    Some(layout) => this.view_op(layout, Reshape),
+                    None => {
+                        let seen = Seen::note(&[this]);
+                        let data = this.to_vec();
+                        Tensor::from_op(
+                            seen,
+                            Storage::new(data),
+                            Layout::contiguous(shape),
+                            Reshape,
+                            &[this],
+                        )
+                    }
+                })
+            },
+            (self, shape)
+        )
     }
 
     /// Like [`squeeze`](Tensor::squeeze), returning an error instead of panicking.
     pub fn try_squeeze(&self, axis: isize) -> Result<Tensor<T>> {
-        let a = normalize_axis("squeeze", axis, self.shape())?;
-        if self.shape()[a] != 1 {
-            return Ok(self.clone());
-        }
-        Ok(self.view_op(self.layout().remove_axis(a), Reshape))
+        mono!(
+            |this: &Tensor<T>, axis: isize| -> Result<Tensor<T>> {
+                let a = normalize_axis("squeeze", axis, this.shape())?;
+                if this.shape()[a] != 1 {
+                    return Ok(this.clone());
+                }
+                Ok(this.view_op(this.layout().remove_axis(a), Reshape))
+            },
+            (self, axis)
+        )
     }
 
     /// Like [`unsqueeze`](Tensor::unsqueeze), returning an error instead of panicking.
     pub fn try_unsqueeze(&self, axis: isize) -> Result<Tensor<T>> {
-        let a = normalize_new_axis("unsqueeze", axis, self.shape())?;
-        Ok(self.view_op(self.layout().unsqueeze(a), Reshape))
+        mono!(
+            |this: &Tensor<T>, axis: isize| -> Result<Tensor<T>> {
+                let a = normalize_new_axis("unsqueeze", axis, this.shape())?;
+                Ok(this.view_op(this.layout().unsqueeze(a), Reshape))
+            },
+            (self, axis)
+        )
     }
 
     /// Like [`permute`](Tensor::permute), returning an error instead of panicking.
     pub fn try_permute(&self, perm: &[usize]) -> Result<Tensor<T>> {
-        let n = self.ndim();
-        let mut seen = vec![false; n];
-        let ok = perm.len() == n
-            && perm
-                .iter()
-                .all(|&p| p < n && !std::mem::replace(&mut seen[p], true));
-        if !ok {
-            return Err(Error::invalid(
-                "permute",
-                format!(
-                    "{perm:?} is not a permutation of the axes of shape {:?}",
-                    self.shape()
-                ),
-            ));
-        }
-        if perm.iter().enumerate().all(|(i, &p)| i == p) {
-            return Ok(self.clone());
-        }
-        Ok(self.view_op(self.layout().permute(perm), Permute(perm.into())))
+        mono!(
+            |this: &Tensor<T>, perm: &[usize]| -> Result<Tensor<T>> {
+                let n = this.ndim();
+                let mut seen = vec![false; n];
+                let ok = perm.len() == n
+                    && perm
+                        .iter()
+                        .all(|&p| p < n && !std::mem::replace(&mut seen[p], true));
+                if !ok {
+                    return Err(Error::invalid(
+                        "permute",
+                        format!(
+                            "{perm:?} is not a permutation of the axes of shape {:?}",
+                            this.shape()
+                        ),
+                    ));
+                }
+                if perm.iter().enumerate().all(|(i, &p)| i == p) {
+                    return Ok(this.clone());
+                }
+                Ok(this.view_op(this.layout().permute(perm), Permute(perm.into())))
+            },
+            (self, perm)
+        )
     }
 
     /// Like [`transpose`](Tensor::transpose), returning an error instead of panicking.
     pub fn try_transpose(&self, a: isize, b: isize) -> Result<Tensor<T>> {
-        let n = self.ndim();
-        let (a, b) = (
-            normalize_axis("transpose", a, self.shape())?,
-            normalize_axis("transpose", b, self.shape())?,
-        );
-        let mut perm: Vec<usize> = (0..n).collect();
-        perm.swap(a, b);
-        self.try_permute(&perm)
+        mono!(
+            |this: &Tensor<T>, a: isize, b: isize| -> Result<Tensor<T>> {
+                let n = this.ndim();
+                let (a, b) = (
+                    normalize_axis("transpose", a, this.shape())?,
+                    normalize_axis("transpose", b, this.shape())?,
+                );
+                let mut perm: Vec<usize> = (0..n).collect();
+                perm.swap(a, b);
+                this.try_permute(&perm)
+            },
+            (self, a, b)
+        )
     }
 
     /// Like [`t`](Tensor::t), returning an error instead of panicking.
     pub fn try_t(&self) -> Result<Tensor<T>> {
-        match self.ndim() {
-            0 | 1 => Ok(self.clone()),
-            2 => self.try_permute(&[1, 0]),
-            _ => Err(Error::invalid(
-                "t",
-                format!(
-                    "expects at most 2 dimensions, got shape {:?}; use transpose(a, b)",
-                    self.shape()
-                ),
-            )),
-        }
+        mono!(
+            |this: &Tensor<T>| -> Result<Tensor<T>> {
+                match this.ndim() {
+                    0 | 1 => Ok(this.clone()),
+                    2 => this.try_permute(&[1, 0]),
+                    _ => Err(Error::invalid(
+                        "t",
+                        format!(
+                            "expects at most 2 dimensions, got shape {:?}; use transpose(a, b)",
+                            this.shape()
+                        ),
+                    )),
+                }
+            },
+            (self)
+        )
     }
 
     /// Like [`broadcast_to`](Tensor::broadcast_to), returning an error instead of panicking.
     pub fn try_broadcast_to(&self, shape: &[usize]) -> Result<Tensor<T>> {
-        checked_numel("broadcast_to", shape)?;
-        if shape.len() < self.ndim()
-            || broadcast_shapes(self.shape(), shape).as_deref() != Some(shape)
-        {
-            return Err(Error::shape("broadcast_to", self.shape(), shape));
-        }
-        if shape == self.shape() {
-            return Ok(self.clone());
-        }
-        Ok(self.view_op(self.layout().broadcast_to(shape), BroadcastTo))
+        mono!(
+            |this: &Tensor<T>, shape: &[usize]| -> Result<Tensor<T>> {
+                checked_numel("broadcast_to", shape)?;
+                if shape.len() < this.ndim()
+                    || broadcast_shapes(this.shape(), shape).as_deref() != Some(shape)
+                {
+                    return Err(Error::shape("broadcast_to", this.shape(), shape));
+                }
+                if shape == this.shape() {
+                    return Ok(this.clone());
+                }
+                Ok(this.view_op(this.layout().broadcast_to(shape), BroadcastTo))
+            },
+            (self, shape)
+        )
     }
 
     /// Like [`narrow`](Tensor::narrow), returning an error instead of panicking.
     pub fn try_narrow(&self, axis: isize, start: usize, len: usize) -> Result<Tensor<T>> {
-        let a = normalize_axis("narrow", axis, self.shape())?;
-        let size = self.shape()[a];
-        if start.checked_add(len).is_none_or(|end| end > size) {
-            return Err(Error::invalid(
-                "narrow",
-                format!(
+        mono!(
+            |this: &Tensor<T>, axis: isize, start: usize, len: usize| -> Result<Tensor<T>> {
+                let a = normalize_axis("narrow", axis, this.shape())?;
+                let size = this.shape()[a];
+                if start.checked_add(len).is_none_or(|end| end > size) {
+                    return Err(Error::invalid(
+                        "narrow",
+                        format!(
                     "start {start} + length {len} exceeds size {size} of axis {axis} (shape {:?})",
-                    self.shape()
+                    this.shape()
                 ),
-            ));
-        }
-        if len == size {
-            return Ok(self.clone());
-        }
-        Ok(self.view_op(
-            self.layout().narrow(a, start, len),
-            Narrow { axis: a, start },
-        ))
+                    ));
+                }
+                if len == size {
+                    return Ok(this.clone());
+                }
+                Ok(this.view_op(
+                    this.layout().narrow(a, start, len),
+                    Narrow { axis: a, start },
+                ))
+            },
+            (self, axis, start, len)
+        )
     }
 
     /// Like [`chunk`](Tensor::chunk), returning an error instead of panicking.
     pub fn try_chunk(&self, n: usize, axis: isize) -> Result<Vec<Tensor<T>>> {
-        let a = normalize_axis("chunk", axis, self.shape())?;
-        if n == 0 {
-            return Err(Error::invalid(
-                "chunk",
-                format!(
-                    "the number of chunks must be at least 1, got 0 (shape {:?})",
-                    self.shape()
-                ),
-            ));
-        }
-        let len = self.shape()[a];
-        if len == 0 {
-            return Ok(vec![self.clone(); n]);
-        }
-        let size = len.div_ceil(n);
-        (0..len)
-            .step_by(size)
-            .map(|start| self.try_narrow(a as isize, start, size.min(len - start)))
-            .collect()
+        mono!(
+            |this: &Tensor<T>, n: usize, axis: isize| -> Result<Vec<Tensor<T>>> {
+                let a = normalize_axis("chunk", axis, this.shape())?;
+                if n == 0 {
+                    return Err(Error::invalid(
+                        "chunk",
+                        format!(
+                            "the number of chunks must be at least 1, got 0 (shape {:?})",
+                            this.shape()
+                        ),
+                    ));
+                }
+                let len = this.shape()[a];
+                if len == 0 {
+                    return Ok(vec![this.clone(); n]);
+                }
+                let size = len.div_ceil(n);
+                (0..len)
+                    .step_by(size)
+                    .map(|start| this.try_narrow(a as isize, start, size.min(len - start)))
+                    .collect()
+            },
+            (self, n, axis)
+        )
     }
 
     /// Like [`split`](Tensor::split), returning an error instead of panicking.
     pub fn try_split(&self, sizes: &[usize], axis: isize) -> Result<Vec<Tensor<T>>> {
-        let a = normalize_axis("split", axis, self.shape())?;
-        let len = self.shape()[a];
-        let total = sizes.iter().try_fold(0usize, |s, &n| s.checked_add(n));
-        if total != Some(len) {
-            return Err(Error::invalid(
-                "split",
-                format!(
+        mono!(
+            |this: &Tensor<T>, sizes: &[usize], axis: isize| -> Result<Vec<Tensor<T>>> {
+                let a = normalize_axis("split", axis, this.shape())?;
+                let len = this.shape()[a];
+                let total = sizes.iter().try_fold(0usize, |s, &n| s.checked_add(n));
+                if total != Some(len) {
+                    return Err(Error::invalid(
+                        "split",
+                        format!(
                     "sizes {sizes:?} do not add up to {len}, the size of axis {axis} of shape {:?}",
-                    self.shape()
+                    this.shape()
                 ),
-            ));
-        }
-        let mut start = 0;
-        sizes
-            .iter()
-            .map(|&n| {
-                start += n;
-                self.try_narrow(a as isize, start - n, n)
-            })
-            .collect()
+                    ));
+                }
+                let mut start = 0;
+                sizes
+                    .iter()
+                    .map(|&n| {
+                        start += n;
+                        this.try_narrow(a as isize, start - n, n)
+                    })
+                    .collect()
+            },
+            (self, sizes, axis)
+        )
     }
 
     /// Like [`select`](Tensor::select), returning [`Error::IndexOutOfRange`] or
     /// [`Error::InvalidAxis`] instead of panicking.
     pub fn try_select(&self, axis: isize, index: usize) -> Result<Tensor<T>> {
-        let a = normalize_axis("select", axis, self.shape())?;
-        let size = self.shape()[a];
-        if index >= size {
-            return Err(Error::IndexOutOfRange {
-                op: "select",
-                index,
-                size,
-                shape: self.shape().to_vec(),
-            });
-        }
-        self.try_narrow(a as isize, index, 1)?
-            .try_squeeze(a as isize)
+        mono!(
+            |this: &Tensor<T>, axis: isize, index: usize| -> Result<Tensor<T>> {
+                let a = normalize_axis("select", axis, this.shape())?;
+                let size = this.shape()[a];
+                if index >= size {
+                    return Err(Error::IndexOutOfRange {
+                        op: "select",
+                        index,
+                        size,
+                        shape: this.shape().to_vec(),
+                    });
+                }
+                this.try_narrow(a as isize, index, 1)?
+                    .try_squeeze(a as isize)
+            },
+            (self, axis, index)
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::{zip3_plain, Cost};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
-use crate::element::{c, Element};
+use crate::element::{c, mono, Element};
 use crate::error::{or_panic, Result};
 use crate::kernels::reduce as k;
 use crate::shape::{normalize_axis, reduced_shape, split_at_axis};
@@ -98,17 +98,27 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), ferrograd::Error>(())
     /// ```
     pub fn sum(&self) -> Tensor<T> {
-        let seen = Seen::note(&[self]);
-        let s = self.with_contiguous(k::sum_slice);
-        Tensor::from_op_data(seen, vec![s], &[], SumAll { mean: false }, &[self])
+        mono!(
+            |this: &Tensor<T>| -> Tensor<T> {
+                let seen = Seen::note(&[this]);
+                let s = this.with_contiguous(k::sum_slice);
+                Tensor::from_op_data(seen, vec![s], &[], SumAll { mean: false }, &[this])
+            },
+            (self)
+        )
     }
 
     /// The mean of all elements, as a 0-d tensor (NaN for an empty tensor).
     pub fn mean(&self) -> Tensor<T> {
-        let n = self.numel();
-        let seen = Seen::note(&[self]);
-        let s = self.with_contiguous(k::sum_slice) / c(n as f64);
-        Tensor::from_op_data(seen, vec![s], &[], SumAll { mean: true }, &[self])
+        mono!(
+            |this: &Tensor<T>| -> Tensor<T> {
+                let n = this.numel();
+                let seen = Seen::note(&[this]);
+                let s = this.with_contiguous(k::sum_slice) / c(n as f64);
+                Tensor::from_op_data(seen, vec![s], &[], SumAll { mean: true }, &[this])
+            },
+            (self)
+        )
     }
 
     fn reduce_axis(
@@ -354,48 +364,78 @@ impl<T: Element> Tensor<T> {
 impl<T: Element> Tensor<T> {
     /// Like [`sum_axis`](Tensor::sum_axis), returning [`Error::InvalidAxis`](crate::Error::InvalidAxis) instead of panicking.
     pub fn try_sum_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        self.reduce_axis("sum_axis", axis, keepdim, false)
+        mono!(
+            |this: &Tensor<T>, axis: isize, keepdim: bool| -> Result<Tensor<T>> {
+                this.reduce_axis("sum_axis", axis, keepdim, false)
+            },
+            (self, axis, keepdim)
+        )
     }
 
     /// Like [`mean_axis`](Tensor::mean_axis), returning an error instead of panicking.
     pub fn try_mean_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        self.reduce_axis("mean_axis", axis, keepdim, true)
+        mono!(
+            |this: &Tensor<T>, axis: isize, keepdim: bool| -> Result<Tensor<T>> {
+                this.reduce_axis("mean_axis", axis, keepdim, true)
+            },
+            (self, axis, keepdim)
+        )
     }
 
     /// Like [`max_axis`](Tensor::max_axis), returning an error instead of panicking.
     pub fn try_max_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        self.extreme_axis("max_axis", axis, keepdim, true)
+        mono!(
+            |this: &Tensor<T>, axis: isize, keepdim: bool| -> Result<Tensor<T>> {
+                this.extreme_axis("max_axis", axis, keepdim, true)
+            },
+            (self, axis, keepdim)
+        )
     }
 
     /// Like [`min_axis`](Tensor::min_axis), returning an error instead of panicking.
     pub fn try_min_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        self.extreme_axis("min_axis", axis, keepdim, false)
+        mono!(
+            |this: &Tensor<T>, axis: isize, keepdim: bool| -> Result<Tensor<T>> {
+                this.extreme_axis("min_axis", axis, keepdim, false)
+            },
+            (self, axis, keepdim)
+        )
     }
 
     /// Like [`logsumexp`](Tensor::logsumexp), returning an error instead of panicking.
     pub fn try_logsumexp(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        let a = normalize_axis("logsumexp", axis, self.shape())?;
-        let (outer, n, inner) = split_at_axis(self.shape(), a);
-        let seen = Seen::note(&[self]);
-        let data = self.with_contiguous(|x| k::logsumexp(x, outer, n, inner));
-        let shape = reduced_shape(self.shape(), a, keepdim);
-        Ok(Tensor::from_op_data(
-            seen,
-            data,
-            &shape,
-            LogSumExp { axis: a, keepdim },
-            &[self],
-        ))
+        mono!(
+            |this: &Tensor<T>, axis: isize, keepdim: bool| -> Result<Tensor<T>> {
+                let a = normalize_axis("logsumexp", axis, this.shape())?;
+                let (outer, n, inner) = split_at_axis(this.shape(), a);
+                let seen = Seen::note(&[this]);
+                let data = this.with_contiguous(|x| k::logsumexp(x, outer, n, inner));
+                let shape = reduced_shape(this.shape(), a, keepdim);
+                Ok(Tensor::from_op_data(
+                    seen,
+                    data,
+                    &shape,
+                    LogSumExp { axis: a, keepdim },
+                    &[this],
+                ))
+            },
+            (self, axis, keepdim)
+        )
     }
 
     /// Like [`var_axis`](Tensor::var_axis), returning an error instead of panicking.
     pub fn try_var_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        let a = normalize_axis("var_axis", axis, self.shape())?;
-        let n = self.shape()[a];
-        let centered = self.sub(&self.mean_axis(axis, true));
-        let ss = centered.square().sum_axis(axis, keepdim);
-        // N = 1 and N = 0 both give 0/0 = NaN, as PyTorch
-        Ok(ss.div_scalar(c(n.saturating_sub(1) as f64)))
+        mono!(
+            |this: &Tensor<T>, axis: isize, keepdim: bool| -> Result<Tensor<T>> {
+                let a = normalize_axis("var_axis", axis, this.shape())?;
+                let n = this.shape()[a];
+                let centered = this.sub(&this.mean_axis(axis, true));
+                let ss = centered.square().sum_axis(axis, keepdim);
+                // N = 1 and N = 0 both give 0/0 = NaN, as PyTorch
+                Ok(ss.div_scalar(c(n.saturating_sub(1) as f64)))
+            },
+            (self, axis, keepdim)
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 //! with their own backward rules.
 
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::error::{or_panic, Result};
 use crate::kernels::reduce as k;
 use crate::shape::{normalize_axis, split_at_axis};
@@ -110,12 +110,22 @@ impl<T: Element> Tensor<T> {
 impl<T: Element> Tensor<T> {
     /// Like [`softmax`](Tensor::softmax), returning an error instead of panicking.
     pub fn try_softmax(&self, axis: isize) -> Result<Tensor<T>> {
-        self.softmax_impl("softmax", axis, false)
+        mono!(
+            |this: &Tensor<T>, axis: isize| -> Result<Tensor<T>> {
+                this.softmax_impl("softmax", axis, false)
+            },
+            (self, axis)
+        )
     }
 
     /// Like [`log_softmax`](Tensor::log_softmax), returning an error instead of panicking.
     pub fn try_log_softmax(&self, axis: isize) -> Result<Tensor<T>> {
-        self.softmax_impl("log_softmax", axis, true)
+        mono!(
+            |this: &Tensor<T>, axis: isize| -> Result<Tensor<T>> {
+                this.softmax_impl("log_softmax", axis, true)
+            },
+            (self, axis)
+        )
     }
 }
 

@@ -194,7 +194,9 @@ macro_rules! unary {
         impl<T: Element> Tensor<T> {
             $(#[$doc])*
             pub fn $method(&self, $($p: $pt),*) -> Tensor<T> {
-                apply(self, $kind { $($p,)* _t: ::std::marker::PhantomData })
+                $crate::element::mono!(|x: &Tensor<T>, $($p: $pt),*| -> Tensor<T> {
+                    apply(x, $kind { $($p,)* _t: ::std::marker::PhantomData })
+                }, (self, $($p),*))
             }
         }
     };

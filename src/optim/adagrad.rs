@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::tensor::Tensor;
 
 use super::{check_nonneg, Fields, Hyperparams, Optim, ParamState, UpdateRule};
@@ -145,17 +145,22 @@ impl<T: Element> UpdateRule<T> for AdagradRule {
     }
 
     fn update(c: &AdagradConfig<T>, s: &mut AdagradState<T>, p: &mut [T], g: &[T]) {
-        s.step += 1;
-        let (wd, eps) = (c.weight_decay, c.eps);
-        // computed in f64, as PyTorch does in Python floats
-        let clr =
-            c.lr.to_f64_lossless() / (1.0 + (s.step - 1) as f64 * c.lr_decay.to_f64_lossless());
-        let clr = T::from_f64_lossy(clr);
-        for ((p, &g), acc) in p.iter_mut().zip(g).zip(s.sum.iter_mut()) {
-            let g = if wd != T::zero() { g + wd * *p } else { g };
-            *acc += g * g;
-            *p -= clr * (g / (acc.sqrt() + eps));
-        }
+        mono!(
+            |c: &AdagradConfig<T>, s: &mut AdagradState<T>, p: &mut [T], g: &[T]| {
+                s.step += 1;
+                let (wd, eps) = (c.weight_decay, c.eps);
+                // computed in f64, as PyTorch does in Python floats
+                let clr = c.lr.to_f64_lossless()
+                    / (1.0 + (s.step - 1) as f64 * c.lr_decay.to_f64_lossless());
+                let clr = T::from_f64_lossy(clr);
+                for ((p, &g), acc) in p.iter_mut().zip(g).zip(s.sum.iter_mut()) {
+                    let g = if wd != T::zero() { g + wd * *p } else { g };
+                    *acc += g * g;
+                    *p -= clr * (g / (acc.sqrt() + eps));
+                }
+            },
+            (c, s, p, g)
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::tensor::Tensor;
 
 use super::{check_nonneg, check_unit, Fields, Hyperparams, Optim, ParamState, UpdateRule};
@@ -269,7 +269,12 @@ impl<T: Element> UpdateRule<T> for AdamRule {
     }
 
     fn update(c: &AdamConfig<T>, s: &mut AdamState<T>, p: &mut [T], g: &[T]) {
-        adam_update(s, p, g, c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, None);
+        mono!(
+            |c: &AdamConfig<T>, s: &mut AdamState<T>, p: &mut [T], g: &[T]| {
+                adam_update(s, p, g, c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, None);
+            },
+            (c, s, p, g)
+        )
     }
 }
 
@@ -287,19 +292,25 @@ impl<T: Element> UpdateRule<T> for AdamWRule {
     }
 
     fn update(c: &AdamWConfig<T>, s: &mut AdamState<T>, p: &mut [T], g: &[T]) {
-        let shrink =
-            T::from_f64_lossy(1.0 - c.lr.to_f64_lossless() * c.weight_decay.to_f64_lossless());
-        adam_update(
-            s,
-            p,
-            g,
-            c.lr,
-            c.beta1,
-            c.beta2,
-            c.eps,
-            T::zero(),
-            Some(shrink),
-        );
+        mono!(
+            |c: &AdamWConfig<T>, s: &mut AdamState<T>, p: &mut [T], g: &[T]| {
+                let shrink = T::from_f64_lossy(
+                    1.0 - c.lr.to_f64_lossless() * c.weight_decay.to_f64_lossless(),
+                );
+                adam_update(
+                    s,
+                    p,
+                    g,
+                    c.lr,
+                    c.beta1,
+                    c.beta2,
+                    c.eps,
+                    T::zero(),
+                    Some(shrink),
+                );
+            },
+            (c, s, p, g)
+        )
     }
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use crate::autograd::Gradients;
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::tensor::Tensor;
 
@@ -703,6 +703,25 @@ impl<T: Element, R: UpdateRule<T>> Optim<T, R> {
     }
 }
 
+/// Runs `update(param, grad)` on `p`'s elements under its write lock, with
+/// `g`'s elements: compiled once per element type here (see [`mono!`]), so
+/// that a rule's `step` is small in the crates that use it.
+fn update_param<T: Element>(p: &Tensor<T>, g: &Tensor<T>, update: &mut dyn FnMut(&mut [T], &[T])) {
+    mono!(
+        |p: &Tensor<T>, g: &Tensor<T>, update: &mut dyn FnMut(&mut [T], &[T])| {
+            if g.shares_storage(p) {
+                // Never the case for gradients from backward; reading first keeps a
+                // hand-built one from deadlocking on the parameter's write lock.
+                let g = g.to_vec();
+                p.update_with(|p| update(p, &g));
+            } else {
+                g.with_contiguous(|g| p.update_with(|p| update(p, g)));
+            }
+        },
+        (p, g, update)
+    )
+}
+
 impl<T: Element, R: UpdateRule<T>> Optimizer<T> for Optim<T, R> {
     /// First every parameter's gradient is looked up and checked (so that an error
     /// leaves every parameter as it was); then each parameter that has one is
@@ -743,14 +762,7 @@ impl<T: Element, R: UpdateRule<T>> Optimizer<T> for Optim<T, R> {
                 i += 1;
                 let Some(g) = g else { continue };
                 let state = state.get_or_insert_with(|| R::init_state(config, p));
-                if g.shares_storage(p) {
-                    // Never the case for gradients from backward; reading first keeps a
-                    // hand-built one from deadlocking on the parameter's write lock.
-                    let g = g.to_vec();
-                    p.update_with(|p| R::update(config, state, p, &g));
-                } else {
-                    g.with_contiguous(|g| p.update_with(|p| R::update(config, state, p, g)));
-                }
+                update_param(p, g, &mut |p, g| R::update(config, state, p, g));
                 report.updated += 1;
             }
         }

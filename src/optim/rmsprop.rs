@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::tensor::Tensor;
 
 use super::{check_nonneg, Fields, Hyperparams, Optim, ParamState, UpdateRule};
@@ -174,44 +174,49 @@ impl<T: Element> UpdateRule<T> for RmsPropRule {
     }
 
     fn update(c: &RmsPropConfig<T>, s: &mut RmsPropState<T>, p: &mut [T], g: &[T]) {
-        s.step += 1;
-        let (lr, alpha, eps, wd, mu) = (c.lr, c.alpha, c.eps, c.weight_decay, c.momentum);
-        let one_m_alpha = T::one() - alpha;
-        let n = p.len();
-        let (centered, momentum) = (c.centered, mu > T::zero());
-        let zeros = || vec![T::zero(); n];
-        // Buffers the config does not use are empty slices (and are left as they are).
-        let gavg = match centered {
-            true => &mut s.grad_avg.get_or_insert_with(zeros)[..],
-            false => &mut [],
-        };
-        let buf = match momentum {
-            true => &mut s.momentum_buffer.get_or_insert_with(zeros)[..],
-            false => &mut [],
-        };
-        for i in 0..n {
-            let g = if wd != T::zero() {
-                g[i] + wd * p[i]
-            } else {
-                g[i]
-            };
-            let v = &mut s.square_avg[i];
-            *v = alpha * *v + one_m_alpha * g * g;
-            let denom = if centered {
-                let a = &mut gavg[i];
-                *a = alpha * *a + one_m_alpha * g;
-                (*v - *a * *a).sqrt() + eps
-            } else {
-                v.sqrt() + eps
-            };
-            if momentum {
-                let b = &mut buf[i];
-                *b = mu * *b + g / denom;
-                p[i] -= lr * *b;
-            } else {
-                p[i] -= lr * (g / denom);
-            }
-        }
+        mono!(
+            |c: &RmsPropConfig<T>, s: &mut RmsPropState<T>, p: &mut [T], g: &[T]| {
+                s.step += 1;
+                let (lr, alpha, eps, wd, mu) = (c.lr, c.alpha, c.eps, c.weight_decay, c.momentum);
+                let one_m_alpha = T::one() - alpha;
+                let n = p.len();
+                let (centered, momentum) = (c.centered, mu > T::zero());
+                let zeros = || vec![T::zero(); n];
+                // Buffers the config does not use are empty slices (and are left as they are).
+                let gavg = match centered {
+                    true => &mut s.grad_avg.get_or_insert_with(zeros)[..],
+                    false => &mut [],
+                };
+                let buf = match momentum {
+                    true => &mut s.momentum_buffer.get_or_insert_with(zeros)[..],
+                    false => &mut [],
+                };
+                for i in 0..n {
+                    let g = if wd != T::zero() {
+                        g[i] + wd * p[i]
+                    } else {
+                        g[i]
+                    };
+                    let v = &mut s.square_avg[i];
+                    *v = alpha * *v + one_m_alpha * g * g;
+                    let denom = if centered {
+                        let a = &mut gavg[i];
+                        *a = alpha * *a + one_m_alpha * g;
+                        (*v - *a * *a).sqrt() + eps
+                    } else {
+                        v.sqrt() + eps
+                    };
+                    if momentum {
+                        let b = &mut buf[i];
+                        *b = mu * *b + g / denom;
+                        p[i] -= lr * *b;
+                    } else {
+                        p[i] -= lr * (g / denom);
+                    }
+                }
+            },
+            (c, s, p, g)
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::element::Element;
+use crate::element::{mono, Element};
 use crate::tensor::Tensor;
 
 use super::{check_nonneg, Fields, Hyperparams, Optim, ParamState, UpdateRule};
@@ -163,31 +163,36 @@ impl<T: Element> UpdateRule<T> for SgdRule {
     }
 
     fn update(c: &SgdConfig<T>, s: &mut SgdState<T>, p: &mut [T], g: &[T]) {
-        s.step += 1;
-        let (lr, wd, mu) = (c.lr, c.weight_decay, c.momentum);
-        if mu == T::zero() {
-            for (p, &g) in p.iter_mut().zip(g) {
-                let g = if wd != T::zero() { g + wd * *p } else { g };
-                *p -= lr * g;
-            }
-            return;
-        }
-        // PyTorch starts the buffer as a copy of the first gradient: no dampening then.
-        let damp = if s.momentum_buffer.is_some() {
-            T::one() - c.dampening
-        } else {
-            T::one()
-        };
-        let buf = s
-            .momentum_buffer
-            .get_or_insert_with(|| vec![T::zero(); p.len()]);
-        for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
-            let g = if wd != T::zero() { g + wd * *p } else { g };
-            // on the first step b = 0, so this is b = g exactly
-            *b = mu * *b + damp * g;
-            let d = if c.nesterov { g + mu * *b } else { *b };
-            *p -= lr * d;
-        }
+        mono!(
+            |c: &SgdConfig<T>, s: &mut SgdState<T>, p: &mut [T], g: &[T]| {
+                s.step += 1;
+                let (lr, wd, mu) = (c.lr, c.weight_decay, c.momentum);
+                if mu == T::zero() {
+                    for (p, &g) in p.iter_mut().zip(g) {
+                        let g = if wd != T::zero() { g + wd * *p } else { g };
+                        *p -= lr * g;
+                    }
+                    return;
+                }
+                // PyTorch starts the buffer as a copy of the first gradient: no dampening then.
+                let damp = if s.momentum_buffer.is_some() {
+                    T::one() - c.dampening
+                } else {
+                    T::one()
+                };
+                let buf = s
+                    .momentum_buffer
+                    .get_or_insert_with(|| vec![T::zero(); p.len()]);
+                for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
+                    let g = if wd != T::zero() { g + wd * *p } else { g };
+                    // on the first step b = 0, so this is b = g exactly
+                    *b = mu * *b + damp * g;
+                    let d = if c.nesterov { g + mu * *b } else { *b };
+                    *p -= lr * d;
+                }
+            },
+            (c, s, p, g)
+        )
     }
 }
 

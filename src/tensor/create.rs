@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use crate::element::{c, Element};
+use crate::element::{c, mono, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::shape::checked_numel;
 use crate::tensor::Tensor;
@@ -21,6 +21,15 @@ impl<T: Element> Tensor<T> {
     /// # Errors
     /// [`Error::LengthMismatch`] when `data.len()` is not the product of `shape`.
     pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Result<Tensor<T>> {
+        mono!(
+            |data: Vec<T>, shape: &[usize]| -> Result<Tensor<T>> {
+                Tensor::from_vec_body(data, shape)
+            },
+            (data, shape)
+        )
+    }
+
+    fn from_vec_body(data: Vec<T>, shape: &[usize]) -> Result<Tensor<T>> {
         let expected = checked_numel("from_vec", shape)?;
         if data.len() != expected {
             return Err(Error::LengthMismatch {
