@@ -112,7 +112,7 @@ def peer_figures(rows):
     peers = jsonl("bench_peers", "raw.jsonl")
     for peer in ["candle", "dfdx", "burn"]:
         figs[peer] = pick(peers, rows, lambda r, one, p=peer: r["peer"] == p
-                          and r["variant"].endswith(" 1t" if one else " 2t")
+                          and ("1t" if one else "2t") in r["variant"].split()
                           and (r["w"] != "W5" or "manual" in r["variant"]))
     return figs
 

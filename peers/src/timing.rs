@@ -140,7 +140,8 @@ pub fn record(
         js(w), js(peer), js(variant), js(case), js(unit), jn(value), jn(best), jn(spread), t.reps, t.n
     ));
     println!(
-        "  {w:3} {peer:10} {variant:14} {case:10} {value:12.4} {unit:8} (spread {spread:.1}%)"
+        "  {w:3} {peer:10} {variant:14} {case:10} {:>12} {unit:8} (spread {spread:.1}%)",
+        g4(value)
     );
 }
 
@@ -150,7 +151,19 @@ pub fn record_value(w: &str, peer: &str, variant: &str, case: &str, unit: &str, 
         "{{\"w\": {}, \"peer\": {}, \"variant\": {}, \"case\": {}, \"unit\": {}, \"value\": {}, \"spread_pct\": null}}",
         js(w), js(peer), js(variant), js(case), js(unit), jn(value)
     ));
-    println!("  {w:3} {peer:10} {variant:14} {case:10} {value:12.4} {unit}");
+    println!(
+        "  {w:3} {peer:10} {variant:14} {case:10} {:>12} {unit}",
+        g4(value)
+    );
+}
+
+/// About four significant digits, for the progress lines.
+fn g4(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let decimals = (3 - x.abs().log10().floor() as i32).max(0) as usize;
+    format!("{x:.decimals$}")
 }
 
 pub fn ms(s: f64) -> f64 {
