@@ -3,8 +3,10 @@
 # then W6 (peak RSS of 100 W2 steps at B=256) with torch_peak_memory.py.
 #
 # usage: scripts/bench_torch.sh [WORKLOAD...]   e.g. scripts/bench_torch.sh w2 w5 w6
-#   TORCH_PYTHON  a python with torch and numpy  (default /work/torchenv/v/bin/python)
-#   BENCH_DIR     where bench_torch.py and common.py live  (default /work/shared/bench)
+#   TORCH_PYTHON  a python with torch and numpy  (default target/pyenv/bin/python,
+#                 made by scripts/setup_python_peers.sh)
+#   BENCH_DIR     where bench_torch.py and common.py live  (default ../shared/bench
+#                 beside the repository)
 #   THREADS       torch threads  (default 2)
 # Raw results (JSON lines) go to target/bench_torch/raw.jsonl, replaced on each run,
 # and the W6 line to target/bench_torch/w6.txt. scripts/bench_table.py compares them
@@ -12,8 +14,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-python="${TORCH_PYTHON:-/work/torchenv/v/bin/python}"
-bench_dir="${BENCH_DIR:-/work/shared/bench}"
+python="${TORCH_PYTHON:-$root/target/pyenv/bin/python}"
+bench_dir="${BENCH_DIR:-$root/../shared/bench}"
 threads="${THREADS:-2}"
 out="$root/target/bench_torch"
 mkdir -p "$out"

@@ -9,7 +9,8 @@
 #   SEEDS         seeds to run                       (default "0 1 2")
 #   THREADS       threads on both sides              (default 2)
 #   STEPS         training steps                     (default 2000)
-#   TORCH_PYTHON  a python with torch                (default /work/torchenv/v/bin/python)
+#   TORCH_PYTHON  a python with torch                (default target/pyenv/bin/python,
+#                 made by scripts/setup_python_peers.sh)
 # Logs go to target/nanogpt_compare/{torch,ferrograd}_seedS.log.
 # Run it on an otherwise idle machine: the step times are only comparable when
 # neither side shares its cores with anything else.
@@ -20,7 +21,7 @@ corpus="${1:-/usr/share/vim/vim90/doc/options.txt}"
 seeds="${SEEDS:-0 1 2}"
 threads="${THREADS:-2}"
 steps="${STEPS:-2000}"
-python="${TORCH_PYTHON:-/work/torchenv/v/bin/python}"
+python="${TORCH_PYTHON:-$root/target/pyenv/bin/python}"
 out="$root/target/nanogpt_compare"
 mkdir -p "$out"
 
