@@ -122,7 +122,10 @@ macro_rules! mono {
             fn for_f32() -> Self::Fn<f32> {
                 imp::<f32>
             }
-            #[inline(never)]
+            // `f64` (gradient checks, numerics) is instantiated where it is
+            // used, as any generic code: compiling every entry point for it
+            // here would double this crate's own build for the rarer type.
+            #[inline]
             fn for_f64() -> Self::Fn<f64> {
                 imp::<f64>
             }
