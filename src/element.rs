@@ -76,12 +76,12 @@ pub trait Element:
     fn per_type<P: PerType>() -> P::Fn<Self>;
 }
 
-/// A function of the element type compiled once for `f32` and once for `f64`
+/// A function of the element type whose `f32` instance is compiled once,
 /// inside this crate (see [`mono!`]): code generic over `T: Element` that calls
-/// it through [`Element::per_type`] reaches one of the two existing symbols
-/// instead of instantiating the function, and all it calls, again in the
-/// dependent crate (release builds do not share generic instances across
-/// crates).
+/// it through [`Element::per_type`] reaches that existing symbol instead of
+/// instantiating the function, and all it calls, again in the dependent crate
+/// (release builds do not share generic instances across crates). The `f64`
+/// instance is compiled where it is used, as generic code is.
 #[doc(hidden)]
 pub trait PerType {
     /// The function's type for element type `T`.
@@ -102,8 +102,7 @@ pub trait PerType {
 ///
 /// `body` sees only its parameters and `T` (not `self`, nor the caller's other
 /// generics): it is the body of a generic function of its own. The call costs
-/// one direct and one indirect call; the body itself is compiled (and inlined
-/// into) once per element type, here.
+/// one direct and one indirect call; for `f32` the body is compiled once, here.
 macro_rules! mono {
     (|$($a:ident: $at:ty),* $(,)?| $body:block, ($($v:expr),* $(,)?)) => {
         $crate::element::mono!(|$($a: $at),*| -> () $body, ($($v),*))
