@@ -4,6 +4,7 @@
 
 use std::mem::MaybeUninit;
 
+use gemm_common::Parallelism;
 use rayon::prelude::*;
 
 use super::parallel::{use_pool, GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART, GEMM_WORK};
@@ -77,9 +78,9 @@ pub(crate) fn matmul<T: Element>(
     if parts <= 1 {
         // `gemm`'s own threading only for wide products too short to split by rows
         let par = if pool {
-            gemm::Parallelism::Rayon(0)
+            Parallelism::Rayon(0)
         } else {
-            gemm::Parallelism::None
+            Parallelism::None
         };
         return gemm_rows(m, k, n, a, b, out, par);
     }
@@ -94,7 +95,7 @@ pub(crate) fn matmul<T: Element>(
                 offset: a.offset + r0 * a.rs,
                 ..a
             };
-            gemm_rows(dst.len() / n, k, n, part_a, b, dst, gemm::Parallelism::None);
+            gemm_rows(dst.len() / n, k, n, part_a, b, dst, Parallelism::None);
         });
 }
 
@@ -166,7 +167,7 @@ fn gemm_rows<T: Element>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     out: &mut [MaybeUninit<T>],
-    parallelism: gemm::Parallelism,
+    parallelism: Parallelism,
 ) {
     debug_assert_eq!(out.len(), m * n);
     a.check(m, k);
@@ -188,28 +189,105 @@ fn gemm_rows<T: Element>(
     // the matrix-vector paths, whose output was initialised above. `T` is `f32`
     // or `f64` (sealed `Element`), which `gemm` supports.
     unsafe {
-        gemm::gemm(
+        kernel(
             m,
             n,
             k,
             out.as_mut_ptr().cast::<T>(),
-            1,
-            n as isize,
-            false,
             a.data.as_ptr().add(a.offset),
-            a.cs as isize,
             a.rs as isize,
+            a.cs as isize,
             b.data.as_ptr().add(b.offset),
-            b.cs as isize,
             b.rs as isize,
-            // dst = alpha·dst + beta·(a·b); dst is not read
-            T::zero(),
-            T::one(),
-            false,
-            false,
-            false,
+            b.cs as isize,
             parallelism,
         );
+    }
+}
+
+/// `dst = a · b` (`dst` dense row-major `m × n`, not read) through the `gemm`
+/// crates' kernel for `T`, arranged as the `gemm` crate's own entry point
+/// arranges it: the micro-kernels prefer a column-major destination, so a
+/// row-major one (`n > 1`) is computed as `dstᵀ = bᵀ · aᵀ`. Strides are in
+/// elements, never negative here.
+///
+/// # Safety
+/// `a` and `b` address every element of an `m × k` and a `k × n` matrix
+/// through their strides, `dst` points at `m · n` writable elements that
+/// overlap neither.
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    a: *const T,
+    a_rs: isize,
+    a_cs: isize,
+    b: *const T,
+    b_rs: isize,
+    b_cs: isize,
+    parallelism: Parallelism,
+) {
+    // (m, n, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs)
+    let (m, n, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) = if n > 1 {
+        (n, m, n as isize, 1, b, b_rs, b_cs, a, a_rs, a_cs)
+    } else {
+        (m, n, 1, n as isize, a, a_cs, a_rs, b, b_cs, b_rs)
+    };
+    use std::any::TypeId;
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        // SAFETY: the caller's contract; `T` is `f32` here (checked), and the
+        // operands are passed with the strides that address them.
+        unsafe {
+            gemm_f32::gemm::f32::get_gemm_fn()(
+                m,
+                n,
+                k,
+                dst.cast::<f32>(),
+                dst_cs,
+                dst_rs,
+                false,
+                lhs.cast::<f32>(),
+                lhs_cs,
+                lhs_rs,
+                rhs.cast::<f32>(),
+                rhs_cs,
+                rhs_rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        }
+    } else {
+        debug_assert!(TypeId::of::<T>() == TypeId::of::<f64>());
+        // SAFETY: as above; `T` is `f64` (`Element` is sealed to `f32` and `f64`).
+        unsafe {
+            gemm_f64::gemm::f64::get_gemm_fn()(
+                m,
+                n,
+                k,
+                dst.cast::<f64>(),
+                dst_cs,
+                dst_rs,
+                false,
+                lhs.cast::<f64>(),
+                lhs_cs,
+                lhs_rs,
+                rhs.cast::<f64>(),
+                rhs_cs,
+                rhs_rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        }
     }
 }
 
