@@ -264,7 +264,7 @@ impl<T: Element> Tensor<T> {
 
     /// Read access to the whole buffer (index it through `layout()`).
     #[inline]
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, crate::storage::Buf<T>> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Buf<T>> {
         self.0.storage.read()
     }
 

@@ -161,21 +161,7 @@ pub fn w3(backend: Backend, variant: &str) {
             .expect("gradient of x0")
             .into_scalar::<f32>()
     };
-    let g = run();
-    assert!(
-        (g - chain_grad()).abs() < 1e-3,
-        "burn {backend:?} W3 gradient {g}"
-    );
-    let t = bench_with(samples(), 0.3, run);
-    record(
-        "W3",
-        PEER,
-        variant,
-        &format!("{CHAIN_OPS} ops"),
-        "us/op",
-        &t,
-        |s| s / CHAIN_OPS as f64 * 1e6,
-    );
+    bench_chain(PEER, variant, run);
 }
 
 pub fn w4(backend: Backend, variant: &str) {

@@ -124,18 +124,7 @@ pub fn w3(variant: &str) -> Result<()> {
         let grads = x.backward().unwrap();
         grads.get(&x0).unwrap().to_vec1::<f32>().unwrap()[0]
     };
-    let g = run();
-    assert!((g - chain_grad()).abs() < 1e-3, "candle W3 gradient {g}");
-    let t = bench_with(samples(), 0.3, run);
-    record(
-        "W3",
-        PEER,
-        variant,
-        &format!("{CHAIN_OPS} ops"),
-        "us/op",
-        &t,
-        |s| s / CHAIN_OPS as f64 * 1e6,
-    );
+    bench_chain(PEER, variant, run);
     Ok(())
 }
 

@@ -122,18 +122,7 @@ pub fn w3(variant: &str) {
         let grads = x.sum::<Rank0, _>().backward();
         grads.get(&x0).array()[0]
     };
-    let g = run();
-    assert!((g - chain_grad()).abs() < 1e-3, "dfdx W3 gradient {g}");
-    let t = bench_with(samples(), 0.3, run);
-    record(
-        "W3",
-        PEER,
-        variant,
-        &format!("{CHAIN_OPS} ops"),
-        "us/op",
-        &t,
-        |s| s / CHAIN_OPS as f64 * 1e6,
-    );
+    bench_chain(PEER, variant, run);
 }
 
 /// `sum + Σ p²`, with `p` put on `sum`'s tape.

@@ -189,6 +189,27 @@ pub fn chain_grad() -> f32 {
     1.0001f64.powi((CHAIN_OPS / 2) as i32) as f32
 }
 
+/// W3's tail, the same for every peer: `run` (one chain forward and backward,
+/// returning the leaf's gradient) must give [`chain_grad`], then it is timed
+/// and recorded in µs per op.
+pub fn bench_chain(peer: &str, variant: &str, mut run: impl FnMut() -> f32) {
+    let g = run();
+    assert!(
+        (g - chain_grad()).abs() < 1e-3,
+        "{peer} {variant} W3 gradient {g}"
+    );
+    let t = bench_with(samples(), 0.3, run);
+    record(
+        "W3",
+        peer,
+        variant,
+        &format!("{CHAIN_OPS} ops"),
+        "us/op",
+        &t,
+        |s| s / CHAIN_OPS as f64 * 1e6,
+    );
+}
+
 /// The 100 two-moons points of common.py (`benches/data/moons.csv` of the
 /// repository): x as [n·2] row-major, labels in {−1, +1}.
 pub fn moons() -> (Vec<f32>, Vec<f32>) {

@@ -235,59 +235,43 @@ unsafe fn kernel<T: Element>(
     } else {
         (m, n, 1, n as isize, a, a_cs, a_rs, b, b_cs, b_rs)
     };
-    use std::any::TypeId;
-    if TypeId::of::<T>() == TypeId::of::<f32>() {
-        // SAFETY: the caller's contract; `T` is `f32` here (checked), and the
-        // operands are passed with the strides that address them.
-        unsafe {
-            gemm_f32::gemm::f32::get_gemm_fn()(
-                m,
-                n,
-                k,
-                dst.cast::<f32>(),
-                dst_cs,
-                dst_rs,
-                false,
-                lhs.cast::<f32>(),
-                lhs_cs,
-                lhs_rs,
-                rhs.cast::<f32>(),
-                rhs_cs,
-                rhs_rs,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            )
-        }
+    // One call of the kernel crate for `$ty`: the operands cast to it (they
+    // are `$ty` when this branch runs), `dst = 0·dst + 1·(lhs·rhs)`.
+    macro_rules! call {
+        ($kernels:path, $ty:ty) => {{
+            use $kernels as kernels;
+            // SAFETY: the caller's contract; `T` is `$ty` in this branch, and
+            // the operands are passed with the strides that address them.
+            unsafe {
+                kernels::get_gemm_fn()(
+                    m,
+                    n,
+                    k,
+                    dst.cast::<$ty>(),
+                    dst_cs,
+                    dst_rs,
+                    false,
+                    lhs.cast::<$ty>(),
+                    lhs_cs,
+                    lhs_rs,
+                    rhs.cast::<$ty>(),
+                    rhs_cs,
+                    rhs_rs,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                )
+            }
+        }};
+    }
+    // `Element` is sealed to `f32` and `f64`.
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        call!(gemm_f32::gemm::f32, f32)
     } else {
-        debug_assert!(TypeId::of::<T>() == TypeId::of::<f64>());
-        // SAFETY: as above; `T` is `f64` (`Element` is sealed to `f32` and `f64`).
-        unsafe {
-            gemm_f64::gemm::f64::get_gemm_fn()(
-                m,
-                n,
-                k,
-                dst.cast::<f64>(),
-                dst_cs,
-                dst_rs,
-                false,
-                lhs.cast::<f64>(),
-                lhs_cs,
-                lhs_rs,
-                rhs.cast::<f64>(),
-                rhs_cs,
-                rhs_rs,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            )
-        }
+        call!(gemm_f64::gemm::f64, f64)
     }
 }
 
