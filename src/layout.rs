@@ -219,56 +219,93 @@ impl Layout {
 /// view's first element in the row, each view's stride along the row, and the
 /// row length. Kernels run their inner loop over the row, where LLVM vectorises
 /// the unit-stride case.
+#[inline]
 pub(crate) fn for_each_row<const K: usize>(
     shape: &[usize],
     strides: [&[usize]; K],
     base: [usize; K],
     mut f: impl FnMut([usize; K], [usize; K], usize),
 ) {
-    if shape.contains(&0) {
-        return;
-    }
-    let mut dims: SmallVec<[(usize, [usize; K]); 6]> = SmallVec::new();
-    for (i, &d) in shape.iter().enumerate() {
-        if d == 1 {
-            continue;
-        }
-        let st: [usize; K] = std::array::from_fn(|k| strides[k][i]);
-        if let Some(last) = dims.last_mut() {
-            if (0..K).all(|k| last.1[k] == st[k] * d) {
-                last.0 *= d;
-                last.1 = st;
-                continue;
-            }
-        }
-        dims.push((d, st));
-    }
-    let Some((len, inner)) = dims.pop() else {
-        f(base, [0; K], 1);
+    let Some(mut rows) = Rows::new(shape, strides, base) else {
         return;
     };
-    let nd = dims.len();
-    let mut idx: SmallVec<[usize; 6]> = SmallVec::from_elem(0, nd);
-    let mut off = base;
     loop {
-        f(off, inner, len);
-        let mut d = nd;
+        f(rows.off, rows.inner, rows.len);
+        if !rows.advance() {
+            return;
+        }
+    }
+}
+
+/// The row walk of [`for_each_row`], apart from what is done with each row, so
+/// that it is compiled once per number of views rather than once per kernel.
+struct Rows<const K: usize> {
+    /// The outer dimensions (after merging): size and each view's stride.
+    dims: SmallVec<[(usize, [usize; K]); 6]>,
+    /// The position in the outer dimensions.
+    idx: SmallVec<[usize; 6]>,
+    /// Each view's offset of the current row's first element.
+    off: [usize; K],
+    /// Each view's stride along a row.
+    inner: [usize; K],
+    /// The row length.
+    len: usize,
+}
+
+impl<const K: usize> Rows<K> {
+    /// The first row, with dense dimensions merged; `None` for an empty shape.
+    #[inline(never)]
+    fn new(shape: &[usize], strides: [&[usize]; K], base: [usize; K]) -> Option<Self> {
+        if shape.contains(&0) {
+            return None;
+        }
+        let mut dims: SmallVec<[(usize, [usize; K]); 6]> = SmallVec::new();
+        for (i, &d) in shape.iter().enumerate() {
+            if d == 1 {
+                continue;
+            }
+            let st: [usize; K] = std::array::from_fn(|k| strides[k][i]);
+            if let Some(last) = dims.last_mut() {
+                if (0..K).all(|k| last.1[k] == st[k] * d) {
+                    last.0 *= d;
+                    last.1 = st;
+                    continue;
+                }
+            }
+            dims.push((d, st));
+        }
+        let (len, inner) = dims.pop().unwrap_or((1, [0; K]));
+        let idx = SmallVec::from_elem(0, dims.len());
+        Some(Rows {
+            dims,
+            idx,
+            off: base,
+            inner,
+            len,
+        })
+    }
+
+    /// Moves to the next row; `false` after the last.
+    #[inline(never)]
+    fn advance(&mut self) -> bool {
+        let mut d = self.dims.len();
         loop {
             if d == 0 {
-                return;
+                return false;
             }
             d -= 1;
-            idx[d] += 1;
-            for (o, s) in off.iter_mut().zip(dims[d].1) {
-                *o += s;
+            let (size, st) = self.dims[d];
+            self.idx[d] += 1;
+            if self.idx[d] < size {
+                for (o, s) in self.off.iter_mut().zip(st) {
+                    *o += s;
+                }
+                return true;
             }
-            if idx[d] < dims[d].0 {
-                break;
+            for (o, s) in self.off.iter_mut().zip(st) {
+                *o -= s * (size - 1);
             }
-            for (o, s) in off.iter_mut().zip(dims[d].1) {
-                *o -= s * dims[d].0;
-            }
-            idx[d] = 0;
+            self.idx[d] = 0;
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLockReadGuard};
 use crate::autograd::{is_grad_enabled, GradFn, NoOp, Node, Op};
 use crate::element::{mono, Element};
 use crate::error::{or_panic, Error, Result};
-use crate::kernels::elementwise::Cost;
+use crate::kernels::elementwise::Cheap;
 use crate::layout::Layout;
 use crate::storage::{Buf, Storage};
 use smallvec::SmallVec;
@@ -281,8 +281,7 @@ impl<T: Element> Tensor<T> {
         match self.layout().contiguous_range() {
             Some(r) => f(&data[r]),
             None => {
-                let copy =
-                    crate::kernels::elementwise::map(&data, self.layout(), Cost::Cheap, |v| v);
+                let copy = crate::kernels::elementwise::map(&data, self.layout(), Cheap, |v| v);
                 drop(data);
                 f(&copy)
             }
@@ -370,7 +369,7 @@ impl<T: Element> Tensor<T> {
         let data = self.read();
         match self.layout().contiguous_range() {
             Some(r) => data[r].to_vec(),
-            None => crate::kernels::elementwise::map(&data, self.layout(), Cost::Cheap, |v| v),
+            None => crate::kernels::elementwise::map(&data, self.layout(), Cheap, |v| v),
         }
     }
 
@@ -540,7 +539,7 @@ impl<T: Element> Tensor<T> {
         // Read the source first: it may share this buffer (w.assign(&w.t())).
         let src = {
             let d = values.read();
-            crate::kernels::elementwise::map(&d, &src_layout, Cost::Cheap, |v| v)
+            crate::kernels::elementwise::map(&d, &src_layout, Cheap, |v| v)
         };
         self.update_with(|dst| dst.copy_from_slice(&src));
         Ok(())

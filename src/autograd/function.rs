@@ -314,7 +314,7 @@ pub fn with_slices<T: Element, R>(tensors: &[&Tensor<T>], f: impl FnOnce(&[&[T]]
                 None => Cow::Owned(crate::kernels::elementwise::map(
                     buf,
                     t.layout(),
-                    crate::ops::Cost::Cheap,
+                    crate::ops::Cheap,
                     |v| v,
                 )),
             }

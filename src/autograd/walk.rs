@@ -430,7 +430,7 @@ fn accumulate<T: Element>(prev: Tensor<T>, g: Tensor<T>) -> Tensor<T> {
             &crate::layout::Layout::contiguous(&[prev.numel()]),
             r.get(1),
             &crate::layout::Layout::contiguous(&[g.numel()]),
-            crate::ops::Cost::Cheap,
+            crate::ops::Cheap,
             |a, b| a + b,
         );
         let storage = crate::storage::Storage::new(sum);

@@ -1,7 +1,7 @@
 //! Elementwise kernels: unary maps and broadcasting binary (and ternary) zips.
 //!
 //! Contiguous inputs take a slice fast path that LLVM vectorises; large ones
-//! ([`Cost::parallel_len`] elements and up) are cut into chunks computed on the
+//! ([`Cost::PARALLEL_LEN`] elements and up) are cut into chunks computed on the
 //! thread pool. Strided and broadcast inputs are walked row by row.
 
 use std::mem::MaybeUninit;
@@ -17,84 +17,107 @@ use crate::pool;
 use crate::storage::{Buf, INLINE};
 
 /// How much work one element of a kernel is, which decides from what size it is
-/// worth waking the thread pool (a dispatch costs some microseconds).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Cost {
-    /// A few arithmetic instructions (add, mul, relu, copies): memory-bound.
-    Cheap,
-    /// A transcendental function or similar (exp, tanh, GELU, pow).
-    Costly,
-}
-
-impl Cost {
+/// worth waking the thread pool (a dispatch costs some microseconds) and whether
+/// the loop is compiled for AVX2 too. A type, not a value, so that each kernel
+/// instance compiles only the loop its cost asks for.
+pub(crate) trait Cost: Copy + Send + Sync + 'static {
     /// Outputs with at least this many elements are computed on the thread pool
     /// (the sizes live with the crate's other thresholds in `kernels::parallel`).
-    #[inline]
-    pub(crate) fn parallel_len(self) -> usize {
-        match self {
-            Cost::Cheap => ELEMENTWISE_CHEAP_LEN,
-            Cost::Costly => ELEMENTWISE_COSTLY_LEN,
-        }
-    }
+    const PARALLEL_LEN: usize;
+    /// Whether the loop is worth an AVX2 copy (see [`super::wide`]).
+    const WIDE: bool;
 }
 
-/// Runs `f` compiled for AVX2 when the kernel is `Costly` (see [`super::wide`]);
-/// cheap kernels are memory-bound and gain nothing from wider lanes.
+/// A few arithmetic instructions per element (add, mul, relu, copies):
+/// memory-bound, so one SSE2 loop.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Cheap;
+
+/// A transcendental function or similar per element (exp, tanh, GELU, pow):
+/// compute-bound, so an AVX2 copy of the loop too.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Costly;
+
+impl Cost for Cheap {
+    const PARALLEL_LEN: usize = ELEMENTWISE_CHEAP_LEN;
+    const WIDE: bool = false;
+}
+
+impl Cost for Costly {
+    const PARALLEL_LEN: usize = ELEMENTWISE_COSTLY_LEN;
+    const WIDE: bool = true;
+}
+
+/// Runs `f` compiled for AVX2 when the kernel is costly (see [`super::wide`]);
+/// cheap kernels are memory-bound and gain nothing from wider lanes. `C::WIDE`
+/// is a constant, so a cheap kernel compiles no AVX2 copy.
 #[inline(always)]
-fn wide<R>(cost: Cost, f: impl FnOnce() -> R) -> R {
-    if cost == Cost::Costly {
+fn wide<C: Cost, R>(f: impl FnOnce() -> R) -> R {
+    if C::WIDE {
         super::wide(f)
     } else {
         f()
     }
 }
 
-/// An empty buffer of capacity `n` filled with `f` applied chunk by chunk over
-/// the thread pool: `f` gets a chunk's start index and its slots, and must write
-/// every slot.
-fn fill_parallel<T: Element>(n: usize, f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) -> Vec<T> {
+/// A chunk of a kernel's output: its first index and its slots to write.
+type FillChunk<'a, T> = dyn Fn(usize, &mut [MaybeUninit<T>]) + Sync + 'a;
+
+/// A fresh buffer of `n` elements written by `body`, chunk by chunk over the
+/// thread pool from `min` elements on, else in one call: `body` gets a chunk's
+/// start index and its slots, and must write every slot. Not generic over the
+/// kernel, so the pool's machinery is compiled once per element type, and the
+/// kernel's loop once (the same loop serves both paths).
+fn fill<T: Element>(n: usize, min: usize, body: &FillChunk<'_, T>) -> Vec<T> {
     let mut out = pool::take(n);
-    out.spare_capacity_mut()[..n]
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, slots)| f(c * CHUNK, slots));
-    // SAFETY: the chunks cover `0..n` exactly and every caller's `f` writes each
-    // slot of its chunk (it zips the slots with inputs at least as long).
+    let slots = &mut out.spare_capacity_mut()[..n];
+    if use_pool(n, min) {
+        slots
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, chunk)| body(c * CHUNK, chunk));
+    } else {
+        body(0, slots);
+    }
+    // SAFETY: the chunks cover `0..n` exactly and every caller's `body` writes
+    // each slot of its chunk (it zips the slots with inputs at least as long).
     unsafe { out.set_len(n) };
     out
 }
 
+/// `body` over `dst`, chunk by chunk over the thread pool from `min` elements
+/// on, else in one call (the in-place twin of [`fill`]).
+fn update<T: Element>(dst: &mut [T], min: usize, body: &(dyn Fn(usize, &mut [T]) + Sync + '_)) {
+    if use_pool(dst.len(), min) {
+        dst.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, chunk)| body(c * CHUNK, chunk));
+    } else {
+        body(0, dst);
+    }
+}
+
 /// `f` applied to every element of a strided view, in row-major order.
 #[inline]
-pub(crate) fn map<T: Element>(
+pub(crate) fn map<T: Element, C: Cost>(
     data: &[T],
     layout: &Layout,
-    cost: Cost,
+    _: C,
     f: impl Fn(T) -> T + Sync,
 ) -> Vec<T> {
     let n = layout.numel();
     if let Some(r) = layout.contiguous_range() {
         let src = &data[r];
-        if use_pool(n, cost.parallel_len()) {
-            return fill_parallel(n, |start, slots| {
-                wide(
-                    cost,
-                    #[inline(always)]
-                    || {
-                        for (slot, &v) in slots.iter_mut().zip(&src[start..]) {
-                            slot.write(f(v));
-                        }
-                    },
-                )
-            });
-        }
-        let mut out = pool::take(n);
-        wide(
-            cost,
-            #[inline(always)]
-            || out.extend(src.iter().map(|&v| f(v))),
-        );
-        return out;
+        return fill(n, C::PARALLEL_LEN, &|start, slots| {
+            wide::<C, _>(
+                #[inline(always)]
+                || {
+                    for (slot, &v) in slots.iter_mut().zip(&src[start..]) {
+                        slot.write(f(v));
+                    }
+                },
+            )
+        });
     }
     let mut out = pool::take(n);
     for_each_row(
@@ -115,10 +138,10 @@ pub(crate) fn map<T: Element>(
 /// [`map`] into a [`Buf`]: a contiguous output of at most [`INLINE`] elements is
 /// written inline, with no allocation (the same arithmetic, element by element).
 #[inline]
-pub(crate) fn map_buf<T: Element>(
+pub(crate) fn map_buf<T: Element, C: Cost>(
     data: &[T],
     layout: &Layout,
-    cost: Cost,
+    cost: C,
     f: impl Fn(T) -> T + Sync,
 ) -> Buf<T> {
     if let Some(r) = layout.contiguous_range() {
@@ -135,12 +158,12 @@ pub(crate) fn map_buf<T: Element>(
 
 /// [`zip`] into a [`Buf`], inline for at most [`INLINE`] contiguous elements.
 #[inline]
-pub(crate) fn zip_buf<T: Element>(
+pub(crate) fn zip_buf<T: Element, C: Cost>(
     a: &[T],
     la: &Layout,
     b: &[T],
     lb: &Layout,
-    cost: Cost,
+    cost: C,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Buf<T> {
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
@@ -157,39 +180,29 @@ pub(crate) fn zip_buf<T: Element>(
 
 /// `f(a, b)` over two views already broadcast to one shape, in row-major order.
 #[inline]
-pub(crate) fn zip<T: Element>(
+pub(crate) fn zip<T: Element, C: Cost>(
     a: &[T],
     la: &Layout,
     b: &[T],
     lb: &Layout,
-    cost: Cost,
+    _: C,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Vec<T> {
     debug_assert_eq!(la.shape, lb.shape);
     let n = la.numel();
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
         let (a, b) = (&a[ra], &b[rb]);
-        if use_pool(n, cost.parallel_len()) {
-            return fill_parallel(n, |start, slots| {
-                wide(
-                    cost,
-                    #[inline(always)]
-                    || {
-                        let inputs = a[start..].iter().zip(&b[start..]);
-                        for (slot, (&x, &y)) in slots.iter_mut().zip(inputs) {
-                            slot.write(f(x, y));
-                        }
-                    },
-                )
-            });
-        }
-        let mut out = pool::take(n);
-        wide(
-            cost,
-            #[inline(always)]
-            || out.extend(a.iter().zip(b).map(|(&x, &y)| f(x, y))),
-        );
-        return out;
+        return fill(n, C::PARALLEL_LEN, &|start, slots| {
+            wide::<C, _>(
+                #[inline(always)]
+                || {
+                    let inputs = a[start..].iter().zip(&b[start..]);
+                    for (slot, (&x, &y)) in slots.iter_mut().zip(inputs) {
+                        slot.write(f(x, y));
+                    }
+                },
+            )
+        });
     }
     let mut out = pool::take(n);
     for_each_row(
@@ -219,11 +232,11 @@ pub(crate) fn zip<T: Element>(
 
 /// `f(a, b, c)` over three views already broadcast to one shape (fused backward rules).
 #[inline]
-pub(crate) fn zip3<T: Element>(
+pub(crate) fn zip3<T: Element, C: Cost>(
     (a, la): (&[T], &Layout),
     (b, lb): (&[T], &Layout),
     (c, lc): (&[T], &Layout),
-    cost: Cost,
+    _: C,
     f: impl Fn(T, T, T) -> T + Sync,
 ) -> Vec<T> {
     let n = la.numel();
@@ -233,17 +246,17 @@ pub(crate) fn zip3<T: Element>(
         lc.contiguous_range(),
     ) {
         let (a, b, c) = (&a[ra], &b[rb], &c[rc]);
-        if use_pool(n, cost.parallel_len()) {
-            return fill_parallel(n, |start, slots| {
-                let inputs = a[start..].iter().zip(&b[start..]).zip(&c[start..]);
-                for (slot, ((&x, &y), &z)) in slots.iter_mut().zip(inputs) {
-                    slot.write(f(x, y, z));
-                }
-            });
-        }
-        let mut out = pool::take(n);
-        out.extend(a.iter().zip(b).zip(c).map(|((&x, &y), &z)| f(x, y, z)));
-        return out;
+        return fill(n, C::PARALLEL_LEN, &|start, slots| {
+            wide::<C, _>(
+                #[inline(always)]
+                || {
+                    let inputs = a[start..].iter().zip(&b[start..]).zip(&c[start..]);
+                    for (slot, ((&x, &y), &z)) in slots.iter_mut().zip(inputs) {
+                        slot.write(f(x, y, z));
+                    }
+                },
+            )
+        });
     }
     let mut out = pool::take(n);
     for_each_row(
@@ -258,46 +271,36 @@ pub(crate) fn zip3<T: Element>(
 }
 
 /// `dst[i] = f(dst[i])` in place over a dense buffer.
-pub(crate) fn map_inplace<T: Element>(dst: &mut [T], cost: Cost, f: impl Fn(T) -> T + Sync) {
-    let run = |d: &mut [T]| {
-        wide(
-            cost,
+pub(crate) fn map_inplace<T: Element, C: Cost>(dst: &mut [T], _: C, f: impl Fn(T) -> T + Sync) {
+    update(dst, C::PARALLEL_LEN, &|_, d| {
+        wide::<C, _>(
             #[inline(always)]
             || d.iter_mut().for_each(|v| *v = f(*v)),
         )
-    };
-    if use_pool(dst.len(), cost.parallel_len()) {
-        dst.par_chunks_mut(CHUNK).for_each(run);
-    } else {
-        run(dst);
-    }
+    });
 }
 
 /// `dst[i] = f(dst[i], b[i])` in place, where `dst` is a dense row-major buffer
 /// and `b` a view already broadcast to its shape.
-pub(crate) fn zip_inplace<T: Element>(
+pub(crate) fn zip_inplace<T: Element, C: Cost>(
     dst: &mut [T],
     b: &[T],
     lb: &Layout,
-    cost: Cost,
+    _: C,
     f: impl Fn(T, T) -> T + Sync,
 ) {
     if let Some(rb) = lb.contiguous_range() {
         let b = &b[rb];
-        let run = |(d, b): (&mut [T], &[T])| {
-            wide(
-                cost,
+        update(dst, C::PARALLEL_LEN, &|start, d| {
+            wide::<C, _>(
                 #[inline(always)]
-                || d.iter_mut().zip(b).for_each(|(x, &y)| *x = f(*x, y)),
+                || {
+                    d.iter_mut()
+                        .zip(&b[start..])
+                        .for_each(|(x, &y)| *x = f(*x, y))
+                },
             )
-        };
-        if use_pool(dst.len(), cost.parallel_len()) {
-            dst.par_chunks_mut(CHUNK)
-                .zip(b.par_chunks(CHUNK))
-                .for_each(run);
-        } else {
-            run((dst, b));
-        }
+        });
         return;
     }
     let mut pos = 0;
@@ -349,20 +352,18 @@ mod tests {
 
     #[test]
     fn parallel_paths_match_serial() {
-        let n = Cost::Costly.parallel_len() + CHUNK / 2 + 3; // a ragged last chunk
+        let n = Costly::PARALLEL_LEN + CHUNK / 2 + 3; // a ragged last chunk
         let a: Vec<f64> = (0..n).map(|i| i as f64).collect();
         let b: Vec<f64> = (0..n).map(|i| (i % 7) as f64).collect();
         let l = Layout::contiguous(&[n]);
-        let m = map(&a, &l, Cost::Costly, |x| x * 2.0);
+        let m = map(&a, &l, Costly, |x| x * 2.0);
         assert!(m.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f64));
-        let z = zip(&a, &l, &b, &l, Cost::Costly, |x, y| x - y);
+        let z = zip(&a, &l, &b, &l, Costly, |x, y| x - y);
         assert!(z
             .iter()
             .enumerate()
             .all(|(i, &v)| v == i as f64 - (i % 7) as f64));
-        let z3 = zip3((&a, &l), (&b, &l), (&a, &l), Cost::Costly, |x, y, w| {
-            x * y + w
-        });
+        let z3 = zip3((&a, &l), (&b, &l), (&a, &l), Costly, |x, y, w| x * y + w);
         assert!(z3
             .iter()
             .enumerate()

@@ -19,12 +19,12 @@ pub(crate) fn use_pool(size: usize, min: usize) -> bool {
 
 /// Elementwise kernels of cheap elements (a few arithmetic instructions: add,
 /// mul, relu, copies; memory-bound) on outputs of at least this many elements
-/// run on the thread pool (`Cost::Cheap` in `kernels::elementwise`).
+/// run on the thread pool (`Cheap` cost in `kernels::elementwise`).
 pub(crate) const ELEMENTWISE_CHEAP_LEN: usize = 1 << 18;
 
 /// Elementwise kernels of costly elements (a transcendental function or
 /// similar: exp, tanh, GELU, pow) on outputs of at least this many elements run
-/// on the thread pool (`Cost::Costly` in `kernels::elementwise`).
+/// on the thread pool (`Costly` cost in `kernels::elementwise`).
 pub(crate) const ELEMENTWISE_COSTLY_LEN: usize = 1 << 15;
 
 /// The pieces a parallel elementwise kernel is cut into.

@@ -356,7 +356,7 @@ fn zero_mask<T: Element>(x: &Tensor<T>) -> Option<Tensor<T>> {
     if !x.with_contiguous(|d| d.iter().any(|v| *v == T::zero())) {
         return None;
     }
-    Some(crate::ops::map_plain(x, crate::ops::Cost::Cheap, |v| {
+    Some(crate::ops::map_plain(x, crate::ops::Cheap, |v| {
         if v == T::zero() {
             T::one()
         } else {

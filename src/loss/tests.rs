@@ -16,11 +16,9 @@ fn leaf(values: &[f64], shape: &[usize]) -> Tensor<f64> {
 
 /// A leaf of probabilities in [0.05, 0.95).
 fn prob_leaf(shape: &[usize], seed: u64) -> Tensor<f64> {
-    map_plain(
-        &rand_leaf(shape, seed).detach(),
-        crate::ops::Cost::Cheap,
-        |v| 0.5 + 0.45 * v,
-    )
+    map_plain(&rand_leaf(shape, seed).detach(), crate::ops::Cheap, |v| {
+        0.5 + 0.45 * v
+    })
     .requires_grad()
 }
 

@@ -1,7 +1,7 @@
 //! Binary elementwise ops with NumPy broadcasting: add, sub, mul, div, pow,
 //! maximum, minimum.
 
-use super::{map_grad, zip3_plain, zip_grad, zip_plain, Cost, ReadMany};
+use super::{map_grad, zip3_plain, zip_grad, zip_plain, Cheap, Cost, Costly, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, mono, Element};
 use crate::error::{or_panic, Result};
@@ -15,7 +15,7 @@ fn binary<T: Element>(
     a: &Tensor<T>,
     b: &Tensor<T>,
     op: impl Op<T>,
-    cost: Cost,
+    cost: impl Cost,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Result<Tensor<T>> {
     let shape = try_broadcast(name, a.shape(), b.shape())?;
@@ -55,7 +55,7 @@ macro_rules! binary_try_method {
         #[doc = concat!("Like [`", stringify!($name), "`](Tensor::", stringify!($name), "), returning [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) instead of panicking.")]
         pub fn $try_name(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
             mono!(|a: &Tensor<T>, b: &Tensor<T>| -> Result<Tensor<T>> {
-                binary(stringify!($name), a, b, $op, Cost::$cost, $f)
+                binary(stringify!($name), a, b, $op, $cost, $f)
             }, (self, other))
         }
     };
@@ -111,7 +111,7 @@ impl<T: Element> Op<T> for Sub {
             (true, true) => grads![Some(g.clone()), Some(g.neg())],
             (true, false) => grads![Some(g), None],
             (false, _) if cx.create_graph => grads![None, Some(g.neg())],
-            (false, _) => grads![None, Some(map_grad(g, Cost::Cheap, |v| -v))],
+            (false, _) => grads![None, Some(map_grad(g, Cheap, |v| -v))],
         }
     }
 }
@@ -136,9 +136,7 @@ impl<T: Element> Op<T> for Mul {
         }
         // the last gradient computed may take over g's buffer
         let gb = cx.needs(1).then(|| g.mul(a));
-        let ga = cx
-            .needs(0)
-            .then(|| zip_grad(g, b, Cost::Cheap, |g, b| g * b));
+        let ga = cx.needs(0).then(|| zip_grad(g, b, Cheap, |g, b| g * b));
         grads![ga, gb]
     }
 }
@@ -168,10 +166,8 @@ impl<T: Element> Op<T> for Div {
         // d(a/b)/db = -a / b²; then d(a/b)/da = 1/b may take over g's buffer
         let gb = cx
             .needs(1)
-            .then(|| zip3_plain(g.shape(), &g, a, b, Cost::Cheap, |g, a, b| -g * a / (b * b)));
-        let ga = cx
-            .needs(0)
-            .then(|| zip_grad(g, b, Cost::Cheap, |g, b| g / b));
+            .then(|| zip3_plain(g.shape(), &g, a, b, Cheap, |g, a, b| -g * a / (b * b)));
+        let ga = cx.needs(0).then(|| zip_grad(g, b, Cheap, |g, b| g / b));
         grads![ga, gb]
     }
 }
@@ -210,7 +206,7 @@ impl<T: Element> Op<T> for Pow {
         }
         grads![
             cx.needs(0)
-                .then(|| zip3_plain(s, g, a, b, Cost::Costly, |g, a, b| {
+                .then(|| zip3_plain(s, g, a, b, Costly, |g, a, b| {
                     if b == T::zero() {
                         T::zero()
                     } else {
@@ -218,7 +214,7 @@ impl<T: Element> Op<T> for Pow {
                     }
                 })),
             cx.needs(1)
-                .then(|| zip3_plain(s, g, a, b, Cost::Costly, |g, a, b| {
+                .then(|| zip3_plain(s, g, a, b, Costly, |g, a, b| {
                     if a == T::zero() && b >= T::zero() {
                         T::zero()
                     } else {
@@ -242,12 +238,12 @@ fn pow_graph<T: Element>(
     let s = g.shape();
     let safe_base = |mask: Tensor<T>| a.broadcast_to(s).masked_fill(&mask, T::one());
     let ga = cx.needs(0).then(|| {
-        let a = safe_base(zip_plain(s, a, b, Cost::Cheap, |_, b| flag(b == T::zero())));
+        let a = safe_base(zip_plain(s, a, b, Cheap, |_, b| flag(b == T::zero())));
         g.mul(b).mul(&a.pow(&b.sub_scalar(T::one())))
     });
     let gb = cx.needs(1).then(|| {
         let zero_base = |a: T, b: T| flag(a == T::zero() && b >= T::zero());
-        let a = safe_base(zip_plain(s, a, b, Cost::Cheap, zero_base));
+        let a = safe_base(zip_plain(s, a, b, Cheap, zero_base));
         g.mul(&a.pow(b)).mul(&a.log())
     });
     grads![ga, gb]
@@ -324,21 +320,16 @@ impl<T: Element, const MAX: bool> Op<T> for Extremum<MAX> {
         };
         if cx.create_graph {
             // g times a constant share: the second derivative is 0
-            let local = |mine, other| {
-                zip_plain(s, mine, other, Cost::Cheap, move |m, o| {
-                    share(T::one(), m, o)
-                })
-            };
+            let local =
+                |mine, other| zip_plain(s, mine, other, Cheap, move |m, o| share(T::one(), m, o));
             return grads![
                 cx.needs(0).then(|| g.mul(&local(a, b))),
                 cx.needs(1).then(|| g.mul(&local(b, a))),
             ];
         }
         grads![
-            cx.needs(0)
-                .then(|| zip3_plain(s, g, a, b, Cost::Cheap, share)),
-            cx.needs(1)
-                .then(|| zip3_plain(s, g, b, a, Cost::Cheap, share)),
+            cx.needs(0).then(|| zip3_plain(s, g, a, b, Cheap, share)),
+            cx.needs(1).then(|| zip3_plain(s, g, b, a, Cheap, share)),
         ]
     }
 }
@@ -424,8 +415,7 @@ mod tests {
             check(|x| x[0].div(&x[1]), &[a.clone(), b.clone()]);
             check(|x| x[0].maximum(&x[1]), &[a.clone(), b.clone()]);
             check(|x| x[0].minimum(&x[1]), &[a.clone(), b.clone()]);
-            let pos =
-                crate::ops::map_plain(&a, super::Cost::Cheap, |v| v.abs() + 0.5).requires_grad();
+            let pos = crate::ops::map_plain(&a, super::Cheap, |v| v.abs() + 0.5).requires_grad();
             check(|x| x[0].pow(&x[1]), &[pos, b.clone()]);
         }
         // non-contiguous operands: a transposed and a narrowed view

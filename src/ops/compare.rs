@@ -1,7 +1,7 @@
 //! Comparisons (0/1 masks, never recorded) and `where_cond`, the selection by a
 //! mask that is differentiable in both branches.
 
-use super::{map_plain, zip_grad, zip_plain, Cost, ReadMany};
+use super::{map_plain, zip_grad, zip_plain, Cheap, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{mono, Element};
 use crate::error::{or_panic, Error, Result};
@@ -29,9 +29,7 @@ fn compare<T: Element>(
     f: impl Fn(T, T) -> bool + Sync,
 ) -> Result<Tensor<T>> {
     let shape = try_broadcast(name, a.shape(), b.shape())?;
-    Ok(zip_plain(&shape, a, b, Cost::Cheap, move |x, y| {
-        flag(f(x, y))
-    }))
+    Ok(zip_plain(&shape, a, b, Cheap, move |x, y| flag(f(x, y))))
 }
 
 /// Declares a comparison: the tensor form (broadcasting, panicking on a
@@ -57,7 +55,7 @@ macro_rules! compare_methods {
             stringify!($name), "`](Tensor::", stringify!($name), ").")]
         pub fn $scalar(&self, value: T) -> Tensor<T> {
             let f = $f;
-            map_plain(self, Cost::Cheap, move |x: T| flag(f(x, value)))
+            map_plain(self, Cheap, move |x: T| flag(f(x, value)))
         }
     };
 }
@@ -145,10 +143,8 @@ impl<T: Element> Op<T> for WhereCond {
         // the last gradient computed may take over g's buffer
         let gb = cx
             .needs(1)
-            .then(|| zip_plain(g.shape(), &g, mask, Cost::Cheap, keep(false)));
-        let ga = cx
-            .needs(0)
-            .then(|| zip_grad(g, mask, Cost::Cheap, keep(true)));
+            .then(|| zip_plain(g.shape(), &g, mask, Cheap, keep(false)));
+        let ga = cx.needs(0).then(|| zip_grad(g, mask, Cheap, keep(true)));
         grads![ga, gb, None]
     }
 }
@@ -270,7 +266,7 @@ impl<T: Element> Tensor<T> {
                         (r.get(0), &ls[0]),
                         (r.get(1), &ls[1]),
                         (r.get(2), &ls[2]),
-                        Cost::Cheap,
+                        Cheap,
                         |x, y, m| if m != T::zero() { x } else { y },
                     )
                 };

@@ -1,7 +1,7 @@
 //! Selection and assembly: `index_select` (embedding lookups), `masked_fill`,
 //! the triangular masks `tril` and `triu`, `cat` and `stack`.
 
-use super::{zip_grad, Cost, ReadMany};
+use super::{zip_grad, Cheap, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{mono, Element};
 use crate::error::{or_panic, Error, Result};
@@ -84,13 +84,18 @@ impl<T: Element> Op<T> for MaskedFill {
         if cx.create_graph {
             return grads![Some(g.masked_fill(mask, T::zero())), None];
         }
-        let gx = zip_grad(g, mask, Cost::Cheap, |g, m| {
-            if m != T::zero() {
-                T::zero()
-            } else {
-                g
-            }
-        });
+        let gx = zip_grad(
+            g,
+            mask,
+            Cheap,
+            |g, m| {
+                if m != T::zero() {
+                    T::zero()
+                } else {
+                    g
+                }
+            },
+        );
         grads![Some(gx), None]
     }
 }
@@ -345,20 +350,13 @@ impl<T: Element> Tensor<T> {
                 let seen = Seen::note(&[this, &mask]);
                 let data = {
                     let r = ReadMany::new(&[this, &mask]);
-                    crate::kernels::elementwise::zip(
-                        r.get(0),
-                        &lx,
-                        r.get(1),
-                        &lm,
-                        Cost::Cheap,
-                        |x, m| {
-                            if m != T::zero() {
-                                value
-                            } else {
-                                x
-                            }
-                        },
-                    )
+                    crate::kernels::elementwise::zip(r.get(0), &lx, r.get(1), &lm, Cheap, |x, m| {
+                        if m != T::zero() {
+                            value
+                        } else {
+                            x
+                        }
+                    })
                 };
                 Ok(Tensor::from_op_data(
                     seen,

@@ -2,7 +2,7 @@
 //! other ops: binary cross-entropy of probabilities, with PyTorch's clamped logs
 //! and its bounded gradient. Public through `loss::bce` and `loss::per_sample::bce`.
 
-use super::{zip_plain, Cost, ReadMany};
+use super::{zip_plain, Cheap, Costly, ReadMany};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op};
 use crate::element::{c, Element};
 use crate::tensor::{Seen, Tensor};
@@ -23,7 +23,7 @@ pub(crate) fn bce<T: Element>(p: &Tensor<T>, y: &Tensor<T>) -> Tensor<T> {
             p.layout(),
             r.get(1),
             y.layout(),
-            Cost::Costly,
+            Costly,
             |p, y| {
                 let (lp, l1p) = clamped_logs(p);
                 (y - T::one()) * l1p - y * lp
@@ -70,13 +70,13 @@ impl<T: Element> Op<T> for Bce {
         }
         let s = g.shape();
         let gp = cx.needs(0).then(|| {
-            let bounded = zip_plain(s, p, y, Cost::Cheap, |p, y| {
+            let bounded = zip_plain(s, p, y, Cheap, |p, y| {
                 (p - y) / (p * (T::one() - p)).max(c(EPS))
             });
             bounded.mul(g)
         });
         let gy = cx.needs(1).then(|| {
-            let logs = crate::ops::map_plain(p, Cost::Costly, |p| {
+            let logs = crate::ops::map_plain(p, Costly, |p| {
                 let (lp, l1p) = clamped_logs(p);
                 l1p - lp
             });

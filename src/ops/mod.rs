@@ -95,7 +95,7 @@ pub(crate) use movement::sum_to_shape;
 pub(crate) use norm::layer_norm;
 
 use crate::element::Element;
-pub(crate) use crate::kernels::elementwise::Cost;
+pub(crate) use crate::kernels::elementwise::{Cheap, Cost, Costly};
 use crate::layout::Layout;
 use crate::tensor::{Seen, Tensor};
 
@@ -134,7 +134,7 @@ impl<'a, T: Element> ReadMany<'a, T> {
 pub(crate) fn map_op<T: Element>(
     x: &Tensor<T>,
     op: impl crate::autograd::Op<T>,
-    cost: Cost,
+    cost: impl Cost,
     f: impl Fn(T) -> T + Sync,
 ) -> Tensor<T> {
     let seen = Seen::note(&[x]);
@@ -145,7 +145,7 @@ pub(crate) fn map_op<T: Element>(
 #[inline]
 pub(crate) fn map_plain<T: Element>(
     x: &Tensor<T>,
-    cost: Cost,
+    cost: impl Cost,
     f: impl Fn(T) -> T + Sync,
 ) -> Tensor<T> {
     Tensor::from_buf(map_data(x, cost, f), x.shape())
@@ -155,7 +155,7 @@ pub(crate) fn map_plain<T: Element>(
 #[inline]
 fn map_data<T: Element>(
     x: &Tensor<T>,
-    cost: Cost,
+    cost: impl Cost,
     f: impl Fn(T) -> T + Sync,
 ) -> crate::storage::Buf<T> {
     crate::kernels::elementwise::map_buf(&x.read(), x.layout(), cost, f)
@@ -166,7 +166,7 @@ pub(crate) fn zip_plain<T: Element>(
     shape: &[usize],
     a: &Tensor<T>,
     b: &Tensor<T>,
-    cost: Cost,
+    cost: impl Cost,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Tensor<T> {
     let (la, lb) = (
@@ -184,7 +184,7 @@ pub(crate) fn zip3_plain<T: Element>(
     a: &Tensor<T>,
     b: &Tensor<T>,
     c: &Tensor<T>,
-    cost: Cost,
+    cost: impl Cost,
     f: impl Fn(T, T, T) -> T + Sync,
 ) -> Tensor<T> {
     let ls: [Layout; 3] = [a, b, c].map(|t| t.layout().broadcast_to(shape));
@@ -210,7 +210,7 @@ fn reusable<T: Element>(g: &Tensor<T>) -> bool {
 /// `f(g)` elementwise, in `g`'s own buffer when it is [`reusable`].
 pub(crate) fn map_grad<T: Element>(
     g: Tensor<T>,
-    cost: Cost,
+    cost: impl Cost,
     f: impl Fn(T) -> T + Sync,
 ) -> Tensor<T> {
     if !reusable(&g) {
@@ -225,7 +225,7 @@ pub(crate) fn map_grad<T: Element>(
 pub(crate) fn zip_grad<T: Element>(
     g: Tensor<T>,
     b: &Tensor<T>,
-    cost: Cost,
+    cost: impl Cost,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Tensor<T> {
     if !reusable(&g) {
@@ -256,13 +256,17 @@ pub(crate) mod test_util {
     /// Same values, avoiding a band around zero (for kinks and poles).
     pub(crate) fn rand_leaf_away_from_zero(shape: &[usize], seed: u64) -> Tensor<f64> {
         let x = rand_leaf(shape, seed).detach();
-        crate::ops::map_plain(&x, super::Cost::Cheap, |v| {
-            if v >= 0.0 {
-                v + 0.2
-            } else {
-                v - 0.2
-            }
-        })
+        crate::ops::map_plain(
+            &x,
+            super::Cheap,
+            |v| {
+                if v >= 0.0 {
+                    v + 0.2
+                } else {
+                    v - 0.2
+                }
+            },
+        )
         .requires_grad()
     }
 

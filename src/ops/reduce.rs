@@ -1,7 +1,7 @@
 //! Reductions: sum, mean (whole tensor or along an axis), max/min along an axis,
 //! logsumexp, variance, and the non-differentiable argmax/argmin.
 
-use super::{zip3_plain, Cost};
+use super::{zip3_plain, Costly};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, mono, Element};
 use crate::error::{or_panic, Result};
@@ -318,7 +318,7 @@ impl<T: Element> Op<T> for LogSumExp {
             return grads![Some(gb.mul(&x.sub(&yb).exp()))];
         }
         grads![Some(
-            zip3_plain(s, &gb, x, &yb, Cost::Costly, |g, x, y| g * (x - y).exp_k())
+            zip3_plain(s, &gb, x, &yb, Costly, |g, x, y| g * (x - y).exp_k())
         )]
     }
 }

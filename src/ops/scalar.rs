@@ -3,7 +3,7 @@
 //! with the same [`unary!`](super::unary::unary) macro.
 
 use super::unary::{apply, unary, UnaryFn, Uses};
-use super::Cost;
+use super::Cheap;
 use crate::element::Element;
 use crate::tensor::Tensor;
 

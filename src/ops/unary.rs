@@ -12,7 +12,7 @@
 //!
 //! The ops with a scalar operand (`scalar.rs`) are declared with the same macro.
 
-use super::{map_grad, map_op, map_plain, zip_grad, Cost};
+use super::{map_grad, map_op, map_plain, zip_grad, Cheap, Cost, Costly};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, Element};
 use crate::tensor::Tensor;
@@ -31,8 +31,8 @@ pub(super) trait UnaryFn<T: Element>:
 {
     const NAME: &'static str;
     const USES: Uses;
-    /// Whether one element is a transcendental function's worth of work.
-    const COSTLY: bool;
+    /// How much work one element is (a transcendental function's worth or a few instructions).
+    type Cost: Cost + Default;
     fn f(self, x: T) -> T;
     /// The gradient with respect to `x`, given the upstream gradient `g`, the
     /// input `x` and the output `y` (only what `USES` names is meaningful).
@@ -61,7 +61,7 @@ impl<T: Element, F: UnaryFn<T>> Op<T> for Unary<F> {
             return grads![Some(k.graph(&g, cx.input(0), cx.output))];
         }
         let z = T::zero();
-        let cost = cost_of::<T, F>();
+        let cost = F::Cost::default();
         grads![Some(match F::USES {
             // inlined into the kernels' loops, so that they vectorise
             Uses::None => map_grad(
@@ -88,20 +88,12 @@ impl<T: Element, F: UnaryFn<T>> Op<T> for Unary<F> {
     }
 }
 
-fn cost_of<T: Element, F: UnaryFn<T>>() -> Cost {
-    if F::COSTLY {
-        Cost::Costly
-    } else {
-        Cost::Cheap
-    }
-}
-
 /// Applies `k` elementwise and records it.
 pub(super) fn apply<T: Element, F: UnaryFn<T>>(x: &Tensor<T>, k: F) -> Tensor<T> {
     map_op(
         x,
         Unary(k),
-        cost_of::<T, F>(),
+        F::Cost::default(),
         #[inline(always)]
         move |v| k.f(v),
     )
@@ -119,8 +111,8 @@ pub(super) fn times_local<T: Element, F: UnaryFn<T>>(
     let (one, z) = (T::one(), T::zero());
     let local = match F::USES {
         Uses::None => return g.mul_scalar(k.df(one, z, z)),
-        Uses::X => map_plain(x, Cost::Cheap, |x| k.df(one, x, z)),
-        Uses::Y => map_plain(y, Cost::Cheap, |y| k.df(one, z, y)),
+        Uses::X => map_plain(x, Cheap, |x| k.df(one, x, z)),
+        Uses::Y => map_plain(y, Cheap, |y| k.df(one, z, y)),
     };
     g.mul(&local)
 }
@@ -173,7 +165,7 @@ macro_rules! unary {
         impl<T: Element> UnaryFn<T> for $kind<T> {
             const NAME: &'static str = stringify!($method);
             const USES: Uses = Uses::$uses;
-            const COSTLY: bool = matches!(Cost::$cost, Cost::Costly);
+            type Cost = $cost;
             #[inline(always)]
             fn f(self, $x: T) -> T {
                 let $kind { $($p,)* .. } = self;
