@@ -98,7 +98,6 @@ fn update<T: Element>(dst: &mut [T], min: usize, body: &(dyn Fn(usize, &mut [T])
 }
 
 /// `f` applied to every element of a strided view, in row-major order.
-#[inline]
 pub(crate) fn map<T: Element, C: Cost>(
     data: &[T],
     layout: &Layout,
@@ -179,7 +178,6 @@ pub(crate) fn zip_buf<T: Element, C: Cost>(
 }
 
 /// `f(a, b)` over two views already broadcast to one shape, in row-major order.
-#[inline]
 pub(crate) fn zip<T: Element, C: Cost>(
     a: &[T],
     la: &Layout,
@@ -231,7 +229,6 @@ pub(crate) fn zip<T: Element, C: Cost>(
 }
 
 /// `f(a, b, c)` over three views already broadcast to one shape (fused backward rules).
-#[inline]
 pub(crate) fn zip3<T: Element, C: Cost>(
     (a, la): (&[T], &Layout),
     (b, lb): (&[T], &Layout),
