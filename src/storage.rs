@@ -57,11 +57,11 @@ impl<T: crate::element::Element> Storage<T> {
         guard
     }
 
-    /// Write access that does not count as an update (used only on buffers that
-    /// nothing else can see yet, e.g. a gradient being accumulated).
+    /// The buffer, through the sole handle (no lock needed); not an update
+    /// (nothing else can see it).
     #[inline]
-    pub(crate) fn write_fresh(&self) -> RwLockWriteGuard<'_, Buf<T>> {
-        self.data.write().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn data_mut(&mut self) -> &mut Buf<T> {
+        self.data.get_mut().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The number of elements in the buffer (no lock needed).

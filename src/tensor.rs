@@ -305,6 +305,21 @@ impl<T: Element> Tensor<T> {
             && self.0.storage.len() == self.numel()
     }
 
+    /// The buffer, mutably, when [`is_exclusive`](Self::is_exclusive) holds:
+    /// through the sole handles of the node and of its storage, so without
+    /// taking the buffer's lock. Not an update (nothing else can see it).
+    #[inline]
+    pub(crate) fn exclusive_buf(&mut self) -> Option<&mut Buf<T>> {
+        let node = Shared::get_mut(&mut self.0)?;
+        let l = &node.layout;
+        if l.offset != 0 || !l.is_contiguous() {
+            return None;
+        }
+        let numel = l.numel();
+        let storage = Shared::get_mut(&mut node.storage)?;
+        (storage.len() == numel).then(|| storage.data_mut())
+    }
+
     /// True when the elements fill the whole buffer from offset 0, in some order
     /// (a contiguous tensor, or a permutation of one such as a transpose).
     pub(crate) fn is_dense(&self) -> bool {
