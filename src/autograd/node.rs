@@ -106,26 +106,29 @@ impl<T: Element, O: ?Sized + Op<T>> Drop for Node<T, O> {
             return;
         }
         let mut stack: SmallVec<[Tensor<T>; 8]> = SmallVec::new();
-        push_all(&mut stack, &mut self.inputs);
-        while let Some(mut t) = stack.pop() {
+        let mut next = take_inputs(&mut stack, &mut self.inputs);
+        while let Some(mut t) = next.take().or_else(|| stack.pop()) {
             // The last owner empties the node's inputs before dropping it, so that
             // drop does no work of its own. (`get_mut` succeeds only for the sole
             // owner; if another thread drops its handle at the same moment, the
             // node's own iterative `Drop` frees what is left.)
             if let Some(node) = Shared::get_mut(&mut t.0) {
-                push_all(&mut stack, &mut node.inputs);
+                next = take_inputs(&mut stack, &mut node.inputs);
             }
         }
     }
 }
 
-/// Moves every input into the stack (plain pushes: this runs once per freed node).
+/// Moves the inputs out of a node: the last one is returned, to be freed next
+/// (a chain of ops then never touches the stack), the others go to the stack.
 #[inline]
-fn push_all<T: Element>(
+fn take_inputs<T: Element>(
     stack: &mut SmallVec<[Tensor<T>; 8]>,
     inputs: &mut SmallVec<[Tensor<T>; 2]>,
-) {
+) -> Option<Tensor<T>> {
+    let last = inputs.pop();
     while let Some(t) = inputs.pop() {
         stack.push(t);
     }
+    last
 }

@@ -94,11 +94,10 @@ impl Index {
 
     /// The dense index of `id`, given `next` (the number of nodes so far) when
     /// it is new. Only ids below the root's are ever looked up here.
-    #[inline]
+    #[inline(always)]
     fn get_or_insert(&mut self, id: usize, next: u32) -> u32 {
         let d = self.root_id - id;
-        if d < self.near.len() {
-            let slot = self.near[d];
+        if let Some(&slot) = self.near.get(d) {
             if slot != NONE {
                 return slot;
             }
@@ -106,7 +105,15 @@ impl Index {
                 self.near[d] = next;
                 return next;
             }
-        } else if d < 4 * (next as usize + 16) {
+        }
+        self.insert_slow(id, d, next)
+    }
+
+    /// [`get_or_insert`](Self::get_or_insert) beyond the table, or below an id of the map.
+    #[inline(never)]
+    fn insert_slow(&mut self, id: usize, d: usize, next: u32) -> u32 {
+        // (a free slot of the table at or beyond `far_min`: the map may hold it)
+        if d >= self.near.len() && d < 4 * (next as usize + 16) {
             // the table stays within 4 slots per node
             if d >= self.far_min {
                 if let Some(&i) = self.far.get(&id) {
@@ -331,11 +338,14 @@ fn walk<T: Element>(
             "internal error: backward of {} returned the wrong number of gradients",
             gf.op.name()
         );
-        for ((input, g), &slot) in gf.inputs.iter().zip(input_grads).zip(edges) {
-            let Some(g) = g else { continue };
+        let mut input_grads = input_grads;
+        for (j, (input, &slot)) in gf.inputs.iter().zip(edges).enumerate() {
             if slot == NONE {
                 continue;
             }
+            let Some(g) = input_grads.get_mut(j).and_then(Option::take) else {
+                continue;
+            };
             let g = if crate::ops::same_shape(g.shape(), input.shape()) {
                 g
             } else {
