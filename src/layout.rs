@@ -2,7 +2,7 @@
 
 use smallvec::SmallVec;
 
-use crate::shape::{contiguous_strides, numel, Dims};
+use crate::shape::{contiguous_strides, dims_from, numel, Dims};
 
 /// How a tensor's logical elements map onto its buffer.
 ///
@@ -22,8 +22,8 @@ impl Clone for Layout {
         // `from_slice` copies the inline dims with one memcpy; the derived clone
         // goes through the generic `extend`, measurably slower on the per-op path.
         Layout {
-            shape: Dims::from_slice(&self.shape),
-            strides: Dims::from_slice(&self.strides),
+            shape: dims_from(&self.shape),
+            strides: dims_from(&self.strides),
             offset: self.offset,
             dense: self.dense,
         }
@@ -57,7 +57,7 @@ impl Layout {
     /// A row-major layout starting at offset 0.
     pub(crate) fn contiguous(shape: &[usize]) -> Self {
         Layout {
-            shape: Dims::from_slice(shape),
+            shape: dims_from(shape),
             strides: contiguous_strides(shape),
             offset: 0,
             dense: true,

@@ -109,6 +109,7 @@ pub mod optim;
 mod pool;
 pub mod prelude;
 mod shape;
+mod shared;
 mod storage;
 mod tensor;
 pub mod text;
@@ -119,8 +120,27 @@ pub use autograd::{
 };
 pub use element::Element;
 pub use error::{Error, Result};
-pub use pool::clear as clear_buffer_cache;
 pub use tensor::{Tensor, TensorId};
+
+/// Frees every buffer cached by the calling thread (both element types), and
+/// the blocks it keeps for graph nodes.
+///
+/// Buffers freed by tensors are kept per thread for reuse, bounded by what the
+/// thread reuses: sizes it asked for recently, and no more than its recent peak
+/// working set (at most 256 MiB per element type); the small blocks of graph
+/// nodes and tiny buffers are kept too (at most 16 MiB per thread). Call this
+/// after a large computation whose sizes will not recur, to give that memory
+/// back to the allocator at once rather than when later work displaces it.
+///
+/// ```
+/// let x = ferrograd::Tensor::<f32>::zeros(&[1 << 20]);
+/// drop(x);                        // its buffer is now cached for reuse
+/// ferrograd::clear_buffer_cache(); // and now freed
+/// ```
+pub fn clear_buffer_cache() {
+    pool::clear();
+    shared::slab::clear();
+}
 
 /// The `rand` crate this crate was built with, so that callers' RNGs match
 /// (`ferrograd::rand::rngs::StdRng`, `ferrograd::rand::SeedableRng`).

@@ -7,6 +7,18 @@ use crate::error::{Error, Result};
 /// A shape or a stride vector; four dimensions live inline (no allocation).
 pub(crate) type Dims = SmallVec<[usize; 4]>;
 
+/// A copy of a shape or strides: up to four dims element by element, inline
+/// (a call to `memcpy` for a few words costs more than the copy itself).
+#[inline(always)]
+pub(crate) fn dims_from(s: &[usize]) -> Dims {
+    let n = s.len();
+    if n > 4 {
+        return Dims::from_slice(s);
+    }
+    let at = |i: usize| if i < n { s[i] } else { 0 };
+    Dims::from_buf_and_len([at(0), at(1), at(2), at(3)], n)
+}
+
 /// Number of elements of a shape (1 for the 0-d shape `[]`).
 #[inline]
 pub(crate) fn numel(shape: &[usize]) -> usize {

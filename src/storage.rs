@@ -2,7 +2,9 @@
 //! in-place updates.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::shared::Shared;
 
 use smallvec::SmallVec;
 
@@ -32,9 +34,9 @@ impl<T: crate::element::Element> Storage<T> {
     /// inline give it, or a `Vec` (moved inline and freed when its capacity is
     /// at most [`INLINE`] elements, kept on the heap as it is otherwise).
     #[inline]
-    pub(crate) fn new(data: impl Into<Buf<T>>) -> Arc<Self> {
+    pub(crate) fn new(data: impl Into<Buf<T>>) -> Shared<Self> {
         let data = data.into();
-        Arc::new(Storage {
+        Shared::new(Storage {
             len: data.len(),
             data: RwLock::new(data),
             version: AtomicU64::new(0),
@@ -55,11 +57,11 @@ impl<T: crate::element::Element> Storage<T> {
         guard
     }
 
-    /// Write access that does not count as an update (used only on buffers that
-    /// nothing else can see yet, e.g. a gradient being accumulated).
+    /// The buffer, through the sole handle (no lock needed); not an update
+    /// (nothing else can see it).
     #[inline]
-    pub(crate) fn write_fresh(&self) -> RwLockWriteGuard<'_, Buf<T>> {
-        self.data.write().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn data_mut(&mut self) -> &mut Buf<T> {
+        self.data.get_mut().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The number of elements in the buffer (no lock needed).

@@ -6,13 +6,14 @@ mod display;
 mod operators;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLockReadGuard};
+use std::sync::RwLockReadGuard;
 
 use crate::autograd::{is_grad_enabled, GradFn, NoOp, Node, Op};
 use crate::element::{mono, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::kernels::elementwise::Cheap;
 use crate::layout::Layout;
+use crate::shared::Shared;
 use crate::storage::{Buf, Storage};
 use smallvec::SmallVec;
 
@@ -35,12 +36,12 @@ use smallvec::SmallVec;
 /// assert_eq!(grads.get(&w).unwrap().to_vec(), vec![4.0, 6.0]);
 /// # Ok::<(), ferrograd::Error>(())
 /// ```
-pub struct Tensor<T: Element = f32>(pub(crate) Arc<Node<T>>);
+pub struct Tensor<T: Element = f32>(pub(crate) Shared<Node<T>>);
 
 impl<T: Element> Clone for Tensor<T> {
     #[inline]
     fn clone(&self) -> Self {
-        Tensor(Arc::clone(&self.0))
+        Tensor(self.0.clone())
     }
 }
 
@@ -100,7 +101,7 @@ impl<T: Element> Tensor<T> {
     /// A node with no recorded op.
     #[inline]
     pub(crate) fn from_parts(
-        storage: Arc<Storage<T>>,
+        storage: Shared<Storage<T>>,
         layout: Layout,
         requires_grad: bool,
     ) -> Self {
@@ -111,13 +112,13 @@ impl<T: Element> Tensor<T> {
     /// without `create_graph` (or a value computed from one).
     #[inline]
     fn plain(
-        storage: Arc<Storage<T>>,
+        storage: Shared<Storage<T>>,
         layout: Layout,
         requires_grad: bool,
         grad_no_graph: bool,
     ) -> Self {
         crate::autograd::live_nodes::created();
-        let node: Arc<Node<T>> = Arc::new(Node {
+        let node = Node::shared(Node {
             id: next_id(),
             storage,
             layout,
@@ -152,7 +153,7 @@ impl<T: Element> Tensor<T> {
     #[inline]
     pub(crate) fn from_op(
         seen: Seen,
-        storage: Arc<Storage<T>>,
+        storage: Shared<Storage<T>>,
         layout: Layout,
         op: impl Op<T>,
         inputs: &[&Tensor<T>],
@@ -172,7 +173,7 @@ impl<T: Element> Tensor<T> {
             return out;
         };
         crate::autograd::live_nodes::created();
-        let node: Arc<Node<T>> = Arc::new(Node {
+        let node = Node::shared(Node {
             id: next_id(),
             out_version: storage.version(),
             storage,
@@ -247,7 +248,7 @@ impl<T: Element> Tensor<T> {
     #[inline]
     pub(crate) fn view_op(&self, layout: Layout, op: impl Op<T>) -> Self {
         let seen = Seen::note(&[self]);
-        Self::from_op(seen, Arc::clone(&self.0.storage), layout, op, &[self])
+        Self::from_op(seen, self.0.storage.clone(), layout, op, &[self])
     }
 
     // ----- crate-internal access -----
@@ -258,7 +259,7 @@ impl<T: Element> Tensor<T> {
     }
 
     #[inline]
-    pub(crate) fn storage(&self) -> &Arc<Storage<T>> {
+    pub(crate) fn storage(&self) -> &Shared<Storage<T>> {
         &self.0.storage
     }
 
@@ -271,7 +272,7 @@ impl<T: Element> Tensor<T> {
     /// True when both tensors look at the same buffer.
     #[inline]
     pub(crate) fn shares_storage(&self, other: &Tensor<T>) -> bool {
-        Arc::ptr_eq(&self.0.storage, &other.0.storage)
+        Shared::ptr_eq(&self.0.storage, &other.0.storage)
     }
 
     /// Runs `f` on the elements as one contiguous row-major slice (copying only
@@ -296,11 +297,26 @@ impl<T: Element> Tensor<T> {
     /// True when this handle and its buffer are referenced nowhere else, and the
     /// layout covers the whole buffer densely: it may then be written in place.
     pub(crate) fn is_exclusive(&self) -> bool {
-        Arc::strong_count(&self.0) == 1
-            && Arc::strong_count(&self.0.storage) == 1
+        Shared::count(&self.0) == 1
+            && Shared::count(&self.0.storage) == 1
             && self.0.layout.offset == 0
             && self.0.layout.is_contiguous()
             && self.0.storage.len() == self.numel()
+    }
+
+    /// The buffer, mutably, when [`is_exclusive`](Self::is_exclusive) holds:
+    /// through the sole handles of the node and of its storage, so without
+    /// taking the buffer's lock. Not an update (nothing else can see it).
+    #[inline]
+    pub(crate) fn exclusive_buf(&mut self) -> Option<&mut Buf<T>> {
+        let node = Shared::get_mut(&mut self.0)?;
+        let l = &node.layout;
+        if l.offset != 0 || !l.is_contiguous() {
+            return None;
+        }
+        let numel = l.numel();
+        let storage = Shared::get_mut(&mut node.storage)?;
+        (storage.len() == numel).then(|| storage.data_mut())
     }
 
     /// True when the elements fill the whole buffer from offset 0, in some order
@@ -402,7 +418,7 @@ impl<T: Element> Tensor<T> {
     }
 
     fn requires_grad_body(&self) -> Tensor<T> {
-        Self::from_parts(Arc::clone(&self.0.storage), self.0.layout.clone(), true)
+        Self::from_parts(self.0.storage.clone(), self.0.layout.clone(), true)
     }
 
     /// Turns gradient tracking of this leaf on or off, in place: every handle of
@@ -485,7 +501,7 @@ impl<T: Element> Tensor<T> {
     }
 
     fn detach_body(&self) -> Tensor<T> {
-        Self::from_parts(Arc::clone(&self.0.storage), self.0.layout.clone(), false)
+        Self::from_parts(self.0.storage.clone(), self.0.layout.clone(), false)
     }
 
     // ----- in-place update -----

@@ -112,7 +112,7 @@ impl<T: Element> Tensor<T> {
         if !self.is_exclusive() {
             self = self.copy();
         }
-        match std::sync::Arc::get_mut(&mut self.0) {
+        match crate::shared::Shared::get_mut(&mut self.0) {
             Some(node) => node.grad_no_graph = true,
             None => unreachable!("internal error: an exclusive gradient is shared"),
         }

@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
-use std::sync::Arc;
 
 use super::inspect::l2_norm;
 use super::Gradients;
@@ -126,7 +125,7 @@ impl<'a, T: Element> Names<'a, T> {
 }
 
 fn storage_key<T: Element>(t: &Tensor<T>) -> usize {
-    Arc::as_ptr(t.storage()) as *const () as usize
+    crate::shared::Shared::as_ptr(t.storage()) as *const () as usize
 }
 
 fn render<T: Element>(

@@ -466,7 +466,7 @@ impl<T: Element> Tensor<T> {
         };
         Ok(Self::from_op(
             seen,
-            std::sync::Arc::clone(out.storage()),
+            out.storage().clone(),
             out.layout().clone(),
             op,
             inputs,

@@ -1,19 +1,19 @@
 //! The graph node behind a `Tensor` handle, and its iterative `Drop`.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use super::{BackwardCx, InputGrads, Op};
 use crate::element::Element;
 use crate::layout::Layout;
+use crate::shared::Shared;
 use crate::storage::Storage;
 use crate::tensor::Tensor;
 
 /// What a `Tensor` handle points to: the data, and the op that produced it.
 ///
-/// The op is the last field and unsized (`dyn Op<T>` once behind the `Arc`), so a
+/// The op is the last field and unsized (`dyn Op<T>` once behind the [`Shared`] pointer), so a
 /// node and its op share one allocation: recording an op with parameters (a
 /// scalar, an axis, saved indices) costs no extra allocation.
 ///
@@ -45,9 +45,18 @@ pub(crate) struct Node<T: Element, O: ?Sized + Op<T> = dyn Op<T>> {
     pub(crate) versions: SmallVec<[u64; 2]>,
     /// The output buffer's version when the op was recorded.
     pub(crate) out_version: u64,
-    pub(crate) storage: Arc<Storage<T>>,
+    pub(crate) storage: Shared<Storage<T>>,
     pub(crate) layout: Layout,
     pub(crate) op: O,
+}
+
+impl<T: Element, O: Op<T>> Node<T, O> {
+    /// The node behind a new pointer, its op unsized to `dyn Op<T>`.
+    #[inline]
+    pub(crate) fn shared(self) -> Shared<Node<T>> {
+        // SAFETY: `|p| p` is the unsizing coercion of the pointer to `dyn Op<T>`.
+        unsafe { Shared::new_unsize(self, |p| p as *mut crate::shared::Inner<Node<T>>) }
+    }
 }
 
 /// The op of a node that records nothing.
@@ -86,7 +95,7 @@ impl<T: Element> Node<T> {
 
 impl<T: Element, O: ?Sized + Op<T>> Drop for Node<T, O> {
     /// Frees the graph behind this node without recursion: a chain of a million
-    /// ops would otherwise overflow the stack through nested `Arc` drops.
+    /// ops would otherwise overflow the stack through nested `Shared` drops.
     fn drop(&mut self) {
         super::live_nodes::dropped();
         let flags = self.flags.load(Ordering::Relaxed);
@@ -97,26 +106,29 @@ impl<T: Element, O: ?Sized + Op<T>> Drop for Node<T, O> {
             return;
         }
         let mut stack: SmallVec<[Tensor<T>; 8]> = SmallVec::new();
-        push_all(&mut stack, &mut self.inputs);
-        while let Some(mut t) = stack.pop() {
+        let mut next = take_inputs(&mut stack, &mut self.inputs);
+        while let Some(mut t) = next.take().or_else(|| stack.pop()) {
             // The last owner empties the node's inputs before dropping it, so that
             // drop does no work of its own. (`get_mut` succeeds only for the sole
             // owner; if another thread drops its handle at the same moment, the
             // node's own iterative `Drop` frees what is left.)
-            if let Some(node) = Arc::get_mut(&mut t.0) {
-                push_all(&mut stack, &mut node.inputs);
+            if let Some(node) = Shared::get_mut(&mut t.0) {
+                next = take_inputs(&mut stack, &mut node.inputs);
             }
         }
     }
 }
 
-/// Moves every input into the stack (plain pushes: this runs once per freed node).
+/// Moves the inputs out of a node: the last one is returned, to be freed next
+/// (a chain of ops then never touches the stack), the others go to the stack.
 #[inline]
-fn push_all<T: Element>(
+fn take_inputs<T: Element>(
     stack: &mut SmallVec<[Tensor<T>; 8]>,
     inputs: &mut SmallVec<[Tensor<T>; 2]>,
-) {
+) -> Option<Tensor<T>> {
+    let last = inputs.pop();
     while let Some(t) = inputs.pop() {
         stack.push(t);
     }
+    last
 }

@@ -94,11 +94,10 @@ impl Index {
 
     /// The dense index of `id`, given `next` (the number of nodes so far) when
     /// it is new. Only ids below the root's are ever looked up here.
-    #[inline]
+    #[inline(always)]
     fn get_or_insert(&mut self, id: usize, next: u32) -> u32 {
         let d = self.root_id - id;
-        if d < self.near.len() {
-            let slot = self.near[d];
+        if let Some(&slot) = self.near.get(d) {
             if slot != NONE {
                 return slot;
             }
@@ -106,7 +105,15 @@ impl Index {
                 self.near[d] = next;
                 return next;
             }
-        } else if d < 4 * (next as usize + 16) {
+        }
+        self.insert_slow(id, d, next)
+    }
+
+    /// [`get_or_insert`](Self::get_or_insert) beyond the table, or below an id of the map.
+    #[inline(never)]
+    fn insert_slow(&mut self, id: usize, d: usize, next: u32) -> u32 {
+        // (a free slot of the table at or beyond `far_min`: the map may hold it)
+        if d >= self.near.len() && d < 4 * (next as usize + 16) {
             // the table stays within 4 slots per node
             if d >= self.far_min {
                 if let Some(&i) = self.far.get(&id) {
@@ -331,12 +338,15 @@ fn walk<T: Element>(
             "internal error: backward of {} returned the wrong number of gradients",
             gf.op.name()
         );
-        for ((input, g), &slot) in gf.inputs.iter().zip(input_grads).zip(edges) {
-            let Some(g) = g else { continue };
+        let mut input_grads = input_grads;
+        for (j, (input, &slot)) in gf.inputs.iter().zip(edges).enumerate() {
             if slot == NONE {
                 continue;
             }
-            let g = if g.shape() == input.shape() {
+            let Some(g) = input_grads.get_mut(j).and_then(Option::take) else {
+                continue;
+            };
+            let g = if crate::ops::same_shape(g.shape(), input.shape()) {
                 g
             } else {
                 crate::ops::sum_to_shape(&g, input.shape()).unwrap_or_else(|e| {
@@ -369,58 +379,54 @@ fn check_versions<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>, saves: Saves
 }
 
 fn check_saved<T: Element>(node: &Tensor<T>, gf: &GradFn<'_, T>, saves: Saves) -> Result<()> {
-    if saves == Saves::Custom {
-        return gf.op.check_custom(node);
-    }
-    let checked = |j: usize| match saves {
-        Saves::Inputs | Saves::Both => true,
-        Saves::Input(i) => i == j,
-        Saves::Nothing | Saves::Output | Saves::Custom => false,
-    };
-    for (j, (input, &saved)) in gf.inputs.iter().zip(gf.versions).enumerate() {
-        if checked(j) {
-            let current = input.storage().version();
-            if current != saved {
-                return Err(Error::ModifiedInPlace {
-                    op: gf.op.name(),
-                    which: format!("input {j}"),
-                    saved,
-                    current,
-                });
-            }
+    let input = |j: usize| {
+        let (saved, current) = (gf.versions[j], gf.inputs[j].storage().version());
+        if current == saved {
+            Ok(())
+        } else {
+            Err(modified(gf, format!("input {j}"), saved, current))
         }
+    };
+    match saves {
+        Saves::Nothing => {}
+        Saves::Custom => return gf.op.check_custom(node),
+        Saves::Input(j) => input(j)?,
+        Saves::Inputs | Saves::Both => (0..gf.inputs.len()).try_for_each(input)?,
+        Saves::Output => {}
     }
     if matches!(saves, Saves::Output | Saves::Both) {
         let current = node.storage().version();
         if current != gf.out_version {
-            return Err(Error::ModifiedInPlace {
-                op: gf.op.name(),
-                which: "output".into(),
-                saved: gf.out_version,
-                current,
-            });
+            return Err(modified(gf, "output".into(), gf.out_version, current));
         }
     }
     Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn modified<T: Element>(gf: &GradFn<'_, T>, which: String, saved: u64, current: u64) -> Error {
+    Error::ModifiedInPlace {
+        op: gf.op.name(),
+        which,
+        saved,
+        current,
+    }
 }
 
 /// `prev + g` for two gradients of one node (same shape), without a strided
 /// pass when it can be avoided: into whichever buffer nothing else can see, or,
 /// when both are dense in the same memory order (two transposed weight
 /// gradients), buffer to buffer in that order.
-fn accumulate<T: Element>(prev: Tensor<T>, g: Tensor<T>) -> Tensor<T> {
+fn accumulate<T: Element>(mut prev: Tensor<T>, mut g: Tensor<T>) -> Tensor<T> {
     debug_assert_eq!(prev.shape(), g.shape());
-    let add_into = |dst: &Tensor<T>, src: &Tensor<T>| {
-        let mut d = dst.storage().write_fresh();
-        let s = src.read();
-        crate::kernels::elementwise::add_assign(&mut d, &s, src.layout());
-    };
-    if prev.is_exclusive() {
-        add_into(&prev, &g);
+    // (an exclusive buffer is shared with nothing: the other's lock is free)
+    if let Some(d) = prev.exclusive_buf() {
+        crate::kernels::elementwise::add_assign(d, &g.read(), g.layout());
         return prev;
     }
-    if g.is_exclusive() {
-        add_into(&g, &prev);
+    if let Some(d) = g.exclusive_buf() {
+        crate::kernels::elementwise::add_assign(d, &prev.read(), prev.layout());
         return g;
     }
     if prev.layout().strides == g.layout().strides && prev.is_dense() && g.is_dense() {

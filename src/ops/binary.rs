@@ -1,7 +1,7 @@
 //! Binary elementwise ops with NumPy broadcasting: add, sub, mul, div, pow,
 //! maximum, minimum.
 
-use super::{map_grad, zip3_plain, zip_grad, zip_plain, Cheap, Cost, Costly, ReadMany};
+use super::{map_grad, read2, same_shape, zip3_plain, zip_grad, zip_plain, Cheap, Cost, Costly};
 use crate::autograd::{grads, BackwardCx, InputGrads, Op, Saves};
 use crate::element::{c, mono, Element};
 use crate::error::{or_panic, Result};
@@ -18,16 +18,21 @@ fn binary<T: Element>(
     cost: impl Cost,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Result<Tensor<T>> {
+    if same_shape(a.shape(), b.shape()) && a.is_contiguous() && b.is_contiguous() {
+        // the output has the inputs' shape, and the kernel reads their ranges
+        let seen = Seen::note(&[a, b]);
+        let data = read2(a, b, |da, db| {
+            zip_buf(da, a.layout(), db, b.layout(), cost, f)
+        });
+        return Ok(Tensor::from_op_data_like(seen, data, a, op, &[a, b]));
+    }
     let shape = try_broadcast(name, a.shape(), b.shape())?;
     let (la, lb) = (
         a.layout().broadcast_to(&shape),
         b.layout().broadcast_to(&shape),
     );
     let seen = Seen::note(&[a, b]);
-    let data = {
-        let r = ReadMany::new(&[a, b]);
-        zip_buf(r.get(0), &la, r.get(1), &lb, cost, f)
-    };
+    let data = read2(a, b, |da, db| zip_buf(da, &la, db, &lb, cost, f));
     Ok(Tensor::from_op_buf(seen, data, &shape, op, &[a, b]))
 }
 

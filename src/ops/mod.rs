@@ -85,6 +85,7 @@ mod scalar;
 mod softmax;
 mod unary;
 
+use std::borrow::Cow;
 use std::sync::RwLockReadGuard;
 
 use smallvec::SmallVec;
@@ -129,6 +130,22 @@ impl<'a, T: Element> ReadMany<'a, T> {
     }
 }
 
+/// `f` on the whole buffers of `a` and `b`, read-locked (once when they share a
+/// buffer, as [`ReadMany`] does).
+#[inline]
+pub(crate) fn read2<T: Element, R>(
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    f: impl FnOnce(&[T], &[T]) -> R,
+) -> R {
+    let ga = a.read();
+    if a.shares_storage(b) {
+        return f(&ga, &ga);
+    }
+    let gb = b.read();
+    f(&ga, &gb)
+}
+
 /// Elementwise `f(x)` over a tensor, as a fresh contiguous output of `op`.
 #[inline]
 pub(crate) fn map_op<T: Element>(
@@ -161,6 +178,25 @@ fn map_data<T: Element>(
     crate::kernels::elementwise::map_buf(&x.read(), x.layout(), cost, f)
 }
 
+/// True when two shapes are equal (shapes are short: a loop, not a call to `memcmp`).
+#[inline(always)]
+pub(crate) fn same_shape(a: &[usize], b: &[usize]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// `t`'s layout broadcast to `shape` (which it broadcasts to): its own layout,
+/// borrowed, when it has that shape and is contiguous (the kernels then read
+/// only its range), a computed one otherwise.
+#[inline]
+pub(crate) fn layout_as<'a, T: Element>(t: &'a Tensor<T>, shape: &[usize]) -> Cow<'a, Layout> {
+    let l = t.layout();
+    if l.is_contiguous() && same_shape(&l.shape, shape) {
+        Cow::Borrowed(l)
+    } else {
+        Cow::Owned(l.broadcast_to(shape))
+    }
+}
+
 /// `f(a, b)` with `a` and `b` broadcast to `shape`, as a plain tensor (records nothing).
 pub(crate) fn zip_plain<T: Element>(
     shape: &[usize],
@@ -169,12 +205,10 @@ pub(crate) fn zip_plain<T: Element>(
     cost: impl Cost,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Tensor<T> {
-    let (la, lb) = (
-        a.layout().broadcast_to(shape),
-        b.layout().broadcast_to(shape),
-    );
-    let r = ReadMany::new(&[a, b]);
-    let data = crate::kernels::elementwise::zip_buf(r.get(0), &la, r.get(1), &lb, cost, f);
+    let (la, lb) = (layout_as(a, shape), layout_as(b, shape));
+    let data = read2(a, b, |da, db| {
+        crate::kernels::elementwise::zip_buf(da, &la, db, &lb, cost, f)
+    });
     Tensor::from_buf(data, shape)
 }
 
@@ -187,57 +221,60 @@ pub(crate) fn zip3_plain<T: Element>(
     cost: impl Cost,
     f: impl Fn(T, T, T) -> T + Sync,
 ) -> Tensor<T> {
-    let ls: [Layout; 3] = [a, b, c].map(|t| t.layout().broadcast_to(shape));
+    let ls: [Cow<'_, Layout>; 3] = [a, b, c].map(|t| layout_as(t, shape));
     let r = ReadMany::new(&[a, b, c]);
     let data = crate::kernels::elementwise::zip3(
-        (r.get(0), &ls[0]),
-        (r.get(1), &ls[1]),
-        (r.get(2), &ls[2]),
+        (r.get(0), &*ls[0]),
+        (r.get(1), &*ls[1]),
+        (r.get(2), &*ls[2]),
         cost,
         f,
     );
     Tensor::from_data(data, shape)
 }
 
-/// True when a backward rule may write its result into the gradient it was
-/// handed: nothing else holds that buffer, and nothing is being recorded (a
-/// recorded rule must leave its inputs intact for higher-order gradients).
+/// The buffer a backward rule may write its result into: the gradient it was
+/// handed, when nothing else holds that buffer ([`Tensor::exclusive_buf`]) and
+/// nothing is being recorded (a recorded rule must leave its inputs intact for
+/// higher-order gradients).
 #[inline]
-fn reusable<T: Element>(g: &Tensor<T>) -> bool {
-    g.is_exclusive() && !crate::autograd::is_grad_enabled()
+fn reusable<T: Element>(g: &mut Tensor<T>) -> Option<&mut crate::storage::Buf<T>> {
+    if crate::autograd::is_grad_enabled() {
+        return None;
+    }
+    g.exclusive_buf()
 }
 
 /// `f(g)` elementwise, in `g`'s own buffer when it is [`reusable`].
 pub(crate) fn map_grad<T: Element>(
-    g: Tensor<T>,
+    mut g: Tensor<T>,
     cost: impl Cost,
     f: impl Fn(T) -> T + Sync,
 ) -> Tensor<T> {
-    if !reusable(&g) {
-        return map_plain(&g, cost, f);
+    if let Some(dst) = reusable(&mut g) {
+        crate::kernels::elementwise::map_inplace(dst, cost, f);
+        return g;
     }
-    crate::kernels::elementwise::map_inplace(&mut g.storage().write_fresh(), cost, f);
-    g
+    map_plain(&g, cost, f)
 }
 
 /// `f(g, b)` elementwise with `b` broadcast to `g`'s shape, in `g`'s own buffer
 /// when it is [`reusable`].
 pub(crate) fn zip_grad<T: Element>(
-    g: Tensor<T>,
+    mut g: Tensor<T>,
     b: &Tensor<T>,
     cost: impl Cost,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Tensor<T> {
-    if !reusable(&g) {
-        return zip_plain(g.shape(), &g, b, cost, f);
+    if !crate::autograd::is_grad_enabled() {
+        let lb = layout_as(b, g.shape());
+        if let Some(dst) = g.exclusive_buf() {
+            // `g`'s buffer is exclusive, so `b` cannot share it: `b`'s lock is free
+            crate::kernels::elementwise::zip_inplace(dst, &b.read(), &lb, cost, f);
+            return g;
+        }
     }
-    let lb = b.layout().broadcast_to(g.shape());
-    {
-        // `g` is exclusive, so `b` cannot share its buffer: two different locks
-        let mut dst = g.storage().write_fresh();
-        crate::kernels::elementwise::zip_inplace(&mut dst, &b.read(), &lb, cost, f);
-    }
-    g
+    zip_plain(g.shape(), &g, b, cost, f)
 }
 
 #[cfg(test)]
