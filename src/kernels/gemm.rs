@@ -7,7 +7,9 @@ use std::mem::MaybeUninit;
 use gemm_common::Parallelism;
 use rayon::prelude::*;
 
-use super::parallel::{use_pool, GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART, GEMM_WORK};
+use super::parallel::{
+    use_pool, GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART, GEMM_SPLIT_WORK, GEMM_WORK,
+};
 use crate::element::Element;
 use crate::pool;
 
@@ -70,13 +72,14 @@ pub(crate) fn matmul<T: Element>(
     a.check(m, k);
     b.check(k, n);
     let pool = !serial && use_pool(m * n * k, GEMM_WORK);
-    let parts = if !pool {
+    let parts = if !pool || m * n * k < GEMM_SPLIT_WORK {
         1
     } else {
         rayon::current_num_threads().min(m / GEMM_MIN_ROWS_PER_PART)
     };
     if parts <= 1 {
-        // `gemm`'s own threading only for wide products too short to split by rows
+        // `gemm`'s own threading for products below `GEMM_SPLIT_WORK` and for
+        // wide ones too short to split by rows
         let par = if pool {
             Parallelism::Rayon(0)
         } else {
