@@ -7,7 +7,9 @@ use std::mem::MaybeUninit;
 use gemm_common::Parallelism;
 use rayon::prelude::*;
 
-use super::parallel::{use_pool, GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART, GEMM_WORK};
+use super::parallel::{
+    use_pool, GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART, GEMM_SPLIT_WORK, GEMM_WORK,
+};
 use crate::element::Element;
 use crate::pool;
 
@@ -70,13 +72,14 @@ pub(crate) fn matmul<T: Element>(
     a.check(m, k);
     b.check(k, n);
     let pool = !serial && use_pool(m * n * k, GEMM_WORK);
-    let parts = if !pool {
+    let parts = if !pool || m * n * k < GEMM_SPLIT_WORK {
         1
     } else {
         rayon::current_num_threads().min(m / GEMM_MIN_ROWS_PER_PART)
     };
     if parts <= 1 {
-        // `gemm`'s own threading only for wide products too short to split by rows
+        // `gemm`'s own threading for products below `GEMM_SPLIT_WORK` and for
+        // wide ones too short to split by rows
         let par = if pool {
             Parallelism::Rayon(0)
         } else {
@@ -399,10 +402,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn split_products_match_one_call() {
-        // 200 x 200 x 200 is split by rows over the pool; strided a and b
-        let (m, k, n) = (201, 200, 199);
+    /// `a · bᵀ` for small-integer `a` (`m × k`) and `b` (`n × k`, read through
+    /// swapped strides) on the pool and on one thread; checks that they agree and
+    /// (at `stride`-spaced entries) that they are exact.
+    fn pool_product_matches(m: usize, k: usize, n: usize, stride: usize) {
         let a: Vec<f64> = (0..m * k).map(|i| ((i * 7) % 13) as f64 - 6.0).collect();
         let b: Vec<f64> = (0..k * n).map(|i| ((i * 5) % 11) as f64 - 5.0).collect();
         let am = MatRef {
@@ -417,15 +420,23 @@ mod tests {
             rs: 1,
             cs: k,
         }; // bᵀ read as k × n
-        let split = product(m, k, n, am, bm, false);
+        let pooled = product(m, k, n, am, bm, false);
         let serial = product(m, k, n, am, bm, true);
-        assert_eq!(split, serial);
-        let mut naive = vec![0.0; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                naive[i * n + j] = (0..k).map(|l| a[i * k + l] * b[j * k + l]).sum();
-            }
+        assert_eq!(pooled, serial);
+        for e in (0..m * n).step_by(stride) {
+            let (i, j) = (e / n, e % n);
+            let naive: f64 = (0..k).map(|l| a[i * k + l] * b[j * k + l]).sum();
+            assert_eq!(pooled[e], naive, "entry ({i}, {j})");
         }
-        assert_eq!(split, naive);
+    }
+
+    #[test]
+    fn pool_products_match_one_thread() {
+        // 200 x 200 x 200: on the pool through `gemm`'s own threading
+        const { assert!(201 * 200 * 199 >= GEMM_WORK && 201 * 200 * 199 < GEMM_SPLIT_WORK) };
+        pool_product_matches(201, 200, 199, 1);
+        // from GEMM_SPLIT_WORK: split by rows into single-threaded parts
+        const { assert!(515 * 512 * 511 >= GEMM_SPLIT_WORK) };
+        pool_product_matches(515, 512, 511, 97);
     }
 }

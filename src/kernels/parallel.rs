@@ -54,6 +54,18 @@ pub(crate) const LAYER_NORM_GROUP: usize = 1 << 13;
 /// nearly twice as fast on two).
 pub(crate) const GEMM_WORK: usize = 160 * 160 * 160;
 
+/// Work (m·n·k) from which a product on the thread pool is split by rows into
+/// single-threaded parts; below it, `gemm`'s own threading runs it. Each part
+/// packs the whole right operand again, in a buffer allocated on its worker
+/// thread for that call; `gemm`'s threading packs it once, on the calling thread,
+/// and the workers use only their lasting per-thread slab. The per-call buffers
+/// on the workers left their (glibc) allocator arenas holding about 2 MiB each
+/// after 100 W2 steps at batch 256, whose products are all below this (W6: 14.4
+/// → 12.0 MiB). Measured on 2 loaded threads, best of 8: 1024³ is faster split
+/// (45 against 32 GFLOP/s), 256³ and 512³ no slower in one call (89 against 80,
+/// 90 against 89).
+pub(crate) const GEMM_SPLIT_WORK: usize = 512 * 512 * 512;
+
 /// The fewest rows a part of a split product gets (a few micro-kernel heights).
 pub(crate) const GEMM_MIN_ROWS_PER_PART: usize = 24;
 
