@@ -262,13 +262,15 @@ pub(crate) mod slab {
         }
     }
 
-    impl Drop for Lists {
-        fn drop(&mut self) {
+    impl Lists {
+        /// Gives every kept block back to the allocator.
+        fn free_all(&self) {
             for (c, head) in self.heads.iter().enumerate() {
                 let mut p = head.replace(null_mut());
                 while !p.is_null() {
-                    // SAFETY: as in `pop`: a kept block of class `c`, freed
-                    // once, here, with the layout it was allocated with.
+                    // SAFETY: as in `pop`: a kept block of class `c`, taken off
+                    // its list and freed once, here, with the layout it was
+                    // allocated with.
                     unsafe {
                         let next = (*p).next;
                         dealloc(p.cast(), class_layout(c));
@@ -277,6 +279,12 @@ pub(crate) mod slab {
                 }
             }
             self.bytes.set(0);
+        }
+    }
+
+    impl Drop for Lists {
+        fn drop(&mut self) {
+            self.free_all();
         }
     }
 
@@ -322,20 +330,7 @@ pub(crate) mod slab {
 
     /// Frees the calling thread's kept blocks.
     pub(crate) fn clear() {
-        let _ = LISTS.try_with(|l| {
-            for (c, head) in l.heads.iter().enumerate() {
-                let mut p = head.replace(null_mut());
-                while !p.is_null() {
-                    // SAFETY: as in `Drop`.
-                    unsafe {
-                        let next = (*p).next;
-                        dealloc(p.cast(), class_layout(c));
-                        p = next;
-                    }
-                }
-            }
-            l.bytes.set(0);
-        });
+        let _ = LISTS.try_with(Lists::free_all);
     }
 
     /// Bytes kept by the calling thread.
