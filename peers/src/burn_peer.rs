@@ -52,15 +52,7 @@ pub fn w1(backend: Backend, variant: &str) {
             device.sync().expect("sync");
             c
         });
-        record(
-            "W1",
-            PEER,
-            variant,
-            &format!("n={n}"),
-            "GFLOP/s",
-            &t,
-            gflops(n),
-        );
+        record_gemm(PEER, variant, n, &t);
     }
 }
 

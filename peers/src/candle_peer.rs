@@ -21,15 +21,7 @@ pub fn w1(variant: &str) -> Result<()> {
         let a = Tensor::from_vec(rng.normals(n * n), (n, n), &dev)?;
         let b = Tensor::from_vec(rng.normals(n * n), (n, n), &dev)?;
         let t = bench(|| a.matmul(&b).unwrap());
-        record(
-            "W1",
-            PEER,
-            variant,
-            &format!("n={n}"),
-            "GFLOP/s",
-            &t,
-            gflops(n),
-        );
+        record_gemm(PEER, variant, n, &t);
     }
     Ok(())
 }

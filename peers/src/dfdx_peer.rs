@@ -25,15 +25,7 @@ pub fn w1(variant: &str) {
         let a = dev.tensor_from_vec(rng.normals(n * n), (n, n));
         let b = dev.tensor_from_vec(rng.normals(n * n), (n, n));
         let t = bench(|| a.clone().matmul(b.clone()));
-        record(
-            "W1",
-            PEER,
-            variant,
-            &format!("n={n}"),
-            "GFLOP/s",
-            &t,
-            gflops(n),
-        );
+        record_gemm(PEER, variant, n, &t);
     }
 }
 

@@ -170,8 +170,10 @@ pub fn ms(s: f64) -> f64 {
     s * 1e3
 }
 
-pub fn gflops(n: usize) -> impl Fn(f64) -> f64 {
-    move |s| 2.0 * (n as f64).powi(3) / s / 1e9
+/// Records W1 at size `n`: the GEMM's time `t` as GFLOP/s.
+pub fn record_gemm(peer: &str, variant: &str, n: usize, t: &Timing) {
+    let gflops = |s: f64| 2.0 * (n as f64).powi(3) / s / 1e9;
+    record("W1", peer, variant, &format!("n={n}"), "GFLOP/s", t, gflops);
 }
 
 /// The workload constants of common.py.
