@@ -80,6 +80,13 @@ impl Layout {
         self.dense
     }
 
+    /// True when the view is the whole of a buffer of `len` elements, in
+    /// row-major order (it may then be written as a plain slice).
+    #[inline]
+    pub(crate) fn is_whole(&self, len: usize) -> bool {
+        self.offset == 0 && self.is_contiguous() && self.numel() == len
+    }
+
     /// The buffer range holding the elements, when they are contiguous.
     #[inline]
     pub(crate) fn contiguous_range(&self) -> Option<std::ops::Range<usize>> {

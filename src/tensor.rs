@@ -299,9 +299,7 @@ impl<T: Element> Tensor<T> {
     pub(crate) fn is_exclusive(&self) -> bool {
         Shared::count(&self.0) == 1
             && Shared::count(&self.0.storage) == 1
-            && self.0.layout.offset == 0
-            && self.0.layout.is_contiguous()
-            && self.0.storage.len() == self.numel()
+            && self.0.layout.is_whole(self.0.storage.len())
     }
 
     /// The buffer, mutably, when [`is_exclusive`](Self::is_exclusive) holds:
@@ -310,13 +308,10 @@ impl<T: Element> Tensor<T> {
     #[inline]
     pub(crate) fn exclusive_buf(&mut self) -> Option<&mut Buf<T>> {
         let node = Shared::get_mut(&mut self.0)?;
-        let l = &node.layout;
-        if l.offset != 0 || !l.is_contiguous() {
+        if !node.layout.is_whole(node.storage.len()) {
             return None;
         }
-        let numel = l.numel();
-        let storage = Shared::get_mut(&mut node.storage)?;
-        (storage.len() == numel).then(|| storage.data_mut())
+        Shared::get_mut(&mut node.storage).map(Storage::data_mut)
     }
 
     /// True when the elements fill the whole buffer from offset 0, in some order

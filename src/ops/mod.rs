@@ -266,13 +266,11 @@ pub(crate) fn zip_grad<T: Element>(
     cost: impl Cost,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Tensor<T> {
-    if !crate::autograd::is_grad_enabled() {
-        let lb = layout_as(b, g.shape());
-        if let Some(dst) = g.exclusive_buf() {
-            // `g`'s buffer is exclusive, so `b` cannot share it: `b`'s lock is free
-            crate::kernels::elementwise::zip_inplace(dst, &b.read(), &lb, cost, f);
-            return g;
-        }
+    let lb = layout_as(b, g.shape());
+    if let Some(dst) = reusable(&mut g) {
+        // `g`'s buffer is exclusive, so `b` cannot share it: `b`'s lock is free
+        crate::kernels::elementwise::zip_inplace(dst, &b.read(), &lb, cost, f);
+        return g;
     }
     zip_plain(g.shape(), &g, b, cost, f)
 }
