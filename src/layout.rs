@@ -244,6 +244,40 @@ pub(crate) fn for_each_row<const K: usize>(
     }
 }
 
+/// [`for_each_row`] over the elements at row-major positions `range` only: the
+/// first and the last row may be partial (a row's offsets then point at its
+/// first element inside `range`). Lets a kernel over a strided view be cut into
+/// chunks of the output, like a contiguous one.
+#[inline]
+pub(crate) fn for_each_row_in<const K: usize>(
+    shape: &[usize],
+    strides: [&[usize]; K],
+    base: [usize; K],
+    range: std::ops::Range<usize>,
+    mut f: impl FnMut([usize; K], [usize; K], usize),
+) {
+    if range.is_empty() {
+        return;
+    }
+    let Some(mut rows) = Rows::new(shape, strides, base) else {
+        return;
+    };
+    let col = rows.seek(range.start);
+    let mut left = range.len();
+    let first = (rows.len - col).min(left);
+    f(
+        std::array::from_fn(|k| rows.off[k] + col * rows.inner[k]),
+        rows.inner,
+        first,
+    );
+    left -= first;
+    while left > 0 && rows.advance() {
+        let len = rows.len.min(left);
+        f(rows.off, rows.inner, len);
+        left -= len;
+    }
+}
+
 /// The row walk of [`for_each_row`], apart from what is done with each row, so
 /// that it is compiled once per number of views rather than once per kernel.
 struct Rows<const K: usize> {
@@ -292,6 +326,23 @@ impl<const K: usize> Rows<K> {
         })
     }
 
+    /// Moves to the row holding row-major position `pos` (from the first row);
+    /// returns `pos`'s column in that row.
+    #[inline(never)]
+    fn seek(&mut self, pos: usize) -> usize {
+        let mut row = pos / self.len;
+        for d in (0..self.dims.len()).rev() {
+            let (size, st) = self.dims[d];
+            let i = row % size;
+            row /= size;
+            self.idx[d] = i;
+            for (o, s) in self.off.iter_mut().zip(st) {
+                *o += s * i;
+            }
+        }
+        pos % self.len
+    }
+
     /// Moves to the next row; `false` after the last.
     #[inline(never)]
     fn advance(&mut self) -> bool {
@@ -320,6 +371,57 @@ impl<const K: usize> Rows<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every element position a row walk visits, with each view's offset.
+    fn walked<const K: usize>(
+        l: [&Layout; K],
+        range: Option<std::ops::Range<usize>>,
+    ) -> Vec<[usize; K]> {
+        let mut seen = Vec::new();
+        let mut row = |o: [usize; K], s: [usize; K], len: usize| {
+            seen.extend((0..len).map(|i| std::array::from_fn(|k| o[k] + i * s[k])));
+        };
+        let (shape, strides, base) = (
+            &l[0].shape,
+            std::array::from_fn(|k| &l[k].strides[..]),
+            std::array::from_fn(|k| l[k].offset),
+        );
+        match range {
+            Some(r) => for_each_row_in(shape, strides, base, r, &mut row),
+            None => for_each_row(shape, strides, base, &mut row),
+        }
+        seen
+    }
+
+    #[test]
+    fn a_row_walk_over_a_range_is_that_part_of_the_whole_walk() {
+        let base = Layout::contiguous(&[3, 4, 5]);
+        let bias = Layout::contiguous(&[5]).broadcast_to(&[3, 4, 5]);
+        let views = [
+            base.clone(),
+            base.permute(&[2, 0, 1]),
+            base.narrow(1, 1, 2).narrow(2, 0, 3),
+            Layout::contiguous(&[7]),
+            Layout::contiguous(&[]),
+        ];
+        for l in &views {
+            let whole = walked([l], None);
+            assert_eq!(whole.len(), l.numel());
+            for start in 0..=whole.len() {
+                for end in start..=whole.len() {
+                    assert_eq!(
+                        walked([l], Some(start..end)),
+                        whole[start..end],
+                        "{l:?} {start}..{end}"
+                    );
+                }
+            }
+        }
+        let whole = walked([&base.permute(&[0, 1, 2]), &bias], None);
+        for (start, end) in [(0, 60), (3, 17), (5, 10), (59, 60), (22, 22)] {
+            assert_eq!(walked([&base, &bias], Some(start..end)), whole[start..end]);
+        }
+    }
 
     #[test]
     fn broadcast_to_its_own_shape_is_the_general_result() {

@@ -103,6 +103,17 @@ pub(crate) trait Op<T: Element>:
     fn check_custom(&self, _output: &Tensor<T>) -> Result<()> {
         Ok(())
     }
+
+    /// For a one-input op whose rule places the output's gradient into a
+    /// region of zeros of the input's shape (`narrow`, and so `split` and
+    /// `chunk`): that region, as a view of a row-major tensor of the input's
+    /// shape (`grad` is the output gradient's shape). When the walk already holds
+    /// a gradient of the input that nothing else sees, it adds the output's
+    /// gradient into this region of it and skips the rule: the pieces of a
+    /// split then fill one buffer instead of each padding its own.
+    fn grad_region(&self, _input: &[usize], _grad: &[usize]) -> Option<crate::layout::Layout> {
+        None
+    }
 }
 
 /// What a backward rule may look at: the op's inputs and its output, which

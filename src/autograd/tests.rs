@@ -362,3 +362,50 @@ fn only_leaves_can_be_frozen() {
     y.set_requires_grad(true); // a no-op: it already needs one
     y.set_requires_grad(false);
 }
+
+#[test]
+fn pieces_of_a_split_add_into_one_gradient() {
+    // y's gradient comes from narrow/split pieces along a middle axis: one
+    // piece used twice, one piece unused, one narrow overlapping two pieces.
+    // The second and later pieces add into the gradient the first one made.
+    let x = Tensor::<f64>::arange(24)
+        .reshape(&[2, 6, 2])
+        .mul_scalar(0.1)
+        .requires_grad();
+    let w = t(
+        &(0..24).map(|i| (i % 5) as f64 - 2.0).collect::<Vec<_>>(),
+        &[2, 6, 2],
+    );
+    let terms = |y: &Tensor<f64>| {
+        let p = y.split(&[1, 2, 3], 1);
+        let wp = w.split(&[1, 2, 3], 1);
+        vec![
+            p[0].mul(&wp[0]).sum(),
+            p[2].square().sum(),
+            p[0].sum(),
+            y.narrow(1, 1, 3).tanh().sum(),
+        ]
+    };
+    let before = super::walk::REGION_ADDS.with(|c| c.get());
+    let y = x.mul_scalar(2.0);
+    let total = terms(&y).into_iter().reduce(|a, b| a.add(&b)).unwrap();
+    let g = total.backward().unwrap().get(&x).unwrap().to_vec();
+    let adds = super::walk::REGION_ADDS.with(|c| c.get()) - before;
+    assert!(adds >= 2, "region adds: {adds}");
+    let mut want = vec![0.0; 24];
+    for term in terms(&x.mul_scalar(2.0)) {
+        let gt = term.backward().unwrap().get(&x).unwrap().to_vec();
+        want.iter_mut().zip(gt).for_each(|(s, v)| *s += v);
+    }
+    for (a, b) in g.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-14, "{g:?} vs {want:?}");
+    }
+    // one piece alone (no earlier gradient to add into): only its rows get one
+    let y = x.mul_scalar(2.0);
+    let g = y.split(&[1, 2, 3], 1)[1].sum().backward().unwrap();
+    let gx = g.get(&x).unwrap().to_vec();
+    for (e, v) in gx.iter().enumerate() {
+        let row = (e / 2) % 6;
+        assert_eq!(*v, if (1..3).contains(&row) { 2.0 } else { 0.0 }, "{e}");
+    }
+}

@@ -310,6 +310,11 @@ fn walk<T: Element>(
         check_versions(node, &gf, saves)?;
         #[cfg(test)]
         super::test_hooks::run(super::test_hooks::Point::BetweenCheckAndRule, gf.op.name());
+        if !create_graph && !anomaly && add_into_region(&gf, edges, &mut grads, &grad) {
+            #[cfg(test)]
+            super::test_hooks::rule_ran();
+            continue;
+        }
         let cx = BackwardCx {
             inputs: gf.inputs,
             output: node,
@@ -366,6 +371,42 @@ fn walk<T: Element>(
         }
     }
     Ok(kept)
+}
+
+/// The shortcut of [`Op::grad_region`](super::Op::grad_region): adds `grad`
+/// into its region of the gradient already held for the op's one input, when
+/// nothing else sees that gradient. `false` (nothing done) otherwise.
+fn add_into_region<T: Element>(
+    gf: &GradFn<'_, T>,
+    edges: &[u32],
+    grads: &mut [Option<Tensor<T>>],
+    grad: &Tensor<T>,
+) -> bool {
+    let ([input], &[slot]) = (gf.inputs, edges) else {
+        return false;
+    };
+    if slot == NONE {
+        return false;
+    }
+    let Some(region) = gf.op.grad_region(input.shape(), grad.shape()) else {
+        return false;
+    };
+    let Some(d) = grads[slot as usize]
+        .as_mut()
+        .and_then(Tensor::exclusive_buf)
+    else {
+        return false;
+    };
+    crate::kernels::elementwise::add_into_view(d, &region, &grad.read(), grad.layout());
+    #[cfg(test)]
+    REGION_ADDS.with(|c| c.set(c.get() + 1));
+    true
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Gradients this thread's walks added into a region (tests check the path runs).
+    pub(super) static REGION_ADDS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Refuses to run (or to keep the result of) a rule whose saved values were

@@ -12,7 +12,7 @@ use super::parallel::{
     use_pool, ELEMENTWISE_CHEAP_LEN, ELEMENTWISE_CHUNK as CHUNK, ELEMENTWISE_COSTLY_LEN,
 };
 use crate::element::Element;
-use crate::layout::{for_each_row, Layout};
+use crate::layout::{for_each_row, for_each_row_in, Layout};
 use crate::pool;
 use crate::storage::{Buf, INLINE};
 
@@ -118,20 +118,34 @@ pub(crate) fn map<T: Element, C: Cost>(
             )
         });
     }
-    let mut out = pool::take(n);
-    for_each_row(
-        &layout.shape,
-        [&layout.strides],
-        [layout.offset],
-        |[o], [s], len| {
-            if s == 1 {
-                out.extend(data[o..o + len].iter().map(|&v| f(v)));
-            } else {
-                out.extend((0..len).map(|i| f(data[o + i * s])));
-            }
-        },
-    );
-    out
+    fill(n, C::PARALLEL_LEN, &|start, slots| {
+        wide::<C, _>(
+            #[inline(always)]
+            || {
+                let range = start..start + slots.len();
+                let mut pos = 0;
+                for_each_row_in(
+                    &layout.shape,
+                    [&layout.strides],
+                    [layout.offset],
+                    range,
+                    |[o], [s], len| {
+                        let row = &mut slots[pos..pos + len];
+                        pos += len;
+                        if s == 1 {
+                            for (slot, &v) in row.iter_mut().zip(&data[o..o + len]) {
+                                slot.write(f(v));
+                            }
+                        } else {
+                            for (i, slot) in row.iter_mut().enumerate() {
+                                slot.write(f(data[o + i * s]));
+                            }
+                        }
+                    },
+                )
+            },
+        )
+    })
 }
 
 /// [`map`] into a [`Buf`]: a contiguous output of at most [`INLINE`] elements is
@@ -202,30 +216,50 @@ pub(crate) fn zip<T: Element, C: Cost>(
             )
         });
     }
-    let mut out = pool::take(n);
-    for_each_row(
-        &la.shape,
-        [&la.strides, &lb.strides],
-        [la.offset, lb.offset],
-        |[oa, ob], [sa, sb], len| match (sa, sb) {
-            (1, 1) => out.extend(
-                a[oa..oa + len]
-                    .iter()
-                    .zip(&b[ob..ob + len])
-                    .map(|(&x, &y)| f(x, y)),
-            ),
-            (1, 0) => {
-                let y = b[ob];
-                out.extend(a[oa..oa + len].iter().map(|&x| f(x, y)));
-            }
-            (0, 1) => {
-                let x = a[oa];
-                out.extend(b[ob..ob + len].iter().map(|&y| f(x, y)));
-            }
-            _ => out.extend((0..len).map(|i| f(a[oa + i * sa], b[ob + i * sb]))),
-        },
-    );
-    out
+    fill(n, C::PARALLEL_LEN, &|start, slots| {
+        wide::<C, _>(
+            #[inline(always)]
+            || {
+                let range = start..start + slots.len();
+                let mut pos = 0;
+                for_each_row_in(
+                    &la.shape,
+                    [&la.strides, &lb.strides],
+                    [la.offset, lb.offset],
+                    range,
+                    |[oa, ob], [sa, sb], len| {
+                        let row = &mut slots[pos..pos + len];
+                        pos += len;
+                        match (sa, sb) {
+                            (1, 1) => {
+                                let inputs = a[oa..oa + len].iter().zip(&b[ob..ob + len]);
+                                for (slot, (&x, &y)) in row.iter_mut().zip(inputs) {
+                                    slot.write(f(x, y));
+                                }
+                            }
+                            (1, 0) => {
+                                let y = b[ob];
+                                for (slot, &x) in row.iter_mut().zip(&a[oa..oa + len]) {
+                                    slot.write(f(x, y));
+                                }
+                            }
+                            (0, 1) => {
+                                let x = a[oa];
+                                for (slot, &y) in row.iter_mut().zip(&b[ob..ob + len]) {
+                                    slot.write(f(x, y));
+                                }
+                            }
+                            _ => {
+                                for (i, slot) in row.iter_mut().enumerate() {
+                                    slot.write(f(a[oa + i * sa], b[ob + i * sb]));
+                                }
+                            }
+                        }
+                    },
+                )
+            },
+        )
+    })
 }
 
 /// `f(a, b, c)` over three views already broadcast to one shape (fused backward rules).
@@ -255,16 +289,28 @@ pub(crate) fn zip3<T: Element, C: Cost>(
             )
         });
     }
-    let mut out = pool::take(n);
-    for_each_row(
-        &la.shape,
-        [&la.strides, &lb.strides, &lc.strides],
-        [la.offset, lb.offset, lc.offset],
-        |[oa, ob, oc], [sa, sb, sc], len| {
-            out.extend((0..len).map(|i| f(a[oa + i * sa], b[ob + i * sb], c[oc + i * sc])))
-        },
-    );
-    out
+    fill(n, C::PARALLEL_LEN, &|start, slots| {
+        wide::<C, _>(
+            #[inline(always)]
+            || {
+                let range = start..start + slots.len();
+                let mut pos = 0;
+                for_each_row_in(
+                    &la.shape,
+                    [&la.strides, &lb.strides, &lc.strides],
+                    [la.offset, lb.offset, lc.offset],
+                    range,
+                    |[oa, ob, oc], [sa, sb, sc], len| {
+                        let row = &mut slots[pos..pos + len];
+                        pos += len;
+                        for (i, slot) in row.iter_mut().enumerate() {
+                            slot.write(f(a[oa + i * sa], b[ob + i * sb], c[oc + i * sc]));
+                        }
+                    },
+                )
+            },
+        )
+    })
 }
 
 /// `dst[i] = f(dst[i])` in place over a dense buffer.
@@ -343,6 +389,32 @@ pub(crate) fn add_assign<T: Copy + std::ops::AddAssign>(dst: &mut [T], src: &[T]
     });
 }
 
+/// `dst[view] += src` elementwise, where `ld` is a view into the dense buffer
+/// `dst` and `ls` lays out `src` in the same shape.
+pub(crate) fn add_into_view<T: Copy + std::ops::AddAssign>(
+    dst: &mut [T],
+    ld: &Layout,
+    src: &[T],
+    ls: &Layout,
+) {
+    debug_assert_eq!(ld.shape, ls.shape);
+    for_each_row(
+        &ld.shape,
+        [&ld.strides, &ls.strides],
+        [ld.offset, ls.offset],
+        |[od, os], [sd, ss], len| {
+            if (sd, ss) == (1, 1) {
+                dst[od..od + len]
+                    .iter_mut()
+                    .zip(&src[os..os + len])
+                    .for_each(|(d, &v)| *d += v);
+            } else {
+                (0..len).for_each(|i| dst[od + i * sd] += src[os + i * ss]);
+            }
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +438,41 @@ mod tests {
             .enumerate()
             .all(|(i, &v)| v == (i * (i % 7) + i) as f64));
         assert_eq!((m.len(), z.len(), z3.len()), (n, n, n));
+    }
+
+    #[test]
+    fn strided_views_are_cut_into_chunks_like_contiguous_ones() {
+        // rows of 1000 against chunks of CHUNK elements: chunks start and end
+        // inside rows; a broadcast row, a transposed view and a stride-0 column
+        let (r, c) = (Costly::PARALLEL_LEN / 1000 + 7, 1000);
+        let n = r * c;
+        let a: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        let bias: Vec<f64> = (0..c).map(|j| (j % 13) as f64).collect();
+        let col: Vec<f64> = (0..r).map(|i| (i % 5) as f64).collect();
+        let la = Layout::contiguous(&[r, c]);
+        let lbias = Layout::contiguous(&[c]).broadcast_to(&[r, c]);
+        let lcol = Layout::contiguous(&[r, 1]).broadcast_to(&[r, c]);
+        let lt = Layout::contiguous(&[c, r]).permute(&[1, 0]); // a read as c × r, transposed
+        let want =
+            |f: &dyn Fn(usize, usize) -> f64| (0..n).map(|e| f(e / c, e % c)).collect::<Vec<_>>();
+        let z = zip(&a, &la, &bias, &lbias, Costly, |x, y| x + y);
+        assert_eq!(z, want(&|i, j| (i * c + j) as f64 + (j % 13) as f64));
+        let z = zip(&col, &lcol, &a, &la, Costly, |x, y| x * y);
+        assert_eq!(z, want(&|i, j| (i % 5) as f64 * (i * c + j) as f64));
+        let m = map(&a, &lt, Costly, |x| x + 0.5);
+        assert_eq!(m, want(&|i, j| (j * r + i) as f64 + 0.5));
+        let z = zip(&a, &lt, &a, &la, Cheap, |x, y| x - y);
+        assert_eq!(z, want(&|i, j| (j * r + i) as f64 - (i * c + j) as f64));
+        let z3 = zip3(
+            (&a, &la),
+            (&bias, &lbias),
+            (&col, &lcol),
+            Costly,
+            |x, y, w| x * y + w,
+        );
+        assert_eq!(
+            z3,
+            want(&|i, j| (i * c + j) as f64 * (j % 13) as f64 + (i % 5) as f64)
+        );
     }
 }

@@ -88,6 +88,9 @@ impl<T: Element> Op<T> for Narrow {
             cx.input(0).shape()[self.axis]
         ))]
     }
+    fn grad_region(&self, input: &[usize], grad: &[usize]) -> Option<Layout> {
+        Some(Layout::contiguous(input).narrow(self.axis, self.start, grad[self.axis]))
+    }
 }
 
 /// The backward of narrow: `g` placed at `start` along `axis` of zeros of size `n`.
