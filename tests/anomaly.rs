@@ -21,6 +21,13 @@ fn here(line: u32) -> String {
     format!("tests/anomaly.rs:{line}:")
 }
 
+/// Whether `msg` can name a file and line: always in a debug build (the
+/// default test profile, asserted there); in a release build without debug
+/// info the message says so instead, and names only what the symbols give.
+fn has_line_info(msg: &str) -> bool {
+    cfg!(debug_assertions) || !msg.contains("no debug info")
+}
+
 /// A small model whose third step takes the log of a negative number; `line`
 /// gets the line of that call before it runs.
 fn deep_model(x: &Tensor<f64>, fc: &Linear<f64>, line: &mut u32) -> Tensor<f64> {
@@ -47,11 +54,16 @@ fn a_forward_nan_deep_in_a_model_names_the_op_and_the_line() {
     assert!(is_anomaly_enabled());
     let msg = panic_message(|| drop(deep_model(&x, &fc, &mut line)));
     assert!(
-        msg.starts_with("anomaly: `log` produced NaN from inputs without NaN (input shapes [[2, 2]]); called at "),
+        msg.starts_with(
+            "anomaly: `log` produced NaN from inputs without NaN (input shapes [[2, 2]]); called "
+        ),
         "{msg}"
     );
-    assert!(msg.contains(&here(line)), "expected line {line}: {msg}");
-    assert!(msg.contains("(in anomaly::deep_model"), "{msg}");
+    if has_line_info(&msg) {
+        assert!(msg.contains("; called at "), "{msg}");
+        assert!(msg.contains(&here(line)), "expected line {line}: {msg}");
+        assert!(msg.contains("(in anomaly::deep_model"), "{msg}");
+    }
 }
 
 #[test]
@@ -71,8 +83,10 @@ fn a_nan_made_inside_linear_points_at_the_call_of_forward() {
         msg.contains("[[1, 2], [2, 2]]") || msg.contains("[[2, 2], [1, 2]]"),
         "{msg}"
     );
-    assert!(msg.contains(&here(line)), "expected line {line}: {msg}");
-    assert!(msg.contains("Linear"), "names the layer it ran in: {msg}");
+    if has_line_info(&msg) {
+        assert!(msg.contains(&here(line)), "expected line {line}: {msg}");
+        assert!(msg.contains("Linear"), "names the layer it ran in: {msg}");
+    }
 }
 
 #[test]
@@ -83,7 +97,9 @@ fn a_nan_made_in_a_closure_points_into_the_closure() {
     let f = |t: &Tensor<f64>| t.sqrt();
     let msg = panic_message(|| drop(f(&x)));
     assert!(msg.starts_with("anomaly: `sqrt` produced NaN"), "{msg}");
-    assert!(msg.contains(&here(line)), "expected line {line}: {msg}");
+    if has_line_info(&msg) {
+        assert!(msg.contains(&here(line)), "expected line {line}: {msg}");
+    }
 }
 
 #[test]
@@ -94,8 +110,10 @@ fn a_nan_made_inside_a_composite_loss_points_at_the_loss_call() {
     let line = line!() + 1;
     let msg = panic_message(|| drop(loss::kl_div(&log_q, &p)));
     assert!(msg.starts_with("anomaly: `log` produced NaN"), "{msg}");
-    assert!(msg.contains(&here(line)), "expected line {line}: {msg}");
-    assert!(msg.contains("kl_div"), "names the loss it ran in: {msg}");
+    if has_line_info(&msg) {
+        assert!(msg.contains(&here(line)), "expected line {line}: {msg}");
+        assert!(msg.contains("kl_div"), "names the loss it ran in: {msg}");
+    }
 }
 
 #[test]
@@ -145,18 +163,23 @@ fn a_backward_infinity_is_an_error_naming_the_op_and_where_it_was_made() {
             assert_eq!(input, 0);
             assert_eq!(value, "an infinity");
             assert_eq!(input_shapes, vec![vec![3]]);
-            assert!(
-                location.contains(&here(line)),
-                "expected line {line}: {location}"
-            );
+            if has_line_info(&location) {
+                assert!(
+                    location.contains(&here(line)),
+                    "expected line {line}: {location}"
+                );
+            }
         }
         other => panic!("expected Error::Anomaly, got {other:?}"),
     }
     let msg = loss.backward().unwrap_err().to_string();
     assert!(
-        msg.starts_with("anomaly: the backward of `sqrt` (input shapes [[3]]) produced an infinity in the gradient of input 0; the op was created at "),
+        msg.starts_with("anomaly: the backward of `sqrt` (input shapes [[3]]) produced an infinity in the gradient of input 0; the op was created "),
         "{msg}"
     );
+    if has_line_info(&msg) {
+        assert!(msg.contains("the op was created at "), "{msg}");
+    }
 }
 
 #[test]

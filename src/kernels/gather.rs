@@ -63,10 +63,17 @@ pub(crate) fn pad_axis<T: Element>(
     start: usize,
     len: usize,
 ) -> Vec<T> {
-    let mut out = pool::filled(outer * n * inner, T::zero());
-    for o in 0..outer {
-        out[(o * n + start) * inner..(o * n + start + len) * inner]
-            .copy_from_slice(&g[o * len * inner..(o + 1) * len * inner]);
+    // each element written once: the zeros before the block, the block, the
+    // zeros after it, outer row by outer row
+    if len * inner == 0 {
+        return pool::filled(outer * n * inner, T::zero());
+    }
+    let (before, after) = (start * inner, (n - start - len) * inner);
+    let mut out = pool::take(outer * n * inner);
+    for row in g.chunks_exact(len * inner).take(outer) {
+        out.resize(out.len() + before, T::zero());
+        out.extend_from_slice(row);
+        out.resize(out.len() + after, T::zero());
     }
     out
 }
