@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Instructions per training step of W2 (batch 32) and W5 under callgrind, on one
+# Instructions per training step of W2 (batch 32), W4 and W5 under callgrind, on one
 # thread (RAYON_NUM_THREADS=1, so idle workers' spinning does not count):
 # examples/w_steps with 1 and 3 steps after a warm-up; the difference divided by
 # 2 cancels start-up. Instruction counts do not depend on the machine's load.
-#   scripts/steps_callgrind.sh [w2|w5 ...]
+#   scripts/steps_callgrind.sh [w2|w4|w5 ...]   (default: w2 w5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --example w_steps 2>/dev/null

@@ -238,7 +238,7 @@ pub(crate) fn for_each_row<const K: usize>(
     };
     loop {
         f(rows.off, rows.inner, rows.len);
-        if !rows.advance() {
+        if !rows.next_row() {
             return;
         }
     }
@@ -262,29 +262,39 @@ pub(crate) fn for_each_row_in<const K: usize>(
     let Some(mut rows) = Rows::new(shape, strides, base) else {
         return;
     };
-    let col = rows.seek(range.start);
+    // one call site, so that `f` is inlined: the first row starts at `col`,
+    // the others at 0
+    let mut col = rows.seek(range.start);
     let mut left = range.len();
-    let first = (rows.len - col).min(left);
-    f(
-        std::array::from_fn(|k| rows.off[k] + col * rows.inner[k]),
-        rows.inner,
-        first,
-    );
-    left -= first;
-    while left > 0 && rows.advance() {
-        let len = rows.len.min(left);
-        f(rows.off, rows.inner, len);
+    loop {
+        let len = (rows.len - col).min(left);
+        f(
+            std::array::from_fn(|k| rows.off[k] + col * rows.inner[k]),
+            rows.inner,
+            len,
+        );
         left -= len;
+        if left == 0 || !rows.next_row() {
+            return;
+        }
+        col = 0;
     }
 }
 
 /// The row walk of [`for_each_row`], apart from what is done with each row, so
 /// that it is compiled once per number of views rather than once per kernel.
 struct Rows<const K: usize> {
-    /// The outer dimensions (after merging): size and each view's stride.
+    /// The outer dimensions (after merging) but the innermost one: size and
+    /// each view's stride.
     dims: SmallVec<[(usize, [usize; K]); 6]>,
-    /// The position in the outer dimensions.
+    /// The position in `dims`.
     idx: SmallVec<[usize; 6]>,
+    /// The innermost outer dimension (1 when there is none): size, each view's
+    /// stride and the position in it. Kept apart so that moving to the next row
+    /// within it is a few instructions, inlined into the kernel.
+    near: (usize, [usize; K]),
+    /// The position in `near`.
+    at: usize,
     /// Each view's offset of the current row's first element.
     off: [usize; K],
     /// Each view's stride along a row.
@@ -316,10 +326,13 @@ impl<const K: usize> Rows<K> {
             dims.push((d, st));
         }
         let (len, inner) = dims.pop().unwrap_or((1, [0; K]));
+        let near = dims.pop().unwrap_or((1, [0; K]));
         let idx = SmallVec::from_elem(0, dims.len());
         Some(Rows {
             dims,
             idx,
+            near,
+            at: 0,
             off: base,
             inner,
             len,
@@ -331,6 +344,12 @@ impl<const K: usize> Rows<K> {
     #[inline(never)]
     fn seek(&mut self, pos: usize) -> usize {
         let mut row = pos / self.len;
+        let (size, st) = self.near;
+        self.at = row % size;
+        row /= size;
+        for (o, s) in self.off.iter_mut().zip(st) {
+            *o += s * self.at;
+        }
         for d in (0..self.dims.len()).rev() {
             let (size, st) = self.dims[d];
             let i = row % size;
@@ -344,8 +363,28 @@ impl<const K: usize> Rows<K> {
     }
 
     /// Moves to the next row; `false` after the last.
+    #[inline(always)]
+    fn next_row(&mut self) -> bool {
+        let (size, st) = self.near;
+        if self.at + 1 < size {
+            self.at += 1;
+            for (o, s) in self.off.iter_mut().zip(st) {
+                *o += s;
+            }
+            return true;
+        }
+        self.carry()
+    }
+
+    /// [`Rows::next_row`] at the end of `near`: back to its start, one step on
+    /// in the dimensions further out.
     #[inline(never)]
-    fn advance(&mut self) -> bool {
+    fn carry(&mut self) -> bool {
+        let (size, st) = self.near;
+        for (o, s) in self.off.iter_mut().zip(st) {
+            *o -= s * (size - 1);
+        }
+        self.at = 0;
         let mut d = self.dims.len();
         loop {
             if d == 0 {
