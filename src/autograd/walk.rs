@@ -155,14 +155,28 @@ impl Index {
     }
 }
 
+thread_local! {
+    /// The number of nodes and edges of the last graph discovered on this thread.
+    static GRAPH_SIZE: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// The most nodes or edges reserved from [`GRAPH_SIZE`]: beyond it the vectors
+/// grow as needed (a few doublings are cheap next to walking that many nodes).
+const MAX_HINT: usize = 1 << 14;
+
 impl<'a, T: Element> Graph<'a, T> {
     /// Discovers the nodes behind `root` that need a gradient, not descending
     /// below id `min_id` (nothing there can lead to a tensor created later).
     pub(crate) fn discover(root: &'a Tensor<T>, min_id: usize) -> Self {
+        // A training loop walks a graph of the same size every step: start from
+        // the last walk's sizes on this thread instead of growing from empty.
+        let (n_hint, e_hint) = GRAPH_SIZE.get();
+        let mut nodes = Vec::with_capacity(n_hint.clamp(1, MAX_HINT));
+        nodes.push(root);
         let mut g = Graph {
-            nodes: vec![root],
-            edges: Vec::new(),
-            first_edge: Vec::new(),
+            nodes,
+            edges: Vec::with_capacity(e_hint.min(MAX_HINT)),
+            first_edge: Vec::with_capacity(n_hint.min(MAX_HINT)),
             index: Index::new(root.0.id),
             order: Vec::new(),
         };
@@ -187,6 +201,7 @@ impl<'a, T: Element> Graph<'a, T> {
             i += 1;
         }
         g.order = g.index.descending(g.nodes.len());
+        GRAPH_SIZE.set((g.nodes.len(), g.edges.len()));
         g
     }
 
