@@ -340,6 +340,38 @@ fn table() -> Vec<Case> {
         move |x| wv(x[0].permute(&[2, 0, 1]).contiguous()),
         vec![leaf(&[2, 3, 4], 2514)],
     ));
+    // linear (x·Wᵀ + b as one op): 2-D, batched 3-D, a 1-D input, no bias, and
+    // strided inputs (a transposed x, whose rows no single stride walks, and a
+    // transposed W)
+    use ferrograd::nn::functional::linear;
+    c.push(case(
+        "linear",
+        |x| linear(&x[0], &x[1], Some(&x[2])),
+        vec![leaf(&[2, 3], 2600), leaf(&[4, 3], 2601), leaf(&[4], 2602)],
+    ));
+    c.push(case(
+        "linear",
+        |x| linear(&x[0], &x[1], Some(&x[2])),
+        vec![
+            leaf(&[2, 2, 3], 2603),
+            leaf(&[2, 3], 2604),
+            leaf(&[2], 2605),
+        ],
+    ));
+    c.push(case(
+        "linear",
+        |x| linear(&x[0], &x[1], None),
+        vec![leaf(&[3], 2606), leaf(&[2, 3], 2607)],
+    ));
+    c.push(case(
+        "linear",
+        |x| linear(&x[0].transpose(0, 1), &x[1].t(), Some(&x[2])),
+        vec![
+            leaf(&[2, 4, 3], 2620),
+            leaf(&[3, 2], 2621),
+            leaf(&[2], 2622),
+        ],
+    ));
     // layer norm over the last axis, with and without weight and bias
     let wl = leaf(&[2, 3, 4], 2700).detach();
     let wl2 = wl.clone();

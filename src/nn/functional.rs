@@ -20,8 +20,11 @@ pub use crate::nn::sdpa::{
 
 /// `x · weightᵀ + bias`, PyTorch's `F.linear`: `x` is `[.., in]` with any leading
 /// dimensions (or a single vector `[in]`), `weight` is `[out, in]` and `bias`
-/// `[out]`; the result is `[.., out]`. The transpose is a view, and a batch
-/// `[B, T, in]` runs as one matrix product.
+/// `[out]`; the result is `[.., out]`. One op in the graph (`"linear"`, like
+/// PyTorch's `addmm`): `weight` is read as transposed in place, a batch
+/// `[B, T, in]` runs as one matrix product, the bias is added into its result,
+/// and the backward pass is one product per gradient and a sum for the bias.
+/// Differentiable to any order.
 ///
 /// ```
 /// use ferrograd::{nn::functional::linear, Tensor};
@@ -62,11 +65,7 @@ pub fn try_linear<T: Element>(
             if x.shape().last() != Some(&weight.shape()[1]) {
                 return Err(Error::shape("linear", x.shape(), weight.shape()));
             }
-            let y = x.matmul(&weight.t());
-            Ok(match bias {
-                Some(b) => y.add(b),
-                None => y,
-            })
+            Ok(crate::ops::matmul::linear_nd(x, weight, bias))
         },
         (x, weight, bias)
     )

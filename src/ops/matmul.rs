@@ -6,6 +6,7 @@ use crate::autograd::{grads, BackwardCx, InputGrads, Op};
 use crate::element::{mono, Element};
 use crate::error::{or_panic, Error, Result};
 
+use crate::kernels::elementwise::{zip_inplace, Cheap};
 use crate::kernels::gemm::{matmul_batch, matmul_to_vec, MatRef};
 use crate::layout::for_each_row;
 use crate::shape::{broadcast_shapes, numel, Dims};
@@ -13,6 +14,10 @@ use crate::tensor::{Seen, Tensor};
 
 /// Batched matrix product of two tensors with at least 2 dimensions each.
 struct MatMul;
+
+/// `x · Wᵀ + b` in one node (PyTorch's `addmm`): `x: [.., in]`, `W: [out, in]`,
+/// an optional `b: [out]`. Inputs `x`, `W` and, when present, `b`.
+struct Linear;
 
 impl<T: Element> Op<T> for MatMul {
     fn name(&self) -> &'static str {
@@ -56,6 +61,88 @@ impl<T: Element> Op<T> for MatMul {
         });
         grads![ga, gb]
     }
+}
+
+impl<T: Element> Op<T> for Linear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+    /// `dx = G·W`, `dW = Gᵀ·x` and `db = Σ G` over every row, with the leading
+    /// dimensions of `x` and `G` folded into the rows (one GEMM each).
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> InputGrads<T> {
+        let (x, w) = (cx.input(0), cx.input(1));
+        let (out, inp) = (w.shape()[0], w.shape()[1]);
+        let rows = numel(&x.shape()[..x.ndim() - 1]);
+        let g2 = g.reshape(&[rows, out]);
+        let gx = cx.needs(0).then(|| g.matmul(w));
+        let gw = cx.needs(1).then(|| g2.t().matmul(&x.reshape(&[rows, inp])));
+        let mut v = grads![gx, gw];
+        if cx.inputs.len() == 3 {
+            v.push(cx.needs(2).then(|| g2.sum_axis(0, false)));
+        }
+        v
+    }
+}
+
+/// `x · Wᵀ + b` for `x: [.., in]` (1-D or more), `W: [out, in]`, `b: [out]`
+/// (shapes checked by the caller): one GEMM over all rows of `x` against `W`
+/// read as transposed in place, the bias added into the product's buffer.
+pub(crate) fn linear_nd<T: Element>(
+    x: &Tensor<T>,
+    w: &Tensor<T>,
+    b: Option<&Tensor<T>>,
+) -> Tensor<T> {
+    let (out, inp) = (w.shape()[0], w.shape()[1]);
+    let sx = x.shape();
+    let rows = numel(&sx[..sx.len() - 1]);
+    let mut out_shape: Dims = sx[..sx.len() - 1].into();
+    out_shape.push(out);
+    let inputs: &[&Tensor<T>] = match b {
+        Some(b) => &[x, w, b],
+        None => &[x, w],
+    };
+    let lx = x.layout();
+    let x_cs = lx.strides[sx.len() - 1];
+    let x_rs = if sx.len() == 1 {
+        Some(inp * x_cs) // one row: never stepped
+    } else {
+        folded_row_stride(sx, &lx.strides)
+    };
+    // rows that no single stride walks: a dense copy
+    let dense_x = x_rs.is_none().then(|| x.to_vec());
+    let seen = Seen::note(inputs);
+    let mut data = {
+        let r = ReadMany::new(inputs);
+        let lw = w.layout();
+        // Wᵀ, read in place: its element (k, j) is W[j, k]
+        let wt = MatRef {
+            data: r.get(1),
+            offset: lw.offset,
+            rs: lw.strides[1],
+            cs: lw.strides[0],
+        };
+        let xm = match (&dense_x, x_rs) {
+            (Some(d), _) => MatRef {
+                data: d,
+                offset: 0,
+                rs: inp,
+                cs: 1,
+            },
+            (None, rs) => MatRef {
+                data: r.get(0),
+                offset: lx.offset,
+                rs: rs.unwrap_or(inp),
+                cs: x_cs,
+            },
+        };
+        matmul_to_vec(rows, inp, out, xm, wt)
+    };
+    if let Some(b) = b {
+        let lb = b.layout().broadcast_to(&[rows, out]);
+        zip_inplace(&mut data, &b.read(), &lb, Cheap, |y, c| y + c);
+    }
+    debug_assert_eq!(data.len(), numel(&out_shape));
+    Tensor::from_op_data(seen, data, &out_shape, Linear, inputs)
 }
 
 /// True when the last two dimensions are laid out column-major: the tensor is a

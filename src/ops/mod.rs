@@ -34,6 +34,7 @@
 //! | `scaled_dot_product_attention` (public as nn::functional::scaled_dot_product_attention) | `attention.rs` | primitive (stable; the mask is a constant, not an input; saves the weights and the dropout bits) | fused kernels (GEMMs per batch·head) | the weights recomputed from `q`, `k` as recorded ops, then `P_dᵀ·g`, `scale·P⊙(dP − Σ dP⊙P)` times `k`, `q` | ∞ |
 //! | `bce` (public as loss::bce and loss::per_sample::bce) | `loss.rs` | primitive (PyTorch's clamped logs and bounded gradient) | fused kernels | recorded ops (logs of a clamped `p`) | ∞ |
 //! | `matmul` | `matmul.rs` | primitive | tensor ops (GEMM) | the same | ∞ |
+//! | `linear` (public as nn::functional::linear) | `matmul.rs` | primitive (`x·Wᵀ + b` in one node, as PyTorch's `addmm`) | tensor ops (GEMM, `sum_axis`) | the same | ∞ |
 //! | `reshape flatten squeeze unsqueeze transpose t permute broadcast_to narrow contiguous` | `movement.rs` | views | tensor ops (`narrow` ↔ `pad_axis`) | the same | ∞ |
 //! | `chunk split select` | `movement.rs` | composite (`narrow` views; `select` also `squeeze`) | — | — | ∞ |
 //! | `index_select masked_fill cat stack` | `index.rs` | primitive | `index_add` ↔ `index_select`, a masked kernel, `narrow` | the same, `masked_fill` | ∞ |
@@ -77,7 +78,7 @@ mod binary;
 mod compare;
 mod index;
 mod loss;
-mod matmul;
+pub(crate) mod matmul;
 mod movement;
 mod norm;
 mod reduce;
