@@ -96,7 +96,12 @@ proptest! {
             }
             h
         };
-        let r = gradcheck(f, &[x, w]);
+        // Finite differences lose about |y|·1e-10 to rounding (a step of 1e-6):
+        // a graph whose outputs reach 1e3 (`exp` twice can make -6e7) cannot
+        // be checked to gradcheck's tolerance, so it is rejected, not passed.
+        let inputs = [x, w];
+        prop_assume!(f(&inputs).to_vec().iter().all(|v| v.abs() < 1e3));
+        let r = gradcheck(f, &inputs);
         prop_assert!(r.is_ok(), "ops {:?}: {:?}", ops, r.err());
     }
 }
