@@ -8,7 +8,8 @@ use gemm_common::Parallelism;
 use rayon::prelude::*;
 
 use super::parallel::{
-    use_pool, GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART, GEMM_SPLIT_WORK, GEMM_WORK,
+    use_pool, ELEMENTWISE_CHEAP_LEN, ELEMENTWISE_CHUNK, GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART,
+    GEMM_SPLIT_WORK, GEMM_WORK,
 };
 use crate::element::Element;
 use crate::pool;
@@ -71,6 +72,9 @@ pub(crate) fn matmul<T: Element>(
     }
     a.check(m, k);
     b.check(k, n);
+    if k == 1 {
+        return outer(m, n, a, b, out, serial);
+    }
     let pool = !serial && use_pool(m * n * k, GEMM_WORK);
     let parts = if !pool || m * n * k < GEMM_SPLIT_WORK {
         1
@@ -100,6 +104,50 @@ pub(crate) fn matmul<T: Element>(
             };
             gemm_rows(dst.len() / n, k, n, part_a, b, dst, Parallelism::None);
         });
+}
+
+/// `a · b` for `k = 1`, an outer product (the weight gradient of a layer at
+/// batch 1): row `i` of the output is `a[i, 0]` times `b`'s one row, written
+/// once in a loop compiled for AVX2 where the CPU has it. The `gemm` crate's
+/// blocked path spent about five times the instructions on it. Large outputs
+/// split their rows over the thread pool like other cheap elementwise work.
+fn outer<T: Element>(
+    m: usize,
+    n: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    out: &mut [MaybeUninit<T>],
+    serial: bool,
+) {
+    // `b`'s row, borrowed when dense, else gathered
+    let gathered: Vec<T>;
+    let brow: &[T] = if b.cs == 1 || n == 1 {
+        &b.data[b.offset..b.offset + n]
+    } else {
+        gathered = (0..n).map(|j| b.data[b.offset + j * b.cs]).collect();
+        &gathered
+    };
+    let rows = |i0: usize, dst: &mut [MaybeUninit<T>]| {
+        super::wide(
+            #[inline(always)]
+            || {
+                for (r, row) in dst.chunks_exact_mut(n).enumerate() {
+                    let ai = a.data[a.offset + (i0 + r) * a.rs];
+                    for (o, &bj) in row.iter_mut().zip(brow) {
+                        o.write(ai * bj);
+                    }
+                }
+            },
+        )
+    };
+    if !serial && use_pool(m * n, ELEMENTWISE_CHEAP_LEN) {
+        let per = ELEMENTWISE_CHUNK.div_ceil(n).max(1);
+        out.par_chunks_mut(per * n)
+            .enumerate()
+            .for_each(|(p, dst)| rows(p * per, dst));
+    } else {
+        rows(0, out);
+    }
 }
 
 /// `a · b` (see [`matmul`]) into a new dense row-major `m × n` buffer, using the
@@ -352,6 +400,47 @@ mod tests {
                 // SAFETY: `out` was initialised (with NaN) when it was made.
                 let got: Vec<f64> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
                 assert_eq!(got, want, "{m}×{k}·{k}×{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn outer_products_are_every_pair_of_products() {
+        // k = 1: dense and strided operands, offsets, vector shapes, and an
+        // output large enough for the pool (600 × 500 ≥ ELEMENTWISE_CHEAP_LEN)
+        const { assert!(600 * 500 >= ELEMENTWISE_CHEAP_LEN) };
+        let v: Vec<f64> = (0..2000)
+            .map(|i| ((i * 37) % 101) as f64 * 0.25 - 12.0)
+            .collect();
+        let at = |offset, rs| MatRef {
+            data: &v,
+            offset,
+            rs,
+            cs: 7, // never stepped: one column
+        };
+        let bt = |offset, cs| MatRef {
+            data: &v,
+            offset,
+            rs: 3, // never stepped: one row
+            cs,
+        };
+        for (m, n, a, b) in [
+            (3, 4, at(0, 1), bt(10, 1)),
+            (5, 6, at(3, 2), bt(1, 3)),
+            (1, 9, at(7, 1), bt(0, 1)),
+            (8, 1, at(0, 5), bt(4, 2)),
+            (600, 500, at(0, 1), bt(600, 1)),
+            (600, 500, at(0, 3), bt(1, 2)),
+        ] {
+            let want: Vec<f64> = (0..m * n)
+                .map(|ij| v[a.offset + (ij / n) * a.rs] * v[b.offset + (ij % n) * b.cs])
+                .collect();
+            for serial in [false, true] {
+                let mut out = vec![MaybeUninit::new(f64::NAN); m * n];
+                matmul(m, 1, n, a, b, &mut out, serial);
+                // SAFETY: `out` was initialised (with NaN) when it was made.
+                let got: Vec<f64> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
+                assert_eq!(got, want, "{m}×1·1×{n}, serial {serial}");
             }
         }
     }
