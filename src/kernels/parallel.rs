@@ -50,9 +50,11 @@ pub(crate) const LAYER_NORM_LEN: usize = 1 << 15;
 pub(crate) const LAYER_NORM_GROUP: usize = 1 << 13;
 
 /// Work (m·n·k) from which a product is split over the thread pool; below it, one
-/// thread is faster (measured: a 128³ product runs best on one thread, a 256³ one
-/// nearly twice as fast on two).
-pub(crate) const GEMM_WORK: usize = 160 * 160 * 160;
+/// thread is as fast. Measured on 2 quiet threads (2026-12-01, alternating
+/// binaries): a 128³ product at 91 GFLOP/s on one thread against 121–128 on two,
+/// and a W2 step at batch 32 (products of 32×256×256 and 32×784×256) 681 against
+/// 568–602 µs. At 64³ the pool gains nothing (83 GFLOP/s either way).
+pub(crate) const GEMM_WORK: usize = 96 * 96 * 96;
 
 /// Work (m·n·k) from which a product on the thread pool is split by rows into
 /// single-threaded parts; below it, `gemm`'s own threading runs it. Each part
