@@ -51,7 +51,7 @@ pub(crate) fn copy_row_prefixes<T: Copy>(dst: &mut [T], cols: usize, src: &[T], 
 /// The largest element that is not NaN (`-inf` when there is none), in eight
 /// lanes so that it vectorises. A NaN in a row still gives a row of NaN: it
 /// goes through the exponential into the sum.
-#[inline]
+#[inline(always)]
 pub(crate) fn max_ignoring_nan<T: Element>(row: &[T]) -> T {
     let mut lanes = [T::neg_infinity(); 8];
     let chunks = row.chunks_exact(8);
@@ -72,7 +72,7 @@ pub(crate) fn max_ignoring_nan<T: Element>(row: &[T]) -> T {
 /// Masks, scales and normalises one row of scores in place: `row[j]·scale` for
 /// the keys `j < limit` that `masked` lets through, `exp(x − max)/Σ` over
 /// them, exactly 0 elsewhere, and a row of zeros when every key is masked.
-#[inline]
+#[inline(always)]
 pub(crate) fn softmax_row<T: Element>(
     row: &mut [T],
     scale: T,
@@ -136,7 +136,7 @@ pub(crate) fn row_block_end(
 /// The backward of [`softmax_row`] over the keys a row saw: with `p` the row's
 /// weights and `dp` the gradient of the weights (in place), `dp ← scale · p ⊙
 /// (dp − Σ dp ⊙ p)`.
-#[inline]
+#[inline(always)]
 pub(crate) fn softmax_row_backward<T: Element>(dp: &mut [T], p: &[T], scale: T) {
     let s = dot(dp, p);
     dp.iter_mut()

@@ -32,20 +32,10 @@ pub(crate) fn layer_norm_forward<T: Element>(
 ) -> Vec<(T, T)> {
     let rows = group_rows(d) * d;
     let normalize = |(out, x): (&mut [T], &[T])| {
-        let mut stats = Vec::with_capacity(x.len() / d);
-        for (row, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-            // pairwise sums: a running sum drifts on long rows
-            let mean = sum_slice(row) / c(d as f64);
-            let var = sum_map(row, |v| (v - mean) * (v - mean)) / c(d as f64);
-            let rstd = T::one() / (var + eps).sqrt();
-            stats.push((mean, rstd));
-            for (j, (o, &v)) in dst.iter_mut().zip(row).enumerate() {
-                let n = (v - mean) * rstd;
-                let n = weight.map_or(n, |w| n * w[j]);
-                *o = bias.map_or(n, |b| n + b[j]);
-            }
-        }
-        stats
+        super::wide(
+            #[inline(always)]
+            || normalize_rows(x, d, weight, bias, eps, out),
+        )
     };
     if !use_pool(x.len(), LAYER_NORM_LEN) {
         return normalize((out, x));
@@ -56,6 +46,32 @@ pub(crate) fn layer_norm_forward<T: Element>(
         .map(normalize)
         .collect();
     groups.concat()
+}
+
+/// The rows of one group of [`layer_norm_forward`], with their statistics.
+#[inline(always)]
+fn normalize_rows<T: Element>(
+    x: &[T],
+    d: usize,
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    eps: T,
+    out: &mut [T],
+) -> Vec<(T, T)> {
+    let mut stats = Vec::with_capacity(x.len() / d);
+    for (row, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        // pairwise sums: a running sum drifts on long rows
+        let mean = sum_slice(row) / c(d as f64);
+        let var = sum_map(row, |v| (v - mean) * (v - mean)) / c(d as f64);
+        let rstd = T::one() / (var + eps).sqrt();
+        stats.push((mean, rstd));
+        for (j, (o, &v)) in dst.iter_mut().zip(row).enumerate() {
+            let n = (v - mean) * rstd;
+            let n = weight.map_or(n, |w| n * w[j]);
+            *o = bias.map_or(n, |b| n + b[j]);
+        }
+    }
+    stats
 }
 
 /// The backward pass of [`layer_norm_forward`] for the upstream gradient `g`
@@ -77,39 +93,14 @@ pub(crate) fn layer_norm_backward<T: Element>(
     need_b: bool,
     dx: &mut [T],
 ) -> (Vec<T>, Vec<T>) {
-    let inv_d = T::one() / c(d as f64);
     let zeros = |on: bool| vec![T::zero(); if on { d } else { 0 }];
     let group = group_rows(d);
     let rows = group * d;
     let grads = |((dx, (x, g)), stats): BackwardGroup<'_, T>| {
-        let (mut dw, mut db) = (zeros(need_w), zeros(need_b));
-        let mut ghat = vec![T::zero(); d];
-        let mut xhat = vec![T::zero(); d];
-        let rows = x
-            .chunks_exact(d)
-            .zip(g.chunks_exact(d))
-            .zip(dx.chunks_exact_mut(d));
-        for (((xr, gr), dxr), &(mean, rstd)) in rows.zip(stats) {
-            for j in 0..d {
-                xhat[j] = (xr[j] - mean) * rstd;
-                ghat[j] = weight.map_or(gr[j], |w| gr[j] * w[j]);
-            }
-            let mg = sum_slice(&ghat) * inv_d;
-            let mgx = dot(&ghat, &xhat) * inv_d;
-            for (j, o) in dxr.iter_mut().enumerate() {
-                *o = rstd * (ghat[j] - mg - xhat[j] * mgx);
-            }
-            if need_w {
-                dw.iter_mut()
-                    .zip(gr)
-                    .zip(&xhat)
-                    .for_each(|((a, &g), &h)| *a += g * h);
-            }
-            if need_b {
-                db.iter_mut().zip(gr).for_each(|(a, &g)| *a += g);
-            }
-        }
-        (dw, db)
+        super::wide(
+            #[inline(always)]
+            || grad_rows(x, g, d, stats, weight, need_w, need_b, dx),
+        )
     };
     if !use_pool(x.len(), LAYER_NORM_LEN) {
         return grads(((dx, (x, g)), stats));
@@ -130,6 +121,52 @@ pub(crate) fn layer_norm_backward<T: Element>(
                 (w1, b1)
             },
         )
+}
+
+/// The rows of one group of [`layer_norm_backward`]: writes their `dx` and
+/// returns the group's `(dweight, dbias)` sums (empty when not asked for).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn grad_rows<T: Element>(
+    x: &[T],
+    g: &[T],
+    d: usize,
+    stats: &[(T, T)],
+    weight: Option<&[T]>,
+    need_w: bool,
+    need_b: bool,
+    dx: &mut [T],
+) -> (Vec<T>, Vec<T>) {
+    let inv_d = T::one() / c(d as f64);
+    let zeros = |on: bool| vec![T::zero(); if on { d } else { 0 }];
+    let (mut dw, mut db) = (zeros(need_w), zeros(need_b));
+    let mut ghat = vec![T::zero(); d];
+    let mut xhat = vec![T::zero(); d];
+    let rows = x
+        .chunks_exact(d)
+        .zip(g.chunks_exact(d))
+        .zip(dx.chunks_exact_mut(d));
+    for (((xr, gr), dxr), &(mean, rstd)) in rows.zip(stats) {
+        for j in 0..d {
+            xhat[j] = (xr[j] - mean) * rstd;
+            ghat[j] = weight.map_or(gr[j], |w| gr[j] * w[j]);
+        }
+        let mg = sum_slice(&ghat) * inv_d;
+        let mgx = dot(&ghat, &xhat) * inv_d;
+        for (j, o) in dxr.iter_mut().enumerate() {
+            *o = rstd * (ghat[j] - mg - xhat[j] * mgx);
+        }
+        if need_w {
+            dw.iter_mut()
+                .zip(gr)
+                .zip(&xhat)
+                .for_each(|((a, &g), &h)| *a += g * h);
+        }
+        if need_b {
+            db.iter_mut().zip(gr).for_each(|(a, &g)| *a += g);
+        }
+    }
+    (dw, db)
 }
 
 #[cfg(test)]

@@ -75,19 +75,19 @@ fn pairwise<T: Element>(mut blocks: impl Iterator<Item = Lanes<T>>) -> T {
 
 /// Sum of a slice, blocked and pairwise (vectorised, and accurate to about
 /// `log₂ n` roundings rather than `n`; see [`pairwise`]).
-#[inline]
+#[inline(always)]
 pub(crate) fn sum_slice<T: Element>(x: &[T]) -> T {
     sum_map(x, |v| v)
 }
 
 /// `Σ f(x)` over a slice, summed as [`sum_slice`] does.
-#[inline]
+#[inline(always)]
 pub(crate) fn sum_map<T: Element>(x: &[T], f: impl Fn(T) -> T + Copy) -> T {
     pairwise(x.chunks(BLOCK).map(|b| block_lanes(b, f)))
 }
 
 /// Writes `f(x)` into `out` and returns `Σ out`, summed as [`sum_slice`] does.
-#[inline]
+#[inline(always)]
 pub(crate) fn map_sum_into<T: Element>(x: &[T], out: &mut [T], f: impl Fn(T) -> T + Copy) -> T {
     debug_assert_eq!(x.len(), out.len());
     pairwise(x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).map(|(x, out)| {
@@ -97,7 +97,7 @@ pub(crate) fn map_sum_into<T: Element>(x: &[T], out: &mut [T], f: impl Fn(T) -> 
 }
 
 /// `Σ a·b` over two slices of one length, summed as [`sum_slice`] does.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot<T: Element>(a: &[T], b: &[T]) -> T {
     debug_assert_eq!(a.len(), b.len());
     pairwise(a.chunks(BLOCK).zip(b.chunks(BLOCK)).map(|(a, b)| {
@@ -233,14 +233,24 @@ fn for_each_lane<T: Element>(
             out.par_chunks_mut(rows)
                 .zip(x.par_chunks(rows))
                 .for_each(|(dst, src)| {
-                    for (s, d) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
-                        f(s, d);
-                    }
+                    super::wide(
+                        #[inline(always)]
+                        || {
+                            for (s, d) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
+                                f(s, d);
+                            }
+                        },
+                    )
                 });
         } else {
-            for (src, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-                f(src, dst);
-            }
+            super::wide(
+                #[inline(always)]
+                || {
+                    for (src, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+                        f(src, dst);
+                    }
+                },
+            )
         }
         return;
     }
@@ -261,7 +271,7 @@ fn for_each_lane<T: Element>(
 }
 
 /// The largest element (NaN if any is NaN), `-inf` for an empty row.
-#[inline]
+#[inline(always)]
 pub(crate) fn row_max<T: Element>(row: &[T]) -> T {
     let mut m = T::neg_infinity();
     for &v in row {
@@ -280,28 +290,44 @@ pub(crate) fn row_max<T: Element>(row: &[T]) -> T {
 /// `-inf` gives NaN, as in PyTorch.
 pub(crate) fn softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
     let mut out = pool::filled(x.len(), T::zero());
-    for_each_lane(x, outer, n, inner, &mut out, |src, dst| {
-        let m = row_max(src);
-        let s = map_sum_into(src, dst, |v| (v - m).exp_k());
-        let inv = T::one() / s;
-        dst.iter_mut().for_each(|d| *d *= inv);
-    });
+    for_each_lane(
+        x,
+        outer,
+        n,
+        inner,
+        &mut out,
+        #[inline(always)]
+        |src, dst| {
+            let m = row_max(src);
+            let s = map_sum_into(src, dst, |v| (v - m).exp_k());
+            let inv = T::one() / s;
+            dst.iter_mut().for_each(|d| *d *= inv);
+        },
+    );
     out
 }
 
 /// Log-softmax along the middle axis: `x - max - log Σ exp(x - max)`.
 pub(crate) fn log_softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
     let mut out = pool::filled(x.len(), T::zero());
-    for_each_lane(x, outer, n, inner, &mut out, |src, dst| {
-        let m = row_max(src);
-        // dst holds the exponentials until it gets the result
-        let s = map_sum_into(src, dst, |v| (v - m).exp_k());
-        // (x - max) - log s keeps the precision that x - (max + log s) loses
-        let ln_s = s.ln();
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = (v - m) - ln_s;
-        }
-    });
+    for_each_lane(
+        x,
+        outer,
+        n,
+        inner,
+        &mut out,
+        #[inline(always)]
+        |src, dst| {
+            let m = row_max(src);
+            // dst holds the exponentials until it gets the result
+            let s = map_sum_into(src, dst, |v| (v - m).exp_k());
+            // (x - max) - log s keeps the precision that x - (max + log s) loses
+            let ln_s = s.ln();
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = (v - m) - ln_s;
+            }
+        },
+    );
     out
 }
 
@@ -343,12 +369,21 @@ pub(crate) fn softmax_backward<T: Element>(
     inner: usize,
 ) -> Vec<T> {
     let mut out = pool::filled(y.len(), T::zero());
-    lanes2(y, g, outer, n, inner, &mut out, |y, g, d| {
-        let dot = dot(y, g);
-        for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
-            *d = y * (g - dot);
-        }
-    });
+    lanes2(
+        y,
+        g,
+        outer,
+        n,
+        inner,
+        &mut out,
+        #[inline(always)]
+        |y, g, d| {
+            let dot = dot(y, g);
+            for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
+                *d = y * (g - dot);
+            }
+        },
+    );
     out
 }
 
@@ -361,12 +396,21 @@ pub(crate) fn log_softmax_backward<T: Element>(
     inner: usize,
 ) -> Vec<T> {
     let mut out = pool::filled(y.len(), T::zero());
-    lanes2(y, g, outer, n, inner, &mut out, |y, g, d| {
-        let s = sum_slice(g);
-        for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
-            *d = g - y.exp_k() * s;
-        }
-    });
+    lanes2(
+        y,
+        g,
+        outer,
+        n,
+        inner,
+        &mut out,
+        #[inline(always)]
+        |y, g, d| {
+            let s = sum_slice(g);
+            for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
+                *d = g - y.exp_k() * s;
+            }
+        },
+    );
     out
 }
 
@@ -385,13 +429,18 @@ fn lanes2<T: Element>(
     }
     if inner == 1 {
         let each = |a: &[T], b: &[T], d: &mut [T]| {
-            for ((a, b), d) in a
-                .chunks_exact(n)
-                .zip(b.chunks_exact(n))
-                .zip(d.chunks_exact_mut(n))
-            {
-                f(a, b, d);
-            }
+            super::wide(
+                #[inline(always)]
+                || {
+                    for ((a, b), d) in a
+                        .chunks_exact(n)
+                        .zip(b.chunks_exact(n))
+                        .zip(d.chunks_exact_mut(n))
+                    {
+                        f(a, b, d);
+                    }
+                },
+            )
         };
         if use_pool(a.len(), ROWS_LEN) {
             let rows = (ROWS_CHUNK / n).max(1) * n;

@@ -288,17 +288,25 @@ pub(crate) fn attention<T: Element>(
                         gemm(rows, d, lim, qm, kt, as_out(&mut scratch[..]), serial);
                         copy_row_prefixes(block, tk, &scratch[..], lim);
                     }
-                    for (r, row) in block.chunks_exact_mut(tk).enumerate() {
-                        let i = i0 + r;
-                        let limit = if causal { (i + 1).min(lim) } else { lim };
-                        match &mguard {
-                            Some(m) => {
-                                let base = om + i * mrs;
-                                softmax_row(row, scale, limit, |j| m[base + j * mcs] != T::zero());
+                    // the rows' exponentials and sums compiled for AVX2 where the CPU has it
+                    crate::kernels::wide(
+                        #[inline(always)]
+                        || {
+                            for (r, row) in block.chunks_exact_mut(tk).enumerate() {
+                                let i = i0 + r;
+                                let limit = if causal { (i + 1).min(lim) } else { lim };
+                                match &mguard {
+                                    Some(m) => {
+                                        let base = om + i * mrs;
+                                        softmax_row(row, scale, limit, |j| {
+                                            m[base + j * mcs] != T::zero()
+                                        });
+                                    }
+                                    None => softmax_row(row, scale, limit, |_| false),
+                                }
                             }
-                            None => softmax_row(row, scale, limit, |_| false),
-                        }
-                    }
+                        },
+                    );
                 }
                 let pd: &[T] = match drop {
                     Some(dm) => {
@@ -489,17 +497,23 @@ impl<T: Element> Op<T> for Attention<T> {
                             copy_row_prefixes(block, tk, tmp, lim);
                         }
                         let rows_p = p[i0 * tk..i1 * tk].chunks_exact(tk);
-                        for (r, (row, p)) in block.chunks_exact_mut(tk).zip(rows_p).enumerate() {
-                            let (live, dead) = row.split_at_mut(lim);
-                            dead.fill(T::zero());
-                            if let Some(dm) = &self.drop {
-                                let at = base + (i0 + r) * tk;
-                                live.iter_mut()
-                                    .enumerate()
-                                    .for_each(|(j, x)| *x *= dm.at(at + j));
-                            }
-                            softmax_row_backward(live, &p[..lim], scale);
-                        }
+                        crate::kernels::wide(
+                            #[inline(always)]
+                            || {
+                                let rows = block.chunks_exact_mut(tk).zip(rows_p).enumerate();
+                                for (r, (row, p)) in rows {
+                                    let (live, dead) = row.split_at_mut(lim);
+                                    dead.fill(T::zero());
+                                    if let Some(dm) = &self.drop {
+                                        let at = base + (i0 + r) * tk;
+                                        live.iter_mut()
+                                            .enumerate()
+                                            .for_each(|(j, x)| *x *= dm.at(at + j));
+                                    }
+                                    softmax_row_backward(live, &p[..lim], scale);
+                                }
+                            },
+                        );
                         if let Some(gq) = gq.as_deref_mut() {
                             // dQ = dS·K over the keys these rows see
                             let a = MatRef {
