@@ -121,18 +121,20 @@ pub(crate) fn linear_nd<T: Element>(
             rs: lw.strides[1],
             cs: lw.strides[0],
         };
-        let xm = match (&dense_x, x_rs) {
-            (Some(d), _) => MatRef {
-                data: d,
+        let xm = match (x_rs, &dense_x) {
+            (Some(rs), _) => MatRef {
+                data: r.get(0),
+                offset: lx.offset,
+                rs,
+                cs: x_cs,
+            },
+            (None, d) => MatRef {
+                data: d
+                    .as_deref()
+                    .expect("made above when no stride walks the rows"),
                 offset: 0,
                 rs: inp,
                 cs: 1,
-            },
-            (None, rs) => MatRef {
-                data: r.get(0),
-                offset: lx.offset,
-                rs: rs.unwrap_or(inp),
-                cs: x_cs,
             },
         };
         matmul_to_vec(rows, inp, out, xm, wt)
