@@ -183,14 +183,58 @@ impl Layout {
         Layout::new(shape, strides, self.offset)
     }
 
-    /// The same elements under a new shape, when that needs no copy.
+    /// The same elements under a new shape (of the same element count), when
+    /// that needs no copy: always for a contiguous layout, and for a strided one
+    /// when each new dimension lies inside a run of old dimensions that step
+    /// through the buffer as one (a row of a transposed or narrowed tensor split
+    /// into heads, say). Row-major order is kept, as PyTorch's `view` keeps it.
     pub(crate) fn reshape(&self, shape: &[usize]) -> Option<Self> {
-        self.is_contiguous().then(|| Layout {
-            shape: Dims::from_slice(shape),
-            strides: contiguous_strides(shape),
-            offset: self.offset,
-            dense: true,
-        })
+        if self.is_contiguous() || numel(shape) == 0 {
+            return Some(Layout {
+                shape: Dims::from_slice(shape),
+                strides: contiguous_strides(shape),
+                offset: self.offset,
+                dense: true,
+            });
+        }
+        // Walk both shapes from the innermost dimension. The old dimensions
+        // (size-1 ones dropped: their strides never matter) fall into runs in
+        // which each stride is the next one's stride times its size; a run is
+        // one strided axis of `size` elements. The new dimensions that cover a
+        // run must multiply to exactly its size, and step through it with
+        // strides built up from the run's innermost stride.
+        let old: SmallVec<[(usize, usize); 8]> = self
+            .shape
+            .iter()
+            .zip(&self.strides)
+            .filter(|(&d, _)| d != 1)
+            .map(|(&d, &s)| (d, s))
+            .collect();
+        let mut strides = Dims::from_elem(1, shape.len());
+        let mut j = shape.len();
+        let mut i = old.len();
+        while i > 0 {
+            let (mut size, inner) = (old[i - 1].0, old[i - 1].1);
+            let mut first = i - 1;
+            while first > 0 && old[first - 1].1 == old[first].1 * old[first].0 {
+                first -= 1;
+                size *= old[first].0;
+            }
+            let (mut covered, mut stride) = (1, inner);
+            while covered < size {
+                // the element counts agree, so new dimensions remain here
+                j -= 1;
+                strides[j] = stride;
+                stride *= shape[j];
+                covered *= shape[j];
+            }
+            if covered != size {
+                return None;
+            }
+            i = first;
+        }
+        // what is left of the new shape are size-1 dimensions (stride unused)
+        Some(Layout::new(Dims::from_slice(shape), strides, self.offset))
     }
 
     /// The buffer offset of a logical multi-index.
@@ -430,6 +474,47 @@ mod tests {
             None => for_each_row(shape, strides, base, &mut row),
         }
         seen
+    }
+
+    #[test]
+    fn strided_reshapes_are_views_exactly_when_the_order_allows() {
+        // a view must reach the same buffer slots in the same row-major order
+        let same_walk = |l: &Layout, shape: &[usize]| {
+            let v = l.reshape(shape)?;
+            assert_eq!(&v.shape[..], shape);
+            assert_eq!(v.offsets(), l.offsets(), "{l:?} as {shape:?}");
+            Some(v)
+        };
+        let qkv = Layout::contiguous(&[2, 5, 12]);
+        // one third of the last axis (a narrow), split into 2 heads of 2
+        let q = qkv.narrow(2, 4, 4);
+        let heads = same_walk(&q, &[2, 5, 2, 2]).expect("splitting a row is a view");
+        assert_eq!(&heads.strides[..], [60, 12, 2, 1]);
+        assert!(!heads.is_contiguous());
+        // merging the heads back, size-1 dims anywhere, and splitting the batch
+        assert!(same_walk(&heads, &[2, 5, 4]).is_some());
+        assert!(same_walk(&q, &[1, 2, 5, 1, 4, 1]).is_some());
+        assert!(same_walk(&q, &[2, 1, 5, 4]).is_some());
+        // rows of 4 at a stride of 12 cannot be one run of 20 or 40
+        assert!(q.reshape(&[2, 20]).is_none());
+        assert!(q.reshape(&[40]).is_none());
+        assert!(q.reshape(&[8, 5]).is_none());
+        // a transpose merges only dims that stay in order
+        let t = Layout::contiguous(&[3, 4, 6]).permute(&[0, 2, 1]);
+        assert!(same_walk(&t, &[3, 6, 2, 2]).is_some());
+        assert!(same_walk(&t, &[3, 3, 2, 4]).is_some());
+        assert!(t.reshape(&[3, 24]).is_none());
+        assert!(t.reshape(&[18, 4]).is_none());
+        // broadcast (stride 0) dims merge with each other
+        let b = Layout::contiguous(&[5]).broadcast_to(&[3, 4, 5]);
+        let m = same_walk(&b, &[12, 5]).expect("stride-0 dims merge");
+        assert_eq!(&m.strides[..], [0, 1]);
+        assert!(b.reshape(&[3, 20]).is_none());
+        // a contiguous layout with an offset keeps it; empty shapes are views
+        let c = Layout::contiguous(&[4, 6]).narrow(0, 1, 2);
+        assert_eq!(same_walk(&c, &[3, 4]).unwrap().offset, 6);
+        let e = Layout::contiguous(&[3, 0, 2]).permute(&[2, 1, 0]);
+        assert!(same_walk(&e, &[0, 7]).is_some());
     }
 
     #[test]

@@ -212,6 +212,24 @@ pub(crate) fn take<T: Element>(len: usize) -> Vec<T> {
     Vec::with_capacity(len)
 }
 
+/// A buffer of `len` elements, reused when possible, written by `write` (which
+/// gets its `len` slots), and what `write` returned. Kernels that set every
+/// element fill their output this way rather than zero-filling it first.
+///
+/// # Safety
+/// `write` must write every slot it is given.
+#[inline]
+pub(crate) unsafe fn written<T: Element, R>(
+    len: usize,
+    write: impl FnOnce(&mut [std::mem::MaybeUninit<T>]) -> R,
+) -> (Vec<T>, R) {
+    let mut out = take(len);
+    let r = write(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: the caller's contract: `write` wrote every slot of `out[..len]`.
+    unsafe { out.set_len(len) };
+    (out, r)
+}
+
 /// `len` copies of `value`, in a reused buffer when possible.
 #[inline]
 pub(crate) fn filled<T: Element>(len: usize, value: T) -> Vec<T> {

@@ -278,6 +278,22 @@ fn table() -> Vec<Case> {
         move |x| wv(x[0].transpose(0, 2).reshape(&[6, 4])),
         vec![leaf(&[2, 3, 4], 2502)],
     ));
+    // a narrowed row split into heads: a strided view, no copy (attention's
+    // pattern), then permuted and multiplied as attention does
+    let wv = weigh.clone();
+    c.push(case(
+        "reshape",
+        move |x| wv(x[0].narrow(2, 4, 4).reshape(&[2, 3, 2, 2]).transpose(1, 2)),
+        vec![leaf(&[2, 3, 12], 2505)],
+    ));
+    c.push(case(
+        "reshape",
+        |x| {
+            let h = x[0].narrow(2, 4, 4).reshape(&[2, 3, 2, 2]).transpose(1, 2);
+            h.matmul(&h.transpose(-2, -1)).square()
+        },
+        vec![leaf(&[2, 3, 12], 2506)],
+    ));
     let wv = weigh.clone();
     c.push(case(
         "flatten",

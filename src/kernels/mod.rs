@@ -36,3 +36,14 @@ pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
 unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
+
+/// The slots of `s` as the values they hold.
+///
+/// # Safety
+/// Every slot of `s` has been written.
+#[inline(always)]
+pub(crate) unsafe fn assume_init<T>(s: &mut [std::mem::MaybeUninit<T>]) -> &mut [T] {
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`, and the caller
+    // guarantees that every slot holds a value.
+    unsafe { &mut *(s as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
+}

@@ -2,6 +2,8 @@
 //! keeps each row's mean and reciprocal standard deviation, and the fused
 //! backward pass. The op and its recording are in `ops::norm`.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::parallel::{use_pool, LAYER_NORM_GROUP, LAYER_NORM_LEN};
@@ -10,7 +12,7 @@ use crate::element::{c, Element};
 
 /// One group of rows in the backward pass: `dx` to fill, `x` and `g`, and the
 /// rows' statistics.
-type BackwardGroup<'a, T> = ((&'a mut [T], (&'a [T], &'a [T])), &'a [(T, T)]);
+type BackwardGroup<'a, T> = ((&'a mut [MaybeUninit<T>], (&'a [T], &'a [T])), &'a [(T, T)]);
 
 /// Rows per group for rows of length `d`.
 fn group_rows(d: usize) -> usize {
@@ -18,9 +20,9 @@ fn group_rows(d: usize) -> usize {
 }
 
 /// `out = (x − mean) / sqrt(var + eps) · weight + bias` for each row of length
-/// `d > 0` of the contiguous `x` (biased variance); `out` is as long as `x`, and
-/// `weight` and `bias`, when given, have length `d`. Returns each row's mean and
-/// `1 / sqrt(var + eps)`. Large inputs split their rows over the thread pool;
+/// `d > 0` of the contiguous `x` (biased variance), written to every slot of
+/// `out` (as long as `x`); `weight` and `bias`, when given, have length `d`.
+/// Returns each row's mean and `1 / sqrt(var + eps)`. Large inputs split their rows over the thread pool;
 /// every row is computed the same way either way.
 pub(crate) fn layer_norm_forward<T: Element>(
     x: &[T],
@@ -28,10 +30,14 @@ pub(crate) fn layer_norm_forward<T: Element>(
     weight: Option<&[T]>,
     bias: Option<&[T]>,
     eps: T,
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
 ) -> Vec<(T, T)> {
+    assert!(
+        d > 0 && x.len() % d == 0 && out.len() == x.len(),
+        "internal error: layer_norm_forward lengths"
+    );
     let rows = group_rows(d) * d;
-    let normalize = |(out, x): (&mut [T], &[T])| {
+    let normalize = |(out, x): (&mut [MaybeUninit<T>], &[T])| {
         super::wide(
             #[inline(always)]
             || normalize_rows(x, d, weight, bias, eps, out),
@@ -56,7 +62,7 @@ fn normalize_rows<T: Element>(
     weight: Option<&[T]>,
     bias: Option<&[T]>,
     eps: T,
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
 ) -> Vec<(T, T)> {
     let mut stats = Vec::with_capacity(x.len() / d);
     for (row, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
@@ -68,7 +74,7 @@ fn normalize_rows<T: Element>(
         for (j, (o, &v)) in dst.iter_mut().zip(row).enumerate() {
             let n = (v - mean) * rstd;
             let n = weight.map_or(n, |w| n * w[j]);
-            *o = bias.map_or(n, |b| n + b[j]);
+            o.write(bias.map_or(n, |b| n + b[j]));
         }
     }
     stats
@@ -77,7 +83,8 @@ fn normalize_rows<T: Element>(
 /// The backward pass of [`layer_norm_forward`] for the upstream gradient `g`
 /// (contiguous, as long as `x`, rows of length `d > 0`) and the forward pass's
 /// `stats`. With `x̂ = (x − mean)·rstd` and `ĝ = g·weight`, per row:
-/// `dx = rstd · (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))` written to `dx`, and returns
+/// `dx = rstd · (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))` written to every slot of `dx` (as
+/// long as `x`), and returns
 /// `(dweight, dbias)` = `(Σ_rows g·x̂, Σ_rows g)`, each of length `d` when asked
 /// for (`need_w`, `need_b`), else empty. Large inputs split their rows over the
 /// thread pool; the per-group sums are then added in order, so the result does
@@ -91,8 +98,12 @@ pub(crate) fn layer_norm_backward<T: Element>(
     weight: Option<&[T]>,
     need_w: bool,
     need_b: bool,
-    dx: &mut [T],
+    dx: &mut [MaybeUninit<T>],
 ) -> (Vec<T>, Vec<T>) {
+    assert!(
+        d > 0 && stats.len() * d == x.len() && g.len() == x.len() && dx.len() == x.len(),
+        "internal error: layer_norm_backward lengths"
+    );
     let zeros = |on: bool| vec![T::zero(); if on { d } else { 0 }];
     let group = group_rows(d);
     let rows = group * d;
@@ -135,7 +146,7 @@ fn grad_rows<T: Element>(
     weight: Option<&[T]>,
     need_w: bool,
     need_b: bool,
-    dx: &mut [T],
+    dx: &mut [MaybeUninit<T>],
 ) -> (Vec<T>, Vec<T>) {
     let inv_d = T::one() / c(d as f64);
     let zeros = |on: bool| vec![T::zero(); if on { d } else { 0 }];
@@ -154,7 +165,7 @@ fn grad_rows<T: Element>(
         let mg = sum_slice(&ghat) * inv_d;
         let mgx = dot(&ghat, &xhat) * inv_d;
         for (j, o) in dxr.iter_mut().enumerate() {
-            *o = rstd * (ghat[j] - mg - xhat[j] * mgx);
+            o.write(rstd * (ghat[j] - mg - xhat[j] * mgx));
         }
         if need_w {
             dw.iter_mut()
@@ -186,6 +197,35 @@ mod tests {
             .collect()
     }
 
+    /// [`layer_norm_forward`] into a fresh buffer: the output and the row statistics.
+    fn forward(
+        x: &[f32],
+        d: usize,
+        w: Option<&[f32]>,
+        b: Option<&[f32]>,
+    ) -> (Vec<f32>, Vec<(f32, f32)>) {
+        // SAFETY: `layer_norm_forward` writes every slot of its output.
+        unsafe { crate::pool::written(x.len(), |out| layer_norm_forward(x, d, w, b, 1e-5, out)) }
+    }
+
+    /// [`layer_norm_backward`] into a fresh buffer: `dx`, `dweight`, `dbias`.
+    fn backward(
+        x: &[f32],
+        g: &[f32],
+        d: usize,
+        stats: &[(f32, f32)],
+        w: Option<&[f32]>,
+        need: (bool, bool),
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        // SAFETY: `layer_norm_backward` writes every slot of its `dx`.
+        let (dx, (dw, db)) = unsafe {
+            crate::pool::written(x.len(), |dx| {
+                layer_norm_backward(x, g, d, stats, w, need.0, need.1, dx)
+            })
+        };
+        (dx, dw, db)
+    }
+
     #[test]
     fn parallel_rows_are_the_rows_computed_one_by_one() {
         // 64 rows of 1024: past LAYER_NORM_LEN, so the rows are split over the
@@ -194,27 +234,21 @@ mod tests {
         let (x, g) = (values(64 * d, 1), values(64 * d, 2));
         let (w, b) = (values(d, 3), values(d, 4));
         assert!(x.len() >= LAYER_NORM_LEN);
-        let mut out = vec![0.0; x.len()];
-        let stats = layer_norm_forward(&x, d, Some(&w), Some(&b), 1e-5, &mut out);
-        let mut dx = vec![0.0; x.len()];
-        let (dw, db) = layer_norm_backward(&x, &g, d, &stats, Some(&w), true, true, &mut dx);
+        let (out, stats) = forward(&x, d, Some(&w), Some(&b));
+        let (dx, dw, db) = backward(&x, &g, d, &stats, Some(&w), (true, true));
         let (mut dw1, mut db1) = (vec![0.0f32; d], vec![0.0f32; d]);
         for (r, &row_stats) in stats.iter().enumerate() {
             let rows = r * d..(r + 1) * d;
-            let mut o = vec![0.0; d];
-            let s = layer_norm_forward(&x[rows.clone()], d, Some(&w), Some(&b), 1e-5, &mut o);
+            let (o, s) = forward(&x[rows.clone()], d, Some(&w), Some(&b));
             assert_eq!(s, [row_stats]);
             assert_eq!(o, out[rows.clone()]);
-            let mut dxr = vec![0.0; d];
-            let (w1, b1) = layer_norm_backward(
+            let (dxr, w1, b1) = backward(
                 &x[rows.clone()],
                 &g[rows.clone()],
                 d,
                 &s,
                 Some(&w),
-                true,
-                true,
-                &mut dxr,
+                (true, true),
             );
             assert_eq!(dxr, dx[rows]);
             dw1.iter_mut().zip(w1).for_each(|(a, v)| *a += v);
@@ -232,11 +266,9 @@ mod tests {
     #[test]
     fn gradients_not_asked_for_are_empty() {
         let x = values(12, 5);
-        let mut out = vec![0.0; 12];
-        let stats = layer_norm_forward(&x, 4, None, None, 1e-5, &mut out);
+        let (_, stats) = forward(&x, 4, None, None);
         assert_eq!(stats.len(), 3);
-        let mut dx = vec![0.0; 12];
-        let (dw, db) = layer_norm_backward(&x, &x, 4, &stats, None, false, true, &mut dx);
+        let (_, dw, db) = backward(&x, &x, 4, &stats, None, (false, true));
         assert!(dw.is_empty());
         assert_eq!(db.len(), 4);
     }

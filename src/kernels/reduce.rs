@@ -1,6 +1,8 @@
 //! Reductions along an axis, sums down to a broadcast source shape, and the
 //! row-wise softmax family.
 
+use std::mem::MaybeUninit;
+
 use crate::element::Element;
 use rayon::prelude::*;
 
@@ -86,14 +88,26 @@ pub(crate) fn sum_map<T: Element>(x: &[T], f: impl Fn(T) -> T + Copy) -> T {
     pairwise(x.chunks(BLOCK).map(|b| block_lanes(b, f)))
 }
 
-/// Writes `f(x)` into `out` and returns `Σ out`, summed as [`sum_slice`] does.
+/// Writes `f(x)` into every slot of `out` (as long as `x`) and returns `Σ out`,
+/// summed as [`sum_slice`] does, with `out` as the values it now holds.
 #[inline(always)]
-pub(crate) fn map_sum_into<T: Element>(x: &[T], out: &mut [T], f: impl Fn(T) -> T + Copy) -> T {
-    debug_assert_eq!(x.len(), out.len());
-    pairwise(x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).map(|(x, out)| {
-        out.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v));
-        block_lanes(out, |v| v)
-    }))
+pub(crate) fn map_sum_into<'o, T: Element>(
+    x: &[T],
+    out: &'o mut [MaybeUninit<T>],
+    f: impl Fn(T) -> T + Copy,
+) -> (T, &'o mut [T]) {
+    assert_eq!(x.len(), out.len(), "internal error: map_sum_into lengths");
+    let s = pairwise(x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).map(|(x, out)| {
+        out.iter_mut().zip(x).for_each(|(o, &v)| {
+            o.write(f(v));
+        });
+        // SAFETY: every slot of this block was written just above (`x`'s
+        // block is as long as it).
+        block_lanes(unsafe { super::assume_init(out) }, |v| v)
+    }));
+    // SAFETY: the blocks above cover `out` (as long as `x`), and `pairwise`
+    // consumed all of them, so every slot was written.
+    (s, unsafe { super::assume_init(out) })
 }
 
 /// `Σ a·b` over two slices of one length, summed as [`sum_slice`] does.
@@ -214,15 +228,21 @@ pub(crate) fn sum_to_shape<T: Element>(data: &[T], layout: &Layout, target: &[us
 }
 
 /// Visits each lane of a contiguous `[outer, n, inner]` block along its middle
-/// axis, gathering it into a scratch row (or borrowing it when `inner == 1`).
-fn for_each_lane<T: Element>(
+/// axis, gathering it into a scratch row (or borrowing it when `inner == 1`),
+/// and has `f` write the lane's slots of `out` (as long as `x`).
+///
+/// # Safety
+/// `f` writes every slot of the lane it is given: then every slot of `out` is
+/// written.
+unsafe fn for_each_lane<T: Element>(
     x: &[T],
     outer: usize,
     n: usize,
     inner: usize,
-    out: &mut [T],
-    f: impl Fn(&[T], &mut [T]) + Sync,
+    out: &mut [MaybeUninit<T>],
+    f: impl Fn(&[T], &mut [MaybeUninit<T>]) + Sync,
 ) {
+    assert_eq!(x.len(), out.len(), "internal error: lane lengths");
     if n == 0 {
         return;
     }
@@ -255,7 +275,7 @@ fn for_each_lane<T: Element>(
         return;
     }
     let mut src = vec![T::zero(); n];
-    let mut dst = vec![T::zero(); n];
+    let mut dst = vec![MaybeUninit::uninit(); n];
     for o in 0..outer {
         for i in 0..inner {
             let base = o * n * inner + i;
@@ -264,7 +284,8 @@ fn for_each_lane<T: Element>(
             }
             f(&src, &mut dst);
             for k in 0..n {
-                out[base + k * inner] = dst[k];
+                // SAFETY: `f` wrote every slot of `dst` (the caller's contract).
+                out[base + k * inner].write(unsafe { dst[k].assume_init() });
             }
         }
     }
@@ -289,46 +310,56 @@ pub(crate) fn row_max<T: Element>(row: &[T]) -> T {
 /// Stable for any finite inputs; `-inf` entries give exactly 0; a row of only
 /// `-inf` gives NaN, as in PyTorch.
 pub(crate) fn softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
-    let mut out = pool::filled(x.len(), T::zero());
-    for_each_lane(
-        x,
-        outer,
-        n,
-        inner,
-        &mut out,
-        #[inline(always)]
-        |src, dst| {
-            let m = row_max(src);
-            let s = map_sum_into(src, dst, |v| (v - m).exp_k());
-            let inv = T::one() / s;
-            dst.iter_mut().for_each(|d| *d *= inv);
-        },
-    );
-    out
+    // SAFETY: the closure writes every slot of its lane (`map_sum_into` writes
+    // them all), so `for_each_lane` writes every slot of the output.
+    unsafe {
+        pool::written(x.len(), |out| {
+            for_each_lane(
+                x,
+                outer,
+                n,
+                inner,
+                out,
+                #[inline(always)]
+                |src, dst| {
+                    let m = row_max(src);
+                    let (s, dst) = map_sum_into(src, dst, |v| (v - m).exp_k());
+                    let inv = T::one() / s;
+                    dst.iter_mut().for_each(|d| *d *= inv);
+                },
+            )
+        })
+        .0
+    }
 }
 
 /// Log-softmax along the middle axis: `x - max - log Σ exp(x - max)`.
 pub(crate) fn log_softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
-    let mut out = pool::filled(x.len(), T::zero());
-    for_each_lane(
-        x,
-        outer,
-        n,
-        inner,
-        &mut out,
-        #[inline(always)]
-        |src, dst| {
-            let m = row_max(src);
-            // dst holds the exponentials until it gets the result
-            let s = map_sum_into(src, dst, |v| (v - m).exp_k());
-            // (x - max) - log s keeps the precision that x - (max + log s) loses
-            let ln_s = s.ln();
-            for (d, &v) in dst.iter_mut().zip(src) {
-                *d = (v - m) - ln_s;
-            }
-        },
-    );
-    out
+    // SAFETY: the closure writes every slot of its lane (`map_sum_into` writes
+    // them all), so `for_each_lane` writes every slot of the output.
+    unsafe {
+        pool::written(x.len(), |out| {
+            for_each_lane(
+                x,
+                outer,
+                n,
+                inner,
+                out,
+                #[inline(always)]
+                |src, dst| {
+                    let m = row_max(src);
+                    // dst holds the exponentials until it gets the result
+                    let (s, dst) = map_sum_into(src, dst, |v| (v - m).exp_k());
+                    // (x - max) - log s keeps the precision that x - (max + log s) loses
+                    let ln_s = s.ln();
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = (v - m) - ln_s;
+                    }
+                },
+            )
+        })
+        .0
+    }
 }
 
 /// `log Σ exp` along the middle axis → `[outer, inner]`. `+inf` in a row gives
@@ -368,23 +399,28 @@ pub(crate) fn softmax_backward<T: Element>(
     n: usize,
     inner: usize,
 ) -> Vec<T> {
-    let mut out = pool::filled(y.len(), T::zero());
-    lanes2(
-        y,
-        g,
-        outer,
-        n,
-        inner,
-        &mut out,
-        #[inline(always)]
-        |y, g, d| {
-            let dot = dot(y, g);
-            for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
-                *d = y * (g - dot);
-            }
-        },
-    );
-    out
+    // SAFETY: the closure writes every slot of its lane (as long as `y` and `g`),
+    // so `lanes2` writes every slot of the output.
+    unsafe {
+        pool::written(y.len(), |out| {
+            lanes2(
+                y,
+                g,
+                outer,
+                n,
+                inner,
+                out,
+                #[inline(always)]
+                |y, g, d| {
+                    let dot = dot(y, g);
+                    for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
+                        d.write(y * (g - dot));
+                    }
+                },
+            )
+        })
+        .0
+    }
 }
 
 /// Backward of log-softmax along the middle axis: `g − exp(y) · Σ g`.
@@ -395,40 +431,52 @@ pub(crate) fn log_softmax_backward<T: Element>(
     n: usize,
     inner: usize,
 ) -> Vec<T> {
-    let mut out = pool::filled(y.len(), T::zero());
-    lanes2(
-        y,
-        g,
-        outer,
-        n,
-        inner,
-        &mut out,
-        #[inline(always)]
-        |y, g, d| {
-            let s = sum_slice(g);
-            for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
-                *d = g - y.exp_k() * s;
-            }
-        },
-    );
-    out
+    // SAFETY: the closure writes every slot of its lane (as long as `y` and `g`),
+    // so `lanes2` writes every slot of the output.
+    unsafe {
+        pool::written(y.len(), |out| {
+            lanes2(
+                y,
+                g,
+                outer,
+                n,
+                inner,
+                out,
+                #[inline(always)]
+                |y, g, d| {
+                    let s = sum_slice(g);
+                    for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
+                        d.write(g - y.exp_k() * s);
+                    }
+                },
+            )
+        })
+        .0
+    }
 }
 
 /// Like `for_each_lane`, over two equally shaped inputs.
-fn lanes2<T: Element>(
+///
+/// # Safety
+/// As for `for_each_lane`: `f` writes every slot of the lane it is given.
+unsafe fn lanes2<T: Element>(
     a: &[T],
     b: &[T],
     outer: usize,
     n: usize,
     inner: usize,
-    out: &mut [T],
-    f: impl Fn(&[T], &[T], &mut [T]) + Sync,
+    out: &mut [MaybeUninit<T>],
+    f: impl Fn(&[T], &[T], &mut [MaybeUninit<T>]) + Sync,
 ) {
+    assert!(
+        a.len() == out.len() && b.len() == out.len(),
+        "internal error: lane lengths"
+    );
     if n == 0 {
         return;
     }
     if inner == 1 {
-        let each = |a: &[T], b: &[T], d: &mut [T]| {
+        let each = |a: &[T], b: &[T], d: &mut [MaybeUninit<T>]| {
             super::wide(
                 #[inline(always)]
                 || {
@@ -452,7 +500,8 @@ fn lanes2<T: Element>(
         }
         return;
     }
-    let (mut la, mut lb, mut ld) = (vec![T::zero(); n], vec![T::zero(); n], vec![T::zero(); n]);
+    let (mut la, mut lb) = (vec![T::zero(); n], vec![T::zero(); n]);
+    let mut ld = vec![MaybeUninit::uninit(); n];
     for o in 0..outer {
         for i in 0..inner {
             let base = o * n * inner + i;
@@ -462,7 +511,8 @@ fn lanes2<T: Element>(
             }
             f(&la, &lb, &mut ld);
             for k in 0..n {
-                out[base + k * inner] = ld[k];
+                // SAFETY: `f` wrote every slot of `ld` (the caller's contract).
+                out[base + k * inner].write(unsafe { ld[k].assume_init() });
             }
         }
     }
@@ -519,12 +569,9 @@ mod tests {
                 .map(|(&a, &b)| f64::from((a * b).abs()))
                 .sum();
             close(dot(&x, &y), dot_exact, dot_scale);
-            let mut out = vec![0.0f32; n];
-            close(
-                map_sum_into(&x, &mut out, |v| 2.0 * v),
-                2.0 * exact,
-                2.0 * exact,
-            );
+            let mut slots = vec![MaybeUninit::uninit(); n];
+            let (s, out) = map_sum_into(&x, &mut slots, |v| 2.0 * v);
+            close(s, 2.0 * exact, 2.0 * exact);
             assert!(out.iter().zip(&x).all(|(&o, &v)| o == 2.0 * v));
         }
     }

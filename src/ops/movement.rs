@@ -171,7 +171,11 @@ pub(crate) fn sum_to_shape<T: Element>(g: &Tensor<T>, shape: &[usize]) -> Result
 
 impl<T: Element> Tensor<T> {
     /// The same elements (row-major) under a new shape with as many elements.
-    /// A view when the tensor is contiguous, a copy otherwise.
+    /// A view (no copy) when the elements' order in the buffer allows it, as
+    /// PyTorch's `reshape` does: always for a contiguous tensor, and for a
+    /// strided one when each new dimension stays inside a run of old ones that
+    /// step through the buffer evenly (a narrowed row split into heads, say).
+    /// A copy otherwise (a transposed matrix flattened, say).
     ///
     /// ```
     /// let x = ferrograd::Tensor::<f32>::arange(6).reshape(&[2, 3]);
@@ -633,7 +637,17 @@ mod tests {
         assert!(x.sum_axis(0, true).broadcast_to(&[4, 3]).shape() == [4, 3]);
         assert!(
             !x.t().reshape(&[6]).shares_storage(&x),
-            "strided reshape copies"
+            "a reshape that reorders elements copies"
+        );
+        // a strided reshape that keeps the order is a view (heads of a narrow)
+        let qkv = Tensor::<f64>::arange(24).reshape(&[2, 12]);
+        let heads = qkv.narrow(1, 4, 4).reshape(&[2, 2, 2]);
+        assert!(heads.shares_storage(&qkv));
+        assert_close(&heads, &[4., 5., 6., 7., 16., 17., 18., 19.], 0.0);
+        assert_close(
+            &heads.transpose(0, 1).reshape(&[2, 4]),
+            &[4., 5., 16., 17., 6., 7., 18., 19.],
+            0.0,
         );
         assert_close(&x.t(), &[0., 3., 1., 4., 2., 5.], 0.0);
         assert_close(&x.permute(&[1, 0]).narrow(0, 1, 2), &[1., 4., 2., 5.], 0.0);

@@ -36,11 +36,17 @@ pub(crate) fn layer_norm<T: Element>(
     let seen = Seen::note(&inputs);
     let w = weight.map(Tensor::to_vec);
     let b = bias.map(Tensor::to_vec);
-    let mut out = pool::filled(x.numel(), T::zero());
-    let stats: Vec<(T, T)> = if d == 0 {
-        Vec::new()
+    let (out, stats) = if d == 0 {
+        (Vec::new(), Vec::new()) // no elements
     } else {
-        x.with_contiguous(|x| layer_norm_forward(x, d, w.as_deref(), b.as_deref(), eps, &mut out))
+        x.with_contiguous(|x| {
+            // SAFETY: `layer_norm_forward` writes every slot of its output.
+            unsafe {
+                pool::written(x.len(), |out| {
+                    layer_norm_forward(x, d, w.as_deref(), b.as_deref(), eps, out)
+                })
+            }
+        })
     };
     let op = LayerNorm {
         stats,
@@ -70,15 +76,19 @@ impl<T: Element> Op<T> for LayerNorm<T> {
         let weight = self.has_weight.then(|| cx.input(1).to_vec());
         let need_w = self.has_weight && cx.needs(1);
         let need_b = self.has_bias && cx.needs(1 + self.has_weight as usize);
-        let mut dx = pool::filled(x.numel(), T::zero());
         let zeros = |on: bool| vec![T::zero(); if on { d } else { 0 }];
-        let (dw, db) = if d == 0 {
-            (zeros(need_w), zeros(need_b))
+        let (dx, (dw, db)) = if d == 0 {
+            (Vec::new(), (zeros(need_w), zeros(need_b))) // no elements
         } else {
             x.with_contiguous(|x| {
                 g.with_contiguous(|g| {
                     let w = weight.as_deref();
-                    layer_norm_backward(x, g, d, &self.stats, w, need_w, need_b, &mut dx)
+                    // SAFETY: `layer_norm_backward` writes every slot of its `dx`.
+                    unsafe {
+                        pool::written(x.len(), |dx| {
+                            layer_norm_backward(x, g, d, &self.stats, w, need_w, need_b, dx)
+                        })
+                    }
                 })
             })
         };
