@@ -23,6 +23,7 @@ fn composite(q: &Tensor, k: &Tensor, v: &Tensor, causal_mask: &Tensor) -> Tensor
 }
 
 fn attention(c: &mut Criterion) {
+    let _ = ferrograd::set_num_threads(0);
     let mut rng = StdRng::seed_from_u64(0);
     for (name, shape) in [("w5", [16usize, 4, 64, 32]), ("long", [4, 4, 256, 32])] {
         let [_, _, t, _] = shape;

@@ -9,6 +9,7 @@ use std::hint::black_box;
 const N: usize = 1 << 20;
 
 fn elementwise(c: &mut Criterion) {
+    let _ = ferrograd::set_num_threads(0);
     let mut rng = StdRng::seed_from_u64(0);
     let x = Tensor::<f32>::randn(&[N], &mut rng);
     let y = Tensor::<f32>::randn(&[N], &mut rng);

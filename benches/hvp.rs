@@ -72,6 +72,7 @@ impl Setup {
 }
 
 fn hvp(c: &mut Criterion) {
+    let _ = ferrograd::set_num_threads(0);
     let s = setup();
     // H·v is linear in v and not zero for a ReLU network with a softmax loss
     let hv = s.hvp();

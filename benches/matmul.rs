@@ -6,6 +6,7 @@ use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::Tensor;
 
 fn matmul(c: &mut Criterion) {
+    let _ = ferrograd::set_num_threads(0);
     let mut rng = StdRng::seed_from_u64(0);
     let mut g = c.benchmark_group("matmul_f32");
     for n in [64usize, 128, 256, 512, 1024] {

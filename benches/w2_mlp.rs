@@ -12,6 +12,7 @@ mod mlp;
 use mlp::MlpTraining;
 
 fn w2(c: &mut Criterion) {
+    let _ = ferrograd::set_num_threads(0);
     let mut g = c.benchmark_group("w2_mlp_step");
     for batch in [1usize, 32, 256] {
         let mut training = MlpTraining::new(batch, 0);

@@ -13,6 +13,7 @@ mod moons;
 use moons::MoonsTraining;
 
 fn w4(c: &mut Criterion) {
+    let _ = ferrograd::set_num_threads(0);
     let mut training = MoonsTraining::new();
     let first = training.step();
     let last = (0..19).map(|_| training.step()).last().unwrap();

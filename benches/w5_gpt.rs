@@ -12,6 +12,7 @@ mod gpt;
 use gpt::{GptConfig, GptTraining};
 
 fn w5(c: &mut Criterion) {
+    let _ = ferrograd::set_num_threads(0);
     let mut training = GptTraining::new(GptConfig::W5, 16, 0);
     assert_eq!(training.model().parameters().len(), 4 + 12 * 2 + 2);
     let first = training.step();

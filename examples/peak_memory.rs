@@ -20,6 +20,8 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 fn main() {
+    // the calling thread as one of the kernels' threads, as the benches run
+    ferrograd::set_num_threads(0).expect("the thread pool is set up first here");
     let mut training = mlp::MlpTraining::new(BATCH, 0);
     let start = Instant::now();
     let first = training.step();

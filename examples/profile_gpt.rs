@@ -17,6 +17,8 @@ fn main() {
         .nth(1)
         .map(|s| s.parse().expect("STEPS is a number"))
         .unwrap_or(50);
+    // the calling thread as one of the kernels' threads, as the benches run
+    ferrograd::set_num_threads(0).expect("the thread pool is set up first here");
     let mut training = GptTraining::new(GptConfig::W5, 16, 0);
     let params: usize = training
         .model()

@@ -113,6 +113,7 @@ mod shared;
 mod storage;
 mod tensor;
 pub mod text;
+mod threads;
 
 pub use autograd::{
     detect_anomaly, functional, grad, is_anomaly_enabled, is_grad_enabled, no_grad, AnomalyGuard,
@@ -121,6 +122,7 @@ pub use autograd::{
 pub use element::Element;
 pub use error::{Error, Result};
 pub use tensor::{Tensor, TensorId};
+pub use threads::{num_threads, set_num_threads};
 
 /// Frees every buffer cached by the calling thread (both element types), and
 /// the blocks it keeps for graph nodes.

@@ -96,7 +96,7 @@ pub struct Options {
     pub bias: bool,
     /// Seeds the weights, the dropout masks, the batches and the sampling.
     pub seed: u64,
-    /// Worker threads (`None`: one per core).
+    /// Threads the kernels run on, the calling one included (`None`: one per core).
     pub threads: Option<usize>,
     /// Where the checkpoint, the loss curve and the CSV go.
     pub out: PathBuf,
@@ -243,7 +243,7 @@ training
   --weight-decay X         AdamW's decay of the 2-D weights (default 0.1)
   --clip X                 global gradient-norm bound, 0 = off (default 1)
   --seed N                 weights, dropout, batches and sampling (default 1)
-  --threads N              worker threads (default: one per core)
+  --threads N              threads, the main one included (default: one per core)
 evaluation and files
   --eval-every N           evaluate every N steps, 0 = only at the end (default 250)
   --eval-batches N         batches of random windows per evaluation (default 4; corpus 20)

@@ -156,16 +156,14 @@ fn load_checkpoint(o: &Options) -> Result<(Checkpoint, Options), Error> {
     Ok((ck, o))
 }
 
-/// Sets the number of worker threads, once per process.
+/// Sets the number of threads the kernels run on, this one included (0: one
+/// per core), once per process.
 fn set_threads(n: usize) {
-    if let Err(e) = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-    {
-        if rayon::current_num_threads() != n {
+    if let Err(e) = ferrograd::set_num_threads(n) {
+        if n != 0 && ferrograd::num_threads() != n {
             eprintln!(
                 "note: --threads {n} not applied ({e}); running on {} threads",
-                rayon::current_num_threads()
+                ferrograd::num_threads()
             );
         }
     }
@@ -200,9 +198,7 @@ fn save_checkpoint(
 /// Runs the whole story: data, model, training, evaluation, sample, files.
 pub fn run(asked: &Options) -> Result<Summary, Error> {
     let wall = Instant::now();
-    if let Some(n) = asked.threads {
-        set_threads(n);
-    }
+    set_threads(asked.threads.unwrap_or(0));
     let (resume, o) = if asked.resume {
         let (ck, o) = load_checkpoint(asked)?;
         (Some(ck), o)
@@ -251,7 +247,7 @@ pub fn run(asked: &Options) -> Result<Summary, Error> {
         o.clip,
         o.dropout,
         o.seed,
-        rayon::current_num_threads(),
+        ferrograd::num_threads(),
     ));
 
     // 3. training -----------------------------------------------------------

@@ -1,0 +1,59 @@
+//! `set_num_threads` makes the calling thread one of the pool's threads; the
+//! kernels give the same results on it, and work started from other threads
+//! still runs. (The global pool is per process: this file is its own test
+//! binary, and its one test sets the pool up.)
+
+use ferrograd::Tensor;
+
+/// Small integers, so every product and sum below is exact in f64.
+fn ints(n: usize, seed: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| ((i * 7 + seed * 13) % 11) as f64 - 5.0)
+        .collect()
+}
+
+/// `a · b` (m × k by k × n), one entry at a time.
+fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    (0..m * n)
+        .map(|ij| (0..k).map(|l| a[ij / n * k + l] * b[l * n + ij % n]).sum())
+        .collect()
+}
+
+#[test]
+fn the_calling_thread_joins_the_pool() {
+    ferrograd::set_num_threads(2).unwrap();
+    assert_eq!(ferrograd::num_threads(), 2);
+    let err = ferrograd::set_num_threads(3).unwrap_err().to_string();
+    assert!(
+        err.contains("set_num_threads") && err.contains("already set up"),
+        "{err}"
+    );
+
+    // a product large enough to be split over the pool, from this thread and
+    // from another one (which hands it to the one worker)
+    let (m, k, n) = (300, 260, 280);
+    let (av, bv) = (ints(m * k, 1), ints(k * n, 2));
+    let want = naive(&av, &bv, m, k, n);
+    let product = move || {
+        let a = Tensor::from_vec(ints(m * k, 1), &[m, k]).unwrap();
+        let b = Tensor::from_vec(ints(k * n, 2), &[k, n]).unwrap();
+        a.matmul(&b).to_vec()
+    };
+    assert_eq!(product(), want);
+    assert_eq!(std::thread::spawn(product).join().unwrap(), want);
+
+    // a large elementwise kernel and its gradient, split over the pool too
+    let x = Tensor::from_vec(ints(1 << 19, 3), &[1 << 19])
+        .unwrap()
+        .requires_grad();
+    let y = x.mul(&x).sum();
+    assert_eq!(
+        y.item(),
+        ints(1 << 19, 3).iter().map(|v| v * v).sum::<f64>()
+    );
+    let g = y.backward().unwrap();
+    assert_eq!(
+        g.get(&x).unwrap().to_vec(),
+        ints(1 << 19, 3).iter().map(|v| 2.0 * v).collect::<Vec<_>>()
+    );
+}
