@@ -227,68 +227,71 @@ pub(crate) fn sum_to_shape<T: Element>(data: &[T], layout: &Layout, target: &[us
     out
 }
 
-/// Visits each lane of a contiguous `[outer, n, inner]` block along its middle
-/// axis, gathering it into a scratch row (or borrowing it when `inner == 1`),
-/// and has `f` write the lane's slots of `out` (as long as `x`).
+/// A new buffer shaped as `x`, a contiguous `[outer, n, inner]` block, written
+/// lane by lane along its middle axis: `f` gets each lane of `x` (gathered into
+/// a scratch row, or borrowed when `inner == 1`) and that lane's slots of the
+/// output.
 ///
 /// # Safety
-/// `f` writes every slot of the lane it is given: then every slot of `out` is
-/// written.
-unsafe fn for_each_lane<T: Element>(
+/// `f` writes every slot of the lane it is given.
+unsafe fn map_lanes<T: Element>(
     x: &[T],
     outer: usize,
     n: usize,
     inner: usize,
-    out: &mut [MaybeUninit<T>],
     f: impl Fn(&[T], &mut [MaybeUninit<T>]) + Sync,
-) {
-    assert_eq!(x.len(), out.len(), "internal error: lane lengths");
-    if n == 0 {
-        return;
-    }
-    if inner == 1 {
-        if use_pool(x.len(), ROWS_LEN) {
-            // rows are independent: groups of them on the thread pool
-            let rows = (ROWS_CHUNK / n).max(1) * n;
-            out.par_chunks_mut(rows)
-                .zip(x.par_chunks(rows))
-                .for_each(|(dst, src)| {
-                    super::wide(
-                        #[inline(always)]
-                        || {
-                            for (s, d) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
-                                f(s, d);
-                            }
-                        },
-                    )
-                });
-        } else {
-            super::wide(
-                #[inline(always)]
-                || {
-                    for (src, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-                        f(src, dst);
-                    }
-                },
-            )
+) -> Vec<T> {
+    let fill = |out: &mut [MaybeUninit<T>]| {
+        if n == 0 {
+            return;
         }
-        return;
-    }
-    let mut src = vec![T::zero(); n];
-    let mut dst = vec![MaybeUninit::uninit(); n];
-    for o in 0..outer {
-        for i in 0..inner {
-            let base = o * n * inner + i;
-            for k in 0..n {
-                src[k] = x[base + k * inner];
+        if inner == 1 {
+            if use_pool(x.len(), ROWS_LEN) {
+                // rows are independent: groups of them on the thread pool
+                let rows = (ROWS_CHUNK / n).max(1) * n;
+                out.par_chunks_mut(rows)
+                    .zip(x.par_chunks(rows))
+                    .for_each(|(dst, src)| {
+                        super::wide(
+                            #[inline(always)]
+                            || {
+                                for (s, d) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
+                                    f(s, d);
+                                }
+                            },
+                        )
+                    });
+            } else {
+                super::wide(
+                    #[inline(always)]
+                    || {
+                        for (src, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+                            f(src, dst);
+                        }
+                    },
+                )
             }
-            f(&src, &mut dst);
-            for k in 0..n {
-                // SAFETY: `f` wrote every slot of `dst` (the caller's contract).
-                out[base + k * inner].write(unsafe { dst[k].assume_init() });
+            return;
+        }
+        let mut src = vec![T::zero(); n];
+        let mut dst = vec![MaybeUninit::uninit(); n];
+        for o in 0..outer {
+            for i in 0..inner {
+                let base = o * n * inner + i;
+                for k in 0..n {
+                    src[k] = x[base + k * inner];
+                }
+                f(&src, &mut dst);
+                for k in 0..n {
+                    // SAFETY: `f` wrote every slot of `dst` (the caller's contract).
+                    out[base + k * inner].write(unsafe { dst[k].assume_init() });
+                }
             }
         }
-    }
+    };
+    // SAFETY: `fill` visits every lane of the output and `f` writes every
+    // slot of each (the caller's contract).
+    unsafe { pool::written(x.len(), fill).0 }
 }
 
 /// The largest element (NaN if any is NaN), `-inf` for an empty row.
@@ -310,55 +313,63 @@ pub(crate) fn row_max<T: Element>(row: &[T]) -> T {
 /// Stable for any finite inputs; `-inf` entries give exactly 0; a row of only
 /// `-inf` gives NaN, as in PyTorch.
 pub(crate) fn softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
-    // SAFETY: the closure writes every slot of its lane (`map_sum_into` writes
-    // them all), so `for_each_lane` writes every slot of the output.
-    unsafe {
-        pool::written(x.len(), |out| {
-            for_each_lane(
-                x,
-                outer,
-                n,
-                inner,
-                out,
-                #[inline(always)]
-                |src, dst| {
-                    let m = row_max(src);
-                    let (s, dst) = map_sum_into(src, dst, |v| (v - m).exp_k());
-                    let inv = T::one() / s;
-                    dst.iter_mut().for_each(|d| *d *= inv);
-                },
-            )
-        })
-        .0
-    }
+    exp_lanes(
+        x,
+        outer,
+        n,
+        inner,
+        #[inline(always)]
+        |_, exps, _, s| {
+            let inv = T::one() / s;
+            exps.iter_mut().for_each(|d| *d *= inv);
+        },
+    )
 }
 
 /// Log-softmax along the middle axis: `x - max - log Σ exp(x - max)`.
 pub(crate) fn log_softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
-    // SAFETY: the closure writes every slot of its lane (`map_sum_into` writes
-    // them all), so `for_each_lane` writes every slot of the output.
+    exp_lanes(
+        x,
+        outer,
+        n,
+        inner,
+        #[inline(always)]
+        |src, exps, m, s| {
+            // (x - max) - log s keeps the precision that x - (max + log s) loses
+            let ln_s = s.ln();
+            for (d, &v) in exps.iter_mut().zip(src) {
+                *d = (v - m) - ln_s;
+            }
+        },
+    )
+}
+
+/// The two passes that softmax and log-softmax share, lane by lane along the
+/// middle axis: the lane's max `m`, then `exp(x - m)` into the output's lane
+/// and its sum `s`; `finish(lane, exps, m, s)` turns the exponentials into the
+/// result in place.
+#[inline(always)]
+fn exp_lanes<T: Element>(
+    x: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    finish: impl Fn(&[T], &mut [T], T, T) + Sync,
+) -> Vec<T> {
+    // SAFETY: `map_sum_into` writes every slot of the lane.
     unsafe {
-        pool::written(x.len(), |out| {
-            for_each_lane(
-                x,
-                outer,
-                n,
-                inner,
-                out,
-                #[inline(always)]
-                |src, dst| {
-                    let m = row_max(src);
-                    // dst holds the exponentials until it gets the result
-                    let (s, dst) = map_sum_into(src, dst, |v| (v - m).exp_k());
-                    // (x - max) - log s keeps the precision that x - (max + log s) loses
-                    let ln_s = s.ln();
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = (v - m) - ln_s;
-                    }
-                },
-            )
-        })
-        .0
+        map_lanes(
+            x,
+            outer,
+            n,
+            inner,
+            #[inline(always)]
+            |src, dst| {
+                let m = row_max(src);
+                let (s, exps) = map_sum_into(src, dst, |v| (v - m).exp_k());
+                finish(src, exps, m, s);
+            },
+        )
     }
 }
 
@@ -399,27 +410,23 @@ pub(crate) fn softmax_backward<T: Element>(
     n: usize,
     inner: usize,
 ) -> Vec<T> {
-    // SAFETY: the closure writes every slot of its lane (as long as `y` and `g`),
-    // so `lanes2` writes every slot of the output.
+    // SAFETY: the closure writes every slot of its lane (the lanes of `y` and
+    // `g` are as long as it).
     unsafe {
-        pool::written(y.len(), |out| {
-            lanes2(
-                y,
-                g,
-                outer,
-                n,
-                inner,
-                out,
-                #[inline(always)]
-                |y, g, d| {
-                    let dot = dot(y, g);
-                    for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
-                        d.write(y * (g - dot));
-                    }
-                },
-            )
-        })
-        .0
+        map_lanes2(
+            y,
+            g,
+            outer,
+            n,
+            inner,
+            #[inline(always)]
+            |y, g, d| {
+                let dot = dot(y, g);
+                for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
+                    d.write(y * (g - dot));
+                }
+            },
+        )
     }
 }
 
@@ -431,91 +438,88 @@ pub(crate) fn log_softmax_backward<T: Element>(
     n: usize,
     inner: usize,
 ) -> Vec<T> {
-    // SAFETY: the closure writes every slot of its lane (as long as `y` and `g`),
-    // so `lanes2` writes every slot of the output.
+    // SAFETY: the closure writes every slot of its lane (the lanes of `y` and
+    // `g` are as long as it).
     unsafe {
-        pool::written(y.len(), |out| {
-            lanes2(
-                y,
-                g,
-                outer,
-                n,
-                inner,
-                out,
-                #[inline(always)]
-                |y, g, d| {
-                    let s = sum_slice(g);
-                    for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
-                        d.write(g - y.exp_k() * s);
-                    }
-                },
-            )
-        })
-        .0
+        map_lanes2(
+            y,
+            g,
+            outer,
+            n,
+            inner,
+            #[inline(always)]
+            |y, g, d| {
+                let s = sum_slice(g);
+                for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
+                    d.write(g - y.exp_k() * s);
+                }
+            },
+        )
     }
 }
 
-/// Like `for_each_lane`, over two equally shaped inputs.
+/// Like [`map_lanes`], over two equally shaped inputs.
 ///
 /// # Safety
-/// As for `for_each_lane`: `f` writes every slot of the lane it is given.
-unsafe fn lanes2<T: Element>(
+/// As for [`map_lanes`]: `f` writes every slot of the lane it is given.
+unsafe fn map_lanes2<T: Element>(
     a: &[T],
     b: &[T],
     outer: usize,
     n: usize,
     inner: usize,
-    out: &mut [MaybeUninit<T>],
     f: impl Fn(&[T], &[T], &mut [MaybeUninit<T>]) + Sync,
-) {
-    assert!(
-        a.len() == out.len() && b.len() == out.len(),
-        "internal error: lane lengths"
-    );
-    if n == 0 {
-        return;
-    }
-    if inner == 1 {
-        let each = |a: &[T], b: &[T], d: &mut [MaybeUninit<T>]| {
-            super::wide(
-                #[inline(always)]
-                || {
-                    for ((a, b), d) in a
-                        .chunks_exact(n)
-                        .zip(b.chunks_exact(n))
-                        .zip(d.chunks_exact_mut(n))
-                    {
-                        f(a, b, d);
-                    }
-                },
-            )
-        };
-        if use_pool(a.len(), ROWS_LEN) {
-            let rows = (ROWS_CHUNK / n).max(1) * n;
-            out.par_chunks_mut(rows)
-                .zip(a.par_chunks(rows).zip(b.par_chunks(rows)))
-                .for_each(|(d, (a, b))| each(a, b, d));
-        } else {
-            each(a, b, out);
+) -> Vec<T> {
+    assert_eq!(a.len(), b.len(), "internal error: lane lengths");
+    let fill = |out: &mut [MaybeUninit<T>]| {
+        if n == 0 {
+            return;
         }
-        return;
-    }
-    let (mut la, mut lb) = (vec![T::zero(); n], vec![T::zero(); n]);
-    let mut ld = vec![MaybeUninit::uninit(); n];
-    for o in 0..outer {
-        for i in 0..inner {
-            let base = o * n * inner + i;
-            for k in 0..n {
-                la[k] = a[base + k * inner];
-                lb[k] = b[base + k * inner];
+        if inner == 1 {
+            let each = |a: &[T], b: &[T], d: &mut [MaybeUninit<T>]| {
+                super::wide(
+                    #[inline(always)]
+                    || {
+                        for ((a, b), d) in a
+                            .chunks_exact(n)
+                            .zip(b.chunks_exact(n))
+                            .zip(d.chunks_exact_mut(n))
+                        {
+                            f(a, b, d);
+                        }
+                    },
+                )
+            };
+            if use_pool(a.len(), ROWS_LEN) {
+                let rows = (ROWS_CHUNK / n).max(1) * n;
+                out.par_chunks_mut(rows)
+                    .zip(a.par_chunks(rows).zip(b.par_chunks(rows)))
+                    .for_each(|(d, (a, b))| each(a, b, d));
+            } else {
+                each(a, b, out);
             }
-            f(&la, &lb, &mut ld);
-            for k in 0..n {
-                // SAFETY: `f` wrote every slot of `ld` (the caller's contract).
-                out[base + k * inner].write(unsafe { ld[k].assume_init() });
+            return;
+        }
+        let (mut la, mut lb) = (vec![T::zero(); n], vec![T::zero(); n]);
+        let mut ld = vec![MaybeUninit::uninit(); n];
+        for o in 0..outer {
+            for i in 0..inner {
+                let base = o * n * inner + i;
+                for k in 0..n {
+                    la[k] = a[base + k * inner];
+                    lb[k] = b[base + k * inner];
+                }
+                f(&la, &lb, &mut ld);
+                for k in 0..n {
+                    // SAFETY: `f` wrote every slot of `ld` (the caller's contract).
+                    out[base + k * inner].write(unsafe { ld[k].assume_init() });
+                }
             }
         }
-    }
+    };
+    // SAFETY: `fill` visits every lane of the output and `f` writes every
+    // slot of each (the caller's contract).
+    unsafe { pool::written(a.len(), fill).0 }
 }
 
 #[cfg(test)]
