@@ -227,71 +227,75 @@ pub(crate) fn sum_to_shape<T: Element>(data: &[T], layout: &Layout, target: &[us
     out
 }
 
-/// A new buffer shaped as `x`, a contiguous `[outer, n, inner]` block, written
-/// lane by lane along its middle axis: `f` gets each lane of `x` (gathered into
-/// a scratch row, or borrowed when `inner == 1`) and that lane's slots of the
-/// output.
+/// A new buffer shaped as the `K` equally shaped `inputs`, contiguous
+/// `[outer, n, inner]` blocks, written lane by lane along their middle axis: `f`
+/// gets each input's lane (borrowed when `inner == 1`, else gathered into a
+/// scratch row) and that lane's slots of the output. Rows of large inputs are
+/// split over the thread pool.
 ///
 /// # Safety
 /// `f` writes every slot of the lane it is given.
-unsafe fn map_lanes<T: Element>(
-    x: &[T],
+unsafe fn map_lanes<T: Element, const K: usize>(
+    inputs: [&[T]; K],
     outer: usize,
     n: usize,
     inner: usize,
-    f: impl Fn(&[T], &mut [MaybeUninit<T>]) + Sync,
+    f: impl Fn([&[T]; K], &mut [MaybeUninit<T>]) + Sync,
 ) -> Vec<T> {
+    let len = inputs[0].len();
+    assert!(
+        inputs.iter().all(|x| x.len() == len),
+        "internal error: lane lengths"
+    );
     let fill = |out: &mut [MaybeUninit<T>]| {
         if n == 0 {
             return;
         }
         if inner == 1 {
-            if use_pool(x.len(), ROWS_LEN) {
-                // rows are independent: groups of them on the thread pool
-                let rows = (ROWS_CHUNK / n).max(1) * n;
-                out.par_chunks_mut(rows)
-                    .zip(x.par_chunks(rows))
-                    .for_each(|(dst, src)| {
-                        super::wide(
-                            #[inline(always)]
-                            || {
-                                for (s, d) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
-                                    f(s, d);
-                                }
-                            },
-                        )
-                    });
-            } else {
+            // the rows from `r0` on, into `dst`
+            let rows = |r0: usize, dst: &mut [MaybeUninit<T>]| {
                 super::wide(
                     #[inline(always)]
                     || {
-                        for (src, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-                            f(src, dst);
+                        for (r, d) in dst.chunks_exact_mut(n).enumerate() {
+                            let at = (r0 + r) * n;
+                            f(inputs.map(|x| &x[at..at + n]), d);
                         }
                     },
                 )
+            };
+            if use_pool(len, ROWS_LEN) {
+                // rows are independent: groups of them on the thread pool
+                let per = (ROWS_CHUNK / n).max(1);
+                out.par_chunks_mut(per * n)
+                    .enumerate()
+                    .for_each(|(c, dst)| rows(c * per, dst));
+            } else {
+                rows(0, out);
             }
             return;
         }
-        let mut src = vec![T::zero(); n];
+        let mut lanes = [(); K].map(|_| vec![T::zero(); n]);
         let mut dst = vec![MaybeUninit::uninit(); n];
         for o in 0..outer {
             for i in 0..inner {
                 let base = o * n * inner + i;
-                for k in 0..n {
-                    src[k] = x[base + k * inner];
+                for (lane, x) in lanes.iter_mut().zip(inputs) {
+                    for (k, l) in lane.iter_mut().enumerate() {
+                        *l = x[base + k * inner];
+                    }
                 }
-                f(&src, &mut dst);
-                for k in 0..n {
+                f(std::array::from_fn(|j| &lanes[j][..]), &mut dst);
+                for (k, d) in dst.iter().enumerate() {
                     // SAFETY: `f` wrote every slot of `dst` (the caller's contract).
-                    out[base + k * inner].write(unsafe { dst[k].assume_init() });
+                    out[base + k * inner].write(unsafe { d.assume_init() });
                 }
             }
         }
     };
     // SAFETY: `fill` visits every lane of the output and `f` writes every
     // slot of each (the caller's contract).
-    unsafe { pool::written(x.len(), fill).0 }
+    unsafe { pool::written(len, fill).0 }
 }
 
 /// The largest element (NaN if any is NaN), `-inf` for an empty row.
@@ -359,12 +363,12 @@ fn exp_lanes<T: Element>(
     // SAFETY: `map_sum_into` writes every slot of the lane.
     unsafe {
         map_lanes(
-            x,
+            [x],
             outer,
             n,
             inner,
             #[inline(always)]
-            |src, dst| {
+            |[src], dst| {
                 let m = row_max(src);
                 let (s, exps) = map_sum_into(src, dst, |v| (v - m).exp_k());
                 finish(src, exps, m, s);
@@ -413,14 +417,13 @@ pub(crate) fn softmax_backward<T: Element>(
     // SAFETY: the closure writes every slot of its lane (the lanes of `y` and
     // `g` are as long as it).
     unsafe {
-        map_lanes2(
-            y,
-            g,
+        map_lanes(
+            [y, g],
             outer,
             n,
             inner,
             #[inline(always)]
-            |y, g, d| {
+            |[y, g], d| {
                 let dot = dot(y, g);
                 for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
                     d.write(y * (g - dot));
@@ -441,14 +444,13 @@ pub(crate) fn log_softmax_backward<T: Element>(
     // SAFETY: the closure writes every slot of its lane (the lanes of `y` and
     // `g` are as long as it).
     unsafe {
-        map_lanes2(
-            y,
-            g,
+        map_lanes(
+            [y, g],
             outer,
             n,
             inner,
             #[inline(always)]
-            |y, g, d| {
+            |[y, g], d| {
                 let s = sum_slice(g);
                 for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
                     d.write(g - y.exp_k() * s);
@@ -456,70 +458,6 @@ pub(crate) fn log_softmax_backward<T: Element>(
             },
         )
     }
-}
-
-/// Like [`map_lanes`], over two equally shaped inputs.
-///
-/// # Safety
-/// As for [`map_lanes`]: `f` writes every slot of the lane it is given.
-unsafe fn map_lanes2<T: Element>(
-    a: &[T],
-    b: &[T],
-    outer: usize,
-    n: usize,
-    inner: usize,
-    f: impl Fn(&[T], &[T], &mut [MaybeUninit<T>]) + Sync,
-) -> Vec<T> {
-    assert_eq!(a.len(), b.len(), "internal error: lane lengths");
-    let fill = |out: &mut [MaybeUninit<T>]| {
-        if n == 0 {
-            return;
-        }
-        if inner == 1 {
-            let each = |a: &[T], b: &[T], d: &mut [MaybeUninit<T>]| {
-                super::wide(
-                    #[inline(always)]
-                    || {
-                        for ((a, b), d) in a
-                            .chunks_exact(n)
-                            .zip(b.chunks_exact(n))
-                            .zip(d.chunks_exact_mut(n))
-                        {
-                            f(a, b, d);
-                        }
-                    },
-                )
-            };
-            if use_pool(a.len(), ROWS_LEN) {
-                let rows = (ROWS_CHUNK / n).max(1) * n;
-                out.par_chunks_mut(rows)
-                    .zip(a.par_chunks(rows).zip(b.par_chunks(rows)))
-                    .for_each(|(d, (a, b))| each(a, b, d));
-            } else {
-                each(a, b, out);
-            }
-            return;
-        }
-        let (mut la, mut lb) = (vec![T::zero(); n], vec![T::zero(); n]);
-        let mut ld = vec![MaybeUninit::uninit(); n];
-        for o in 0..outer {
-            for i in 0..inner {
-                let base = o * n * inner + i;
-                for k in 0..n {
-                    la[k] = a[base + k * inner];
-                    lb[k] = b[base + k * inner];
-                }
-                f(&la, &lb, &mut ld);
-                for k in 0..n {
-                    // SAFETY: `f` wrote every slot of `ld` (the caller's contract).
-                    out[base + k * inner].write(unsafe { ld[k].assume_init() });
-                }
-            }
-        }
-    };
-    // SAFETY: `fill` visits every lane of the output and `f` writes every
-    // slot of each (the caller's contract).
-    unsafe { pool::written(a.len(), fill).0 }
 }
 
 #[cfg(test)]
