@@ -19,10 +19,12 @@ use crate::error::{Error, Result};
 /// loop. That thread then does its share of each parallel kernel itself instead
 /// of handing the work to the pool and waiting for it; steps made of many
 /// small and mid-sized ops gain the most (on the project's 2-core machine, an
-/// MLP step of `benches/w2_mlp.rs` at batch 32: 0.99 → 0.73 ms; a 128³ product:
-/// 67 → 96 GFLOP/s). Without the call, rayon's default pool is used. Work started from other threads still
-/// runs in parallel, on the `n - 1` workers. With `n = 1` no worker starts and
-/// every kernel runs on the thread that calls it.
+/// MLP step of `benches/w2_mlp.rs` at batch 32: 0.99 → 0.73 ms; a 128³
+/// product: 67 → 96 GFLOP/s). Without the call, rayon's default pool is used.
+/// Work started from other threads still runs in parallel, on the `n - 1`
+/// workers. With `n = 1` every kernel runs on the thread that calls it (the
+/// pool keeps one idle worker of its own, so that rayon work started by other
+/// code still has a thread to run on).
 ///
 /// ```
 /// // at the start of main (a doc test is a program of its own)

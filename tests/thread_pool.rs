@@ -23,6 +23,8 @@ fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
 fn the_calling_thread_joins_the_pool() {
     ferrograd::set_num_threads(2).unwrap();
     assert_eq!(ferrograd::num_threads(), 2);
+    // this thread is the pool's first thread, not a caller outside it
+    assert_eq!(rayon::current_thread_index(), Some(0));
     let err = ferrograd::set_num_threads(3).unwrap_err().to_string();
     assert!(
         err.contains("set_num_threads") && err.contains("already set up"),

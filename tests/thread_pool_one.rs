@@ -8,6 +8,8 @@ use ferrograd::Tensor;
 fn one_thread_runs_everything_where_it_is_called() {
     ferrograd::set_num_threads(1).unwrap();
     assert_eq!(ferrograd::num_threads(), 1);
+    // one thread: the caller stays outside the pool, whose one worker idles
+    assert_eq!(rayon::current_thread_index(), None);
     let product = || {
         let a = Tensor::<f64>::ones(&[400, 400]);
         a.matmul(&a).sum().item()
