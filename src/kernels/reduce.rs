@@ -40,28 +40,35 @@ fn add_lanes<T: Element>(a: Lanes<T>, b: Lanes<T>) -> Lanes<T> {
     std::array::from_fn(|i| a[i] + b[i])
 }
 
-/// Combines the lane sums of consecutive blocks pairwise (a binary counter: after
-/// block `c`, the last `trailing_zeros(c)` partial sums merge), then the lanes
-/// by a tree. Each element goes through at most 32 additions in its lane,
-/// `log₂(blocks)` merges and 3 lane additions, so the error bound grows with
-/// `log n`, not `n` (a running sum of 2²⁰ terms loses 1e-3 relative in `f32`;
-/// this keeps about 1e-7).
+/// Combines the lane sums of `blocks` consecutive blocks, `block(c)` giving
+/// block `c`'s, pairwise (a binary counter: after block `c`, the last
+/// `trailing_zeros(c + 1)` partial sums merge), then the lanes by a tree. Each
+/// element goes through at most 32 additions in its lane, `log₂(blocks)` merges
+/// and 3 lane additions, so the error bound grows with `log n`, not `n` (a
+/// running sum of 2²⁰ terms loses 1e-3 relative in `f32`; this keeps about
+/// 1e-7).
+///
+/// The blocks come from an indexed closure rather than an iterator: an
+/// iterator's `next` is a separate function that LLVM may keep out of line, and
+/// out of line it is compiled for the baseline target, outside a kernel's
+/// [`wide`](super::wide) AVX2 region (the softmax's `exp` ran at SSE2 width
+/// that way).
 #[inline(always)]
-fn pairwise<T: Element>(mut blocks: impl Iterator<Item = Lanes<T>>) -> T {
+fn pairwise<T: Element>(blocks: usize, mut block: impl FnMut(usize) -> Lanes<T>) -> T {
     let tree = |[a, b, c, d, e, f, g, h]: Lanes<T>| ((a + b) + (c + d)) + ((e + f) + (g + h));
     // A row of at most one block (softmax over a vocabulary of 256, say) needs
     // no merging: skip the stack and its zeroing.
-    let Some(first) = blocks.next() else {
-        return T::zero();
-    };
-    let Some(second) = blocks.next() else {
-        return tree(first);
-    };
+    match blocks {
+        0 => return T::zero(),
+        1 => return tree(block(0)),
+        _ => {}
+    }
     // 64 levels hold 2⁶⁴ blocks: more than any slice
     let mut stack = [[T::zero(); LANES]; 64];
     let mut depth = 0;
-    for (count, mut s) in (1usize..).zip([first, second].into_iter().chain(blocks)) {
-        for _ in 0..count.trailing_zeros() {
+    for c in 0..blocks {
+        let mut s = block(c);
+        for _ in 0..(c + 1).trailing_zeros() {
             depth -= 1;
             s = add_lanes(stack[depth], s);
         }
@@ -75,6 +82,12 @@ fn pairwise<T: Element>(mut blocks: impl Iterator<Item = Lanes<T>>) -> T {
     tree(s)
 }
 
+/// The `c`-th block of `x` (the last one may be short).
+#[inline(always)]
+fn nth_block<T>(x: &[T], c: usize) -> &[T] {
+    &x[c * BLOCK..((c + 1) * BLOCK).min(x.len())]
+}
+
 /// Sum of a slice, blocked and pairwise (vectorised, and accurate to about
 /// `log₂ n` roundings rather than `n`; see [`pairwise`]).
 #[inline(always)]
@@ -85,7 +98,11 @@ pub(crate) fn sum_slice<T: Element>(x: &[T]) -> T {
 /// `Σ f(x)` over a slice, summed as [`sum_slice`] does.
 #[inline(always)]
 pub(crate) fn sum_map<T: Element>(x: &[T], f: impl Fn(T) -> T + Copy) -> T {
-    pairwise(x.chunks(BLOCK).map(|b| block_lanes(b, f)))
+    pairwise(
+        x.len().div_ceil(BLOCK),
+        #[inline(always)]
+        |c| block_lanes(nth_block(x, c), f),
+    )
 }
 
 /// Writes `f(x)` into every slot of `out` (as long as `x`) and returns `Σ out`,
@@ -97,14 +114,20 @@ pub(crate) fn map_sum_into<'o, T: Element>(
     f: impl Fn(T) -> T + Copy,
 ) -> (T, &'o mut [T]) {
     assert_eq!(x.len(), out.len(), "internal error: map_sum_into lengths");
-    let s = pairwise(x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).map(|(x, out)| {
-        out.iter_mut().zip(x).for_each(|(o, &v)| {
-            o.write(f(v));
-        });
-        // SAFETY: every slot of this block was written just above (`x`'s
-        // block is as long as it).
-        block_lanes(unsafe { super::assume_init(out) }, |v| v)
-    }));
+    let s = pairwise(
+        x.len().div_ceil(BLOCK),
+        #[inline(always)]
+        |c| {
+            let x = nth_block(x, c);
+            let out = &mut out[c * BLOCK..c * BLOCK + x.len()];
+            out.iter_mut().zip(x).for_each(|(o, &v)| {
+                o.write(f(v));
+            });
+            // SAFETY: every slot of this block was written just above (`x`'s
+            // block is as long as it).
+            block_lanes(unsafe { super::assume_init(out) }, |v| v)
+        },
+    );
     // SAFETY: the blocks above cover `out` (as long as `x`), and `pairwise`
     // consumed all of them, so every slot was written.
     (s, unsafe { super::assume_init(out) })
@@ -114,20 +137,25 @@ pub(crate) fn map_sum_into<'o, T: Element>(
 #[inline(always)]
 pub(crate) fn dot<T: Element>(a: &[T], b: &[T]) -> T {
     debug_assert_eq!(a.len(), b.len());
-    pairwise(a.chunks(BLOCK).zip(b.chunks(BLOCK)).map(|(a, b)| {
-        let mut lanes = [T::zero(); LANES];
-        let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-        let (ra, rb) = (ca.remainder(), cb.remainder());
-        for (ca, cb) in ca.zip(cb) {
-            for ((l, &x), &y) in lanes.iter_mut().zip(ca).zip(cb) {
+    pairwise(
+        a.len().div_ceil(BLOCK),
+        #[inline(always)]
+        |c| {
+            let (a, b) = (nth_block(a, c), nth_block(b, c));
+            let mut lanes = [T::zero(); LANES];
+            let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+            let (ra, rb) = (ca.remainder(), cb.remainder());
+            for (ca, cb) in ca.zip(cb) {
+                for ((l, &x), &y) in lanes.iter_mut().zip(ca).zip(cb) {
+                    *l += x * y;
+                }
+            }
+            for ((l, &x), &y) in lanes.iter_mut().zip(ra).zip(rb) {
                 *l += x * y;
             }
-        }
-        for ((l, &x), &y) in lanes.iter_mut().zip(ra).zip(rb) {
-            *l += x * y;
-        }
-        lanes
-    }))
+            lanes
+        },
+    )
 }
 
 /// Sums a contiguous `[outer, n, inner]` block over its middle axis → `[outer, inner]`.
@@ -299,18 +327,34 @@ unsafe fn map_lanes<T: Element, const K: usize>(
 }
 
 /// The largest element (NaN if any is NaN), `-inf` for an empty row.
+///
+/// Eight running maxima, element `i` going to lane `i % 8`, with a branch-free
+/// update that vectorises (a running maximum with a data-dependent branch
+/// mispredicted on every new maximum of a row of attention scores): a lane takes
+/// `v` when `v` is larger or NaN, and a lane holding NaN keeps it, since no
+/// comparison with NaN is true.
 #[inline(always)]
 pub(crate) fn row_max<T: Element>(row: &[T]) -> T {
-    let mut m = T::neg_infinity();
-    for &v in row {
+    #[inline(always)]
+    fn step<T: Element>(m: T, v: T) -> T {
         if v > m || v.is_nan() {
-            m = v;
-            if v.is_nan() {
-                break;
-            }
+            v
+        } else {
+            m
         }
     }
-    m
+    let mut lanes = [T::neg_infinity(); LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = step(*l, v);
+        }
+    }
+    for (l, &v) in lanes.iter_mut().zip(rest) {
+        *l = step(*l, v);
+    }
+    lanes.into_iter().fold(T::neg_infinity(), step)
 }
 
 /// Softmax along the middle axis of a contiguous `[outer, n, inner]` block.
@@ -515,6 +559,35 @@ mod tests {
             let (s, out) = map_sum_into(&x, &mut slots, |v| 2.0 * v);
             close(s, 2.0 * exact, 2.0 * exact);
             assert!(out.iter().zip(&x).all(|(&o, &v)| o == 2.0 * v));
+        }
+    }
+
+    #[test]
+    fn row_max_matches_a_running_maximum_at_every_length() {
+        // lengths around the 8 lanes; the maximum, a NaN, +inf and -inf at every
+        // position, in f32 and f64
+        for n in 0..27usize {
+            let base: Vec<f64> = (0..n).map(|i| ((i * 7) % 11) as f64 - 20.0).collect();
+            let naive = base.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(row_max(&base), naive, "n = {n}");
+            let base32: Vec<f32> = base.iter().map(|&v| v as f32).collect();
+            assert_eq!(row_max(&base32), naive as f32, "n = {n}");
+            for at in 0..n {
+                let mut x = base.clone();
+                x[at] = 3.5;
+                assert_eq!(row_max(&x), 3.5, "n = {n}, maximum at {at}");
+                x[at] = f64::INFINITY;
+                assert_eq!(row_max(&x), f64::INFINITY, "n = {n}, +inf at {at}");
+                x[at] = f64::NAN;
+                assert!(row_max(&x).is_nan(), "n = {n}, NaN at {at}");
+                let mut x32 = base32.clone();
+                x32[at] = f32::NAN;
+                assert!(row_max(&x32).is_nan(), "n = {n}, f32 NaN at {at}");
+                let mut all = vec![f64::NEG_INFINITY; n];
+                all[at] = f64::NAN;
+                assert!(row_max(&all).is_nan(), "n = {n}, NaN among -inf at {at}");
+            }
+            assert_eq!(row_max(&vec![f64::NEG_INFINITY; n]), f64::NEG_INFINITY);
         }
     }
 
