@@ -18,21 +18,29 @@ const BLOCK: usize = 256;
 
 type Lanes<T> = [T; LANES];
 
-/// The lane sums of `f` over one block: element `i` goes to lane `i % 8`.
+/// Eight running folds over `x`, each from `init`: element `i` goes to lane
+/// `i % 8` as `lane = step(lane, x[i])`. Eight independent chains, so the loop
+/// vectorises when `step` is branch-free.
 #[inline(always)]
-fn block_lanes<T: Element>(x: &[T], f: impl Fn(T) -> T) -> Lanes<T> {
-    let mut lanes = [T::zero(); LANES];
+fn fold_lanes<T: Element>(x: &[T], init: T, step: impl Fn(T, T) -> T) -> Lanes<T> {
+    let mut lanes = [init; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
         for (l, &v) in lanes.iter_mut().zip(c) {
-            *l += f(v);
+            *l = step(*l, v);
         }
     }
     for (l, &v) in lanes.iter_mut().zip(rest) {
-        *l += f(v);
+        *l = step(*l, v);
     }
     lanes
+}
+
+/// The lane sums of `f` over one block: element `i` goes to lane `i % 8`.
+#[inline(always)]
+fn block_lanes<T: Element>(x: &[T], f: impl Fn(T) -> T) -> Lanes<T> {
+    fold_lanes(x, T::zero(), |l, v| l + f(v))
 }
 
 #[inline(always)]
@@ -343,18 +351,9 @@ pub(crate) fn row_max<T: Element>(row: &[T]) -> T {
             m
         }
     }
-    let mut lanes = [T::neg_infinity(); LANES];
-    let chunks = row.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l = step(*l, v);
-        }
-    }
-    for (l, &v) in lanes.iter_mut().zip(rest) {
-        *l = step(*l, v);
-    }
-    lanes.into_iter().fold(T::neg_infinity(), step)
+    fold_lanes(row, T::neg_infinity(), step)
+        .into_iter()
+        .fold(T::neg_infinity(), step)
 }
 
 /// Softmax along the middle axis of a contiguous `[outer, n, inner]` block.
