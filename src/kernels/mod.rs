@@ -4,6 +4,7 @@
 //! path for contiguous rows (plain slice loops that LLVM vectorises) and a general
 //! strided path. Ops in `crate::ops` call these; they contain no loops themselves.
 
+pub(crate) mod adam;
 pub(crate) mod approx;
 pub(crate) mod attention;
 pub(crate) mod elementwise;

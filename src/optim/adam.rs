@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::element::{mono, Element};
+use crate::kernels::adam::{update, AdamScalars};
 use crate::tensor::Tensor;
 
 use super::{check_nonneg, check_unit, Fields, Hyperparams, Optim, ParamState, UpdateRule};
@@ -366,74 +367,10 @@ fn adam_update<T: Element>(
     };
     let (m, v) = (&mut s.exp_avg[..], &mut s.exp_avg_sq[..]);
     match (shrink.is_some(), l2 != T::zero()) {
-        (true, _) => for_chunks(p, g, m, v, |p, g, m, v| {
-            adam_elems::<T, true, false>(&k, p, g, m, v)
-        }),
-        (false, true) => for_chunks(p, g, m, v, |p, g, m, v| {
-            adam_elems::<T, false, true>(&k, p, g, m, v)
-        }),
-        (false, false) => for_chunks(p, g, m, v, |p, g, m, v| {
-            adam_elems::<T, false, false>(&k, p, g, m, v)
-        }),
+        (true, _) => update::<T, true, false>(&k, p, g, m, v),
+        (false, true) => update::<T, false, true>(&k, p, g, m, v),
+        (false, false) => update::<T, false, false>(&k, p, g, m, v),
     }
-}
-
-/// The per-step constants of an Adam update.
-struct AdamScalars<T> {
-    beta1: T,
-    beta2: T,
-    one_m_b1: T,
-    one_m_b2: T,
-    step_size: T,
-    bias2_sqrt: T,
-    eps: T,
-    l2: T,
-    shrink: T,
-}
-
-#[inline(always)]
-fn adam_elems<T: Element, const SHRINK: bool, const L2: bool>(
-    k: &AdamScalars<T>,
-    p: &mut [T],
-    g: &[T],
-    m: &mut [T],
-    v: &mut [T],
-) {
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        if SHRINK {
-            *p *= k.shrink;
-        }
-        let g = if L2 { g + k.l2 * *p } else { g };
-        *m = k.beta1 * *m + k.one_m_b1 * g;
-        *v = k.beta2 * *v + k.one_m_b2 * g * g;
-        let denom = v.sqrt() / k.bias2_sqrt + k.eps;
-        *p -= k.step_size * (*m / denom);
-    }
-}
-
-/// Runs `f` over matching chunks of a parameter, its gradient and two state
-/// buffers: on the thread pool when the parameter is large, else in one call;
-/// compiled for AVX2 when the CPU has it (the square root and the division per
-/// element make the loop compute-bound; the results are the same either way).
-fn for_chunks<T: Element>(
-    p: &mut [T],
-    g: &[T],
-    m: &mut [T],
-    v: &mut [T],
-    f: impl Fn(&mut [T], &[T], &mut [T], &mut [T]) + Sync,
-) {
-    use crate::kernels::parallel::{use_pool, ADAM_CHUNK, ADAM_LEN};
-    use crate::kernels::wide;
-    use rayon::prelude::*;
-    let f = |p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]| wide(|| f(p, g, m, v));
-    if !use_pool(p.len(), ADAM_LEN) {
-        return f(p, g, m, v);
-    }
-    p.par_chunks_mut(ADAM_CHUNK)
-        .zip(g.par_chunks(ADAM_CHUNK))
-        .zip(m.par_chunks_mut(ADAM_CHUNK))
-        .zip(v.par_chunks_mut(ADAM_CHUNK))
-        .for_each(|(((p, g), m), v)| f(p, g, m, v));
 }
 
 #[cfg(test)]
@@ -511,41 +448,5 @@ mod tests {
         assert!((w.item() - expected).abs() < 1e-15, "{}", w.item());
         let s = opt.state(0).unwrap();
         assert_eq!((s.step, s.exp_avg[0], s.exp_avg_sq[0]), (2, 1.0, 1.0));
-    }
-
-    #[test]
-    fn wide_and_plain_loops_agree_bit_for_bit() {
-        // The update runs compiled for AVX2 when the CPU has it; the lanes change,
-        // the arithmetic must not. A length that leaves a remainder after the vector
-        // body, values over several magnitudes, three steps.
-        let n = 1003;
-        let g: Vec<f32> = (0..n)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 1e-3)
-            .collect();
-        let p0: Vec<f32> = (0..n)
-            .map(|i| ((i * 13 % 97) as f32 - 48.0) * 0.37)
-            .collect();
-        let k = AdamScalars {
-            beta1: 0.9f32,
-            beta2: 0.999,
-            one_m_b1: 0.1,
-            one_m_b2: 1.0 - 0.999,
-            step_size: 1e-3 / 0.271,
-            bias2_sqrt: 0.0547,
-            eps: 1e-8,
-            l2: 0.0,
-            shrink: 1.0,
-        };
-        let (mut p1, mut m1, mut v1) = (p0.clone(), vec![0.0; n], vec![0.0; n]);
-        let (mut p2, mut m2, mut v2) = (p0, vec![0.0; n], vec![0.0; n]);
-        for _ in 0..3 {
-            adam_elems::<f32, false, false>(&k, &mut p1, &g, &mut m1, &mut v1);
-            for_chunks(&mut p2, &g, &mut m2, &mut v2, |p, g, m, v| {
-                adam_elems::<f32, false, false>(&k, p, g, m, v)
-            });
-        }
-        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&p1), bits(&p2));
-        assert_eq!(bits(&v1), bits(&v2));
     }
 }
