@@ -65,32 +65,26 @@ pub(crate) fn update<T: Element, const SHRINK: bool, const L2: bool>(
         g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
         "internal error: adam buffers of different lengths"
     );
+    // compiled for AVX2 when the CPU has it: the square root and the divisions
+    // make the loop compute-bound
+    let chunk = |p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]| {
+        wide(|| plain::<T, SHRINK, L2>(k, p, g, m, v))
+    };
     if !use_pool(p.len(), ADAM_LEN) {
-        return chunk::<T, SHRINK, L2>(k, p, g, m, v);
+        return chunk(p, g, m, v);
     }
     p.par_chunks_mut(ADAM_CHUNK)
         .zip(g.par_chunks(ADAM_CHUNK))
         .zip(m.par_chunks_mut(ADAM_CHUNK))
         .zip(v.par_chunks_mut(ADAM_CHUNK))
-        .for_each(|(((p, g), m), v)| chunk::<T, SHRINK, L2>(k, p, g, m, v));
+        .for_each(|(((p, g), m), v)| chunk(p, g, m, v));
 }
 
-/// One chunk of [`update`] on one thread: [`plain`] compiled for AVX2 when the
-/// CPU has it (the square root and the divisions make the loop compute-bound).
-fn chunk<T: Element, const SHRINK: bool, const L2: bool>(
-    k: &AdamScalars<T>,
-    p: &mut [T],
-    g: &[T],
-    m: &mut [T],
-    v: &mut [T],
-) {
-    wide(|| plain::<T, SHRINK, L2>(k, p, g, m, v));
-}
-
-/// Adam's formula, element by element: the reference every path matches bit
-/// for bit (PyTorch's order of operations, without its `lerp`).
+/// Adam's formula, element by element: the reference that every path matches
+/// bit for bit. (PyTorch's has the same terms; it moves `m` with `lerp` and
+/// scales `m` before dividing, so the last bits can differ.)
 #[inline(always)]
-pub(crate) fn plain<T: Element, const SHRINK: bool, const L2: bool>(
+fn plain<T: Element, const SHRINK: bool, const L2: bool>(
     k: &AdamScalars<T>,
     p: &mut [T],
     g: &[T],
