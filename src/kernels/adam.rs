@@ -140,6 +140,11 @@ mod tests {
             };
             f32::from_bits(bits | sign)
         }
+
+        /// `n` values of [`Bits::value`]'s mixture.
+        fn values(&mut self, n: usize, weights: [u32; 6], nonneg: bool) -> Vec<f32> {
+            (0..n).map(|_| self.value(weights, nonneg)).collect()
+        }
     }
 
     fn scalars(beta1: f32, beta2: f32, step_size: f32, eps: f32) -> AdamScalars<f32> {
@@ -197,18 +202,10 @@ mod tests {
         let mut bits = Bits(0x9e37_79b9_7f4a_7c15);
         // a length with a remainder after the vector body, and one below a vector
         for n in [1003usize, 5] {
-            let m: Vec<f32> = (0..n)
-                .map(|_| bits.value([50, 10, 25, 5, 5, 5], false))
-                .collect();
-            let v: Vec<f32> = (0..n)
-                .map(|_| bits.value([10, 10, 60, 10, 5, 5], true))
-                .collect();
-            let p: Vec<f32> = (0..n)
-                .map(|_| bits.value([5, 5, 60, 15, 10, 5], false))
-                .collect();
-            let g: Vec<f32> = (0..n)
-                .map(|_| bits.value([5, 50, 30, 5, 5, 5], false))
-                .collect();
+            let m = bits.values(n, [50, 10, 25, 5, 5, 5], false);
+            let v = bits.values(n, [10, 10, 60, 10, 5, 5], true);
+            let p = bits.values(n, [5, 5, 60, 15, 10, 5], false);
+            let g = bits.values(n, [5, 50, 30, 5, 5, 5], false);
             for k in [
                 scalars(0.9, 0.999, 1e-3 / 0.271, 1e-8),
                 scalars(0.0, 0.0, 0.5, 0.0), // no momentum, eps 0
@@ -228,18 +225,10 @@ mod tests {
         // split into chunks over the thread pool (when it has two threads)
         let n = 3 * crate::kernels::parallel::ADAM_LEN + 77;
         let mut bits = Bits(12345);
-        let m: Vec<f32> = (0..n)
-            .map(|_| bits.value([40, 20, 40, 0, 0, 0], false))
-            .collect();
-        let v: Vec<f32> = (0..n)
-            .map(|_| bits.value([0, 10, 90, 0, 0, 0], true))
-            .collect();
-        let p: Vec<f32> = (0..n)
-            .map(|_| bits.value([0, 5, 80, 15, 0, 0], false))
-            .collect();
-        let g: Vec<f32> = (0..n)
-            .map(|_| bits.value([0, 70, 30, 0, 0, 0], false))
-            .collect();
+        let m = bits.values(n, [40, 20, 40, 0, 0, 0], false);
+        let v = bits.values(n, [0, 10, 90, 0, 0, 0], true);
+        let p = bits.values(n, [0, 5, 80, 15, 0, 0], false);
+        let g = bits.values(n, [0, 70, 30, 0, 0, 0], false);
         check_against_plain::<false, false>(&scalars(0.9, 0.999, 3.7e-3, 1e-8), &p, &g, &m, &v);
     }
 
