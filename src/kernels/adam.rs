@@ -105,46 +105,41 @@ fn plain<T: Element, const SHRINK: bool, const L2: bool>(
 
 #[cfg(test)]
 mod tests {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
     use super::*;
 
-    /// Pseudo-random bits (xorshift), reproducible.
-    struct Bits(u64);
+    /// A value of a mixture: `weights` are the chances (out of their sum) of a
+    /// subnormal, a zero, a small normal, a tiny normal (below 2⁻²⁰), a large
+    /// one, and an infinity or NaN, in that order.
+    fn value(rng: &mut StdRng, weights: [u32; 6], nonneg: bool) -> f32 {
+        let r = rng.random_range(0..weights.iter().sum::<u32>());
+        let sign = if nonneg {
+            0
+        } else {
+            rng.random::<u32>() & 0x8000_0000
+        };
+        let mag: u32 = rng.random();
+        let mut acc = 0;
+        let kind = weights.iter().position(|w| {
+            acc += w;
+            r < acc
+        });
+        let bits = match kind.unwrap() {
+            0 => 1 + mag % 0x007f_ffff,                           // subnormal
+            1 => 0,                                               // zero
+            2 => 0x3000_0000 + mag % 0x0f00_0000,                 // about 5e-10 .. 0.5
+            3 => 0x0080_0000 + mag % (0x3580_0000 - 0x0080_0000), // normal, below 2^-20
+            4 => 0x5000_0000 + mag % 0x2000_0000,                 // about 8e9 .. 2e29
+            _ => [0x7f80_0000, 0x7fc0_0000 | (mag & 0xffff)][(mag % 2) as usize],
+        };
+        f32::from_bits(bits | sign)
+    }
 
-    impl Bits {
-        fn next(&mut self) -> u32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 32) as u32
-        }
-
-        /// A value of `kind`'s mixture: `weights` are the chances (out of 100)
-        /// of a subnormal, a zero, a small normal, a tiny normal (below 2⁻²⁰),
-        /// a large one, and an infinity or NaN, in that order.
-        fn value(&mut self, weights: [u32; 6], nonneg: bool) -> f32 {
-            let r = self.next() % weights.iter().sum::<u32>();
-            let sign = if nonneg { 0 } else { self.next() & 0x8000_0000 };
-            let mag = self.next();
-            let mut acc = 0;
-            let kind = weights.iter().position(|w| {
-                acc += w;
-                r < acc
-            });
-            let bits = match kind.unwrap() {
-                0 => 1 + mag % 0x007f_ffff,                           // subnormal
-                1 => 0,                                               // zero
-                2 => 0x3000_0000 + mag % 0x0f00_0000,                 // about 5e-10 .. 0.5
-                3 => 0x0080_0000 + mag % (0x3580_0000 - 0x0080_0000), // normal, below 2^-20
-                4 => 0x5000_0000 + mag % 0x2000_0000,                 // about 8e9 .. 2e29
-                _ => [0x7f80_0000, 0x7fc0_0000 | (mag & 0xffff)][(mag % 2) as usize],
-            };
-            f32::from_bits(bits | sign)
-        }
-
-        /// `n` values of [`Bits::value`]'s mixture.
-        fn values(&mut self, n: usize, weights: [u32; 6], nonneg: bool) -> Vec<f32> {
-            (0..n).map(|_| self.value(weights, nonneg)).collect()
-        }
+    /// `n` values of [`value`]'s mixture.
+    fn values(rng: &mut StdRng, n: usize, weights: [u32; 6], nonneg: bool) -> Vec<f32> {
+        (0..n).map(|_| value(rng, weights, nonneg)).collect()
     }
 
     fn scalars(beta1: f32, beta2: f32, step_size: f32, eps: f32) -> AdamScalars<f32> {
@@ -199,13 +194,13 @@ mod tests {
     fn the_vector_loop_matches_the_formula_bit_for_bit_subnormals_included() {
         // The update runs compiled for AVX2 when the CPU has it; the lanes change,
         // the arithmetic must not, at every kind of value.
-        let mut bits = Bits(0x9e37_79b9_7f4a_7c15);
+        let mut rng = StdRng::seed_from_u64(7);
         // a length with a remainder after the vector body, and one below a vector
         for n in [1003usize, 5] {
-            let m = bits.values(n, [50, 10, 25, 5, 5, 5], false);
-            let v = bits.values(n, [10, 10, 60, 10, 5, 5], true);
-            let p = bits.values(n, [5, 5, 60, 15, 10, 5], false);
-            let g = bits.values(n, [5, 50, 30, 5, 5, 5], false);
+            let m = values(&mut rng, n, [50, 10, 25, 5, 5, 5], false);
+            let v = values(&mut rng, n, [10, 10, 60, 10, 5, 5], true);
+            let p = values(&mut rng, n, [5, 5, 60, 15, 10, 5], false);
+            let g = values(&mut rng, n, [5, 50, 30, 5, 5, 5], false);
             for k in [
                 scalars(0.9, 0.999, 1e-3 / 0.271, 1e-8),
                 scalars(0.0, 0.0, 0.5, 0.0), // no momentum, eps 0
@@ -224,11 +219,11 @@ mod tests {
     fn a_large_parameter_on_the_pool_matches_the_formula() {
         // split into chunks over the thread pool (when it has two threads)
         let n = 3 * crate::kernels::parallel::ADAM_LEN + 77;
-        let mut bits = Bits(12345);
-        let m = bits.values(n, [40, 20, 40, 0, 0, 0], false);
-        let v = bits.values(n, [0, 10, 90, 0, 0, 0], true);
-        let p = bits.values(n, [0, 5, 80, 15, 0, 0], false);
-        let g = bits.values(n, [0, 70, 30, 0, 0, 0], false);
+        let mut rng = StdRng::seed_from_u64(12345);
+        let m = values(&mut rng, n, [40, 20, 40, 0, 0, 0], false);
+        let v = values(&mut rng, n, [0, 10, 90, 0, 0, 0], true);
+        let p = values(&mut rng, n, [0, 5, 80, 15, 0, 0], false);
+        let g = values(&mut rng, n, [0, 70, 30, 0, 0, 0], false);
         check_against_plain::<false, false>(&scalars(0.9, 0.999, 3.7e-3, 1e-8), &p, &g, &m, &v);
     }
 
