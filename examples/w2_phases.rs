@@ -25,13 +25,11 @@ fn main() {
     let steps = args.next().unwrap_or(250);
     let mut rng = StdRng::seed_from_u64(0);
     let model = Mlp::new(&[784, 256, 256, 10], Activation::Relu, &mut rng);
-    let mut opt = Adam::new(
-        model.parameters(),
-        AdamConfig {
-            lr: 1e-3,
-            ..Default::default()
-        },
-    );
+    let config = AdamConfig {
+        lr: 1e-3,
+        ..Default::default()
+    };
+    let mut opt = Adam::new(model.parameters(), config);
     let x = Tensor::randn(&[batch, 784], &mut rng);
     let y: Vec<usize> = (0..batch).map(|_| rng.random_range(0..10)).collect();
     println!("W2 at batch {batch}, {blocks} blocks of {steps} steps; µs per step");
@@ -70,7 +68,7 @@ fn main() {
             let g = grads.get(p).expect("a gradient").to_vec();
             sub_gg += g
                 .iter()
-                .filter(|&&g| ((1.0 - 0.999f32) * g * g).is_subnormal())
+                .filter(|&&g| ((1.0 - config.beta2) * g * g).is_subnormal())
                 .count();
             all += g.len();
         }
