@@ -61,6 +61,8 @@ def row_keys():
     rows.append(("W3", "µs/op", False, ("W3", f"{CHAIN_OPS} ops"), False))
     rows.append(("W4", "ms", False, ("W4", "2-16-16-1"), False))
     rows.append(("W5", "ms", False, ("W5", "B16 T64"), False))
+    # the same model with the fused attention, beside PyTorch's sdpa
+    rows.append(("W5 fused", "ms", False, ("W5 fused", "B16 T64"), False))
     rows.append(("W6", "MiB", False, ("W6", None), False))
     return rows
 
@@ -81,6 +83,8 @@ def ferrograd_figures():
     out["W4"] = s and s * 1e3
     s = criterion_median_s("w5_gpt_step", "B16_T64")
     out["W5"] = s and s * 1e3
+    s = criterion_median_s("w5_gpt_step", "B16_T64_fused")
+    out["W5 fused"] = s and s * 1e3
     out["W6"] = peak_mib("bench_rust")
     return out
 
@@ -101,6 +105,8 @@ def pick(records, rows, keep):
 def peer_figures(rows):
     figs = {}
     torch = jsonl("bench_torch", "raw.jsonl")
+    # PyTorch's sdpa attention is the reference of the "W5 fused" row
+    torch += [dict(r, w="W5 fused") for r in torch if r["w"] == "W5" and "sdpa" in r["variant"]]
     # W5's reference is the manual attention; no 1-core run of PyTorch here.
     figs["PyTorch 2t"] = pick(torch, rows, lambda r, one: not one and (r["w"] != "W5" or "manual" in r["variant"]))
     w6 = peak_mib("bench_torch")
@@ -147,7 +153,8 @@ def main_table():
             ratio = f"{(mine / best[0] if higher else best[0] / mine):.2f}×"
         print(f"| {name} | {unit} | {fmt(mine)} | " + " | ".join(cells) + f" | {best_cell} | {ratio} |")
     print("\nPyTorch: eager, 2 threads; JAX: jit, 2 cores (1 core: taskset -c 0); candle, dfdx, burn: "
-          "2 threads (scripts/bench_peers.sh, peers/README.md). W5's PyTorch figure is its manual attention.")
+          "2 threads (scripts/bench_peers.sh, peers/README.md). W5's PyTorch figure is its manual attention, "
+          "W5 fused's its scaled_dot_product_attention.")
 
 
 def vs_torch_table():

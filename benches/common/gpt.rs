@@ -1,10 +1,12 @@
 //! W5: a tiny GPT, as `bench_torch.py`'s `GPT(sdpa=False)`: token and positional
 //! embeddings, pre-LayerNorm blocks of causal self-attention (written out:
-//! QKᵀ/√hd + mask, softmax, ·V) and a 4× MLP with tanh-GELU, a final LayerNorm
+//! QKᵀ/√hd + mask, softmax, ·V; or, with `GptConfig::W5_FUSED`, the fused op, as
+//! `GPT(sdpa=True)`) and a 4× MLP with tanh-GELU, a final LayerNorm
 //! and a linear head, trained with cross-entropy over every position and AdamW.
 //! Shared by `benches/w5_gpt.rs` and `examples/profile_gpt.rs`.
 
 use ferrograd::loss::cross_entropy;
+use ferrograd::nn::functional::scaled_dot_product_attention;
 use ferrograd::nn::{Embedding, LayerNorm, Linear, Module};
 use ferrograd::optim::{AdamW, AdamWConfig, Optimizer};
 use ferrograd::rand::{rngs::StdRng, Rng, RngExt, SeedableRng};
@@ -18,6 +20,10 @@ pub struct GptConfig {
     pub d_model: usize,
     pub n_head: usize,
     pub n_layer: usize,
+    /// The attention through the fused op
+    /// (`nn::functional::scaled_dot_product_attention`, as `GPT(sdpa=True)`)
+    /// instead of written out.
+    pub fused: bool,
 }
 
 impl GptConfig {
@@ -28,6 +34,13 @@ impl GptConfig {
         d_model: 128,
         n_head: 4,
         n_layer: 2,
+        fused: false,
+    };
+
+    /// W5's sizes with the fused attention.
+    pub const W5_FUSED: GptConfig = GptConfig {
+        fused: true,
+        ..GptConfig::W5
     };
 }
 
@@ -36,6 +49,8 @@ impl GptConfig {
 pub struct Block {
     #[module(skip)]
     n_head: usize,
+    #[module(skip)]
+    fused: bool,
     ln1: LayerNorm,
     ln2: LayerNorm,
     qkv: Linear,
@@ -63,6 +78,7 @@ impl Block {
             .collect();
         Block {
             n_head: cfg.n_head,
+            fused: cfg.fused,
             ln1: LayerNorm::with_default_eps(d),
             ln2: LayerNorm::with_default_eps(d),
             qkv: Linear::new(d, 3 * d, true, rng),
@@ -87,10 +103,20 @@ impl Block {
                 .transpose(1, 2)
         };
         let (q, k, v) = (heads(0), heads(1), heads(2));
+        let y = if self.fused {
+            scaled_dot_product_attention(&q, &k, &v, None, true, 0.0, None)
+        } else {
+            self.written_out(&q, &k, &v, t)
+        };
+        self.proj.forward(&y.transpose(1, 2).reshape(&[b, t, c]))
+    }
+
+    /// `softmax(q·kᵀ/√hd + mask)·v`, every intermediate a tensor of the graph.
+    fn written_out(&self, q: &Tensor, k: &Tensor, v: &Tensor, t: usize) -> Tensor {
+        let hd = q.shape()[3];
         let mask = self.mask.narrow(0, 0, t).narrow(1, 0, t);
         let att = q.matmul(&k.transpose(-2, -1)) * (1.0 / (hd as f32).sqrt()) + mask;
-        let y = att.softmax(-1).matmul(&v);
-        self.proj.forward(&y.transpose(1, 2).reshape(&[b, t, c]))
+        att.softmax(-1).matmul(v)
     }
 }
 
