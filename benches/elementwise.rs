@@ -48,6 +48,8 @@ fn elementwise(c: &mut Criterion) {
     g.bench_function("vec_exp", |b| {
         b.iter(|| black_box(&xv).iter().map(|a| a.exp()).collect::<Vec<f32>>())
     });
+    g.bench_function("tensor_tanh", |b| b.iter(|| x.tanh()));
+    g.bench_function("tensor_gelu", |b| b.iter(|| x.gelu()));
     g.bench_function("tensor_sum", |b| b.iter(|| x.sum()));
     g.bench_function("vec_sum", |b| b.iter(|| black_box(&xv).iter().sum::<f32>()));
     g.finish();
