@@ -30,10 +30,12 @@ Every round is appended to target/bench_alternate/WORKLOAD.jsonl.
 """
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 TARGET = os.path.join(ROOT, "target")
@@ -43,69 +45,44 @@ ONE_CORE = os.environ.get("ONE_CORE", "0")
 CRITERION = os.environ.get("CRITERION", "--warm-up-time 1 --measurement-time 3").split()
 OUT = os.path.join(TARGET, "bench_alternate")
 
-# workload: (peer script and arguments, records to keep as {case: label},
-#            higher is better, Criterion bench, filter, {case: Criterion id},
-#            run on one core?)
+class Workload(NamedTuple):
+    """One workload: the peer's run and ferrograd's Criterion bench of it."""
+    peer_args: list      # the peer's script and its arguments, in BENCH_DIR
+    peer_records: tuple  # which of its records: (workload, a word of the variant)
+    ids: dict            # the peer's case -> ferrograd's Criterion id (its path parts)
+    bench: str           # ferrograd's Criterion bench (benches/BENCH.rs)
+    gflops: bool = False  # W1: compare GFLOP/s (higher is better), else ms
+    one_core: bool = False  # both pinned to ONE_CORE, ferrograd on one thread
+
+
+def w5(variant, bench_id):
+    """W5 against one of PyTorch's two attention forms."""
+    return Workload(["bench_torch.py", "2", "w5"], ("W5", variant), {"B16 T64": ("w5_gpt_step", bench_id)}, "w5_gpt")
+
+
 WORKLOADS = {
-    "w1": (
-        ["bench_torch.py", "2", "w1"],
-        ("W1", "eager"),
-        True,
-        "matmul",
-        "matmul_f32/(256|512|1024)$",
-        {"n=256": ("matmul_f32", "256"), "n=512": ("matmul_f32", "512"), "n=1024": ("matmul_f32", "1024")},
-        False,
-    ),
-    "w2": (
-        ["bench_jax.py", "2 cores", "w2"],
-        ("W2", "jit"),
-        False,
-        "w2_mlp",
-        "w2_mlp_step/batch/",
-        {f"B={b}": ("w2_mlp_step", "batch", str(b)) for b in (1, 32, 256)},
-        False,
-    ),
-    "w2-1core": (
-        ["bench_jax.py", "1 core", "w2"],
-        ("W2", "jit"),
-        False,
-        "w2_mlp",
-        "w2_mlp_step/batch/1$",
-        {"B=1": ("w2_mlp_step", "batch", "1")},
-        True,
-    ),
-    "w5": (
-        ["bench_torch.py", "2", "w5"],
-        ("W5", "manual"),
-        False,
-        "w5_gpt",
-        "w5_gpt_step/B16_T64$",
-        {None: ("w5_gpt_step", "B16_T64")},
-        False,
-    ),
-    "w5-fused": (
-        ["bench_torch.py", "2", "w5"],
-        ("W5", "sdpa"),
-        False,
-        "w5_gpt",
-        "w5_gpt_step/B16_T64_fused$",
-        {None: ("w5_gpt_step", "B16_T64_fused")},
-        False,
-    ),
+    "w1": Workload(["bench_torch.py", "2", "w1"], ("W1", "eager"),
+                   {f"n={n}": ("matmul_f32", str(n)) for n in (256, 512, 1024)}, "matmul", gflops=True),
+    "w2": Workload(["bench_jax.py", "2 cores", "w2"], ("W2", "jit"),
+                   {f"B={b}": ("w2_mlp_step", "batch", str(b)) for b in (1, 32, 256)}, "w2_mlp"),
+    "w2-1core": Workload(["bench_jax.py", "1 core", "w2"], ("W2", "jit"),
+                         {"B=1": ("w2_mlp_step", "batch", "1")}, "w2_mlp", one_core=True),
+    "w5": w5("manual", "B16_T64"),
+    "w5-fused": w5("sdpa", "B16_T64_fused"),
 }
 
 
-def run_peer(args, keep, one_core):
-    """The peer's records of this round: {case: value}."""
+def run_peer(wl):
+    """The peer's figures of this round: {case: value}."""
     raw = os.path.join(OUT, "peer.jsonl")
     if os.path.exists(raw):
         os.remove(raw)
-    cmd = [PYTHON] + args
-    if one_core:
+    cmd = [PYTHON] + wl.peer_args
+    if wl.one_core:
         cmd = ["taskset", "-c", ONE_CORE] + cmd
     env = dict(os.environ, PEERS_RESULTS=raw)
     subprocess.run(cmd, cwd=BENCH_DIR, env=env, check=True, stdout=subprocess.DEVNULL)
-    w, variant = keep
+    w, variant = wl.peer_records
     found = {}
     with open(raw) as f:
         for line in f:
@@ -115,20 +92,22 @@ def run_peer(args, keep, one_core):
     return found
 
 
-def run_ferrograd(bench, filt, ids, one_core, unit_gflops):
+def run_ferrograd(wl):
     """ferrograd's figures of this round: {case: value} (GFLOP/s for W1, ms otherwise)."""
-    cmd = ["cargo", "bench", "--quiet", "--bench", bench, "--", filt] + CRITERION
+    # exactly the workload's Criterion ids
+    only = "^(" + "|".join(re.escape("/".join(i)) for i in wl.ids.values()) + ")$"
+    cmd = ["cargo", "bench", "--quiet", "--bench", wl.bench, "--", only] + CRITERION
     env = dict(os.environ)
-    if one_core:
+    if wl.one_core:
         cmd = ["taskset", "-c", ONE_CORE] + cmd
         env["RAYON_NUM_THREADS"] = "1"
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     found = {}
-    for case, bench_id in ids.items():
+    for case, bench_id in wl.ids.items():
         with open(os.path.join(TARGET, "criterion", *bench_id, "new", "estimates.json")) as f:
             s = json.load(f)["median"]["point_estimate"] * 1e-9
-        if unit_gflops:
-            n = int(bench_id[-1])
+        if wl.gflops:
+            n = int(bench_id[-1])  # matmul_f32/N: an N x N x N product
             found[case] = 2 * n**3 / s / 1e9
         else:
             found[case] = s * 1e3
@@ -140,36 +119,33 @@ def main():
         sys.exit(__doc__)
     name = sys.argv[1]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    peer_args, keep, higher, bench, filt, ids, one_core = WORKLOADS[name]
+    wl = WORKLOADS[name]
     os.makedirs(OUT, exist_ok=True)
-    subprocess.run(["cargo", "bench", "--quiet", "--bench", bench, "--no-run"], cwd=ROOT, check=True,
+    subprocess.run(["cargo", "bench", "--quiet", "--bench", wl.bench, "--no-run"], cwd=ROOT, check=True,
                    stderr=subprocess.DEVNULL)
     log = os.path.join(OUT, f"{name}.jsonl")
-    ratios = {case: [] for case in ids}
+    ratios = {case: [] for case in wl.ids}
     for r in range(rounds):
         if r % 2 == 0:
-            peer = run_peer(peer_args, keep, one_core)
-            ours = run_ferrograd(bench, filt, ids, one_core, higher)
+            peer = run_peer(wl)
+            ours = run_ferrograd(wl)
         else:
-            ours = run_ferrograd(bench, filt, ids, one_core, higher)
-            peer = run_peer(peer_args, keep, one_core)
-        # W5's peer records have their own case name; there is one of them.
-        if None in ids:
-            peer = {None: next(iter(peer.values()))}
+            ours = run_ferrograd(wl)
+            peer = run_peer(wl)
         line = []
-        for case in ids:
-            ratio = ours[case] / peer[case] if higher else peer[case] / ours[case]
+        for case in wl.ids:
+            ratio = ours[case] / peer[case] if wl.gflops else peer[case] / ours[case]
             ratios[case].append(ratio)
-            line.append(f"{case or name}: {ours[case]:.4g} vs {peer[case]:.4g} ({ratio:.2f}x)")
+            line.append(f"{case}: {ours[case]:.4g} vs {peer[case]:.4g} ({ratio:.2f}x)")
             with open(log, "a") as f:
                 f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "round": r, "case": case,
                                     "ferrograd": ours[case], "peer": peer[case], "ratio": ratio,
                                     "peer_first": r % 2 == 0}) + "\n")
         print(f"round {r + 1}: " + "; ".join(line), flush=True)
-    unit = "GFLOP/s" if higher else "ms"
+    unit = "GFLOP/s" if wl.gflops else "ms"
     print(f"{name}, {rounds} rounds ({unit}; ratio > 1: ferrograd ahead)")
     for case, rs in ratios.items():
-        print(f"  {case or name}: median ratio {statistics.median(rs):.2f}x, "
+        print(f"  {case}: median ratio {statistics.median(rs):.2f}x, "
               f"range {min(rs):.2f}-{max(rs):.2f}x, ahead in {sum(x > 1 for x in rs)} of {len(rs)}")
 
 
