@@ -106,14 +106,19 @@ impl Block {
         let y = if self.fused {
             scaled_dot_product_attention(&q, &k, &v, None, true, 0.0, None)
         } else {
-            self.written_out(&q, &k, &v, t)
+            self.written_out(&q, &k, &v)
         };
         self.proj.forward(&y.transpose(1, 2).reshape(&[b, t, c]))
     }
 
     /// `softmax(q·kᵀ/√hd + mask)·v`, every intermediate a tensor of the graph.
-    fn written_out(&self, q: &Tensor, k: &Tensor, v: &Tensor, t: usize) -> Tensor {
-        let hd = q.shape()[3];
+    fn written_out(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
+        let &[_, _, t, hd] = q.shape() else {
+            panic!(
+                "attention: expected q [B, heads, T, hd], got {:?}",
+                q.shape()
+            )
+        };
         let mask = self.mask.narrow(0, 0, t).narrow(1, 0, t);
         let att = q.matmul(&k.transpose(-2, -1)) * (1.0 / (hd as f32).sqrt()) + mask;
         att.softmax(-1).matmul(v)
