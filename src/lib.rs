@@ -122,7 +122,7 @@ pub use autograd::{
 pub use element::Element;
 pub use error::{Error, Result};
 pub use tensor::{Tensor, TensorId};
-pub use threads::{num_threads, set_num_threads};
+pub use threads::{num_threads, set_num_threads, set_spin_time, spin_time};
 
 /// Frees every buffer cached by the calling thread (both element types), and
 /// the blocks it keeps for graph nodes.

@@ -1,6 +1,7 @@
 //! `set_num_threads` makes the calling thread one of the pool's threads; the
 //! kernels give the same results on it, and work started from other threads
-//! still runs. (The global pool is per process: this file is its own test
+//! still runs, with the other threads spinning between kernels or not
+//! (`set_spin_time`). (The global pool is per process: this file is its own test
 //! binary, and its one test sets the pool up.)
 
 use ferrograd::Tensor;
@@ -58,4 +59,34 @@ fn the_calling_thread_joins_the_pool() {
         g.get(&x).unwrap().to_vec(),
         ints(1 << 19, 3).iter().map(|v| 2.0 * v).collect::<Vec<_>>()
     );
+
+    // training steps give the same losses, bit for bit, whether the worker
+    // spins between kernels (the default) or sleeps
+    assert_eq!(ferrograd::spin_time(), std::time::Duration::from_millis(1));
+    let spinning = train_mlp();
+    ferrograd::set_spin_time(std::time::Duration::ZERO);
+    let sleeping = train_mlp();
+    ferrograd::set_spin_time(std::time::Duration::from_millis(1));
+    assert_eq!(spinning, sleeping);
+    assert!(spinning[4] < spinning[0], "{spinning:?}");
+}
+
+/// Five Adam steps of an MLP large enough for its products to be split over
+/// the pool; the losses.
+fn train_mlp() -> Vec<f32> {
+    use ferrograd::nn::{Activation, Mlp, Module};
+    use ferrograd::optim::{Adam, AdamConfig, Optimizer};
+    use ferrograd::rand::{rngs::StdRng, SeedableRng};
+    let mut rng = StdRng::seed_from_u64(7);
+    let model = Mlp::new(&[256, 256, 10], Activation::Relu, &mut rng);
+    let mut opt = Adam::new(model.parameters(), AdamConfig::default());
+    let x = Tensor::<f32>::randn(&[128, 256], &mut rng);
+    let y: Vec<usize> = (0..128).map(|i| i % 10).collect();
+    (0..5)
+        .map(|_| {
+            let loss = ferrograd::loss::cross_entropy(&model.forward(&x), &y).unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+            loss.item()
+        })
+        .collect()
 }

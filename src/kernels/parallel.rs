@@ -7,14 +7,115 @@
 //! that sum across pieces add the pieces' results in a fixed order, so results
 //! are the same with or without the pool.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
 /// Whether a loop of `size` (elements, or work for the GEMM) goes to the thread
 /// pool, given its threshold `min`: from `min` on, and only when the pool has
 /// more than one thread (with one, the pool would only add the hand-off from
 /// the calling thread to the worker and back). The pool's size is looked up
-/// only for loops past their threshold.
+/// only for loops past their threshold. When the loop goes to the pool, the
+/// pool's other threads are kept awake for the next one ([`keep_awake`]).
 #[inline]
 pub(crate) fn use_pool(size: usize, min: usize) -> bool {
-    size >= min && rayon::current_num_threads() > 1
+    if size < min {
+        return false;
+    }
+    let threads = rayon::current_num_threads();
+    if threads > 1 {
+        keep_awake(threads);
+    }
+    threads > 1
+}
+
+/// How long the pool's other threads keep looking for work after the last
+/// parallel kernel before they go to sleep, in nanoseconds (0: not at all);
+/// set by [`crate::threads::set_spin_time`].
+pub(crate) static SPIN_NS: AtomicU64 = AtomicU64::new(DEFAULT_SPIN_NS);
+
+/// The default of [`SPIN_NS`]: 1 ms.
+pub(crate) const DEFAULT_SPIN_NS: u64 = 1_000_000;
+
+/// When the last parallel kernel started or a spinning thread last ran a job,
+/// in nanoseconds since [`now_ns`]'s origin.
+static LAST_WORK: AtomicU64 = AtomicU64::new(0);
+
+/// How many of the pool's threads are spinning (or about to).
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Nanoseconds since the first call (a monotonic clock).
+fn now_ns() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Keeps the pool's other threads awake between parallel kernels.
+///
+/// A rayon worker with nothing to do soon sleeps, and the next kernel has to
+/// wake it through the kernel (a futex wake, on a virtual machine an
+/// inter-processor interrupt): tens of microseconds before it starts its share,
+/// for each of the many products and loops of a training step, while the
+/// calling thread waits for that share at the end. So, when the calling thread
+/// is one of the pool's ([`crate::set_num_threads`]) and hands a kernel to the
+/// pool, every other thread of the pool runs a spinning job: it takes any work
+/// the pool has (`rayon::yield_now`) and otherwise spins, until no kernel has
+/// started for [`SPIN_NS`], then returns to rayon, which puts it to sleep. As
+/// OpenMP runtimes do, this trades some spinning for prompt hand-offs. A
+/// calling thread outside the pool starts no spinning: its pool's threads
+/// would compete with it for the cores.
+///
+/// The spinning job is queued before the kernel's own jobs, so a sleeping
+/// thread takes it first, at the top of its loop. A thread busy with other
+/// rayon work (the user's own, say) may take it while it waits inside a job
+/// of its own; it then finishes that job only when the spinning stops, at
+/// most [`SPIN_NS`] after the last kernel started: a delay, never a deadlock.
+/// Results do not depend on any of this: which thread runs which part of a
+/// kernel never changes how the parts are combined.
+#[inline]
+fn keep_awake(threads: usize) {
+    let spin = SPIN_NS.load(Ordering::Relaxed);
+    if spin == 0 {
+        return;
+    }
+    let Some(caller) = rayon::current_thread_index() else {
+        return;
+    };
+    LAST_WORK.store(now_ns(), Ordering::Relaxed);
+    if SPINNING.load(Ordering::Relaxed) != 0
+        || SPINNING
+            .compare_exchange(0, threads - 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    rayon::spawn_broadcast(move |cx| {
+        if cx.index() != caller {
+            spin_for_work();
+            SPINNING.fetch_sub(1, Ordering::AcqRel);
+        }
+    });
+}
+
+/// Runs the pool's pending jobs as they come, spinning in between, until none
+/// has come for [`SPIN_NS`] since the last kernel started.
+fn spin_for_work() {
+    loop {
+        match rayon::yield_now() {
+            Some(rayon::Yield::Executed) => LAST_WORK.store(now_ns(), Ordering::Relaxed),
+            _ => {
+                let idle = now_ns().saturating_sub(LAST_WORK.load(Ordering::Relaxed));
+                if idle > SPIN_NS.load(Ordering::Relaxed) {
+                    return;
+                }
+                // a short pause between looks, so that many spinning threads
+                // do not keep the busy threads' queues bouncing between cores
+                for _ in 0..8 {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
 }
 
 /// Elementwise kernels of cheap elements (a few arithmetic instructions: add,
@@ -81,3 +182,73 @@ pub(crate) const ADAM_CHUNK: usize = 1 << 14;
 /// Parameters of at least this many elements are updated by Adam on the thread
 /// pool, [`ADAM_CHUNK`] elements per task (four chunks or more).
 pub(crate) const ADAM_LEN: usize = 4 * ADAM_CHUNK;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Tensor;
+
+    /// Waits (up to 10 s) until no thread spins.
+    fn spinning_stops() -> bool {
+        let start = Instant::now();
+        while SPINNING.load(Ordering::Acquire) != 0 {
+            if start.elapsed().as_secs() > 10 {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    }
+
+    /// The one test that changes `SPIN_NS` or starts spinning threads (the
+    /// other tests call the kernels from threads outside any pool).
+    #[test]
+    fn a_kernel_on_a_pool_thread_keeps_the_others_spinning_for_a_while() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let a = Tensor::<f64>::from_vec(
+            (0..200 * 150).map(|i| (i % 7) as f64).collect(),
+            &[200, 150],
+        )
+        .unwrap();
+        let b = Tensor::<f64>::from_vec(
+            (0..150 * 100).map(|i| (i % 5) as f64).collect(),
+            &[150, 100],
+        )
+        .unwrap();
+        let want: Vec<f64> = (0..200 * 100)
+            .map(|ij| {
+                (0..150)
+                    .map(|l| (((ij / 100) * 150 + l) % 7 * ((l * 100 + ij % 100) % 5)) as f64)
+                    .sum()
+            })
+            .collect();
+        assert!(spinning_stops());
+
+        // outside the pool: no spinning
+        assert!(use_pool(10, 1) == (rayon::current_num_threads() > 1));
+        assert_eq!(SPINNING.load(Ordering::Acquire), 0);
+
+        // on a pool thread: the two others spin, and run the product's parts
+        let got = pool.install(|| {
+            assert!(use_pool(10, 1));
+            assert_eq!(SPINNING.load(Ordering::Acquire), 2);
+            (0..20).map(|_| a.matmul(&b).to_vec()).collect::<Vec<_>>()
+        });
+        assert!(got.iter().all(|g| *g == want));
+        // then they stop, after the spin time
+        assert!(spinning_stops(), "the spinning threads never stopped");
+
+        // a spin time of zero: none spins
+        SPIN_NS.store(0, Ordering::Relaxed);
+        let got = pool.install(|| {
+            assert!(use_pool(10, 1));
+            assert_eq!(SPINNING.load(Ordering::Acquire), 0);
+            a.matmul(&b).to_vec()
+        });
+        SPIN_NS.store(DEFAULT_SPIN_NS, Ordering::Relaxed);
+        assert_eq!(got, want);
+    }
+}
