@@ -85,7 +85,8 @@ pub fn num_threads() -> usize {
 /// each kernel it hands to the pool then finds the other threads awake
 /// instead of waking them through the operating system, tens of microseconds
 /// each on a virtual machine, many times per training step (on the project's
-/// 2-core machine, a step of `benches/w2_mlp.rs` at batch 32: 0.89 → 0.74 ms).
+/// 2-core machine, a step of `benches/w2_mlp.rs` at batch 32: 0.96 → 0.69 ms,
+/// `examples/spin_time.rs`).
 /// The price is that those threads spin for up to this long after the last
 /// kernel, using their cores while the program does other work. Use zero when
 /// the cores are shared with other busy threads.
