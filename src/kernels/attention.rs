@@ -1,14 +1,117 @@
-//! The row loops of fused attention (`ops::attention`): the masked, stable
-//! softmax of a row of scores and its backward, the causal blocks of query
-//! rows, and when the batch·head products go to the thread pool. The op
-//! arranges the GEMMs around them.
+//! The loops of fused attention (`ops::attention`): per batch·head index, the
+//! GEMMs of the scores and of `P·V` in causal blocks of query rows, the
+//! masked, stable softmax of a row of scores, the dropout mask, the five
+//! GEMMs of the backward rule, and when the batch·head indices go to the
+//! thread pool. The op checks the shapes, finds each index's matrices and
+//! records the graph; it runs no loops itself.
 
 use std::mem::MaybeUninit;
 
-use super::gemm::MatRef;
+use rand::{Rng, RngExt};
+use rayon::prelude::*;
+
+use super::gemm::{matmul as gemm, MatRef};
 use super::parallel::{use_pool, GEMM_BATCH_WORK};
 use super::reduce::{dot, sum_slice};
-use crate::element::Element;
+use crate::element::{c, Element};
+
+/// The sizes and options of one attention call: `Tq` queries and `Tk` keys,
+/// `d` columns of q and k, `dv` of v, `causal` (key `j > i` masked for query
+/// `i`) and the scale of the scores.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dims<T> {
+    pub(crate) tq: usize,
+    pub(crate) tk: usize,
+    pub(crate) d: usize,
+    pub(crate) dv: usize,
+    pub(crate) causal: bool,
+    pub(crate) scale: T,
+}
+
+/// One operand of an attention call (q, k, v or the mask): its buffer and the
+/// row and column strides of its matrices, one per batch·head index at an
+/// offset the caller gives.
+#[derive(Clone, Copy)]
+pub(crate) struct Operand<'a, T> {
+    pub(crate) data: &'a [T],
+    pub(crate) rs: usize,
+    pub(crate) cs: usize,
+}
+
+impl<'a, T> Operand<'a, T> {
+    /// The matrix starting at `offset`.
+    #[inline]
+    fn at(self, offset: usize) -> MatRef<'a, T> {
+        MatRef {
+            data: self.data,
+            offset,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+
+    /// The transpose of the matrix starting at `offset` (its strides swapped).
+    #[inline]
+    fn transposed_at(self, offset: usize) -> MatRef<'a, T> {
+        MatRef {
+            data: self.data,
+            offset,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+}
+
+/// The dropout mask of the attention weights: one bit per weight (set = kept),
+/// and the factor of the kept weights, `1/(1 − p)` (0 when `p` is 1).
+pub(crate) struct DropMask<T> {
+    bits: Vec<u64>,
+    len: usize,
+    factor: T,
+}
+
+impl<T: Element> DropMask<T> {
+    /// Draws the mask of `len` weights from `rng`: one uniform `f64` per weight,
+    /// in order, the weight dropped when it is below `p` (as the composite form
+    /// draws it, so that both give the same masks from the same seed).
+    pub(crate) fn draw<R: Rng + ?Sized>(len: usize, p: f64, rng: &mut R) -> Self {
+        let mut bits = vec![0u64; len.div_ceil(64)];
+        for i in 0..len {
+            if rng.random::<f64>() >= p {
+                bits[i / 64] |= 1 << (i % 64);
+            }
+        }
+        let factor = if p == 1.0 {
+            T::zero()
+        } else {
+            c(1.0 / (1.0 - p))
+        };
+        DropMask { bits, len, factor }
+    }
+
+    /// The number of weights the mask covers.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The factor weight `i` is multiplied by: `1/(1 − p)` if kept, else 0.
+    #[inline(always)]
+    pub(crate) fn at(&self, i: usize) -> T {
+        if self.bits[i / 64] >> (i % 64) & 1 == 1 {
+            self.factor
+        } else {
+            T::zero()
+        }
+    }
+
+    /// `p ⊙ mask` for the weights `p` that start at index `base`, into `out`.
+    #[inline]
+    fn apply(&self, base: usize, p: &[T], out: &mut [T]) {
+        for (j, (o, &w)) in out.iter_mut().zip(p).enumerate() {
+            *o = w * self.at(base + j);
+        }
+    }
+}
 
 /// Whether the `heads` products of an attention call (each `tq × tk` scores
 /// over `width` = `d + dv` columns of q·kᵀ and p·v) run one per task on the
@@ -142,4 +245,298 @@ pub(crate) fn softmax_row_backward<T: Element>(dp: &mut [T], p: &[T], scale: T) 
     dp.iter_mut()
         .zip(p)
         .for_each(|(x, &w)| *x = w * (*x - s) * scale);
+}
+
+/// The forward pass, per batch·head index `l` (`offsets[l]`: where its q, k,
+/// v and mask matrices start): the scores `scale·q·kᵀ` of each block of query
+/// rows against the keys it may see, their masked, stable softmax into
+/// `weights` (`[nb, Tq, Tk]`, zeros where masked), and `P_d·V` into `out`,
+/// with `P_d` the weights times the dropout factors. `out` is empty with room
+/// for `nb·Tq·dv` elements and holds them on return.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward<T: Element>(
+    dims: &Dims<T>,
+    [q, k, v]: [Operand<'_, T>; 3],
+    mask: Option<Operand<'_, T>>,
+    offsets: &[[usize; 4]],
+    drop: Option<&DropMask<T>>,
+    weights: &mut [T],
+    out: &mut Vec<T>,
+) {
+    let Dims {
+        tq,
+        tk,
+        d,
+        dv,
+        causal,
+        scale,
+    } = *dims;
+    let nb = offsets.len();
+    let len = nb * tq * dv;
+    assert!(
+        weights.len() == nb * tq * tk && out.is_empty() && out.capacity() >= len,
+        "internal error: attention buffers of the wrong size"
+    );
+    let step = row_block(causal, tq);
+    let one = |l: usize, p: &mut [T], o: &mut [MaybeUninit<T>], scratch: &mut Vec<T>, serial| {
+        let [oq, ok, ov, om] = offsets[l];
+        // the scores of each block of query rows, against the keys it may see
+        // (all of them unless causal), then its weights
+        for i0 in (0..tq).step_by(step) {
+            let (i1, lim) = row_block_end(i0, step, causal, tq, tk);
+            let rows = i1 - i0;
+            let qm = q.at(oq + i0 * q.rs);
+            let kt = k.transposed_at(ok);
+            let block = &mut p[i0 * tk..i1 * tk];
+            if lim == tk {
+                gemm(rows, d, tk, qm, kt, as_out(block), serial);
+            } else {
+                scratch.resize(rows * lim, T::zero());
+                gemm(rows, d, lim, qm, kt, as_out(&mut scratch[..]), serial);
+                copy_row_prefixes(block, tk, &scratch[..], lim);
+            }
+            // the rows' exponentials and sums compiled for AVX2 where the CPU has it
+            super::wide(
+                #[inline(always)]
+                || {
+                    for (r, row) in block.chunks_exact_mut(tk).enumerate() {
+                        let i = i0 + r;
+                        let limit = if causal { (i + 1).min(lim) } else { lim };
+                        match mask {
+                            Some(m) => {
+                                let base = om + i * m.rs;
+                                softmax_row(row, scale, limit, |j| {
+                                    m.data[base + j * m.cs] != T::zero()
+                                });
+                            }
+                            None => softmax_row(row, scale, limit, |_| false),
+                        }
+                    }
+                },
+            );
+        }
+        let pd: &[T] = match drop {
+            Some(dm) => {
+                scratch.resize(tq * tk, T::zero());
+                dm.apply(l * tq * tk, p, scratch);
+                scratch
+            }
+            None => p,
+        };
+        // O = P_d·V, each block of rows over the keys it sees
+        for i0 in (0..tq).step_by(step) {
+            let (i1, lim) = row_block_end(i0, step, causal, tq, tk);
+            let a = MatRef {
+                offset: i0 * tk,
+                ..dense(pd, tk, false)
+            };
+            gemm(
+                i1 - i0,
+                lim,
+                dv,
+                a,
+                v.at(ov),
+                &mut o[i0 * dv..i1 * dv],
+                serial,
+            );
+        }
+    };
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if heads_in_parallel(nb, tq, tk, d + dv) {
+        weights
+            .par_chunks_mut(tq * tk)
+            .zip(spare.par_chunks_mut(tq * dv))
+            .enumerate()
+            .for_each_init(Vec::new, |s, (l, (p, o))| one(l, p, o, s, true));
+    } else {
+        let mut s = Vec::new();
+        for (l, (p, o)) in weights
+            .chunks_mut(tq * tk)
+            .zip(spare.chunks_mut(tq * dv))
+            .enumerate()
+        {
+            one(l, p, o, &mut s, false);
+        }
+    }
+    // SAFETY: each index's GEMMs wrote its `tq × dv` block of `out` (the causal
+    // blocks cover every row), and the blocks cover `out[..len]` exactly.
+    unsafe { out.set_len(len) };
+}
+
+/// The gradients one batch·head index writes (each when wanted).
+type GradBlocks<'a, T> = (
+    usize,
+    Option<&'a mut [MaybeUninit<T>]>,
+    Option<&'a mut [MaybeUninit<T>]>,
+    Option<&'a mut [MaybeUninit<T>]>,
+);
+
+/// The backward pass, per batch·head index `l` (`offsets[l]`: where its q, k
+/// and v matrices start), with `P_d = P ⊙ keep/(1 − p)`: `dV = P_dᵀ·dO`,
+/// `dP = (dO·Vᵀ) ⊙ keep/(1 − p)`, `dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))`,
+/// `dQ = dS·K`, `dK = dSᵀ·Q`, each GEMM over the causal blocks that are not
+/// masked out. `g` is `dO` (contiguous, `[nb, Tq, dv]`), `weights` the `P`
+/// of the forward pass. Each gradient in `grads` (q's, k's, v's), when given,
+/// is empty with room for `nb` matrices of its input's size and holds them on
+/// return.
+pub(crate) fn backward<T: Element>(
+    dims: &Dims<T>,
+    [q, k, v]: [Operand<'_, T>; 3],
+    offsets: &[[usize; 3]],
+    g: &[T],
+    weights: &[T],
+    drop: Option<&DropMask<T>>,
+    grads: [Option<&mut Vec<T>>; 3],
+) {
+    let Dims {
+        tq,
+        tk,
+        d,
+        dv,
+        causal,
+        scale,
+    } = *dims;
+    let nb = offsets.len();
+    let sizes = [tq * d, tk * d, tk * dv];
+    assert!(
+        grads.iter().zip(sizes).all(|(b, size)| b
+            .as_ref()
+            .is_none_or(|b| b.is_empty() && b.capacity() >= nb * size)),
+        "internal error: attention gradient buffers of the wrong size"
+    );
+    let step = row_block(causal, tq.max(tk));
+    // the first query that sees key `j0`
+    let first_query = |j0: usize| if causal { j0.min(tq) } else { 0 };
+    let one = |(l, gq, gk, gv): GradBlocks<'_, T>, scratch: &mut Vec<T>, serial| {
+        let [oq, ok, ov] = offsets[l];
+        let base = l * tq * tk;
+        let p = &weights[base..base + tq * tk];
+        // dS (or P_d first), then a block of scores
+        let tmp_len = if causal { step.min(tq) * tk } else { 0 };
+        scratch.resize(tq * tk + tmp_len, T::zero());
+        let (ds, tmp) = scratch.split_at_mut(tq * tk);
+        let gm = |i0: usize| MatRef {
+            data: g,
+            offset: (l * tq + i0) * dv,
+            rs: dv,
+            cs: 1,
+        };
+        if let Some(gv) = gv {
+            // dV = P_dᵀ·dO, per block of keys over the queries that see them
+            let pd: &[T] = match drop {
+                Some(dm) => {
+                    dm.apply(base, p, ds);
+                    ds
+                }
+                None => p,
+            };
+            for j0 in (0..tk).step_by(step) {
+                let (j1, i0) = ((j0 + step).min(tk), first_query(j0));
+                let a = MatRef {
+                    offset: i0 * tk + j0,
+                    ..dense(pd, tk, true)
+                };
+                gemm(
+                    j1 - j0,
+                    tq - i0,
+                    dv,
+                    a,
+                    gm(i0),
+                    &mut gv[j0 * dv..j1 * dv],
+                    serial,
+                );
+            }
+        }
+        if gq.is_none() && gk.is_none() {
+            return;
+        }
+        let vt = v.transposed_at(ov);
+        let km = k.at(ok);
+        let mut gq = gq;
+        for i0 in (0..tq).step_by(step) {
+            let (i1, lim) = row_block_end(i0, step, causal, tq, tk);
+            let rows = i1 - i0;
+            // dP_d = dO·Vᵀ for these rows, then dS in place
+            let block = &mut ds[i0 * tk..i1 * tk];
+            if lim == tk {
+                gemm(rows, dv, tk, gm(i0), vt, as_out(block), serial);
+            } else {
+                let tmp = &mut tmp[..rows * lim];
+                gemm(rows, dv, lim, gm(i0), vt, as_out(tmp), serial);
+                copy_row_prefixes(block, tk, tmp, lim);
+            }
+            let rows_p = p[i0 * tk..i1 * tk].chunks_exact(tk);
+            super::wide(
+                #[inline(always)]
+                || {
+                    let rows = block.chunks_exact_mut(tk).zip(rows_p).enumerate();
+                    for (r, (row, p)) in rows {
+                        let (live, dead) = row.split_at_mut(lim);
+                        dead.fill(T::zero());
+                        if let Some(dm) = drop {
+                            let at = base + (i0 + r) * tk;
+                            live.iter_mut()
+                                .enumerate()
+                                .for_each(|(j, x)| *x *= dm.at(at + j));
+                        }
+                        softmax_row_backward(live, &p[..lim], scale);
+                    }
+                },
+            );
+            if let Some(gq) = gq.as_deref_mut() {
+                // dQ = dS·K over the keys these rows see
+                let a = MatRef {
+                    offset: i0 * tk,
+                    ..dense(ds, tk, false)
+                };
+                gemm(rows, lim, d, a, km, &mut gq[i0 * d..i1 * d], serial);
+            }
+        }
+        if let Some(gk) = gk {
+            // dK = dSᵀ·Q, per block of keys over the queries that see them
+            for j0 in (0..tk).step_by(step) {
+                let (j1, i0) = ((j0 + step).min(tk), first_query(j0));
+                let a = MatRef {
+                    offset: i0 * tk + j0,
+                    ..dense(ds, tk, true)
+                };
+                let qm = q.at(oq + i0 * q.rs);
+                gemm(j1 - j0, tq - i0, d, a, qm, &mut gk[j0 * d..j1 * d], serial);
+            }
+        }
+    };
+    let [mut bq, mut bk, mut bv] = grads;
+    {
+        let mut blocks = [bq.as_deref_mut(), bk.as_deref_mut(), bv.as_deref_mut()]
+            .into_iter()
+            .zip(sizes)
+            .map(|(b, size)| b.map(|b| b.spare_capacity_mut()[..nb * size].chunks_mut(size)));
+        let [mut cq, mut ck, mut cv] = std::array::from_fn(|_| blocks.next().flatten());
+        let tasks: Vec<GradBlocks<'_, T>> = (0..nb)
+            .map(|l| {
+                (
+                    l,
+                    cq.as_mut().and_then(Iterator::next),
+                    ck.as_mut().and_then(Iterator::next),
+                    cv.as_mut().and_then(Iterator::next),
+                )
+            })
+            .collect();
+        if heads_in_parallel(nb, tq, tk, d + dv) {
+            tasks
+                .into_par_iter()
+                .for_each_init(Vec::new, |s, t| one(t, s, true));
+        } else {
+            let mut s = Vec::new();
+            tasks.into_iter().for_each(|t| one(t, &mut s, false));
+        }
+    }
+    for (b, size) in [bq, bk, bv].into_iter().zip(sizes) {
+        if let Some(b) = b {
+            // SAFETY: every index's GEMMs wrote its block of `size` elements (the
+            // causal blocks cover every row), and the blocks cover
+            // `b[..nb * size]` exactly.
+            unsafe { b.set_len(nb * size) };
+        }
+    }
 }

@@ -11,19 +11,11 @@
 //! (unbroadcast) shape and the `causal` flag, from which the recorded form
 //! rebuilds the combined mask.
 
-use std::mem::MaybeUninit;
-
-use rand::{Rng, RngExt};
-use rayon::prelude::*;
-
 use super::ReadMany;
 use crate::autograd::{grads, is_grad_enabled, BackwardCx, InputGrads, Op, Saves};
-use crate::element::{c, Element};
-use crate::kernels::attention::{
-    as_out, copy_row_prefixes, dense, heads_in_parallel, row_block, row_block_end, softmax_row,
-    softmax_row_backward,
-};
-use crate::kernels::gemm::{matmul as gemm, MatRef};
+use crate::element::Element;
+pub(crate) use crate::kernels::attention::DropMask;
+use crate::kernels::attention::{self as kernel, Dims, Operand};
 use crate::layout::for_each_row;
 use crate::pool;
 use crate::tensor::{Seen, Tensor};
@@ -48,55 +40,11 @@ impl SdpaShapes {
     }
 }
 
-/// The dropout mask of the attention weights: one bit per weight (set = kept),
-/// and the factor of the kept weights, `1/(1 − p)` (0 when `p` is 1).
-pub(crate) struct DropMask<T> {
-    bits: Vec<u64>,
-    len: usize,
-    factor: T,
-}
-
 impl<T: Element> DropMask<T> {
-    /// Draws the mask of `len` weights from `rng`: one uniform `f64` per weight,
-    /// in order, the weight dropped when it is below `p` (as the composite form
-    /// draws it, so that both give the same masks from the same seed).
-    pub(crate) fn draw<R: Rng + ?Sized>(len: usize, p: f64, rng: &mut R) -> Self {
-        let mut bits = vec![0u64; len.div_ceil(64)];
-        for i in 0..len {
-            if rng.random::<f64>() >= p {
-                bits[i / 64] |= 1 << (i % 64);
-            }
-        }
-        let factor = if p == 1.0 {
-            T::zero()
-        } else {
-            c(1.0 / (1.0 - p))
-        };
-        DropMask { bits, len, factor }
-    }
-
-    /// The factor weight `i` is multiplied by: `1/(1 − p)` if kept, else 0.
-    #[inline(always)]
-    fn at(&self, i: usize) -> T {
-        if self.bits[i / 64] >> (i % 64) & 1 == 1 {
-            self.factor
-        } else {
-            T::zero()
-        }
-    }
-
-    /// `p ⊙ mask` for the weights `p` that start at index `base`, into `out`.
-    #[inline]
-    fn apply(&self, base: usize, p: &[T], out: &mut [T]) {
-        for (j, (o, &w)) in out.iter_mut().zip(p).enumerate() {
-            *o = w * self.at(base + j);
-        }
-    }
-
     /// The factors as a tensor of `shape` (its element count is the mask's length).
     pub(crate) fn to_tensor(&self, shape: &[usize]) -> Tensor<T> {
-        debug_assert_eq!(crate::shape::numel(shape), self.len);
-        Tensor::from_data((0..self.len).map(|i| self.at(i)).collect(), shape)
+        debug_assert_eq!(crate::shape::numel(shape), self.len());
+        Tensor::from_data((0..self.len()).map(|i| self.at(i)).collect(), shape)
     }
 }
 
@@ -251,108 +199,40 @@ pub(crate) fn attention<T: Element>(
                 ml.as_ref().map_or(0, |l| l.offset),
             ],
         );
-        let (mrs, mcs) = ml
-            .as_ref()
-            .map_or((0, 0), |l| (l.strides[n - 2], l.strides[n - 1]));
-        let drop = drop.as_ref();
-        let (qrs, qcs) = (lq.strides[n - 2], lq.strides[n - 1]);
-        let (krs, kcs) = (lk.strides[n - 2], lk.strides[n - 1]);
-        let (vrs, vcs) = (lv.strides[n - 2], lv.strides[n - 1]);
-        let step = row_block(causal, tq);
-        let one =
-            |l: usize, p: &mut [T], o: &mut [MaybeUninit<T>], scratch: &mut Vec<T>, serial| {
-                let [oq, ok, ov, om] = offsets[l];
-                // the scores of each block of query rows, against the keys it
-                // may see (all of them unless causal), then its weights
-                for i0 in (0..tq).step_by(step) {
-                    let (i1, lim) = row_block_end(i0, step, causal, tq, tk);
-                    let rows = i1 - i0;
-                    let qm = MatRef {
-                        data: r.get(0),
-                        offset: oq + i0 * qrs,
-                        rs: qrs,
-                        cs: qcs,
-                    };
-                    // kᵀ: k's strides swapped
-                    let kt = MatRef {
-                        data: r.get(1),
-                        offset: ok,
-                        rs: kcs,
-                        cs: krs,
-                    };
-                    let block = &mut p[i0 * tk..i1 * tk];
-                    if lim == tk {
-                        gemm(rows, d, tk, qm, kt, as_out(block), serial);
-                    } else {
-                        scratch.resize(rows * lim, T::zero());
-                        gemm(rows, d, lim, qm, kt, as_out(&mut scratch[..]), serial);
-                        copy_row_prefixes(block, tk, &scratch[..], lim);
-                    }
-                    // the rows' exponentials and sums compiled for AVX2 where the CPU has it
-                    crate::kernels::wide(
-                        #[inline(always)]
-                        || {
-                            for (r, row) in block.chunks_exact_mut(tk).enumerate() {
-                                let i = i0 + r;
-                                let limit = if causal { (i + 1).min(lim) } else { lim };
-                                match &mguard {
-                                    Some(m) => {
-                                        let base = om + i * mrs;
-                                        softmax_row(row, scale, limit, |j| {
-                                            m[base + j * mcs] != T::zero()
-                                        });
-                                    }
-                                    None => softmax_row(row, scale, limit, |_| false),
-                                }
-                            }
-                        },
-                    );
-                }
-                let pd: &[T] = match drop {
-                    Some(dm) => {
-                        scratch.resize(tq * tk, T::zero());
-                        dm.apply(l * tq * tk, p, scratch);
-                        scratch
-                    }
-                    None => p,
-                };
-                // O = P_d·V, each block of rows over the keys it sees
-                for i0 in (0..tq).step_by(step) {
-                    let (i1, lim) = row_block_end(i0, step, causal, tq, tk);
-                    let vm = MatRef {
-                        data: r.get(2),
-                        offset: ov,
-                        rs: vrs,
-                        cs: vcs,
-                    };
-                    let a = MatRef {
-                        offset: i0 * tk,
-                        ..dense(pd, tk, false)
-                    };
-                    gemm(i1 - i0, lim, dv, a, vm, &mut o[i0 * dv..i1 * dv], serial);
-                }
-            };
-        let spare = &mut out.spare_capacity_mut()[..len];
-        if heads_in_parallel(nb, tq, tk, d + dv) {
-            weights
-                .par_chunks_mut(tq * tk)
-                .zip(spare.par_chunks_mut(tq * dv))
-                .enumerate()
-                .for_each_init(Vec::new, |s, (l, (p, o))| one(l, p, o, s, true));
-        } else {
-            let mut s = Vec::new();
-            for (l, (p, o)) in weights
-                .chunks_mut(tq * tk)
-                .zip(spare.chunks_mut(tq * dv))
-                .enumerate()
-            {
-                one(l, p, o, &mut s, false);
+        let strides = |l: &crate::layout::Layout| (l.strides[n - 2], l.strides[n - 1]);
+        let operand = |i: usize, l: &crate::layout::Layout| {
+            let (rs, cs) = strides(l);
+            Operand {
+                data: r.get(i),
+                rs,
+                cs,
             }
-        }
+        };
+        let mask = mguard.as_ref().zip(ml.as_ref()).map(|(m, l)| {
+            let (rs, cs) = strides(l);
+            Operand {
+                data: &m[..],
+                rs,
+                cs,
+            }
+        });
+        kernel::forward(
+            &Dims {
+                tq,
+                tk,
+                d,
+                dv,
+                causal,
+                scale,
+            },
+            [operand(0, lq), operand(1, lk), operand(2, lv)],
+            mask,
+            &offsets,
+            drop.as_ref(),
+            &mut weights,
+            &mut out,
+        );
     }
-    // SAFETY: each leading index's GEMM wrote its `tq × dv` block of `out`,
-    // and the blocks cover `out[..len]` exactly.
-    unsafe { out.set_len(len) };
     let mut out_shape = lead.clone();
     out_shape.extend([tq, dv]);
     let record = is_grad_enabled() && [q, k, v].iter().any(|t| t.needs_grad());
@@ -370,14 +250,6 @@ pub(crate) fn attention<T: Element>(
     };
     Tensor::from_op_data(seen, out, &out_shape, op, &[q, k, v])
 }
-
-/// The gradients one leading index writes (each when wanted).
-type GradBlocks<'a, T> = (
-    usize,
-    Option<&'a mut [MaybeUninit<T>]>,
-    Option<&'a mut [MaybeUninit<T>]>,
-    Option<&'a mut [MaybeUninit<T>]>,
-);
 
 impl<T: Element> Op<T> for Attention<T> {
     fn name(&self) -> &'static str {
@@ -401,17 +273,12 @@ impl<T: Element> Op<T> for Attention<T> {
             d,
             dv,
         } = self.shapes;
-        let scale = self.scale;
         let nb: usize = lead.iter().product();
         let nl = lead.len();
         let n = nl + 2;
-        let (need_q, need_k, need_v) = (cx.needs(0), cx.needs(1), cx.needs(2));
         let sizes = [tq * d, tk * d, tk * dv];
-        let mut bufs: [Option<Vec<T>>; 3] = [
-            need_q.then(|| pool::take(nb * sizes[0])),
-            need_k.then(|| pool::take(nb * sizes[1])),
-            need_v.then(|| pool::take(nb * sizes[2])),
-        ];
+        let mut bufs: [Option<Vec<T>>; 3] =
+            std::array::from_fn(|i| cx.needs(i).then(|| pool::take(nb * sizes[i])));
         {
             let r = ReadMany::new(&[q, k, v]);
             let (lq, lk, lv) = (q.layout(), k.layout(), v.layout());
@@ -420,165 +287,37 @@ impl<T: Element> Op<T> for Attention<T> {
                 [&lq.strides[..nl], &lk.strides[..nl], &lv.strides[..nl]],
                 [lq.offset, lk.offset, lv.offset],
             );
+            let operand = |i: usize, l: &crate::layout::Layout| Operand {
+                data: r.get(i),
+                rs: l.strides[n - 2],
+                cs: l.strides[n - 1],
+            };
+            let [bq, bk, bv] = &mut bufs;
             g.with_contiguous(|g| {
-                let (qrs, qcs) = (lq.strides[n - 2], lq.strides[n - 1]);
-                let (krs, kcs) = (lk.strides[n - 2], lk.strides[n - 1]);
-                let (vrs, vcs) = (lv.strides[n - 2], lv.strides[n - 1]);
-                let step = row_block(self.causal, tq.max(tk));
-                let causal = self.causal;
-                // the first query that sees key `j0`
-                let first_query = |j0: usize| if causal { j0.min(tq) } else { 0 };
-                let one = |(l, gq, gk, gv): GradBlocks<'_, T>, scratch: &mut Vec<T>, serial| {
-                    let [oq, ok, ov] = offsets[l];
-                    let base = l * tq * tk;
-                    let p = &self.weights[base..base + tq * tk];
-                    // dS (or P_d first), then a block of scores
-                    let tmp_len = if causal { step.min(tq) * tk } else { 0 };
-                    scratch.resize(tq * tk + tmp_len, T::zero());
-                    let (ds, tmp) = scratch.split_at_mut(tq * tk);
-                    let gm = |i0: usize| MatRef {
-                        data: g,
-                        offset: (l * tq + i0) * dv,
-                        rs: dv,
-                        cs: 1,
-                    };
-                    if let Some(gv) = gv {
-                        // dV = P_dᵀ·dO, per block of keys over the queries that see them
-                        let pd: &[T] = match &self.drop {
-                            Some(dm) => {
-                                dm.apply(base, p, ds);
-                                ds
-                            }
-                            None => p,
-                        };
-                        for j0 in (0..tk).step_by(step) {
-                            let (j1, i0) = ((j0 + step).min(tk), first_query(j0));
-                            let a = MatRef {
-                                offset: i0 * tk + j0,
-                                ..dense(pd, tk, true)
-                            };
-                            gemm(
-                                j1 - j0,
-                                tq - i0,
-                                dv,
-                                a,
-                                gm(i0),
-                                &mut gv[j0 * dv..j1 * dv],
-                                serial,
-                            );
-                        }
-                    }
-                    if gq.is_none() && gk.is_none() {
-                        return;
-                    }
-                    let vt = MatRef {
-                        data: r.get(2),
-                        offset: ov,
-                        rs: vcs,
-                        cs: vrs,
-                    };
-                    let km = MatRef {
-                        data: r.get(1),
-                        offset: ok,
-                        rs: krs,
-                        cs: kcs,
-                    };
-                    let mut gq = gq;
-                    for i0 in (0..tq).step_by(step) {
-                        let (i1, lim) = row_block_end(i0, step, causal, tq, tk);
-                        let rows = i1 - i0;
-                        // dP_d = dO·Vᵀ for these rows, then dS in place
-                        let block = &mut ds[i0 * tk..i1 * tk];
-                        if lim == tk {
-                            gemm(rows, dv, tk, gm(i0), vt, as_out(block), serial);
-                        } else {
-                            let tmp = &mut tmp[..rows * lim];
-                            gemm(rows, dv, lim, gm(i0), vt, as_out(tmp), serial);
-                            copy_row_prefixes(block, tk, tmp, lim);
-                        }
-                        let rows_p = p[i0 * tk..i1 * tk].chunks_exact(tk);
-                        crate::kernels::wide(
-                            #[inline(always)]
-                            || {
-                                let rows = block.chunks_exact_mut(tk).zip(rows_p).enumerate();
-                                for (r, (row, p)) in rows {
-                                    let (live, dead) = row.split_at_mut(lim);
-                                    dead.fill(T::zero());
-                                    if let Some(dm) = &self.drop {
-                                        let at = base + (i0 + r) * tk;
-                                        live.iter_mut()
-                                            .enumerate()
-                                            .for_each(|(j, x)| *x *= dm.at(at + j));
-                                    }
-                                    softmax_row_backward(live, &p[..lim], scale);
-                                }
-                            },
-                        );
-                        if let Some(gq) = gq.as_deref_mut() {
-                            // dQ = dS·K over the keys these rows see
-                            let a = MatRef {
-                                offset: i0 * tk,
-                                ..dense(ds, tk, false)
-                            };
-                            gemm(rows, lim, d, a, km, &mut gq[i0 * d..i1 * d], serial);
-                        }
-                    }
-                    if let Some(gk) = gk {
-                        // dK = dSᵀ·Q, per block of keys over the queries that see them
-                        for j0 in (0..tk).step_by(step) {
-                            let (j1, i0) = ((j0 + step).min(tk), first_query(j0));
-                            let a = MatRef {
-                                offset: i0 * tk + j0,
-                                ..dense(ds, tk, true)
-                            };
-                            let qm = MatRef {
-                                data: r.get(0),
-                                offset: oq + i0 * qrs,
-                                rs: qrs,
-                                cs: qcs,
-                            };
-                            gemm(j1 - j0, tq - i0, d, a, qm, &mut gk[j0 * d..j1 * d], serial);
-                        }
-                    }
-                };
-                let mut blocks = bufs.iter_mut().zip(sizes).map(|(b, size)| {
-                    b.as_mut()
-                        .map(|b| b.spare_capacity_mut()[..nb * size].chunks_mut(size))
-                });
-                let [mut cq, mut ck, mut cv] = std::array::from_fn(|_| blocks.next().flatten());
-                let tasks: Vec<GradBlocks<'_, T>> = (0..nb)
-                    .map(|l| {
-                        (
-                            l,
-                            cq.as_mut().and_then(Iterator::next),
-                            ck.as_mut().and_then(Iterator::next),
-                            cv.as_mut().and_then(Iterator::next),
-                        )
-                    })
-                    .collect();
-                if heads_in_parallel(nb, tq, tk, d + dv) {
-                    tasks
-                        .into_par_iter()
-                        .for_each_init(Vec::new, |s, t| one(t, s, true));
-                } else {
-                    let mut s = Vec::new();
-                    tasks.into_iter().for_each(|t| one(t, &mut s, false));
-                }
+                kernel::backward(
+                    &Dims {
+                        tq,
+                        tk,
+                        d,
+                        dv,
+                        causal: self.causal,
+                        scale: self.scale,
+                    },
+                    [operand(0, lq), operand(1, lk), operand(2, lv)],
+                    &offsets,
+                    g,
+                    &self.weights,
+                    self.drop.as_ref(),
+                    [bq.as_mut(), bk.as_mut(), bv.as_mut()],
+                )
             });
         }
         let [bq, bk, bv] = bufs;
-        let finish = |b: Option<Vec<T>>, size: usize, shape: &[usize]| {
-            b.map(|mut b| {
-                // SAFETY: every leading index's GEMM wrote its block of `size`
-                // elements, and the blocks cover `b[..nb * size]` exactly.
-                unsafe { b.set_len(nb * size) };
-                Tensor::from_data(b, shape)
-            })
-        };
+        let tensor = |b: Option<Vec<T>>, shape: &[usize]| b.map(|b| Tensor::from_data(b, shape));
         grads![
-            finish(bq, sizes[0], q.shape()),
-            finish(bk, sizes[1], k.shape()),
-            finish(bv, sizes[2], v.shape()),
+            tensor(bq, q.shape()),
+            tensor(bk, k.shape()),
+            tensor(bv, v.shape()),
         ]
     }
 }
