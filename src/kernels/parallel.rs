@@ -231,14 +231,18 @@ mod tests {
         assert!(use_pool(10, 1) == (rayon::current_num_threads() > 1));
         assert_eq!(SPINNING.load(Ordering::Acquire), 0);
 
-        // on a pool thread: the two others spin, and run the product's parts
+        // on a pool thread: the two others spin (for a minute, so that a slow
+        // machine cannot end it before the check), and run the product's parts
+        SPIN_NS.store(60_000_000_000, Ordering::Relaxed);
         let got = pool.install(|| {
             assert!(use_pool(10, 1));
             assert_eq!(SPINNING.load(Ordering::Acquire), 2);
             (0..20).map(|_| a.matmul(&b).to_vec()).collect::<Vec<_>>()
         });
         assert!(got.iter().all(|g| *g == want));
-        // then they stop, after the spin time
+        assert_ne!(SPINNING.load(Ordering::Acquire), 0);
+        // back to 1 ms: they see it and stop
+        SPIN_NS.store(DEFAULT_SPIN_NS, Ordering::Relaxed);
         assert!(spinning_stops(), "the spinning threads never stopped");
 
         // a spin time of zero: none spins
