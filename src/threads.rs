@@ -87,9 +87,10 @@ pub fn num_threads() -> usize {
 /// each on a virtual machine, many times per training step (on the project's
 /// 2-core machine, a step of `benches/w2_mlp.rs` at batch 32: 0.96 → 0.69 ms,
 /// `examples/spin_time.rs`).
-/// The price is that those threads spin for up to this long after the last
-/// kernel, using their cores while the program does other work. Use zero when
-/// the cores are shared with other busy threads.
+/// The price is that those threads stay runnable for up to this long after
+/// the last kernel, polling for work: they yield their core to any other
+/// runnable thread between looks, so a busy machine loses little to them, but
+/// an idle core shows as busy. Zero lets them sleep at once.
 ///
 /// ```
 /// use std::time::Duration;
