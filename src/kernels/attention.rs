@@ -28,40 +28,6 @@ pub(crate) struct Dims<T> {
     pub(crate) scale: T,
 }
 
-/// One operand of an attention call (q, k, v or the mask): its buffer and the
-/// row and column strides of its matrices, one per batch·head index at an
-/// offset the caller gives.
-#[derive(Clone, Copy)]
-pub(crate) struct Operand<'a, T> {
-    pub(crate) data: &'a [T],
-    pub(crate) rs: usize,
-    pub(crate) cs: usize,
-}
-
-impl<'a, T> Operand<'a, T> {
-    /// The matrix starting at `offset`.
-    #[inline]
-    fn at(self, offset: usize) -> MatRef<'a, T> {
-        MatRef {
-            data: self.data,
-            offset,
-            rs: self.rs,
-            cs: self.cs,
-        }
-    }
-
-    /// The transpose of the matrix starting at `offset` (its strides swapped).
-    #[inline]
-    fn transposed_at(self, offset: usize) -> MatRef<'a, T> {
-        MatRef {
-            data: self.data,
-            offset,
-            rs: self.cs,
-            cs: self.rs,
-        }
-    }
-}
-
 /// The dropout mask of the attention weights: one bit per weight (set = kept),
 /// and the factor of the kept weights, `1/(1 − p)` (0 when `p` is 1).
 pub(crate) struct DropMask<T> {
@@ -248,7 +214,8 @@ pub(crate) fn softmax_row_backward<T: Element>(dp: &mut [T], p: &[T], scale: T) 
 }
 
 /// The forward pass, per batch·head index `l` (`offsets[l]`: where its q, k,
-/// v and mask matrices start): the scores `scale·q·kᵀ` of each block of query
+/// v and mask matrices start; the operands give their buffers and strides,
+/// their own offsets are not used): the scores `scale·q·kᵀ` of each block of query
 /// rows against the keys it may see, their masked, stable softmax into
 /// `weights` (`[nb, Tq, Tk]`, zeros where masked), and `P_d·V` into `out`,
 /// with `P_d` the weights times the dropout factors. `out` is empty with room
@@ -256,8 +223,8 @@ pub(crate) fn softmax_row_backward<T: Element>(dp: &mut [T], p: &[T], scale: T) 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<T: Element>(
     dims: &Dims<T>,
-    [q, k, v]: [Operand<'_, T>; 3],
-    mask: Option<Operand<'_, T>>,
+    [q, k, v]: [MatRef<'_, T>; 3],
+    mask: Option<MatRef<'_, T>>,
     offsets: &[[usize; 4]],
     drop: Option<&DropMask<T>>,
     weights: &mut [T],
@@ -285,8 +252,11 @@ pub(crate) fn forward<T: Element>(
         for i0 in (0..tq).step_by(step) {
             let (i1, lim) = row_block_end(i0, step, causal, tq, tk);
             let rows = i1 - i0;
-            let qm = q.at(oq + i0 * q.rs);
-            let kt = k.transposed_at(ok);
+            let qm = MatRef {
+                offset: oq + i0 * q.rs,
+                ..q
+            };
+            let kt = MatRef { offset: ok, ..k }.t();
             let block = &mut p[i0 * tk..i1 * tk];
             if lim == tk {
                 gemm(rows, d, tk, qm, kt, as_out(block), serial);
@@ -335,7 +305,7 @@ pub(crate) fn forward<T: Element>(
                 lim,
                 dv,
                 a,
-                v.at(ov),
+                MatRef { offset: ov, ..v },
                 &mut o[i0 * dv..i1 * dv],
                 serial,
             );
@@ -372,7 +342,8 @@ type GradBlocks<'a, T> = (
 );
 
 /// The backward pass, per batch·head index `l` (`offsets[l]`: where its q, k
-/// and v matrices start), with `P_d = P ⊙ keep/(1 − p)`: `dV = P_dᵀ·dO`,
+/// and v matrices start; the operands' own offsets are not used), with
+/// `P_d = P ⊙ keep/(1 − p)`: `dV = P_dᵀ·dO`,
 /// `dP = (dO·Vᵀ) ⊙ keep/(1 − p)`, `dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))`,
 /// `dQ = dS·K`, `dK = dSᵀ·Q`, each GEMM over the causal blocks that are not
 /// masked out. `g` is `dO` (contiguous, `[nb, Tq, dv]`), `weights` the `P`
@@ -381,7 +352,7 @@ type GradBlocks<'a, T> = (
 /// return.
 pub(crate) fn backward<T: Element>(
     dims: &Dims<T>,
-    [q, k, v]: [Operand<'_, T>; 3],
+    [q, k, v]: [MatRef<'_, T>; 3],
     offsets: &[[usize; 3]],
     g: &[T],
     weights: &[T],
@@ -450,8 +421,8 @@ pub(crate) fn backward<T: Element>(
         if gq.is_none() && gk.is_none() {
             return;
         }
-        let vt = v.transposed_at(ov);
-        let km = k.at(ok);
+        let vt = MatRef { offset: ov, ..v }.t();
+        let km = MatRef { offset: ok, ..k };
         let mut gq = gq;
         for i0 in (0..tq).step_by(step) {
             let (i1, lim) = row_block_end(i0, step, causal, tq, tk);
@@ -500,7 +471,10 @@ pub(crate) fn backward<T: Element>(
                     offset: i0 * tk + j0,
                     ..dense(ds, tk, true)
                 };
-                let qm = q.at(oq + i0 * q.rs);
+                let qm = MatRef {
+                    offset: oq + i0 * q.rs,
+                    ..q
+                };
                 gemm(j1 - j0, tq - i0, d, a, qm, &mut gk[j0 * d..j1 * d], serial);
             }
         }

@@ -24,6 +24,16 @@ pub(crate) struct MatRef<'a, T> {
 }
 
 impl<T> MatRef<'_, T> {
+    /// The transpose: the same elements with the strides swapped.
+    #[inline]
+    pub(crate) fn t(self) -> Self {
+        MatRef {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
     /// Panics (internal error) unless every element of a `rows × cols` matrix is in bounds.
     fn check(&self, rows: usize, cols: usize) {
         if rows == 0 || cols == 0 {

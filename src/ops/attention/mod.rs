@@ -15,8 +15,10 @@ use super::ReadMany;
 use crate::autograd::{grads, is_grad_enabled, BackwardCx, InputGrads, Op, Saves};
 use crate::element::Element;
 pub(crate) use crate::kernels::attention::DropMask;
-use crate::kernels::attention::{self as kernel, Dims, Operand};
+use crate::kernels::attention::{self as kernel, Dims};
+use crate::kernels::gemm::MatRef;
 use crate::layout::for_each_row;
+use crate::layout::Layout;
 use crate::pool;
 use crate::tensor::{Seen, Tensor};
 
@@ -143,6 +145,18 @@ fn lead_offsets<const K: usize>(
     offsets
 }
 
+/// The matrices of a `[.., rows, cols]` view of `data` (its last two strides;
+/// each leading index's offset comes from [`lead_offsets`]).
+fn matrices<'a, T>(data: &'a [T], l: &Layout) -> MatRef<'a, T> {
+    let n = l.strides.len();
+    MatRef {
+        data,
+        offset: 0,
+        rs: l.strides[n - 2],
+        cs: l.strides[n - 1],
+    }
+}
+
 /// Per leading index: the offsets of `q`, `k`, `v` and (when given) the mask.
 type Offsets = Vec<[usize; 4]>;
 
@@ -171,7 +185,6 @@ pub(crate) fn attention<T: Element>(
     let nb: usize = lead.iter().product();
     debug_assert!(nb * tq * tk * d * dv > 0, "internal error: empty attention");
     let nl = lead.len();
-    let n = nl + 2;
     let mask = mask.map(|m| m.detach().not_equal_scalar(T::zero()));
     let seen = Seen::note(&[q, k, v]);
     let mut weights = pool::filled(nb * tq * tk, T::zero());
@@ -199,23 +212,10 @@ pub(crate) fn attention<T: Element>(
                 ml.as_ref().map_or(0, |l| l.offset),
             ],
         );
-        let strides = |l: &crate::layout::Layout| (l.strides[n - 2], l.strides[n - 1]);
-        let operand = |i: usize, l: &crate::layout::Layout| {
-            let (rs, cs) = strides(l);
-            Operand {
-                data: r.get(i),
-                rs,
-                cs,
-            }
-        };
-        let mask = mguard.as_ref().zip(ml.as_ref()).map(|(m, l)| {
-            let (rs, cs) = strides(l);
-            Operand {
-                data: &m[..],
-                rs,
-                cs,
-            }
-        });
+        let mask = mguard
+            .as_ref()
+            .zip(ml.as_ref())
+            .map(|(m, l)| matrices(&m[..], l));
         kernel::forward(
             &Dims {
                 tq,
@@ -225,7 +225,11 @@ pub(crate) fn attention<T: Element>(
                 causal,
                 scale,
             },
-            [operand(0, lq), operand(1, lk), operand(2, lv)],
+            [
+                matrices(r.get(0), lq),
+                matrices(r.get(1), lk),
+                matrices(r.get(2), lv),
+            ],
             mask,
             &offsets,
             drop.as_ref(),
@@ -275,7 +279,6 @@ impl<T: Element> Op<T> for Attention<T> {
         } = self.shapes;
         let nb: usize = lead.iter().product();
         let nl = lead.len();
-        let n = nl + 2;
         let sizes = [tq * d, tk * d, tk * dv];
         let mut bufs: [Option<Vec<T>>; 3] =
             std::array::from_fn(|i| cx.needs(i).then(|| pool::take(nb * sizes[i])));
@@ -287,11 +290,6 @@ impl<T: Element> Op<T> for Attention<T> {
                 [&lq.strides[..nl], &lk.strides[..nl], &lv.strides[..nl]],
                 [lq.offset, lk.offset, lv.offset],
             );
-            let operand = |i: usize, l: &crate::layout::Layout| Operand {
-                data: r.get(i),
-                rs: l.strides[n - 2],
-                cs: l.strides[n - 1],
-            };
             let [bq, bk, bv] = &mut bufs;
             g.with_contiguous(|g| {
                 kernel::backward(
@@ -303,7 +301,11 @@ impl<T: Element> Op<T> for Attention<T> {
                         causal: self.causal,
                         scale: self.scale,
                     },
-                    [operand(0, lq), operand(1, lk), operand(2, lv)],
+                    [
+                        matrices(r.get(0), lq),
+                        matrices(r.get(1), lk),
+                        matrices(r.get(2), lv),
+                    ],
                     &offsets,
                     g,
                     &self.weights,
