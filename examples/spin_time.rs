@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 use ferrograd::rand::{rngs::StdRng, SeedableRng};
 use ferrograd::Tensor;
 
+/// Timed blocks per setting.
+const BLOCKS: usize = 10;
+
 fn main() {
     ferrograd::set_num_threads(0).expect("the pool is set up first thing");
     let mut args = std::env::args().skip(1);
@@ -64,7 +67,7 @@ fn main() {
     }
     let steps = ((0.15 / (start.elapsed().as_secs_f64() / 5.0)) as usize).max(3);
     let mut ms = [vec![], vec![]];
-    for round in 0..10 {
+    for round in 0..BLOCKS {
         // which setting goes first alternates
         for spinning in [round % 2, 1 - round % 2] {
             let time = Duration::from_micros(if spinning == 1 { spin } else { 0 });
@@ -81,15 +84,15 @@ fn main() {
     for m in ms.iter_mut() {
         m.sort_by(f64::total_cmp);
     }
-    let median = |m: &[f64]| (m[4] + m[5]) / 2.0;
+    let median = |m: &[f64]| (m[BLOCKS / 2 - 1] + m[BLOCKS / 2]) / 2.0;
     println!(
         "{workload}: spin 0: {:.3} ms [{:.3}-{:.3}]; spin {spin} µs: {:.3} ms [{:.3}-{:.3}]; ratio {:.3}",
         median(&ms[0]),
         ms[0][0],
-        ms[0][9],
+        ms[0][BLOCKS - 1],
         median(&ms[1]),
         ms[1][0],
-        ms[1][9],
+        ms[1][BLOCKS - 1],
         median(&ms[0]) / median(&ms[1])
     );
 }
