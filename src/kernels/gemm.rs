@@ -233,6 +233,31 @@ fn gemm_rows<T: Element>(
     debug_assert_eq!(out.len(), m * n);
     a.check(m, k);
     b.check(k, n);
+    #[cfg(target_arch = "x86_64")]
+    if matches!(parallelism, Parallelism::None)
+        && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && super::sgemm_avx2::takes(m, k, n)
+    {
+        // SAFETY: `takes` checked the CPU; `k > 0` (`matmul` handles
+        // `k = 0` and `k = 1` itself); `check` proved the operands in
+        // bounds; `out` is a unique `m × n` buffer, which `sgemm` writes
+        // without reading; `T` is `f32` in this branch.
+        unsafe {
+            super::sgemm_avx2::sgemm(
+                m,
+                k,
+                n,
+                a.data.as_ptr().add(a.offset).cast::<f32>(),
+                a.rs,
+                a.cs,
+                b.data.as_ptr().add(b.offset).cast::<f32>(),
+                b.rs,
+                b.cs,
+                out.as_mut_ptr().cast::<f32>(),
+            )
+        };
+        return;
+    }
     if m <= 1 || n <= 1 {
         // The crate's matrix-vector paths (a 1×k or k×1 operand) view the output
         // as `&mut [T]`, which must not point at uninitialised values: zero those
@@ -341,14 +366,14 @@ mod tests {
     use super::*;
 
     /// `matmul` into a fresh buffer.
-    fn product(
+    fn product<T: Element>(
         m: usize,
         k: usize,
         n: usize,
-        a: MatRef<'_, f64>,
-        b: MatRef<'_, f64>,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
         serial: bool,
-    ) -> Vec<f64> {
+    ) -> Vec<T> {
         let mut out = Vec::with_capacity(m * n);
         matmul(
             m,
@@ -504,9 +529,16 @@ mod tests {
     /// `a · bᵀ` for small-integer `a` (`m × k`) and `b` (`n × k`, read through
     /// swapped strides) on the pool and on one thread; checks that they agree and
     /// (at `stride`-spaced entries) that they are exact.
-    fn pool_product_matches(m: usize, k: usize, n: usize, stride: usize) {
-        let a: Vec<f64> = (0..m * k).map(|i| ((i * 7) % 13) as f64 - 6.0).collect();
-        let b: Vec<f64> = (0..k * n).map(|i| ((i * 5) % 11) as f64 - 5.0).collect();
+    /// `a · bᵀ` of small integers (exact in `f32` and `f64` at these sizes) on
+    /// the pool and on one thread, against the naive sums at every `stride`-th
+    /// entry.
+    fn pool_product_matches<T: Element>(m: usize, k: usize, n: usize, stride: usize) {
+        let a: Vec<T> = (0..m * k)
+            .map(|i| T::from_f64_lossy(((i * 7) % 13) as f64 - 6.0))
+            .collect();
+        let b: Vec<T> = (0..k * n)
+            .map(|i| T::from_f64_lossy(((i * 5) % 11) as f64 - 5.0))
+            .collect();
         let am = MatRef {
             data: &a,
             offset: 0,
@@ -524,8 +556,10 @@ mod tests {
         assert_eq!(pooled, serial);
         for e in (0..m * n).step_by(stride) {
             let (i, j) = (e / n, e % n);
-            let naive: f64 = (0..k).map(|l| a[i * k + l] * b[j * k + l]).sum();
-            assert_eq!(pooled[e], naive, "entry ({i}, {j})");
+            let naive: f64 = (0..k)
+                .map(|l| a[i * k + l].to_f64_lossless() * b[j * k + l].to_f64_lossless())
+                .sum();
+            assert_eq!(pooled[e].to_f64_lossless(), naive, "entry ({i}, {j})");
         }
     }
 
@@ -533,9 +567,26 @@ mod tests {
     fn pool_products_match_one_thread() {
         // 200 x 200 x 200: on the pool through `gemm`'s own threading
         const { assert!(201 * 200 * 199 >= GEMM_WORK && 201 * 200 * 199 < GEMM_SPLIT_WORK) };
-        pool_product_matches(201, 200, 199, 1);
+        pool_product_matches::<f64>(201, 200, 199, 1);
         // from GEMM_SPLIT_WORK: split by rows into single-threaded parts
         const { assert!(515 * 512 * 511 >= GEMM_SPLIT_WORK) };
-        pool_product_matches(515, 512, 511, 97);
+        pool_product_matches::<f64>(515, 512, 511, 97);
+    }
+
+    /// `f32` products large enough for the AVX2 kernel (on CPUs that run it;
+    /// elsewhere through the `gemm` crate): one below the pool's row split
+    /// (the kernel on one thread, `gemm`'s threading on the pool) and one
+    /// above it (the kernel in each part).
+    #[test]
+    fn f32_products_match_the_naive_sums() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::kernels::sgemm_avx2;
+            if sgemm_avx2::available() {
+                assert!(sgemm_avx2::takes(395, 390, 387) && sgemm_avx2::takes(258, 512, 511));
+            }
+        }
+        pool_product_matches::<f32>(395, 390, 387, 7);
+        pool_product_matches::<f32>(515, 512, 511, 13);
     }
 }

@@ -13,6 +13,8 @@ pub(crate) mod gemm;
 pub(crate) mod norm;
 pub(crate) mod parallel;
 pub(crate) mod reduce;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod sgemm_avx2;
 
 /// Runs `f`, a kernel's loop, compiled for AVX2 when the CPU has it (twice the
 /// lanes of the SSE2 baseline the crate is built for). Only the vector width
