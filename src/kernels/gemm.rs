@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::parallel::{
     use_pool, ELEMENTWISE_CHEAP_LEN, ELEMENTWISE_CHUNK, GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART,
-    GEMM_SPLIT_WORK, GEMM_WORK,
+    GEMM_SPLIT_WORK, GEMM_SPLIT_WORK_OWN, GEMM_WORK, OWN_MIN_WORK,
 };
 use crate::element::Element;
 use crate::pool;
@@ -86,23 +86,37 @@ pub(crate) fn matmul<T: Element>(
         return outer(m, n, a, b, out, serial);
     }
     let pool = !serial && use_pool(m * n * k, GEMM_WORK);
-    let parts = if !pool || m * n * k < GEMM_SPLIT_WORK {
+    let own = own_kernel::<T>(m, n);
+    let split_work = if own {
+        GEMM_SPLIT_WORK_OWN
+    } else {
+        GEMM_SPLIT_WORK
+    };
+    let parts = if !pool || m * n * k < split_work {
         1
     } else {
         rayon::current_num_threads().min(m / GEMM_MIN_ROWS_PER_PART)
     };
     if parts <= 1 {
-        // `gemm`'s own threading for products below `GEMM_SPLIT_WORK` and for
-        // wide ones too short to split by rows
-        let par = if pool {
-            Parallelism::Rayon(0)
+        // `gemm`'s own threading for products below the split and for wide
+        // ones too short to split by rows; on one thread, the crate's kernel
+        // for large products where it runs
+        let via = if pool {
+            Via::Gemm(Parallelism::Rayon(0))
+        } else if own && m * n * k >= OWN_MIN_WORK {
+            Via::Own
         } else {
-            Parallelism::None
+            Via::Gemm(Parallelism::None)
         };
-        return gemm_rows(m, k, n, a, b, out, par);
+        return gemm_rows(m, k, n, a, b, out, via);
     }
     // Split the rows: each part is one single-threaded product into its own
     // slice of the output (measured faster than `gemm`'s own threading here).
+    let via = if own {
+        Via::Own
+    } else {
+        Via::Gemm(Parallelism::None)
+    };
     let rows = m.div_ceil(parts);
     out.par_chunks_mut(rows * n)
         .enumerate()
@@ -112,8 +126,33 @@ pub(crate) fn matmul<T: Element>(
                 offset: a.offset + r0 * a.rs,
                 ..a
             };
-            gemm_rows(dst.len() / n, k, n, part_a, b, dst, Parallelism::None);
+            gemm_rows(dst.len() / n, k, n, part_a, b, dst, via);
         });
+}
+
+/// Which kernel runs a single-threaded product or part.
+#[derive(Clone, Copy)]
+enum Via {
+    /// [`super::sgemm_avx2`] (`f32` only, where [`own_kernel`] says so).
+    Own,
+    /// The `gemm` crate, on one thread or with its own threading.
+    Gemm(Parallelism),
+}
+
+/// Whether `T`'s products of an `m`-row, `n`-column output may run in the
+/// crate's AVX2 kernel: `T` is `f32`, the CPU runs the kernel, and the output
+/// fills its tiles.
+fn own_kernel<T: Element>(m: usize, n: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+            && super::sgemm_avx2::suits(m, n)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (m, n);
+        false
+    }
 }
 
 /// `a · b` for `k = 1`, an outer product (the weight gradient of a layer at
@@ -228,36 +267,40 @@ fn gemm_rows<T: Element>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     out: &mut [MaybeUninit<T>],
-    parallelism: Parallelism,
+    via: Via,
 ) {
     debug_assert_eq!(out.len(), m * n);
     a.check(m, k);
     b.check(k, n);
-    #[cfg(target_arch = "x86_64")]
-    if matches!(parallelism, Parallelism::None)
-        && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-        && super::sgemm_avx2::takes(m, k, n)
-    {
-        // SAFETY: `takes` checked the CPU; `k > 0` (`matmul` handles
-        // `k = 0` and `k = 1` itself); `check` proved the operands in
-        // bounds; `out` is a unique `m × n` buffer, which `sgemm` writes
-        // without reading; `T` is `f32` in this branch.
-        unsafe {
-            super::sgemm_avx2::sgemm(
-                m,
-                k,
-                n,
-                a.data.as_ptr().add(a.offset).cast::<f32>(),
-                a.rs,
-                a.cs,
-                b.data.as_ptr().add(b.offset).cast::<f32>(),
-                b.rs,
-                b.cs,
-                out.as_mut_ptr().cast::<f32>(),
-            )
-        };
-        return;
-    }
+    let parallelism = match via {
+        Via::Gemm(parallelism) => parallelism,
+        Via::Own => {
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("internal error: the AVX2 kernel chosen off x86-64");
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Via::Own` is chosen only when `own_kernel` saw `T` is
+            // `f32` and the CPU runs the kernel; `k > 0` (`matmul` handles
+            // `k = 0` and `k = 1` itself); `check` proved the operands in
+            // bounds; `out` is a unique `m × n` buffer, which `sgemm` writes
+            // without reading.
+            unsafe {
+                super::sgemm_avx2::sgemm(
+                    m,
+                    k,
+                    n,
+                    a.data.as_ptr().add(a.offset).cast::<f32>(),
+                    a.rs,
+                    a.cs,
+                    b.data.as_ptr().add(b.offset).cast::<f32>(),
+                    b.rs,
+                    b.cs,
+                    out.as_mut_ptr().cast::<f32>(),
+                )
+            };
+            #[cfg(target_arch = "x86_64")]
+            return;
+        }
+    };
     if m <= 1 || n <= 1 {
         // The crate's matrix-vector paths (a 1×k or k×1 operand) view the output
         // as `&mut [T]`, which must not point at uninitialised values: zero those
@@ -574,18 +617,14 @@ mod tests {
     }
 
     /// `f32` products large enough for the AVX2 kernel (on CPUs that run it;
-    /// elsewhere through the `gemm` crate): one below the pool's row split
-    /// (the kernel on one thread, `gemm`'s threading on the pool) and one
-    /// above it (the kernel in each part).
+    /// elsewhere through the `gemm` crate), each on the pool and on one
+    /// thread: split in halves on the pool from `GEMM_SPLIT_WORK_OWN`, on
+    /// one thread in the kernel from `OWN_MIN_WORK` (the `gemm` crate below).
     #[test]
     fn f32_products_match_the_naive_sums() {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::kernels::sgemm_avx2;
-            if sgemm_avx2::available() {
-                assert!(sgemm_avx2::takes(395, 390, 387) && sgemm_avx2::takes(258, 512, 511));
-            }
-        }
+        const { assert!(300 * 300 * 299 >= GEMM_SPLIT_WORK_OWN && 300 * 300 * 299 < OWN_MIN_WORK) };
+        const { assert!(395 * 390 * 387 >= OWN_MIN_WORK) };
+        pool_product_matches::<f32>(300, 300, 299, 3);
         pool_product_matches::<f32>(395, 390, 387, 7);
         pool_product_matches::<f32>(515, 512, 511, 13);
     }

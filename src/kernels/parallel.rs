@@ -171,6 +171,20 @@ pub(crate) const GEMM_WORK: usize = 96 * 96 * 96;
 /// 90 against 89).
 pub(crate) const GEMM_SPLIT_WORK: usize = 512 * 512 * 512;
 
+/// [`GEMM_SPLIT_WORK`] for products that run in the crate's AVX2 kernel
+/// (`f32` on CPUs with AVX2 and FMA but no AVX-512), whose row halves beat
+/// `gemm`'s threading from 256³: W1 at n = 256 on two threads 1.18× faster
+/// than through `gemm`'s threading (ten alternated runs), W2 at batch 256 level
+/// (1.03×, twelve runs; its products of 256 × 784 × 256 are split now).
+pub(crate) const GEMM_SPLIT_WORK_OWN: usize = 256 * 256 * 256;
+
+/// Work (m·n·k) from which a product on one thread runs in the crate's AVX2
+/// kernel rather than the `gemm` crate's (where the kernel runs at all): on
+/// one thread the `gemm` crate was 3–7% faster at 128³–256³, level at 384³ and
+/// 512³, and 1.18× slower at 1024³. Parts of a split product always take the
+/// kernel.
+pub(crate) const OWN_MIN_WORK: usize = 384 * 384 * 384;
+
 /// The fewest rows a part of a split product gets (a few micro-kernel heights).
 pub(crate) const GEMM_MIN_ROWS_PER_PART: usize = 24;
 

@@ -7,7 +7,7 @@
 //! the `gemm` crate at n = 512 and 1024, in six alternated runs of six. On one
 //! thread, run in one process with the `gemm` crate and alternated product by
 //! product, it was 1.18× faster at n = 1024, level at 384 and 512, and 3–7%
-//! slower at 128–256 (hence [`MIN_WORK`]); beside MKL's one-thread `sgemm` it
+//! slower at 128–256 (hence `OWN_MIN_WORK` in [`super::parallel`]); beside MKL's one-thread `sgemm` it
 //! reached 0.98–1.09× of MKL's speed where the `gemm` crate reached 0.81–0.95×
 //! (see `docs/performance.md`, "Night (2026-12-01)"). Its shape is MKL's for
 //! that CPU: a 4 × 16 tile of the output in eight accumulators, two loads of
@@ -32,10 +32,6 @@ const MC: usize = 128;
 /// Columns of `b` packed at once: `KC × NC` (512 KiB).
 const NC: usize = 512;
 
-/// Products with less work than this (`m · k · n`) stay with the `gemm`
-/// crate, which was 3–7% faster on one thread at 128³–256³ and level at 384³.
-pub(crate) const MIN_WORK: usize = 384 * 384 * 384;
-
 /// Whether this CPU runs this kernel: AVX2 and FMA without AVX-512F (checked
 /// once).
 pub(crate) fn available() -> bool {
@@ -48,10 +44,10 @@ pub(crate) fn available() -> bool {
     })
 }
 
-/// Whether [`sgemm`] takes an `m × k` by `k × n` product: the CPU runs it
-/// and the product is large enough to fill the tiles.
-pub(crate) fn takes(m: usize, k: usize, n: usize) -> bool {
-    m >= MR && n >= NR && m * k * n >= MIN_WORK && available()
+/// Whether an `m × n` output fills this kernel's tiles (narrower ones stay
+/// with the `gemm` crate's matrix-vector paths) and the CPU runs it.
+pub(crate) fn suits(m: usize, n: usize) -> bool {
+    m >= MR && n >= NR && available()
 }
 
 /// `c = a · b` for an `m × k` matrix `a` (element `(i, p)` at
