@@ -9,7 +9,7 @@
 //! product, it was 1.18× faster at n = 1024, level at 384 and 512, and 3–7%
 //! slower at 128–256 (hence `OWN_MIN_WORK` in [`super::parallel`]); beside MKL's one-thread `sgemm` it
 //! reached 0.98–1.09× of MKL's speed where the `gemm` crate reached 0.81–0.95×
-//! (see `docs/performance.md`, "Night (2026-12-01)"). Its shape is MKL's for
+//! (see `docs/performance.md`, "Late night (2026-12-01)"). Its shape is MKL's for
 //! that CPU: a 4 × 16 tile of the output in eight accumulators, two loads of
 //! `b` and four broadcasts of `a` per step of `k`, the step unrolled four
 //! times. The blocking is Goto's: a `KC × NC` panel of `b` packed in
