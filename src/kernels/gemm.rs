@@ -155,6 +155,50 @@ fn own_kernel<T: Element>(m: usize, n: usize) -> bool {
     }
 }
 
+/// One product in the crate's AVX2 kernel, on checked operands (`k > 1`,
+/// `T = f32` on a CPU that runs it: what [`own_kernel`] and `matmul` ensure
+/// before choosing [`Via::Own`]).
+fn own_product<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    out: &mut [MaybeUninit<T>],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(
+            std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+                && super::sgemm_avx2::available()
+                && k > 0,
+            "internal error: the AVX2 kernel chosen for another type or CPU"
+        );
+        // SAFETY: just checked: `T` is `f32`, the CPU runs the kernel and
+        // `k > 0`; `gemm_rows` checked the operands in bounds; `out` is a
+        // unique `m × n` buffer, which `sgemm` writes without reading.
+        unsafe {
+            super::sgemm_avx2::sgemm(
+                m,
+                k,
+                n,
+                a.data.as_ptr().add(a.offset).cast::<f32>(),
+                a.rs,
+                a.cs,
+                b.data.as_ptr().add(b.offset).cast::<f32>(),
+                b.rs,
+                b.cs,
+                out.as_mut_ptr().cast::<f32>(),
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (m, k, n, a, b, out);
+        unreachable!("internal error: the AVX2 kernel chosen off x86-64");
+    }
+}
+
 /// `a · b` for `k = 1`, an outer product (the weight gradient of a layer at
 /// batch 1): row `i` of the output is `a[i, 0]` times `b`'s one row, written
 /// once in a loop compiled for AVX2 where the CPU has it. The `gemm` crate's
@@ -274,32 +318,7 @@ fn gemm_rows<T: Element>(
     b.check(k, n);
     let parallelism = match via {
         Via::Gemm(parallelism) => parallelism,
-        Via::Own => {
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("internal error: the AVX2 kernel chosen off x86-64");
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Via::Own` is chosen only when `own_kernel` saw `T` is
-            // `f32` and the CPU runs the kernel; `k > 0` (`matmul` handles
-            // `k = 0` and `k = 1` itself); `check` proved the operands in
-            // bounds; `out` is a unique `m × n` buffer, which `sgemm` writes
-            // without reading.
-            unsafe {
-                super::sgemm_avx2::sgemm(
-                    m,
-                    k,
-                    n,
-                    a.data.as_ptr().add(a.offset).cast::<f32>(),
-                    a.rs,
-                    a.cs,
-                    b.data.as_ptr().add(b.offset).cast::<f32>(),
-                    b.rs,
-                    b.cs,
-                    out.as_mut_ptr().cast::<f32>(),
-                )
-            };
-            #[cfg(target_arch = "x86_64")]
-            return;
-        }
+        Via::Own => return own_product(m, k, n, a, b, out),
     };
     if m <= 1 || n <= 1 {
         // The crate's matrix-vector paths (a 1×k or k×1 operand) view the output
@@ -570,11 +589,9 @@ mod tests {
     }
 
     /// `a · bᵀ` for small-integer `a` (`m × k`) and `b` (`n × k`, read through
-    /// swapped strides) on the pool and on one thread; checks that they agree and
-    /// (at `stride`-spaced entries) that they are exact.
-    /// `a · bᵀ` of small integers (exact in `f32` and `f64` at these sizes) on
-    /// the pool and on one thread, against the naive sums at every `stride`-th
-    /// entry.
+    /// swapped strides; exact in `f32` and `f64` at these sizes) on the pool
+    /// and on one thread; checks that they agree and (at `stride`-spaced
+    /// entries) that they equal the naive sums.
     fn pool_product_matches<T: Element>(m: usize, k: usize, n: usize, stride: usize) {
         let a: Vec<T> = (0..m * k)
             .map(|i| T::from_f64_lossy(((i * 7) % 13) as f64 - 6.0))

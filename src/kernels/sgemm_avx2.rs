@@ -32,16 +32,12 @@ const MC: usize = 128;
 /// Columns of `b` packed at once: `KC × NC` (512 KiB).
 const NC: usize = 512;
 
-/// Whether this CPU runs this kernel: AVX2 and FMA without AVX-512F (checked
-/// once).
+/// Whether this CPU runs this kernel: AVX2 and FMA without AVX-512F (std
+/// caches the detection).
 pub(crate) fn available() -> bool {
-    use std::sync::OnceLock;
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && !is_x86_feature_detected!("avx512f")
-    })
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && !is_x86_feature_detected!("avx512f")
 }
 
 /// Whether an `m × n` output fills this kernel's tiles (narrower ones stay
@@ -73,6 +69,9 @@ pub(crate) unsafe fn sgemm(
     c: *mut f32,
 ) {
     debug_assert!(k > 0);
+    // Zero-filled although the packing writes every element the tiles read:
+    // leaving them uninitialised removed a 3% `memset` from the profile but
+    // ran n = 1024 at 0.93–0.97× the speed (three alternated runs).
     let mut packed_b = vec![0f32; KC.min(k) * NC.min(n).next_multiple_of(NR)];
     let mut packed_a = vec![0f32; KC.min(k) * MC.min(m).next_multiple_of(MR)];
     for jc in (0..n).step_by(NC) {
