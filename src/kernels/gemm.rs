@@ -303,7 +303,8 @@ pub(crate) fn matmul_batch<T: Element>(
     out
 }
 
-/// One call of the `gemm` crate on checked operands.
+/// One product on checked operands, in the kernel `via` names: the crate's
+/// AVX2 kernel or one call of the `gemm` crate.
 fn gemm_rows<T: Element>(
     m: usize,
     k: usize,
