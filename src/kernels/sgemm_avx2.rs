@@ -25,12 +25,29 @@ use std::arch::x86_64::*;
 const MR: usize = 4;
 /// Columns of the output tile (two AVX registers of `b` per step of `k`).
 const NR: usize = 16;
-/// Depth of a packed block: a sliver of `b` is `KC × NR` (16 KiB, half of L1).
-const KC: usize = 256;
-/// Rows of `a` packed at once: `MC × KC` (128 KiB, in L2).
-const MC: usize = 128;
-/// Columns of `b` packed at once: `KC × NC` (512 KiB).
-const NC: usize = 512;
+/// The deepest a packed block gets: a sliver of `b` is at most `KC × NR`
+/// (24 KiB of L1's 32). Products deeper than `KC` are cut into equal depths
+/// ([`depth`]).
+///
+/// `KC`, `MC` and `NC` were measured together on the project's Zen 3 on a
+/// quiet host: against 256, 128 and 512, W1 ran 1.02×, 1.01× and 1.05×
+/// faster at n = 256, 512 and 1024 on two threads and 1.02× and 1.05× at
+/// 512 and 1024 on one, where the kernel then matched MKL's one-thread
+/// speed (1.005×); a depth of 512 was faster still at n = 1024 but 4%
+/// slower at 512 (see `docs/performance.md`, "After midnight").
+const KC: usize = 384;
+/// Rows of `a` packed at once: at most `MC × KC` (96 KiB, in L2).
+const MC: usize = 64;
+/// Columns of `b` packed at once: at most `KC × NC` (1.5 MiB, in L3), so
+/// that `a` is packed once for up to 1024 columns.
+const NC: usize = 1024;
+
+/// The depth of each packed block for a product of depth `k`: `k` cut into
+/// as few equal parts as keep each within [`KC`] (512 → 2 × 256, 1024 →
+/// 3 × 342), rather than full blocks and a shallow remainder.
+fn depth(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC))
+}
 
 /// Whether this CPU runs this kernel: AVX2 and FMA without AVX-512F (std
 /// caches the detection).
@@ -72,12 +89,13 @@ pub(crate) unsafe fn sgemm(
     // Zero-filled although the packing writes every element the tiles read:
     // leaving them uninitialised removed a 3% `memset` from the profile but
     // ran n = 1024 at 0.93–0.97× the speed (three alternated runs).
-    let mut packed_b = vec![0f32; KC.min(k) * NC.min(n).next_multiple_of(NR)];
-    let mut packed_a = vec![0f32; KC.min(k) * MC.min(m).next_multiple_of(MR)];
+    let depth = depth(k);
+    let mut packed_b = vec![0f32; depth * NC.min(n).next_multiple_of(NR)];
+    let mut packed_a = vec![0f32; depth * MC.min(m).next_multiple_of(MR)];
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+        for pc in (0..k).step_by(depth) {
+            let kc = depth.min(k - pc);
             let first = pc == 0;
             // SAFETY: rows `pc..pc + kc` and columns `jc..jc + nc` lie inside
             // `b` (caller's contract); `packed_b` holds `kc · nc` rounded up
@@ -363,6 +381,7 @@ mod tests {
             (131, 300, 530),
             (129, 513, 20),
             (3, 8, 40),
+            (9, 390, 1030),
         ];
         for &(m, k, n) in &shapes {
             for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
