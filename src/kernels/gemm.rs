@@ -110,13 +110,12 @@ pub(crate) fn matmul<T: Element>(
         };
         return gemm_rows(m, k, n, a, b, out, via);
     }
+    if own {
+        // bands of rows whose last panel's blocks the threads share out
+        return own_product(m, k, n, a, b, out, parts);
+    }
     // Split the rows: each part is one single-threaded product into its own
     // slice of the output (measured faster than `gemm`'s own threading here).
-    let via = if own {
-        Via::Own
-    } else {
-        Via::Gemm(Parallelism::None)
-    };
     let rows = m.div_ceil(parts);
     out.par_chunks_mut(rows * n)
         .enumerate()
@@ -126,7 +125,15 @@ pub(crate) fn matmul<T: Element>(
                 offset: a.offset + r0 * a.rs,
                 ..a
             };
-            gemm_rows(dst.len() / n, k, n, part_a, b, dst, via);
+            gemm_rows(
+                dst.len() / n,
+                k,
+                n,
+                part_a,
+                b,
+                dst,
+                Via::Gemm(Parallelism::None),
+            );
         });
 }
 
@@ -157,7 +164,9 @@ fn own_kernel<T: Element>(m: usize, n: usize) -> bool {
 
 /// One product in the crate's AVX2 kernel, on checked operands (`k > 1`,
 /// `T = f32` on a CPU that runs it: what [`own_kernel`] and `matmul` ensure
-/// before choosing [`Via::Own`]).
+/// before choosing [`Via::Own`]): on the calling thread when `parts` is 1,
+/// otherwise in up to `parts` bands of rows on the pool, whose threads
+/// share out the last blocks ([`super::sgemm_avx2::sgemm_parts`]).
 fn own_product<T: Element>(
     m: usize,
     k: usize,
@@ -165,6 +174,7 @@ fn own_product<T: Element>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     out: &mut [MaybeUninit<T>],
+    parts: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -174,27 +184,29 @@ fn own_product<T: Element>(
                 && k > 0,
             "internal error: the AVX2 kernel chosen for another type or CPU"
         );
+        a.check(m, k);
+        b.check(k, n);
+        let (ap, bp, cp) = (
+            // SAFETY: `check` just placed both operands' offsets in bounds.
+            unsafe { a.data.as_ptr().add(a.offset).cast::<f32>() },
+            // SAFETY: as above.
+            unsafe { b.data.as_ptr().add(b.offset).cast::<f32>() },
+            out.as_mut_ptr().cast::<f32>(),
+        );
         // SAFETY: just checked: `T` is `f32`, the CPU runs the kernel and
-        // `k > 0`; `gemm_rows` checked the operands in bounds; `out` is a
-        // unique `m × n` buffer, which `sgemm` writes without reading.
+        // `k > 0`, and the operands are in bounds; `out` is a unique
+        // `m × n` buffer, which the kernel writes without reading.
         unsafe {
-            super::sgemm_avx2::sgemm(
-                m,
-                k,
-                n,
-                a.data.as_ptr().add(a.offset).cast::<f32>(),
-                a.rs,
-                a.cs,
-                b.data.as_ptr().add(b.offset).cast::<f32>(),
-                b.rs,
-                b.cs,
-                out.as_mut_ptr().cast::<f32>(),
-            )
+            if parts <= 1 {
+                super::sgemm_avx2::sgemm(m, k, n, ap, a.rs, a.cs, bp, b.rs, b.cs, cp)
+            } else {
+                super::sgemm_avx2::sgemm_parts(m, k, n, ap, a.rs, a.cs, bp, b.rs, b.cs, cp, parts)
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (m, k, n, a, b, out);
+        let _ = (m, k, n, a, b, out, parts);
         unreachable!("internal error: the AVX2 kernel chosen off x86-64");
     }
 }
@@ -319,7 +331,7 @@ fn gemm_rows<T: Element>(
     b.check(k, n);
     let parallelism = match via {
         Via::Gemm(parallelism) => parallelism,
-        Via::Own => return own_product(m, k, n, a, b, out),
+        Via::Own => return own_product(m, k, n, a, b, out, 1),
     };
     if m <= 1 || n <= 1 {
         // The crate's matrix-vector paths (a 1×k or k×1 operand) view the output
@@ -636,7 +648,7 @@ mod tests {
 
     /// `f32` products large enough for the AVX2 kernel (on CPUs that run it;
     /// elsewhere through the `gemm` crate), each on the pool and on one
-    /// thread: split in halves on the pool from `GEMM_SPLIT_WORK_OWN`, on
+    /// thread: split in bands on the pool from `GEMM_SPLIT_WORK_OWN`, on
     /// one thread in the kernel from `OWN_MIN_WORK` (the `gemm` crate below).
     #[test]
     fn f32_products_match_the_naive_sums() {

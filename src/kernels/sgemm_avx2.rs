@@ -20,6 +20,8 @@
 //! other architectures, and `f64`) the `gemm` crate does the work.
 
 use std::arch::x86_64::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// Rows of the output tile (broadcasts of `a` per step of `k`).
 const MR: usize = 4;
@@ -66,7 +68,8 @@ pub(crate) fn suits(m: usize, n: usize) -> bool {
 /// `c = a · b` for an `m × k` matrix `a` (element `(i, p)` at
 /// `a + i·ars + p·acs`), a `k × n` matrix `b` (element `(p, j)` at
 /// `b + p·brs + j·bcs`) and a dense row-major `m × n` output `c`, which is
-/// written without being read first (it may be uninitialised).
+/// written without being read first (it may be uninitialised), on the
+/// calling thread.
 ///
 /// # Safety
 /// [`available`] is true; `k > 0`; the strides address every element of `a`
@@ -85,45 +88,345 @@ pub(crate) unsafe fn sgemm(
     bcs: usize,
     c: *mut f32,
 ) {
-    debug_assert!(k > 0);
-    // Zero-filled although the packing writes every element the tiles read:
-    // leaving them uninitialised removed a 3% `memset` from the profile but
-    // ran n = 1024 at 0.93–0.97× the speed (three alternated runs).
-    let depth = depth(k);
-    let mut packed_b = vec![0f32; depth * NC.min(n).next_multiple_of(NR)];
-    let mut packed_a = vec![0f32; depth * MC.min(m).next_multiple_of(MR)];
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(depth) {
-            let kc = depth.min(k - pc);
-            let first = pc == 0;
-            // SAFETY: rows `pc..pc + kc` and columns `jc..jc + nc` lie inside
-            // `b` (caller's contract); `packed_b` holds `kc · nc` rounded up
-            // to whole slivers.
-            unsafe { pack_b(kc, nc, b.add(pc * brs + jc * bcs), brs, bcs, &mut packed_b) };
-            for ic in (0..m).step_by(MC) {
-                let mc = MC.min(m - ic);
-                // SAFETY: as for `b`, rows `ic..ic + mc` and columns
-                // `pc..pc + kc` of `a`.
-                unsafe { pack_a(mc, kc, a.add(ic * ars + pc * acs), ars, acs, &mut packed_a) };
-                for jr in (0..nc).step_by(NR) {
-                    let cols = NR.min(nc - jr);
-                    let bp = packed_b[jr * kc..].as_ptr();
-                    for ir in (0..mc).step_by(MR) {
-                        let rows = MR.min(mc - ir);
-                        let ap = packed_a[ir * kc..].as_ptr();
-                        // SAFETY: the tile's rows and columns lie inside the
-                        // `m × n` output, the packed slivers hold `kc` steps,
-                        // and the CPU has AVX2 and FMA (`available`).
-                        unsafe {
-                            let cp = c.add((ic + ir) * n + jc + jr);
-                            if rows == MR && cols == NR {
-                                tile(kc, ap, bp, cp, n, first);
-                            } else {
-                                edge_tile(kc, ap, bp, cp, n, rows, cols, first);
-                            }
-                        }
+    let product = Product::new(m, k, n, (a, ars, acs), (b, brs, bcs), c, 1);
+    // SAFETY: the caller's contract; one band, run by this thread alone.
+    unsafe { product.band(0) }
+}
+
+/// `c = a · b` as [`sgemm`], on up to `parts` threads of the pool.
+///
+/// Each thread takes a band of rows and multiplies it as [`sgemm`] does,
+/// packing `b` for itself (packing it once for all, shared, was slower: the
+/// slivers then travel between cores). The last panel of `b` is left for
+/// the end and cut into units ([`MC`] rows by [`UNIT_COLUMNS`] columns):
+/// the band's thread takes them from the front, and a thread done with its
+/// own band takes what is left from the back. So the product no longer
+/// waits for its slowest band: on the project's Zen 3 the pool's worker ran
+/// its half 2.5–4% slower than the calling thread on a quiet host, and far
+/// slower when the host was busy.
+///
+/// A thread helps only a band whose thread has started; it waits (spinning
+/// briefly, then yielding) for that band's last panel to be packed, never
+/// for a band that has not started: that band may be queued behind this
+/// very thread, which then runs it itself.
+///
+/// # Safety
+/// As [`sgemm`]'s.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm_parts(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    ars: usize,
+    acs: usize,
+    b: *const f32,
+    brs: usize,
+    bcs: usize,
+    c: *mut f32,
+    parts: usize,
+) {
+    use rayon::prelude::*;
+    let product = Product::new(m, k, n, (a, ars, acs), (b, brs, bcs), c, parts);
+    (0..product.bands.len()).into_par_iter().for_each(|t| {
+        // SAFETY: the caller's contract; each band is run once, and the
+        // bands' rows and units do not overlap.
+        unsafe { product.band(t) }
+    });
+}
+
+/// Columns of a unit of a band's last panel (see [`sgemm_parts`]).
+const UNIT_COLUMNS: usize = 256;
+
+/// One product, shared by the threads that run its bands.
+struct Product {
+    /// `a`, its row stride and column stride.
+    a: (*const f32, usize, usize),
+    /// `b`, its row stride and column stride.
+    b: (*const f32, usize, usize),
+    /// The dense `m × n` output.
+    c: *mut f32,
+    m: usize,
+    k: usize,
+    n: usize,
+    /// Rows per band (a multiple of [`MR`]; the last band may have fewer).
+    band: usize,
+    /// Depth of the packed blocks ([`depth`]).
+    depth: usize,
+    bands: Vec<Band>,
+    /// For the tests: a band whose thread, once it has published its last
+    /// panel, waits for the flag before taking any unit of it.
+    #[cfg(test)]
+    hold: Option<(usize, std::sync::Arc<AtomicBool>)>,
+}
+
+/// What the threads know of one band of rows.
+struct Band {
+    /// Its thread has begun.
+    started: AtomicBool,
+    /// The last panel of `b`, packed by the band's thread, set once that
+    /// thread has added every panel before into the band's rows.
+    last_panel: OnceLock<Vec<f32>>,
+    /// Units of the last panel taken: from the front in the low 32 bits,
+    /// from the back in the high 32.
+    taken: AtomicU64,
+}
+
+// SAFETY: `a` and `b` are only read. Each element of `c` is written by one
+// thread at a time: a band's rows by its thread until it publishes its last
+// panel, then each unit of that panel by the one thread that took it (the
+// `OnceLock` orders the band thread's writes before the others' reads). A
+// published panel is only read.
+unsafe impl Sync for Product {}
+
+impl Band {
+    /// Takes the next of `total` units from the front (`back == false`) or
+    /// from the back, if any is left.
+    fn take(&self, total: usize, back: bool) -> Option<usize> {
+        let mut now = self.taken.load(Ordering::Relaxed);
+        loop {
+            let (front, from_back) = ((now & 0xffff_ffff) as usize, (now >> 32) as usize);
+            if front + from_back >= total {
+                return None;
+            }
+            let next = if back { now + (1 << 32) } else { now + 1 };
+            match self
+                .taken
+                .compare_exchange_weak(now, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(if back { total - 1 - from_back } else { front }),
+                Err(seen) => now = seen,
+            }
+        }
+    }
+}
+
+impl Product {
+    /// The product's bands for up to `parts` threads.
+    fn new(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: (*const f32, usize, usize),
+        b: (*const f32, usize, usize),
+        c: *mut f32,
+        parts: usize,
+    ) -> Self {
+        debug_assert!(k > 0 && m > 0 && n > 0);
+        let band = m.div_ceil(parts.max(1)).next_multiple_of(MR);
+        let bands = (0..m.div_ceil(band))
+            .map(|_| Band {
+                started: AtomicBool::new(false),
+                last_panel: OnceLock::new(),
+                taken: AtomicU64::new(0),
+            })
+            .collect();
+        Product {
+            a,
+            b,
+            c,
+            m,
+            k,
+            n,
+            band,
+            depth: depth(k),
+            bands,
+            #[cfg(test)]
+            hold: None,
+        }
+    }
+
+    /// Rows `r0..r0 + rows` of band `t`.
+    fn rows(&self, t: usize) -> (usize, usize) {
+        let r0 = t * self.band;
+        (r0, self.band.min(self.m - r0))
+    }
+
+    /// Where the last panel of `b` starts: its first row and column.
+    fn last_panel(&self) -> (usize, usize) {
+        (
+            (self.k - 1) / self.depth * self.depth,
+            (self.n - 1) / NC * NC,
+        )
+    }
+
+    /// How many units band `t`'s last panel holds.
+    fn units(&self, t: usize) -> usize {
+        let (_, jc) = self.last_panel();
+        self.rows(t).1.div_ceil(MC) * (self.n - jc).div_ceil(UNIT_COLUMNS)
+    }
+
+    /// Band `t`: its rows times every panel of `b` but the last, then the
+    /// last panel's units from the front, then those left of the other
+    /// started bands from the back.
+    ///
+    /// # Safety
+    /// As [`sgemm`]'s, for the whole product; each band is run once.
+    unsafe fn band(&self, t: usize) {
+        let me = &self.bands[t];
+        me.started.store(true, Ordering::Relaxed);
+        let (r0, rows) = self.rows(t);
+        let (a, ars, acs) = self.a;
+        let (b, brs, bcs) = self.b;
+        // Zero-filled although the packing writes every element the tiles
+        // read: leaving them uninitialised removed a 3% `memset` from the
+        // profile but ran n = 1024 at 0.93–0.97× the speed (three
+        // alternated runs). Each thread allocates its own: filling both
+        // on the calling thread cost 4–20%.
+        // `packed_a` holds a block of any band's rows (the first band's are
+        // the most), as it may take the other bands' units.
+        let mut packed_a = vec![0f32; self.depth * MC.min(self.band)];
+        let mut packed_b = vec![0f32; self.depth * NC.min(self.n).next_multiple_of(NR)];
+        let last = self.last_panel();
+        'panels: for jc in (0..self.n).step_by(NC) {
+            let nc = NC.min(self.n - jc);
+            for pc in (0..self.k).step_by(self.depth) {
+                let kc = self.depth.min(self.k - pc);
+                // SAFETY: rows `pc..pc + kc` and columns `jc..jc + nc` lie
+                // inside `b` (caller's contract); `packed_b` holds `kc · nc`
+                // rounded up to whole slivers.
+                unsafe { pack_b(kc, nc, b.add(pc * brs + jc * bcs), brs, bcs, &mut packed_b) };
+                if (pc, jc) == last {
+                    break 'panels;
+                }
+                for ic in (r0..r0 + rows).step_by(MC) {
+                    let mc = MC.min(r0 + rows - ic);
+                    // SAFETY: as for `b`, rows `ic..ic + mc` and columns
+                    // `pc..pc + kc` of `a`; the block of `c` is in this
+                    // band's rows, which only this thread writes so far.
+                    unsafe {
+                        pack_a(mc, kc, a.add(ic * ars + pc * acs), ars, acs, &mut packed_a);
+                        multiply(
+                            kc,
+                            nc,
+                            mc,
+                            &packed_a,
+                            packed_b.as_ptr(),
+                            self.c.add(ic * self.n + jc),
+                            self.n,
+                            pc == 0,
+                        );
                     }
+                }
+            }
+        }
+        // The vector's buffer does not move: `packed_b` is left empty.
+        let _ = me.last_panel.set(std::mem::take(&mut packed_b));
+        #[cfg(test)]
+        if let Some((held, flag)) = &self.hold {
+            while *held == t && !flag.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+        }
+        let mut cached = None;
+        while let Some(unit) = me.take(self.units(t), false) {
+            // SAFETY: the panel is published; the unit is this thread's.
+            unsafe { self.unit(t, unit, &mut packed_a, &mut cached) };
+        }
+        let count = self.bands.len();
+        for u in (1..count).map(|d| (t + d) % count) {
+            let other = &self.bands[u];
+            if !other.started.load(Ordering::Relaxed) {
+                continue;
+            }
+            let mut spins = 0u32;
+            while other.last_panel.get().is_none() {
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            while let Some(unit) = other.take(self.units(u), true) {
+                // SAFETY: band `u`'s panel is published (so its rows hold
+                // every panel before); the unit is this thread's.
+                unsafe { self.unit(u, unit, &mut packed_a, &mut cached) };
+            }
+        }
+    }
+
+    /// Unit `unit` of band `t`'s last panel, with `packed_a` as scratch
+    /// (`cached`: the band and block of rows it holds packed).
+    ///
+    /// # Safety
+    /// Band `t` has published its last panel; no other thread runs this
+    /// unit; as [`sgemm`]'s for the whole product.
+    unsafe fn unit(
+        &self,
+        t: usize,
+        unit: usize,
+        packed_a: &mut [f32],
+        cached: &mut Option<(usize, usize)>,
+    ) {
+        let (pc, jc) = self.last_panel();
+        let (kc, nc) = (self.k - pc, self.n - jc);
+        let chunks = nc.div_ceil(UNIT_COLUMNS);
+        let (block, chunk) = (unit / chunks, unit % chunks);
+        let (r0, rows) = self.rows(t);
+        let ic = r0 + block * MC;
+        let mc = MC.min(r0 + rows - ic);
+        let j0 = chunk * UNIT_COLUMNS;
+        let (a, ars, acs) = self.a;
+        let panel = self.bands[t]
+            .last_panel
+            .get()
+            .expect("internal error: a unit of an unpublished panel");
+        // SAFETY: rows `ic..ic + mc` and columns `pc..pc + kc` of `a`; the
+        // panel's slivers from column `j0` on; the unit's block of `c`.
+        unsafe {
+            if *cached != Some((t, block)) {
+                pack_a(mc, kc, a.add(ic * ars + pc * acs), ars, acs, packed_a);
+                *cached = Some((t, block));
+            }
+            multiply(
+                kc,
+                UNIT_COLUMNS.min(nc - j0),
+                mc,
+                packed_a,
+                panel[j0 * kc..].as_ptr(),
+                self.c.add(ic * self.n + jc + j0),
+                self.n,
+                pc == 0,
+            );
+        }
+    }
+}
+
+/// `c (=|+=) a · b` for a packed `mc × kc` block of `a` and a packed
+/// `kc × nc` panel of `b` (`first` stores, otherwise adds), `c` with row
+/// stride `ldc`: for each sliver of `b` (kept in L1), every sliver of `a`.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `a` holds the block's `mc` rows rounded up to
+/// whole slivers, `b` the panel's `nc` columns rounded up likewise; `c`
+/// addresses a writable `mc × nc` block, initialised unless `first`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn multiply(
+    kc: usize,
+    nc: usize,
+    mc: usize,
+    a: &[f32],
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
+) {
+    for jr in (0..nc).step_by(NR) {
+        let cols = NR.min(nc - jr);
+        // SAFETY: sliver `jr / NR` of the panel (caller's contract).
+        let bp = unsafe { b.add(jr * kc) };
+        for ir in (0..mc).step_by(MR) {
+            let rows = MR.min(mc - ir);
+            let ap = a[ir * kc..].as_ptr();
+            // SAFETY: the tile's rows and columns lie inside the block, the
+            // slivers hold `kc` steps, and the CPU has AVX2 and FMA.
+            unsafe {
+                let cp = c.add(ir * ldc + jr);
+                if rows == MR && cols == NR {
+                    tile(kc, ap, bp, cp, ldc, first);
+                } else {
+                    edge_tile(kc, ap, bp, cp, ldc, rows, cols, first);
                 }
             }
         }
@@ -323,10 +626,11 @@ mod tests {
             .collect()
     }
 
-    /// `a · b` through `sgemm` with `a` (and `b`) stored as given
+    /// `a · b` through `sgemm` (or `sgemm_parts` for `threads` bands, on
+    /// the global pool) with `a` (and `b`) stored as given
     /// (`transposed`: column-major) and offset into their buffers, against
     /// the naive sum of products.
-    fn check(m: usize, k: usize, n: usize, a_t: bool, b_t: bool) {
+    fn check(m: usize, k: usize, n: usize, a_t: bool, b_t: bool, threads: usize) {
         let off = 3;
         let a = values(off + m * k, 1);
         let b = values(off + k * n, 2);
@@ -337,18 +641,12 @@ mod tests {
         // the strides address `m × k` and `k × n` matrices inside the buffers
         // after `off`, and `c` is `m × n`.
         unsafe {
-            sgemm(
-                m,
-                k,
-                n,
-                a[off..].as_ptr(),
-                ars,
-                acs,
-                b[off..].as_ptr(),
-                brs,
-                bcs,
-                c.as_mut_ptr(),
-            )
+            let (ap, bp, cp) = (a[off..].as_ptr(), b[off..].as_ptr(), c.as_mut_ptr());
+            if threads > 1 {
+                sgemm_parts(m, k, n, ap, ars, acs, bp, brs, bcs, cp, threads)
+            } else {
+                sgemm(m, k, n, ap, ars, acs, bp, brs, bcs, cp)
+            }
         };
         for i in 0..m {
             for j in 0..n {
@@ -385,7 +683,75 @@ mod tests {
         ];
         for &(m, k, n) in &shapes {
             for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
-                check(m, k, n, a_t, b_t);
+                for threads in [1, 2, 3] {
+                    check(m, k, n, a_t, b_t, threads);
+                }
+            }
+        }
+        // on a pool of one thread, which runs every band in turn (so no band
+        // has started when the first is done)
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        one.install(|| check(131, 300, 530, false, true, 2));
+    }
+
+    /// A band whose thread is held after publishing its last panel has every
+    /// unit of that panel taken, from the back, by the other band's thread,
+    /// and the product is still exact.
+    #[test]
+    fn a_held_band_is_finished_by_the_other_thread() {
+        if !available() {
+            eprintln!("skipped: this CPU lacks AVX2 and FMA or has AVX-512");
+            return;
+        }
+        // two bands of 68 rows (two blocks of rows each), a depth of three
+        // blocks, 600 columns (three units per block of rows)
+        let (m, k, n) = (136, 700, 600);
+        let a = values(m * k, 1);
+        let b = values(k * n, 2);
+        let mut c = vec![f32::NAN; m * n];
+        let release = std::sync::Arc::new(AtomicBool::new(false));
+        let mut product = Product::new(
+            m,
+            k,
+            n,
+            (a.as_ptr(), k, 1),
+            (b.as_ptr(), n, 1),
+            c.as_mut_ptr(),
+            2,
+        );
+        product.hold = Some((1, release.clone()));
+        assert_eq!((product.bands.len(), product.units(1)), (2, 6));
+        let product = &product;
+        std::thread::scope(|s| {
+            // SAFETY: the CPU has the kernel's features (checked above); the
+            // operands are dense `m × k`, `k × n` and `m × n` buffers; each
+            // band runs once.
+            s.spawn(|| unsafe { product.band(1) });
+            while !product.bands[1].started.load(Ordering::Relaxed) {
+                std::thread::yield_now();
+            }
+            // SAFETY: as above.
+            unsafe { product.band(0) };
+            release.store(true, Ordering::Release);
+        });
+        let taken = product.bands[1].taken.load(Ordering::Relaxed);
+        assert_eq!(
+            (taken & 0xffff_ffff, taken >> 32),
+            (0, 6),
+            "units of band 1 taken (front, back)"
+        );
+        assert_eq!(
+            product.bands[0].taken.load(Ordering::Relaxed),
+            6,
+            "band 0's own units"
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+                assert_eq!(c[i * n + j], want, "({i}, {j})");
             }
         }
     }
