@@ -166,7 +166,7 @@ fn own_kernel<T: Element>(m: usize, n: usize) -> bool {
 /// `T = f32` on a CPU that runs it: what [`own_kernel`] and `matmul` ensure
 /// before choosing [`Via::Own`]): on the calling thread when `parts` is 1,
 /// otherwise in up to `parts` bands of rows on the pool, whose threads
-/// share out the last blocks ([`super::sgemm_avx2::sgemm_parts`]).
+/// share out the last blocks ([`super::sgemm_avx2::sgemm`]).
 fn own_product<T: Element>(
     m: usize,
     k: usize,
@@ -196,13 +196,7 @@ fn own_product<T: Element>(
         // SAFETY: just checked: `T` is `f32`, the CPU runs the kernel and
         // `k > 0`, and the operands are in bounds; `out` is a unique
         // `m × n` buffer, which the kernel writes without reading.
-        unsafe {
-            if parts <= 1 {
-                super::sgemm_avx2::sgemm(m, k, n, ap, a.rs, a.cs, bp, b.rs, b.cs, cp)
-            } else {
-                super::sgemm_avx2::sgemm_parts(m, k, n, ap, a.rs, a.cs, bp, b.rs, b.cs, cp, parts)
-            }
-        }
+        unsafe { super::sgemm_avx2::sgemm(m, k, n, ap, a.rs, a.cs, bp, b.rs, b.cs, cp, parts) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -68,8 +68,24 @@ pub(crate) fn suits(m: usize, n: usize) -> bool {
 /// `c = a · b` for an `m × k` matrix `a` (element `(i, p)` at
 /// `a + i·ars + p·acs`), a `k × n` matrix `b` (element `(p, j)` at
 /// `b + p·brs + j·bcs`) and a dense row-major `m × n` output `c`, which is
-/// written without being read first (it may be uninitialised), on the
-/// calling thread.
+/// written without being read first (it may be uninitialised): on the
+/// calling thread when `parts` is 1, otherwise on up to `parts` threads of
+/// the pool.
+///
+/// On the pool, each thread takes a band of rows and multiplies it as one
+/// thread would, packing `b` for itself (packing it once for all, shared,
+/// was slower: the slivers then travel between cores). The last panel of
+/// `b` is left for the end and cut into units ([`MC`] rows by
+/// [`UNIT_COLUMNS`] columns): the band's thread takes them from the front,
+/// and a thread done with its own band takes what is left from the back.
+/// So the product no longer waits for its slowest band: on the project's
+/// Zen 3 the pool's worker ran its half 2.5–4% slower than the calling
+/// thread on a quiet host, and far slower when the host was busy.
+///
+/// A thread helps only a band whose thread has started; it waits (spinning
+/// briefly, then yielding) for that band's last panel to be packed, never
+/// for a band that has not started: that band may be queued behind this
+/// very thread, which then runs it itself.
 ///
 /// # Safety
 /// [`available`] is true; `k > 0`; the strides address every element of `a`
@@ -87,55 +103,22 @@ pub(crate) unsafe fn sgemm(
     brs: usize,
     bcs: usize,
     c: *mut f32,
-) {
-    let product = Product::new(m, k, n, (a, ars, acs), (b, brs, bcs), c, 1);
-    // SAFETY: the caller's contract; one band, run by this thread alone.
-    unsafe { product.band(0) }
-}
-
-/// `c = a · b` as [`sgemm`], on up to `parts` threads of the pool.
-///
-/// Each thread takes a band of rows and multiplies it as [`sgemm`] does,
-/// packing `b` for itself (packing it once for all, shared, was slower: the
-/// slivers then travel between cores). The last panel of `b` is left for
-/// the end and cut into units ([`MC`] rows by [`UNIT_COLUMNS`] columns):
-/// the band's thread takes them from the front, and a thread done with its
-/// own band takes what is left from the back. So the product no longer
-/// waits for its slowest band: on the project's Zen 3 the pool's worker ran
-/// its half 2.5–4% slower than the calling thread on a quiet host, and far
-/// slower when the host was busy.
-///
-/// A thread helps only a band whose thread has started; it waits (spinning
-/// briefly, then yielding) for that band's last panel to be packed, never
-/// for a band that has not started: that band may be queued behind this
-/// very thread, which then runs it itself.
-///
-/// # Safety
-/// As [`sgemm`]'s.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn sgemm_parts(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f32,
-    ars: usize,
-    acs: usize,
-    b: *const f32,
-    brs: usize,
-    bcs: usize,
-    c: *mut f32,
     parts: usize,
 ) {
     use rayon::prelude::*;
     let product = Product::new(m, k, n, (a, ars, acs), (b, brs, bcs), c, parts);
-    (0..product.bands.len()).into_par_iter().for_each(|t| {
-        // SAFETY: the caller's contract; each band is run once, and the
-        // bands' rows and units do not overlap.
-        unsafe { product.band(t) }
-    });
+    match product.bands.len() {
+        // SAFETY: the caller's contract; one band, run by this thread alone.
+        1 => unsafe { product.band(0) },
+        bands => (0..bands).into_par_iter().for_each(|t| {
+            // SAFETY: the caller's contract; each band is run once, and the
+            // bands' rows and units do not overlap.
+            unsafe { product.band(t) }
+        }),
+    }
 }
 
-/// Columns of a unit of a band's last panel (see [`sgemm_parts`]).
+/// Columns of a unit of a band's last panel (see [`sgemm`]).
 const UNIT_COLUMNS: usize = 256;
 
 /// One product, shared by the threads that run its bands.
@@ -626,8 +609,8 @@ mod tests {
             .collect()
     }
 
-    /// `a · b` through `sgemm` (or `sgemm_parts` for `threads` bands, on
-    /// the global pool) with `a` (and `b`) stored as given
+    /// `a · b` through `sgemm` (in up to `threads` bands, on the global
+    /// pool) with `a` (and `b`) stored as given
     /// (`transposed`: column-major) and offset into their buffers, against
     /// the naive sum of products.
     fn check(m: usize, k: usize, n: usize, a_t: bool, b_t: bool, threads: usize) {
@@ -642,11 +625,7 @@ mod tests {
         // after `off`, and `c` is `m × n`.
         unsafe {
             let (ap, bp, cp) = (a[off..].as_ptr(), b[off..].as_ptr(), c.as_mut_ptr());
-            if threads > 1 {
-                sgemm_parts(m, k, n, ap, ars, acs, bp, brs, bcs, cp, threads)
-            } else {
-                sgemm(m, k, n, ap, ars, acs, bp, brs, bcs, cp)
-            }
+            sgemm(m, k, n, ap, ars, acs, bp, brs, bcs, cp, threads)
         };
         for i in 0..m {
             for j in 0..n {
