@@ -81,6 +81,17 @@
 //!   processes and machines over MPI (needs an MPI library and libclang to
 //!   build).
 //!
+//! ## Environment variables
+//!
+//! - `RAYON_NUM_THREADS`: how many threads the kernels run on, unless
+//!   [`set_num_threads`] says otherwise (default: one per CPU).
+//! - `FERROGRAD_GEMM_KERNEL`: which kernel runs large `f32` matrix products
+//!   on x86-64 CPUs with AVX2 and FMA: `own` (the crate's own, the default
+//!   where vector units are 256 bits wide, Zen 4 included) or `gemm` (the
+//!   `gemm` crate's, the default on CPUs with full-width AVX-512). Read once,
+//!   at the first product; results differ between the two only in rounding.
+//!   For measuring one against the other on a new machine.
+//!
 //! Tensors are generic over the element type: `Tensor<f32>` (the default) and
 //! `Tensor<f64>`. The default does not drive type inference, so annotate:
 //! `Tensor::<f32>::zeros(&[2, 3])` or `let x: Tensor = …`.

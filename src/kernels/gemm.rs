@@ -180,7 +180,7 @@ fn own_product<T: Element>(
     {
         assert!(
             std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-                && super::sgemm_avx2::available()
+                && super::sgemm_avx2::runs_here()
                 && k > 0,
             "internal error: the AVX2 kernel chosen for another type or CPU"
         );
