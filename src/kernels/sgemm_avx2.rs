@@ -66,7 +66,7 @@ pub(crate) fn runs_here() -> bool {
 /// keeps them all in the `gemm` crate (any other value: the rule). Read once,
 /// at the first product; for measuring one kernel against the other on a
 /// new machine (like PyTorch's `ATEN_CPU_CAPABILITY`).
-pub(crate) const KERNEL_VAR: &str = "FERROGRAD_GEMM_KERNEL";
+const KERNEL_VAR: &str = "FERROGRAD_GEMM_KERNEL";
 
 /// Whether large `f32` products run in this kernel rather than the `gemm`
 /// crate's (decided once per process): never without AVX2 and FMA; as
@@ -114,9 +114,7 @@ fn rule(avx2_fma: bool, avx512f: bool, amd_family: Option<u32>, request: Option<
 /// The CPU's family (base plus extended, as AMD counts it) if its vendor is
 /// AMD.
 fn amd_family() -> Option<u32> {
-    // `__cpuid` is safe to call on every x86-64 CPU (the instruction is part
-    // of the architecture); `unused_unsafe` for the Rust versions where the
-    // intrinsic is already a safe function.
+    // (`unused_unsafe`: in some Rust versions `__cpuid` is a safe function)
     #[allow(unused_unsafe)]
     // SAFETY: CPUID exists on every x86-64 CPU.
     let (vendor, signature) = unsafe { (__cpuid(0), __cpuid(1)) };
@@ -130,7 +128,8 @@ fn amd_family() -> Option<u32> {
 }
 
 /// Whether an `m × n` output fills this kernel's tiles (narrower ones stay
-/// with the `gemm` crate's matrix-vector paths) and the CPU runs it.
+/// with the `gemm` crate's matrix-vector paths) and products run here
+/// ([`chosen`]).
 pub(crate) fn suits(m: usize, n: usize) -> bool {
     m >= MR && n >= NR && chosen()
 }
