@@ -400,7 +400,9 @@ fn add_into_region<T: Element>(
     let ([input], &[slot]) = (gf.inputs, edges) else {
         return false;
     };
-    if slot == NONE {
+    // Cheapest first: in a chain the input has no gradient yet, and the
+    // virtual call below is then never made.
+    if slot == NONE || grads[slot as usize].is_none() {
         return false;
     }
     let Some(region) = gf.op.grad_region(input.shape(), grad.shape()) else {

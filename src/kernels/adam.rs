@@ -15,7 +15,7 @@
 //! gradient's `(1 − β₂)·g·g` underflows to a subnormal too. On the x86 CPUs
 //! measured, an operation with a subnormal operand or result takes a microcode
 //! assist, and once W2 at batch 1 has memorised its batch the update takes
-//! about twice as long as with subnormals flushed (`docs/performance.md`).
+//! about twice as long as with subnormals flushed (`docs/performance-journal.md`, "Afternoon").
 //! JAX's CPU backend flushes them (FTZ/DAZ); PyTorch keeps them, and so does
 //! ferrograd: its results are IEEE's, and Rust treats switching the flush
 //! modes on from Rust code as undefined behaviour. Exact alternatives that

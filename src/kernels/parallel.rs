@@ -73,7 +73,11 @@ fn now_ns() -> u64 {
 /// most [`SPIN_NS`] after the last kernel started: a delay, never a deadlock.
 /// Results do not depend on any of this: which thread runs which part of a
 /// kernel never changes how the parts are combined.
-#[inline]
+///
+/// Out of line, so that [`use_pool`] stays small enough for the serial path
+/// of every kernel to inline it (W3's chain on 1-element tensors paid 26
+/// instructions per op when it did not).
+#[inline(never)]
 fn keep_awake(threads: usize) {
     let spin = SPIN_NS.load(Ordering::Relaxed);
     if spin == 0 {

@@ -9,7 +9,7 @@
 //! product, it was 1.18× faster at n = 1024, level at 384 and 512, and 3–7%
 //! slower at 128–256 (hence `OWN_MIN_WORK` in [`super::parallel`]); beside MKL's one-thread `sgemm` it
 //! reached 0.98–1.09× of MKL's speed where the `gemm` crate reached 0.81–0.95×
-//! (see `docs/performance.md`, "Late night (2026-12-01)"). Its shape is MKL's for
+//! (see `docs/performance-journal.md`, "Late night (2026-12-01)"). Its shape is MKL's for
 //! that CPU: a 4 × 16 tile of the output in eight accumulators, two loads of
 //! `b` and four broadcasts of `a` per step of `k`, the step unrolled four
 //! times. The blocking is Goto's: a `KC × NC` panel of `b` packed in
@@ -39,7 +39,7 @@ const NR: usize = 16;
 /// faster at n = 256, 512 and 1024 on two threads and 1.02× and 1.05× at
 /// 512 and 1024 on one, where the kernel then matched MKL's one-thread
 /// speed (1.005×); a depth of 512 was faster still at n = 1024 but 4%
-/// slower at 512 (see `docs/performance.md`, "After midnight").
+/// slower at 512 (see `docs/performance-journal.md`, "After midnight").
 const KC: usize = 384;
 /// Rows of `a` packed at once: at most `MC × KC` (96 KiB, in L2).
 const MC: usize = 64;
@@ -97,9 +97,9 @@ pub(crate) fn chosen() -> bool {
 /// sitting that opened issue 13), the gap this kernel's split closes on
 /// Zen 3. The Zen 4 choice follows from that design, not from a
 /// measurement (no Zen 4 was at hand since the kernel was written; see
-/// `docs/performance.md`); [`KERNEL_VAR`] lets one be made. Zen 5 (family
-/// 1Ah) and Intel's AVX-512 cores, whose 512-bit units are full width, keep
-/// the crate.
+/// `docs/performance-journal.md`, "Morning (2026-12-02)"); [`KERNEL_VAR`]
+/// lets one be made. Zen 5 (family 1Ah) and Intel's AVX-512 cores, whose
+/// 512-bit units are full width, keep the crate.
 fn rule(avx2_fma: bool, avx512f: bool, amd_family: Option<u32>, request: Option<&str>) -> bool {
     if !avx2_fma {
         return false;
