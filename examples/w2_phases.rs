@@ -3,7 +3,7 @@
 //! each block, how many of Adam's first moments and squared-gradient terms are
 //! subnormal. Once the network has memorised its batch, the dead units' first
 //! moments decay into the subnormal range and stay there, and the update slows
-//! down (see "Subnormal moments" in `docs/performance.md`).
+//! down (see "Afternoon" in `docs/performance-journal.md`).
 //!
 //! Run: `RAYON_NUM_THREADS=1 cargo run --release --example w2_phases -- [BATCH] [BLOCKS] [STEPS]`
 //! (defaults: batch 1, 8 blocks of 250 steps).
