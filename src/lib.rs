@@ -90,7 +90,9 @@
 //!   where vector units are 256 bits wide, Zen 4 included) or `gemm` (the
 //!   `gemm` crate's, the default on CPUs with full-width AVX-512). Read once,
 //!   at the first product; results differ between the two only in rounding.
-//!   For measuring one against the other on a new machine.
+//!   For measuring one against the other on a new machine: on the project's
+//!   Zen 3, `own` was 1.2–1.3× faster on two threads on a busy host, while on
+//!   an idle one `gemm` was up to 5% faster (`docs/performance.md`).
 //!
 //! Tensors are generic over the element type: `Tensor<f32>` (the default) and
 //! `Tensor<f64>`. The default does not drive type inference, so annotate:
