@@ -92,7 +92,7 @@
 //!   at the first product; results differ between the two only in rounding.
 //!   For measuring one against the other on a new machine: on the project's
 //!   Zen 3, `own` was 1.2–1.3× faster on two threads on a busy host, while on
-//!   an idle one `gemm` was up to 5% faster (`docs/performance.md`).
+//!   an idle one `gemm` was up to 6% faster (`docs/performance.md`).
 //!
 //! Tensors are generic over the element type: `Tensor<f32>` (the default) and
 //! `Tensor<f64>`. The default does not drive type inference, so annotate:

@@ -402,16 +402,16 @@ fn add_into_region<T: Element>(
     };
     // Cheapest first: in a chain the input has no gradient yet, and the
     // virtual call below is then never made.
-    if slot == NONE || grads[slot as usize].is_none() {
+    if slot == NONE {
         return false;
     }
+    let Some(held) = grads[slot as usize].as_mut() else {
+        return false;
+    };
     let Some(region) = gf.op.grad_region(input.shape(), grad.shape()) else {
         return false;
     };
-    let Some(d) = grads[slot as usize]
-        .as_mut()
-        .and_then(Tensor::exclusive_buf)
-    else {
+    let Some(d) = held.exclusive_buf() else {
         return false;
     };
     crate::kernels::elementwise::add_into_view(d, &region, &grad.read(), grad.layout());
