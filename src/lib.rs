@@ -91,8 +91,9 @@
 //!   `gemm` crate's, the default on CPUs with full-width AVX-512). Read once,
 //!   at the first product; results differ between the two only in rounding.
 //!   For measuring one against the other on a new machine: on the project's
-//!   Zen 3, `own` was 1.2–1.3× faster on two threads on a busy host, while on
-//!   an idle one `gemm` was up to 6% faster (`docs/performance.md`).
+//!   Zen 3, `own` was 1.13–1.23× faster on two threads on a busy host
+//!   (W1, n = 256 to 1024); the kernel's former shape, on an idle host, was
+//!   up to 6% slower than `gemm` (`docs/performance.md`).
 //!
 //! Tensors are generic over the element type: `Tensor<f32>` (the default) and
 //! `Tensor<f64>`. The default does not drive type inference, so annotate:

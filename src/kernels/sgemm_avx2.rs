@@ -9,12 +9,21 @@
 //! product, it was 1.18× faster at n = 1024, level at 384 and 512, and 3–7%
 //! slower at 128–256 (hence `OWN_MIN_WORK` in [`super::parallel`]); beside MKL's one-thread `sgemm` it
 //! reached 0.98–1.09× of MKL's speed where the `gemm` crate reached 0.81–0.95×
-//! (see `docs/performance-journal.md`, "Late night (2026-12-01)"). Its shape is MKL's for
-//! that CPU: a 4 × 16 tile of the output in eight accumulators, two loads of
-//! `b` and four broadcasts of `a` per step of `k`, the step unrolled four
-//! times. The blocking is Goto's: a `KC × NC` panel of `b` packed in
-//! 16-column slivers, an `MC × KC` block of `a` packed in 4-row slivers, and
-//! for each sliver of `b` (kept in L1) every sliver of `a`.
+//! (see `docs/performance-journal.md`, "Late night (2026-12-01)").
+//!
+//! Its shape is the `gemm` crate's, turned to a row-major output: a 6 × 16
+//! tile of the output in twelve accumulators, two loads of `b` and six
+//! broadcasts of `a` per step of `k`, the step unrolled four times. The
+//! loops keep a sliver of `a` (6 rows, at most `KC` deep: 9 KiB) in L1 and
+//! run it across a `KC × NB` block of `b` packed in 16-column slivers (kept
+//! in L2), for every sliver of an `MC × KC` block of `a` (in L3). Until
+//! 2026-12-02 the kernel was MKL's shape the other way round (a 4 × 16
+//! tile, a sliver of `b` in L1, a block of `a` in L2), which caps the depth
+//! at what a 16-column sliver leaves of L1; this order ran W1 1.03–1.04×
+//! and 1.06–1.08× faster at n = 256 and 512 on two threads and level at
+//! 1024 (0.98–1.07×), and on one thread 1.11× and 1.04× at 512 and 1024
+//! (0.97× at 256), alternated with the former on a busy host (see the
+//! journal, "Afternoon (2026-12-02)").
 //!
 //! Elsewhere (CPUs with full-width AVX-512 units, where the `gemm` crate has
 //! a 512-bit kernel, other architectures, and `f64`) the `gemm` crate does
@@ -27,25 +36,32 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// Rows of the output tile (broadcasts of `a` per step of `k`).
-const MR: usize = 4;
+const MR: usize = 6;
 /// Columns of the output tile (two AVX registers of `b` per step of `k`).
 const NR: usize = 16;
-/// The deepest a packed block gets: a sliver of `b` is at most `KC × NR`
-/// (24 KiB of L1's 32). Products deeper than `KC` are cut into equal depths
-/// ([`depth`]).
+/// The deepest a packed block gets: a sliver of `a` is at most `MR × KC`
+/// (9 KiB of L1's 32), a block of `b` `KC × NB`. Products deeper than `KC`
+/// are cut into equal depths ([`depth`]).
 ///
-/// `KC`, `MC` and `NC` were measured together on the project's Zen 3 on a
-/// quiet host: against 256, 128 and 512, W1 ran 1.02×, 1.01× and 1.05×
-/// faster at n = 256, 512 and 1024 on two threads and 1.02× and 1.05× at
-/// 512 and 1024 on one, where the kernel then matched MKL's one-thread
-/// speed (1.005×); a depth of 512 was faster still at n = 1024 but 4%
-/// slower at 512 (see `docs/performance-journal.md`, "After midnight").
+/// Measured with [`NB`] and [`MC`] on the project's Zen 3 (see the
+/// journal, "Afternoon (2026-12-02)"): a depth of 512 (1024 → 2 × 512), a
+/// block of `b` 192 columns wide or blocks of `a` of 256 rows were no
+/// faster at n = 256, 512 and 1024 on two threads, and the last two slower
+/// at n = 256 and 1024.
 const KC: usize = 384;
-/// Rows of `a` packed at once: at most `MC × KC` (96 KiB, in L2).
-const MC: usize = 64;
-/// Columns of `b` packed at once: at most `KC × NC` (1.5 MiB, in L3), so
-/// that `a` is packed once for up to 1024 columns.
-const NC: usize = 1024;
+/// Rows of `a` packed at once: at most `MC × KC` (768 KiB, in L3), so that a
+/// band of up to 512 rows packs each depth of `a` once.
+const MC: usize = 512;
+/// Columns of `b` packed at once: at most `KC × NB` (192 KiB, in L2, beside
+/// the sliver of `a` that runs across it).
+const NB: usize = 128;
+
+/// The height of each packed block of a band of `rows` rows: `rows` cut
+/// into as few equal parts as keep each within [`MC`], rounded up to whole
+/// slivers (a band of 516 rows is one block, not 512 rows and 4).
+fn block_rows(rows: usize) -> usize {
+    rows.div_ceil(rows.div_ceil(MC)).next_multiple_of(MR)
+}
 
 /// The depth of each packed block for a product of depth `k`: `k` cut into
 /// as few equal parts as keep each within [`KC`] (512 → 2 × 256, 1024 →
@@ -143,16 +159,17 @@ pub(crate) fn suits(m: usize, n: usize) -> bool {
 ///
 /// On the pool, each thread takes a band of rows and multiplies it as one
 /// thread would, packing `b` for itself (packing it once for all, shared,
-/// was slower: the slivers then travel between cores). The last panel of
-/// `b` is left for the end and cut into units ([`MC`] rows by
-/// [`UNIT_COLUMNS`] columns): the band's thread takes them from the front,
-/// and a thread done with its own band takes what is left from the back.
-/// So the product no longer waits for its slowest band: on the project's
-/// Zen 3 the pool's worker ran its half 2.5–4% slower than the calling
-/// thread on a quiet host, and far slower when the host was busy.
+/// was slower: the slivers then travel between cores). The band's last
+/// block of `a` (its last [`MC`] rows or fewer, at the last depth) is left
+/// for the end and cut into units ([`UNIT_ROWS`] rows by [`NB`] columns):
+/// the band's thread takes them from the front, and a thread done with its
+/// own band takes what is left from the back. So the product no longer
+/// waits for its slowest band: on the project's Zen 3 the pool's worker ran
+/// its half 2.5–4% slower than the calling thread on a quiet host, and far
+/// slower when the host was busy.
 ///
 /// A thread helps only a band whose thread has started; it waits (spinning
-/// briefly, then yielding) for that band's last panel to be packed, never
+/// briefly, then yielding) for that band's last block to be packed, never
 /// for a band that has not started: that band may be queued behind this
 /// very thread, which then runs it itself.
 ///
@@ -187,8 +204,9 @@ pub(crate) unsafe fn sgemm(
     }
 }
 
-/// Columns of a unit of a band's last panel (see [`sgemm`]).
-const UNIT_COLUMNS: usize = 256;
+/// Rows of a unit of a band's last block (see [`sgemm`]): a whole number of
+/// slivers.
+const UNIT_ROWS: usize = 16 * MR;
 
 /// One product, shared by the threads that run its bands.
 struct Product {
@@ -207,7 +225,7 @@ struct Product {
     depth: usize,
     bands: Vec<Band>,
     /// For the tests: a band whose thread, once it has published its last
-    /// panel, waits for the flag before taking any unit of it.
+    /// block, waits for the flag before taking any unit of it.
     #[cfg(test)]
     hold: Option<(usize, std::sync::Arc<AtomicBool>)>,
 }
@@ -216,19 +234,19 @@ struct Product {
 struct Band {
     /// Its thread has begun.
     started: AtomicBool,
-    /// The last panel of `b`, packed by the band's thread, set once that
-    /// thread has added every panel before into the band's rows.
-    last_panel: OnceLock<Vec<f32>>,
-    /// Units of the last panel taken: from the front in the low 32 bits,
+    /// The band's last block of `a`, packed by the band's thread, set once
+    /// that thread has added every block before into the band's rows.
+    last_block: OnceLock<Vec<f32>>,
+    /// Units of the last block taken: from the front in the low 32 bits,
     /// from the back in the high 32.
     taken: AtomicU64,
 }
 
 // SAFETY: `a` and `b` are only read. Each element of `c` is written by one
 // thread at a time: a band's rows by its thread until it publishes its last
-// panel, then each unit of that panel by the one thread that took it (the
+// block, then each unit of that block by the one thread that took it (the
 // `OnceLock` orders the band thread's writes before the others' reads). A
-// published panel is only read.
+// published block is only read.
 unsafe impl Sync for Product {}
 
 impl Band {
@@ -269,7 +287,7 @@ impl Product {
         let bands = (0..m.div_ceil(band))
             .map(|_| Band {
                 started: AtomicBool::new(false),
-                last_panel: OnceLock::new(),
+                last_block: OnceLock::new(),
                 taken: AtomicU64::new(0),
             })
             .collect();
@@ -294,23 +312,23 @@ impl Product {
         (r0, self.band.min(self.m - r0))
     }
 
-    /// Where the last panel of `b` starts: its first row and column.
-    fn last_panel(&self) -> (usize, usize) {
-        (
-            (self.k - 1) / self.depth * self.depth,
-            (self.n - 1) / NC * NC,
-        )
+    /// Where band `t`'s last block of `a` starts (its first row and
+    /// column), and how many rows it has.
+    fn last_block(&self, t: usize) -> (usize, usize, usize) {
+        let (r0, rows) = self.rows(t);
+        let height = block_rows(rows);
+        let ic = r0 + (rows - 1) / height * height;
+        (ic, (self.k - 1) / self.depth * self.depth, r0 + rows - ic)
     }
 
-    /// How many units band `t`'s last panel holds.
+    /// How many units band `t`'s last block holds.
     fn units(&self, t: usize) -> usize {
-        let (_, jc) = self.last_panel();
-        self.rows(t).1.div_ceil(MC) * (self.n - jc).div_ceil(UNIT_COLUMNS)
+        self.last_block(t).2.div_ceil(UNIT_ROWS) * self.n.div_ceil(NB)
     }
 
-    /// Band `t`: its rows times every panel of `b` but the last, then the
-    /// last panel's units from the front, then those left of the other
-    /// started bands from the back.
+    /// Band `t`: each block of its rows times every block of `b`, but for
+    /// the last block of rows; then that block's units from the front, then
+    /// those left of the other started bands from the back.
     ///
     /// # Safety
     /// As [`sgemm`]'s, for the whole product; each band is run once.
@@ -321,40 +339,39 @@ impl Product {
         let (a, ars, acs) = self.a;
         let (b, brs, bcs) = self.b;
         // Zero-filled although the packing writes every element the tiles
-        // read: leaving them uninitialised removed a 3% `memset` from the
-        // profile but ran n = 1024 at 0.93–0.97× the speed (three
-        // alternated runs). Each thread allocates its own: filling both
-        // on the calling thread cost 4–20%.
-        // `packed_a` holds a block of any band's rows (the first band's are
-        // the most), as it may take the other bands' units.
-        let mut packed_a = vec![0f32; self.depth * MC.min(self.band)];
-        let mut packed_b = vec![0f32; self.depth * NC.min(self.n).next_multiple_of(NR)];
-        let last = self.last_panel();
-        'panels: for jc in (0..self.n).step_by(NC) {
-            let nc = NC.min(self.n - jc);
+        // read (see the journal: leaving them uninitialised was slower).
+        // Each thread allocates its own.
+        let height = block_rows(rows);
+        let mut packed_a = vec![0f32; self.depth * height];
+        // `packed_b` holds a block of any columns, as this thread may take
+        // the other bands' units.
+        let mut packed_b = vec![0f32; self.depth * NB.min(self.n).next_multiple_of(NR)];
+        let (last_ic, last_pc, _) = self.last_block(t);
+        'blocks: for ic in (r0..r0 + rows).step_by(height) {
+            let mc = height.min(r0 + rows - ic);
             for pc in (0..self.k).step_by(self.depth) {
                 let kc = self.depth.min(self.k - pc);
-                // SAFETY: rows `pc..pc + kc` and columns `jc..jc + nc` lie
-                // inside `b` (caller's contract); `packed_b` holds `kc · nc`
+                // SAFETY: rows `ic..ic + mc` and columns `pc..pc + kc` lie
+                // inside `a` (caller's contract); `packed_a` holds `mc · kc`
                 // rounded up to whole slivers.
-                unsafe { pack_b(kc, nc, b.add(pc * brs + jc * bcs), brs, bcs, &mut packed_b) };
-                if (pc, jc) == last {
-                    break 'panels;
+                unsafe { pack_a(mc, kc, a.add(ic * ars + pc * acs), ars, acs, &mut packed_a) };
+                if (ic, pc) == (last_ic, last_pc) {
+                    break 'blocks;
                 }
-                for ic in (r0..r0 + rows).step_by(MC) {
-                    let mc = MC.min(r0 + rows - ic);
-                    // SAFETY: as for `b`, rows `ic..ic + mc` and columns
-                    // `pc..pc + kc` of `a`; the block of `c` is in this
+                for jb in (0..self.n).step_by(NB) {
+                    let nb = NB.min(self.n - jb);
+                    // SAFETY: as for `a`, rows `pc..pc + kc` and columns
+                    // `jb..jb + nb` of `b`; the block of `c` is in this
                     // band's rows, which only this thread writes so far.
                     unsafe {
-                        pack_a(mc, kc, a.add(ic * ars + pc * acs), ars, acs, &mut packed_a);
+                        pack_b(kc, nb, b.add(pc * brs + jb * bcs), brs, bcs, &mut packed_b);
                         multiply(
                             kc,
-                            nc,
+                            nb,
                             mc,
-                            &packed_a,
-                            packed_b.as_ptr(),
-                            self.c.add(ic * self.n + jc),
+                            packed_a.as_ptr(),
+                            &packed_b,
+                            self.c.add(ic * self.n + jb),
                             self.n,
                             pc == 0,
                         );
@@ -362,8 +379,8 @@ impl Product {
                 }
             }
         }
-        // The vector's buffer does not move: `packed_b` is left empty.
-        let _ = me.last_panel.set(std::mem::take(&mut packed_b));
+        // The vector's buffer does not move: `packed_a` is left empty.
+        let _ = me.last_block.set(std::mem::take(&mut packed_a));
         #[cfg(test)]
         if let Some((held, flag)) = &self.hold {
             while *held == t && !flag.load(Ordering::Acquire) {
@@ -372,8 +389,8 @@ impl Product {
         }
         let mut cached = None;
         while let Some(unit) = me.take(self.units(t), false) {
-            // SAFETY: the panel is published; the unit is this thread's.
-            unsafe { self.unit(t, unit, &mut packed_a, &mut cached) };
+            // SAFETY: the block is published; the unit is this thread's.
+            unsafe { self.unit(t, unit, &mut packed_b, &mut cached) };
         }
         let count = self.bands.len();
         for u in (1..count).map(|d| (t + d) % count) {
@@ -382,7 +399,7 @@ impl Product {
                 continue;
             }
             let mut spins = 0u32;
-            while other.last_panel.get().is_none() {
+            while other.last_block.get().is_none() {
                 spins += 1;
                 if spins < 64 {
                     std::hint::spin_loop();
@@ -391,53 +408,46 @@ impl Product {
                 }
             }
             while let Some(unit) = other.take(self.units(u), true) {
-                // SAFETY: band `u`'s panel is published (so its rows hold
-                // every panel before); the unit is this thread's.
-                unsafe { self.unit(u, unit, &mut packed_a, &mut cached) };
+                // SAFETY: band `u`'s block is published (so its rows hold
+                // every block before); the unit is this thread's.
+                unsafe { self.unit(u, unit, &mut packed_b, &mut cached) };
             }
         }
     }
 
-    /// Unit `unit` of band `t`'s last panel, with `packed_a` as scratch
-    /// (`cached`: the band and block of rows it holds packed).
+    /// Unit `unit` of band `t`'s last block: [`UNIT_ROWS`] of its rows
+    /// times [`NB`] columns, with `packed_b` as scratch (`cached`: the
+    /// first column of the block of the last depth of `b` it holds packed,
+    /// the same for every band).
     ///
     /// # Safety
-    /// Band `t` has published its last panel; no other thread runs this
+    /// Band `t` has published its last block; no other thread runs this
     /// unit; as [`sgemm`]'s for the whole product.
-    unsafe fn unit(
-        &self,
-        t: usize,
-        unit: usize,
-        packed_a: &mut [f32],
-        cached: &mut Option<(usize, usize)>,
-    ) {
-        let (pc, jc) = self.last_panel();
-        let (kc, nc) = (self.k - pc, self.n - jc);
-        let chunks = nc.div_ceil(UNIT_COLUMNS);
-        let (block, chunk) = (unit / chunks, unit % chunks);
-        let (r0, rows) = self.rows(t);
-        let ic = r0 + block * MC;
-        let mc = MC.min(r0 + rows - ic);
-        let j0 = chunk * UNIT_COLUMNS;
-        let (a, ars, acs) = self.a;
-        let panel = self.bands[t]
-            .last_panel
+    unsafe fn unit(&self, t: usize, unit: usize, packed_b: &mut [f32], cached: &mut Option<usize>) {
+        let (ic, pc, mc) = self.last_block(t);
+        let kc = self.k - pc;
+        let chunks = mc.div_ceil(UNIT_ROWS);
+        let (jb, i0) = (unit / chunks * NB, unit % chunks * UNIT_ROWS);
+        let nb = NB.min(self.n - jb);
+        let (b, brs, bcs) = self.b;
+        let block = self.bands[t]
+            .last_block
             .get()
-            .expect("internal error: a unit of an unpublished panel");
-        // SAFETY: rows `ic..ic + mc` and columns `pc..pc + kc` of `a`; the
-        // panel's slivers from column `j0` on; the unit's block of `c`.
+            .expect("internal error: a unit of an unpublished block");
+        // SAFETY: rows `pc..pc + kc` and columns `jb..jb + nb` of `b`; the
+        // block's slivers from row `i0` on; the unit's part of `c`.
         unsafe {
-            if *cached != Some((t, block)) {
-                pack_a(mc, kc, a.add(ic * ars + pc * acs), ars, acs, packed_a);
-                *cached = Some((t, block));
+            if *cached != Some(jb) {
+                pack_b(kc, nb, b.add(pc * brs + jb * bcs), brs, bcs, packed_b);
+                *cached = Some(jb);
             }
             multiply(
                 kc,
-                UNIT_COLUMNS.min(nc - j0),
-                mc,
-                packed_a,
-                panel[j0 * kc..].as_ptr(),
-                self.c.add(ic * self.n + jc + j0),
+                nb,
+                UNIT_ROWS.min(mc - i0),
+                block[i0 * kc..].as_ptr(),
+                packed_b,
+                self.c.add((ic + i0) * self.n + jb),
                 self.n,
                 pc == 0,
             );
@@ -446,31 +456,32 @@ impl Product {
 }
 
 /// `c (=|+=) a · b` for a packed `mc × kc` block of `a` and a packed
-/// `kc × nc` panel of `b` (`first` stores, otherwise adds), `c` with row
-/// stride `ldc`: for each sliver of `b` (kept in L1), every sliver of `a`.
+/// `kc × nb` block of `b` (`first` stores, otherwise adds), `c` with row
+/// stride `ldc`: for each sliver of `a` (kept in L1), every sliver of `b`
+/// (the block kept in L2).
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `a` holds the block's `mc` rows rounded up to
-/// whole slivers, `b` the panel's `nc` columns rounded up likewise; `c`
-/// addresses a writable `mc × nc` block, initialised unless `first`.
+/// whole slivers, `b` the block's `nb` columns rounded up likewise; `c`
+/// addresses a writable `mc × nb` block, initialised unless `first`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn multiply(
     kc: usize,
-    nc: usize,
+    nb: usize,
     mc: usize,
-    a: &[f32],
-    b: *const f32,
+    a: *const f32,
+    b: &[f32],
     c: *mut f32,
     ldc: usize,
     first: bool,
 ) {
-    for jr in (0..nc).step_by(NR) {
-        let cols = NR.min(nc - jr);
-        // SAFETY: sliver `jr / NR` of the panel (caller's contract).
-        let bp = unsafe { b.add(jr * kc) };
-        for ir in (0..mc).step_by(MR) {
-            let rows = MR.min(mc - ir);
-            let ap = a[ir * kc..].as_ptr();
+    for ir in (0..mc).step_by(MR) {
+        let rows = MR.min(mc - ir);
+        // SAFETY: sliver `ir / MR` of the block (caller's contract).
+        let ap = unsafe { a.add(ir * kc) };
+        for jr in (0..nb).step_by(NR) {
+            let cols = NR.min(nb - jr);
+            let bp = b[jr * kc..].as_ptr();
             // SAFETY: the tile's rows and columns lie inside the block, the
             // slivers hold `kc` steps, and the CPU has AVX2 and FMA.
             unsafe {
@@ -522,19 +533,19 @@ unsafe fn edge_tile(
     }
 }
 
-/// `c[0..4, 0..16] (=|+=) a · b` for a packed `4 × kc` sliver `a` (four values
+/// `c[0..6, 0..16] (=|+=) a · b` for a packed `6 × kc` sliver `a` (six values
 /// per step of `k`) and a packed `kc × 16` sliver `b` (sixteen per step):
 /// `first` stores the sums, otherwise they are added to `c`.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `a` holds `4 · kc` and `b` `16 · kc` readable
-/// `f32`s; `c` addresses a writable `4 × 16` tile with row stride `ldc`,
+/// The CPU has AVX2 and FMA; `a` holds `6 · kc` and `b` `16 · kc` readable
+/// `f32`s; `c` addresses a writable `6 × 16` tile with row stride `ldc`,
 /// initialised unless `first`.
 #[target_feature(enable = "avx2,fma")]
 #[allow(unused_unsafe)] // the intrinsics are safe here from Rust 1.87, unsafe before
 unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, first: bool) {
     // SAFETY: the function's contract: every pointer read below stays inside
-    // the slivers (`kc` steps of 4 and 16 values), every store inside the tile.
+    // the slivers (`kc` steps of 6 and 16 values), every store inside the tile.
     unsafe {
         for i in 0..MR {
             _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc).cast::<i8>());
@@ -546,18 +557,11 @@ unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize,
             () => {{
                 let b0 = _mm256_loadu_ps(b);
                 let b1 = _mm256_loadu_ps(b.add(8));
-                let a0 = _mm256_broadcast_ss(&*a);
-                acc[0] = _mm256_fmadd_ps(a0, b0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(a0, b1, acc[1]);
-                let a1 = _mm256_broadcast_ss(&*a.add(1));
-                acc[2] = _mm256_fmadd_ps(a1, b0, acc[2]);
-                acc[3] = _mm256_fmadd_ps(a1, b1, acc[3]);
-                let a2 = _mm256_broadcast_ss(&*a.add(2));
-                acc[4] = _mm256_fmadd_ps(a2, b0, acc[4]);
-                acc[5] = _mm256_fmadd_ps(a2, b1, acc[5]);
-                let a3 = _mm256_broadcast_ss(&*a.add(3));
-                acc[6] = _mm256_fmadd_ps(a3, b0, acc[6]);
-                acc[7] = _mm256_fmadd_ps(a3, b1, acc[7]);
+                for i in 0..MR {
+                    let ai = _mm256_broadcast_ss(&*a.add(i));
+                    acc[2 * i] = _mm256_fmadd_ps(ai, b0, acc[2 * i]);
+                    acc[2 * i + 1] = _mm256_fmadd_ps(ai, b1, acc[2 * i + 1]);
+                }
                 a = a.add(MR);
                 b = b.add(NR);
             }};
@@ -585,12 +589,12 @@ unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize,
     }
 }
 
-/// Packs an `mc × kc` block of `a` as 4-row slivers, each `kc` steps of four
+/// Packs an `mc × kc` block of `a` as 6-row slivers, each `kc` steps of six
 /// values (rows past `mc` are zeros).
 ///
 /// # Safety
 /// The strides address every element of the block inside its allocation;
-/// `out` holds `kc · mc` rounded up to a multiple of 4 rows.
+/// `out` holds `kc · mc` rounded up to a multiple of 6 rows.
 unsafe fn pack_a(mc: usize, kc: usize, a: *const f32, rs: usize, cs: usize, out: &mut [f32]) {
     for (s, sliver) in out[..mc.next_multiple_of(MR) * kc]
         .chunks_exact_mut(MR * kc)
@@ -601,7 +605,7 @@ unsafe fn pack_a(mc: usize, kc: usize, a: *const f32, rs: usize, cs: usize, out:
         // SAFETY: rows `i0..i0 + rows` and columns `0..kc` of the block.
         unsafe {
             if rows == MR && cs == 1 {
-                // rows contiguous: read four rows side by side
+                // rows contiguous: read six rows side by side
                 let r: [*const f32; MR] = std::array::from_fn(|i| a.add((i0 + i) * rs));
                 for (p, step) in sliver.chunks_exact_mut(MR).enumerate() {
                     for i in 0..MR {
@@ -717,7 +721,8 @@ mod tests {
             return;
         }
         // whole tiles, edges in every dimension, and more than one block of
-        // `k` (KC), of rows (MC) and of columns (NC)
+        // `k` (KC), of rows (MC), of columns (NB) and of units' rows
+        // (UNIT_ROWS)
         let shapes = [
             (4, 1, 16),
             (4, 5, 16),
@@ -728,6 +733,8 @@ mod tests {
             (129, 513, 20),
             (3, 8, 40),
             (9, 390, 1030),
+            (1030, 5, 20),
+            (6, 2, 16),
         ];
         for &(m, k, n) in &shapes {
             for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -814,8 +821,8 @@ mod tests {
         assert_eq!(amd_family(), want);
     }
 
-    /// A band whose thread is held after publishing its last panel has every
-    /// unit of that panel taken, from the back, by the other band's thread,
+    /// A band whose thread is held after publishing its last block has every
+    /// unit of that block taken, from the back, by the other band's thread,
     /// and the product is still exact.
     #[test]
     fn a_held_band_is_finished_by_the_other_thread() {
@@ -823,9 +830,9 @@ mod tests {
             eprintln!("skipped: this CPU lacks AVX2 or FMA");
             return;
         }
-        // two bands of 68 rows (two blocks of rows each), a depth of three
-        // blocks, 600 columns (three units per block of rows)
-        let (m, k, n) = (136, 700, 600);
+        // two bands of 102 and 98 rows (two units of rows each), a depth of
+        // two blocks, 600 columns (five units of columns)
+        let (m, k, n) = (200, 700, 600);
         let a = values(m * k, 1);
         let b = values(k * n, 2);
         let mut c = vec![f32::NAN; m * n];
@@ -840,7 +847,7 @@ mod tests {
             2,
         );
         product.hold = Some((1, release.clone()));
-        assert_eq!((product.bands.len(), product.units(1)), (2, 6));
+        assert_eq!((product.bands.len(), product.units(1)), (2, 10));
         let product = &product;
         std::thread::scope(|s| {
             // SAFETY: the CPU has the kernel's features (checked above); the
@@ -857,12 +864,12 @@ mod tests {
         let taken = product.bands[1].taken.load(Ordering::Relaxed);
         assert_eq!(
             (taken & 0xffff_ffff, taken >> 32),
-            (0, 6),
+            (0, 10),
             "units of band 1 taken (front, back)"
         );
         assert_eq!(
             product.bands[0].taken.load(Ordering::Relaxed),
-            6,
+            10,
             "band 0's own units"
         );
         for i in 0..m {
