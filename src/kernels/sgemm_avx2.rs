@@ -43,11 +43,13 @@ const NR: usize = 16;
 /// (9 KiB of L1's 32), a block of `b` `KC × NB`. Products deeper than `KC`
 /// are cut into equal depths ([`depth`]).
 ///
-/// Measured with [`NB`] and [`MC`] on the project's Zen 3 (see the
-/// journal, "Afternoon (2026-12-02)"): a depth of 512 (1024 → 2 × 512), a
-/// block of `b` 192 columns wide or blocks of `a` of 256 rows were no
-/// faster at n = 256, 512 and 1024 on two threads, and the last two slower
-/// at n = 256 and 1024.
+/// Measured with [`NB`] and [`MC`] on the project's Zen 3, two threads, a
+/// busy host (see the journal, "Afternoon (2026-12-02)"): a depth of 512
+/// (1024 → 2 × 512), blocks of `b` 192 columns wide and blocks of `a` of
+/// 256 rows were each level or slower at n = 256 and 1024 (down to 0.67×
+/// and 0.90×); at 512 their medians were 7–17% higher in a run where this
+/// choice's median fell far below its fastest products, and by the fastest
+/// tenth of the products all four were within 4% of each other.
 const KC: usize = 384;
 /// Rows of `a` packed at once: at most `MC × KC` (768 KiB, in L3), so that a
 /// band of up to 512 rows packs each depth of `a` once.
@@ -369,7 +371,7 @@ impl Product {
                             kc,
                             nb,
                             mc,
-                            packed_a.as_ptr(),
+                            &packed_a,
                             &packed_b,
                             self.c.add(ic * self.n + jb),
                             self.n,
@@ -445,7 +447,7 @@ impl Product {
                 kc,
                 nb,
                 UNIT_ROWS.min(mc - i0),
-                block[i0 * kc..].as_ptr(),
+                &block[i0 * kc..],
                 packed_b,
                 self.c.add((ic + i0) * self.n + jb),
                 self.n,
@@ -461,15 +463,16 @@ impl Product {
 /// (the block kept in L2).
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `a` holds the block's `mc` rows rounded up to
-/// whole slivers, `b` the block's `nb` columns rounded up likewise; `c`
-/// addresses a writable `mc × nb` block, initialised unless `first`.
+/// The CPU has AVX2 and FMA; `a` holds at least the block's `mc` rows
+/// rounded up to whole slivers, `b` the block's `nb` columns rounded up
+/// likewise; `c` addresses a writable `mc × nb` block, initialised unless
+/// `first`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn multiply(
     kc: usize,
     nb: usize,
     mc: usize,
-    a: *const f32,
+    a: &[f32],
     b: &[f32],
     c: *mut f32,
     ldc: usize,
@@ -477,8 +480,7 @@ unsafe fn multiply(
 ) {
     for ir in (0..mc).step_by(MR) {
         let rows = MR.min(mc - ir);
-        // SAFETY: sliver `ir / MR` of the block (caller's contract).
-        let ap = unsafe { a.add(ir * kc) };
+        let ap = a[ir * kc..].as_ptr();
         for jr in (0..nb).step_by(NR) {
             let cols = NR.min(nb - jr);
             let bp = b[jr * kc..].as_ptr();
