@@ -185,10 +185,15 @@ pub(crate) const GEMM_SPLIT_WORK: usize = 512 * 512 * 512;
 pub(crate) const GEMM_SPLIT_WORK_OWN: usize = 256 * 256 * 256;
 
 /// Work (m·n·k) from which a product on one thread runs in the crate's AVX2
-/// kernel rather than the `gemm` crate's (where the kernel runs at all): on
-/// one thread the `gemm` crate was 3–7% faster at 128³–256³, level at 384³ and
-/// 512³, and 1.18× slower at 1024³. Parts of a split product always take the
-/// kernel.
+/// kernel rather than the `gemm` crate's (where the kernel runs at all).
+/// Measured again for the kernel's present shape on the project's Zen 3, one
+/// thread, a busy host, a build that sent every product to the kernel run
+/// alternately with `FERROGRAD_GEMM_KERNEL=gemm` (journal, "Late afternoon
+/// (2026-12-02)"): the `gemm` crate 1.13× faster at 64³ and 1.06–1.39× at
+/// 128³, 1.01–1.07× slower at 256³ (runs of 12 and 8 rounds), and 1.15×
+/// slower at 512³ (1.18× at 1024³ before the kernel turned). Between 256³ and
+/// 384³ there is little to gain either way, so the cutoff stayed. Parts of a
+/// split product always take the kernel.
 pub(crate) const OWN_MIN_WORK: usize = 384 * 384 * 384;
 
 /// The fewest rows a part of a split product gets (a few micro-kernel heights).

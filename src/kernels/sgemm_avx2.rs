@@ -7,9 +7,11 @@
 //! the `gemm` crate at n = 512 and 1024, in six alternated runs of six. On one
 //! thread, run in one process with the `gemm` crate and alternated product by
 //! product, it was 1.18× faster at n = 1024, level at 384 and 512, and 3–7%
-//! slower at 128–256 (hence `OWN_MIN_WORK` in [`super::parallel`]); beside MKL's one-thread `sgemm` it
-//! reached 0.98–1.09× of MKL's speed where the `gemm` crate reached 0.81–0.95×
-//! (see `docs/performance-journal.md`, "Late night (2026-12-01)").
+//! slower at 128–256; beside MKL's one-thread `sgemm` it reached 0.98–1.09×
+//! of MKL's speed where the `gemm` crate reached 0.81–0.95× (see
+//! `docs/performance-journal.md`, "Late night (2026-12-01)"). In its present
+//! shape it is 1.15× faster than the `gemm` crate at 512, 1–7% at 256 and
+//! slower below (hence `OWN_MIN_WORK` in [`super::parallel`]).
 //!
 //! Its shape is the `gemm` crate's, turned to a row-major output: a 6 × 16
 //! tile of the output in twelve accumulators, two loads of `b` and six
