@@ -54,7 +54,10 @@ const NR: usize = 16;
 /// tenth of the products all four were within 4% of each other.
 const KC: usize = 384;
 /// Rows of `a` packed at once: at most `MC × KC` (768 KiB, in L3), so that a
-/// band of up to 512 rows packs each depth of `a` once.
+/// band of up to 512 rows packs each depth of `a` once. A band is a whole
+/// number of slivers, so W1's n = 1024 on two threads gives bands of 516
+/// rows, each cut into two blocks of 258 ([`block_rows`]): that is what the
+/// block sweep measured there, not one block of 516.
 const MC: usize = 512;
 /// Columns of `b` packed at once: at most `KC × NB` (192 KiB, in L2, beside
 /// the sliver of `a` that runs across it).
@@ -62,7 +65,8 @@ const NB: usize = 128;
 
 /// The height of each packed block of a band of `rows` rows: `rows` cut
 /// into as few equal parts as keep each within [`MC`], rounded up to whole
-/// slivers (a band of 516 rows is one block, not 512 rows and 4).
+/// slivers (a band of 600 rows is two blocks of 300, not 512 rows and 88; a
+/// band of 512 rows is one block of 516, one of 516 rows two of 258).
 fn block_rows(rows: usize) -> usize {
     rows.div_ceil(rows.div_ceil(MC)).next_multiple_of(MR)
 }
@@ -716,6 +720,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The cuts of rows and depths that the docs of [`block_rows`] and
+    /// [`depth`] give.
+    #[test]
+    fn blocks_are_cut_into_equal_parts() {
+        assert_eq!(block_rows(512), 516);
+        assert_eq!(block_rows(600), 300);
+        assert_eq!(block_rows(516), 258);
+        assert_eq!(block_rows(1030), 348); // 3 blocks: 348, 348, 334
+        assert_eq!(block_rows(100), 102); // whole slivers
+        assert_eq!(depth(384), 384);
+        assert_eq!(depth(512), 256);
+        assert_eq!(depth(1024), 342);
     }
 
     #[test]
