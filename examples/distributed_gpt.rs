@@ -66,7 +66,7 @@ pub fn run(comm: &dyn Collective, o: &Options) -> Result<Summary, Error> {
             msg: "dropout draws different masks on each rank; use --dropout 0".into(),
         });
     }
-    if o.batch % world != 0 {
+    if !o.batch.is_multiple_of(world) {
         return Err(Error::InvalidArgument {
             op: "distributed_gpt",
             msg: format!(

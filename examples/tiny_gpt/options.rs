@@ -428,7 +428,7 @@ impl Options {
 
     /// The checks between flags.
     pub fn check(&self) -> Result<(), String> {
-        if self.width % self.heads != 0 {
+        if !self.width.is_multiple_of(self.heads) {
             return Err(format!(
                 "--width {} is not a multiple of --heads {}: each head gets width/heads dimensions",
                 self.width, self.heads

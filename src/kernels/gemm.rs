@@ -140,20 +140,20 @@ pub(crate) fn matmul<T: Element>(
 /// Which kernel runs a single-threaded product or part.
 #[derive(Clone, Copy)]
 enum Via {
-    /// [`super::sgemm_avx2`] (`f32` only, where [`own_kernel`] says so).
+    /// [`super::sgemm`] (`f32` only, where [`own_kernel`] says so).
     Own,
     /// The `gemm` crate, on one thread or with its own threading.
     Gemm(Parallelism),
 }
 
 /// Whether `T`'s products of an `m`-row, `n`-column output may run in the
-/// crate's AVX2 kernel: `T` is `f32`, the CPU runs the kernel, and the output
+/// crate's own kernel (AVX2 or AVX-512): `T` is `f32`, the CPU runs it, and the output
 /// fills its tiles.
 fn own_kernel<T: Element>(m: usize, n: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-            && super::sgemm_avx2::suits(m, n)
+            && super::sgemm::suits(m, n).is_some()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -162,11 +162,11 @@ fn own_kernel<T: Element>(m: usize, n: usize) -> bool {
     }
 }
 
-/// One product in the crate's AVX2 kernel, on checked operands (`k > 1`,
+/// One product in the crate's own kernel, on checked operands (`k > 1`,
 /// `T = f32` on a CPU that runs it: what [`own_kernel`] and `matmul` ensure
 /// before choosing [`Via::Own`]): on the calling thread when `parts` is 1,
 /// otherwise in up to `parts` bands of rows on the pool, whose threads
-/// share out the last blocks ([`super::sgemm_avx2::sgemm`]).
+/// share out the last blocks ([`super::sgemm::sgemm`]).
 fn own_product<T: Element>(
     m: usize,
     k: usize,
@@ -178,12 +178,9 @@ fn own_product<T: Element>(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        assert!(
-            std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-                && super::sgemm_avx2::runs_here()
-                && k > 0,
-            "internal error: the AVX2 kernel chosen for another type or CPU"
-        );
+        let micro = super::sgemm::chosen()
+            .filter(|_| std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && k > 0)
+            .expect("internal error: the crate's kernel chosen for another type or CPU");
         a.check(m, k);
         b.check(k, n);
         let (ap, bp, cp) = (
@@ -196,12 +193,12 @@ fn own_product<T: Element>(
         // SAFETY: just checked: `T` is `f32`, the CPU runs the kernel and
         // `k > 0`, and the operands are in bounds; `out` is a unique
         // `m × n` buffer, which the kernel writes without reading.
-        unsafe { super::sgemm_avx2::sgemm(m, k, n, ap, a.rs, a.cs, bp, b.rs, b.cs, cp, parts) }
+        unsafe { super::sgemm::sgemm(micro, m, k, n, ap, a.rs, a.cs, bp, b.rs, b.cs, cp, parts) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (m, k, n, a, b, out, parts);
-        unreachable!("internal error: the AVX2 kernel chosen off x86-64");
+        unreachable!("internal error: the crate's kernel chosen off x86-64");
     }
 }
 

@@ -14,7 +14,7 @@ pub(crate) mod norm;
 pub(crate) mod parallel;
 pub(crate) mod reduce;
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod sgemm_avx2;
+pub(crate) mod sgemm;
 
 /// Runs `f`, a kernel's loop, compiled for AVX2 when the CPU has it (twice the
 /// lanes of the SSE2 baseline the crate is built for). Only the vector width

@@ -33,7 +33,7 @@ pub(crate) fn layer_norm_forward<T: Element>(
     out: &mut [MaybeUninit<T>],
 ) -> Vec<(T, T)> {
     assert!(
-        d > 0 && x.len() % d == 0 && out.len() == x.len(),
+        d > 0 && x.len().is_multiple_of(d) && out.len() == x.len(),
         "internal error: layer_norm_forward lengths"
     );
     let rows = group_rows(d) * d;

@@ -111,7 +111,7 @@ pub(crate) fn check_heads(op: &'static str, d_model: usize, n_head: usize) -> Re
     if n_head == 0 {
         return Err(Error::invalid(op, "n_head must be at least 1, got 0"));
     }
-    if d_model % n_head != 0 {
+    if !d_model.is_multiple_of(n_head) {
         return Err(Error::invalid(
             op,
             format!(

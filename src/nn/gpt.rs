@@ -417,7 +417,7 @@ impl<T: Element> Gpt<T> {
 
     /// Checks the token ids and returns the sequence length.
     fn check_ids(&self, ids: &[usize], batch: usize) -> Result<usize> {
-        if batch == 0 || ids.is_empty() || ids.len() % batch != 0 {
+        if batch == 0 || ids.is_empty() || !ids.len().is_multiple_of(batch) {
             return Err(Error::invalid(
                 OP,
                 format!(

@@ -1,0 +1,290 @@
+//! The micro-kernels of [`super`]: one tile of the output from a packed
+//! sliver of `a` and one of `b`, and the packing that lays the slivers out.
+//!
+//! Two tiles, one per vector width, in the same shape: each step of `k`
+//! loads one row of the `b` sliver (two vector registers) and broadcasts
+//! each value of the `a` sliver's step against it, adding into two
+//! accumulators per row of the tile, the step unrolled four times.
+//!
+//! - [`tile_avx2`]: 6 × 16, twelve of the sixteen 256-bit registers;
+//! - [`tile_avx512`]: 12 × 32, twenty-four of the thirty-two 512-bit
+//!   registers, so each value of `b` loaded serves twice as many rows and
+//!   the broadcasts of `a` fold into the FMAs' memory operands.
+
+use std::arch::x86_64::*;
+
+/// The signature every tile shares: `c[0..MR, 0..NR] (=|+=) a · b` for a
+/// packed `MR × kc` sliver `a` and a packed `kc × NR` sliver `b`, `c` with
+/// row stride `ldc` (`true`: store, `false`: add to `c`).
+pub(super) type TileFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool);
+
+/// The signature of the packers: `(rows or columns, kc, matrix, row stride,
+/// column stride, out)` (see [`pack_a`] and [`pack_b`]).
+pub(super) type PackFn = unsafe fn(usize, usize, *const f32, usize, usize, &mut [f32]);
+
+/// The largest tile, in elements: the size of [`edge_tile`]'s buffer.
+pub(super) const MAX_TILE: usize = 12 * 32;
+
+/// `c[0..6, 0..16] (=|+=) a · b` (see [`TileFn`]).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `a` holds `6 · kc` and `b` `16 · kc` readable
+/// `f32`s; `c` addresses a writable `6 × 16` tile with row stride `ldc`,
+/// initialised unless `first`.
+#[target_feature(enable = "avx2,fma")]
+#[allow(unused_unsafe)] // the intrinsics are safe here from Rust 1.87, unsafe before
+pub(super) unsafe fn tile_avx2(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
+) {
+    const MR: usize = 6;
+    const NR: usize = 16;
+    // SAFETY: the function's contract: every pointer read below stays inside
+    // the slivers (`kc` steps of 6 and 16 values), every store inside the tile.
+    unsafe {
+        for i in 0..MR {
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc).cast::<i8>());
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + NR - 1).cast::<i8>());
+        }
+        let mut acc = [_mm256_setzero_ps(); 2 * MR];
+        let (mut a, mut b) = (a, b);
+        macro_rules! step {
+            () => {{
+                let b0 = _mm256_loadu_ps(b);
+                let b1 = _mm256_loadu_ps(b.add(8));
+                for i in 0..MR {
+                    let ai = _mm256_broadcast_ss(&*a.add(i));
+                    acc[2 * i] = _mm256_fmadd_ps(ai, b0, acc[2 * i]);
+                    acc[2 * i + 1] = _mm256_fmadd_ps(ai, b1, acc[2 * i + 1]);
+                }
+                a = a.add(MR);
+                b = b.add(NR);
+            }};
+        }
+        for _ in 0..kc / 4 {
+            step!();
+            step!();
+            step!();
+            step!();
+        }
+        for _ in 0..kc % 4 {
+            step!();
+        }
+        for i in 0..MR {
+            let row = c.add(i * ldc);
+            let (lo, hi) = (acc[2 * i], acc[2 * i + 1]);
+            if first {
+                _mm256_storeu_ps(row, lo);
+                _mm256_storeu_ps(row.add(8), hi);
+            } else {
+                _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), lo));
+                _mm256_storeu_ps(row.add(8), _mm256_add_ps(_mm256_loadu_ps(row.add(8)), hi));
+            }
+        }
+    }
+}
+
+/// `c[0..12, 0..32] (=|+=) a · b` (see [`TileFn`]).
+///
+/// # Safety
+/// The CPU has AVX-512F; `a` holds `12 · kc` and `b` `32 · kc` readable
+/// `f32`s; `c` addresses a writable `12 × 32` tile with row stride `ldc`,
+/// initialised unless `first`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn tile_avx512(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
+) {
+    const MR: usize = 12;
+    const NR: usize = 32;
+    // SAFETY: the function's contract: every pointer read below stays inside
+    // the slivers (`kc` steps of 12 and 32 values), every store inside the
+    // tile.
+    unsafe {
+        for i in 0..MR {
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc).cast::<i8>());
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + NR - 1).cast::<i8>());
+        }
+        let mut lo = [_mm512_setzero_ps(); MR];
+        let mut hi = [_mm512_setzero_ps(); MR];
+        let (mut a, mut b) = (a, b);
+        macro_rules! step {
+            () => {{
+                let b0 = _mm512_loadu_ps(b);
+                let b1 = _mm512_loadu_ps(b.add(16));
+                for i in 0..MR {
+                    let ai = _mm512_set1_ps(*a.add(i));
+                    lo[i] = _mm512_fmadd_ps(ai, b0, lo[i]);
+                    hi[i] = _mm512_fmadd_ps(ai, b1, hi[i]);
+                }
+                a = a.add(MR);
+                b = b.add(NR);
+            }};
+        }
+        for _ in 0..kc / 4 {
+            step!();
+            step!();
+            step!();
+            step!();
+        }
+        for _ in 0..kc % 4 {
+            step!();
+        }
+        for i in 0..MR {
+            let row = c.add(i * ldc);
+            if first {
+                _mm512_storeu_ps(row, lo[i]);
+                _mm512_storeu_ps(row.add(16), hi[i]);
+            } else {
+                _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), lo[i]));
+                _mm512_storeu_ps(
+                    row.add(16),
+                    _mm512_add_ps(_mm512_loadu_ps(row.add(16)), hi[i]),
+                );
+            }
+        }
+    }
+}
+
+/// A tile at the output's lower or right edge: computed in full by `tile`
+/// (an `mr × nr` one) into a local buffer (the packed slivers are
+/// zero-padded), and its `rows × cols` part stored or added.
+///
+/// # Safety
+/// As `tile`'s, for a `rows × cols` part of `c`; `mr · nr ≤ MAX_TILE`.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn edge_tile(
+    tile: TileFn,
+    (mr, nr): (usize, usize),
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    (rows, cols): (usize, usize),
+    first: bool,
+) {
+    debug_assert!(mr * nr <= MAX_TILE && rows <= mr && cols <= nr);
+    let mut local = [0f32; MAX_TILE];
+    // SAFETY: `local` holds a dense `mr × nr` tile; the slivers as the
+    // caller's.
+    unsafe { tile(kc, a, b, local.as_mut_ptr(), nr, true) };
+    for i in 0..rows {
+        for j in 0..cols {
+            let v = local[i * nr + j];
+            // SAFETY: `(i, j)` is inside the caller's `rows × cols` part of `c`.
+            unsafe {
+                let d = c.add(i * ldc + j);
+                if first {
+                    d.write(v);
+                } else {
+                    *d += v;
+                }
+            }
+        }
+    }
+}
+
+/// Packs an `mc × kc` block of `a` as `MR`-row slivers, each `kc` steps of
+/// `MR` values (rows past `mc` are zeros).
+///
+/// # Safety
+/// The strides address every element of the block inside its allocation;
+/// `out` holds `kc · mc` rounded up to a multiple of `MR` rows.
+pub(super) unsafe fn pack_a<const MR: usize>(
+    mc: usize,
+    kc: usize,
+    a: *const f32,
+    rs: usize,
+    cs: usize,
+    out: &mut [f32],
+) {
+    for (s, sliver) in out[..mc.next_multiple_of(MR) * kc]
+        .chunks_exact_mut(MR * kc)
+        .enumerate()
+    {
+        let i0 = s * MR;
+        let rows = MR.min(mc - i0);
+        // SAFETY: rows `i0..i0 + rows` and columns `0..kc` of the block.
+        unsafe {
+            if rows == MR && cs == 1 {
+                // rows contiguous: read the sliver's rows side by side
+                let r: [*const f32; MR] = std::array::from_fn(|i| a.add((i0 + i) * rs));
+                for (p, step) in sliver.chunks_exact_mut(MR).enumerate() {
+                    for i in 0..MR {
+                        step[i] = *r[i].add(p);
+                    }
+                }
+            } else {
+                for (p, step) in sliver.chunks_exact_mut(MR).enumerate() {
+                    for (i, v) in step.iter_mut().enumerate() {
+                        *v = if i < rows {
+                            *a.add((i0 + i) * rs + p * cs)
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs a `kc × nc` block of `b` as `NR`-column slivers, each `kc` steps of
+/// `NR` values (columns past `nc` are zeros).
+///
+/// # Safety
+/// The strides address every element of the block inside its allocation;
+/// `out` holds `kc · nc` rounded up to a multiple of `NR` columns.
+pub(super) unsafe fn pack_b<const NR: usize>(
+    kc: usize,
+    nc: usize,
+    b: *const f32,
+    rs: usize,
+    cs: usize,
+    out: &mut [f32],
+) {
+    for (s, sliver) in out[..nc.next_multiple_of(NR) * kc]
+        .chunks_exact_mut(NR * kc)
+        .enumerate()
+    {
+        let j0 = s * NR;
+        let cols = NR.min(nc - j0);
+        // SAFETY: rows `0..kc` and columns `j0..j0 + cols` of the block.
+        unsafe {
+            if cols == NR && cs == 1 {
+                for (p, step) in sliver.chunks_exact_mut(NR).enumerate() {
+                    std::ptr::copy_nonoverlapping(b.add(p * rs + j0), step.as_mut_ptr(), NR);
+                }
+            } else if rs == 1 {
+                // columns contiguous (a transposed operand): read each column
+                // along `k`, write it down the sliver
+                sliver.fill(0.0);
+                for j in 0..cols {
+                    let col = b.add((j0 + j) * cs);
+                    for p in 0..kc {
+                        sliver[p * NR + j] = *col.add(p);
+                    }
+                }
+            } else {
+                for (p, step) in sliver.chunks_exact_mut(NR).enumerate() {
+                    for (j, v) in step.iter_mut().enumerate() {
+                        *v = if j < cols {
+                            *b.add(p * rs + (j0 + j) * cs)
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
