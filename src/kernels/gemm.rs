@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::parallel::{
     use_pool, ELEMENTWISE_CHEAP_LEN, ELEMENTWISE_CHUNK, GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART,
-    GEMM_SPLIT_WORK, GEMM_SPLIT_WORK_OWN, GEMM_WORK, OWN_MIN_WORK,
+    GEMM_SPLIT_WORK, GEMM_WORK,
 };
 use crate::element::Element;
 use crate::pool;
@@ -86,12 +86,9 @@ pub(crate) fn matmul<T: Element>(
         return outer(m, n, a, b, out, serial);
     }
     let pool = !serial && use_pool(m * n * k, GEMM_WORK);
+    // the cutoffs of the crate's own kernel, if this product may run there
     let own = own_kernel::<T>(m, n);
-    let split_work = if own {
-        GEMM_SPLIT_WORK_OWN
-    } else {
-        GEMM_SPLIT_WORK
-    };
+    let split_work = own.map_or(GEMM_SPLIT_WORK, |(split, _)| split);
     let parts = if !pool || m * n * k < split_work {
         1
     } else {
@@ -103,14 +100,14 @@ pub(crate) fn matmul<T: Element>(
         // for large products where it runs
         let via = if pool {
             Via::Gemm(Parallelism::Rayon(0))
-        } else if own && m * n * k >= OWN_MIN_WORK {
+        } else if own.is_some_and(|(_, one_thread)| m * n * k >= one_thread) {
             Via::Own
         } else {
             Via::Gemm(Parallelism::None)
         };
         return gemm_rows(m, k, n, a, b, out, via);
     }
-    if own {
+    if own.is_some() {
         // bands of rows whose last panel's blocks the threads share out
         return own_product(m, k, n, a, b, out, parts);
     }
@@ -147,18 +144,22 @@ enum Via {
 }
 
 /// Whether `T`'s products of an `m`-row, `n`-column output may run in the
-/// crate's own kernel (AVX2 or AVX-512): `T` is `f32`, the CPU runs it, and the output
-/// fills its tiles.
-fn own_kernel<T: Element>(m: usize, n: usize) -> bool {
+/// crate's own kernel (AVX2 or AVX-512): `T` is `f32`, the CPU runs it, and
+/// the output fills its tiles. If so, the kernel's cutoffs: the work from
+/// which a product on the pool is cut into bands, and the work from which
+/// one on a single thread runs there.
+fn own_kernel<T: Element>(m: usize, n: usize) -> Option<(usize, usize)> {
     #[cfg(target_arch = "x86_64")]
     {
-        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-            && super::sgemm::suits(m, n).is_some()
+        if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() {
+            return None;
+        }
+        super::sgemm::suits(m, n).map(|k| k.cutoffs())
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (m, n);
-        false
+        None
     }
 }
 
@@ -430,6 +431,9 @@ unsafe fn kernel<T: Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::parallel::{
+        GEMM_SPLIT_WORK_AVX512, GEMM_SPLIT_WORK_OWN, OWN_MIN_WORK, OWN_MIN_WORK_AVX512,
+    };
 
     /// `matmul` into a fresh buffer.
     fn product<T: Element>(
@@ -637,12 +641,18 @@ mod tests {
         pool_product_matches::<f64>(515, 512, 511, 97);
     }
 
-    /// `f32` products large enough for the AVX2 kernel (on CPUs that run it;
-    /// elsewhere through the `gemm` crate), each on the pool and on one
-    /// thread: split in bands on the pool from `GEMM_SPLIT_WORK_OWN`, on
-    /// one thread in the kernel from `OWN_MIN_WORK` (the `gemm` crate below).
+    /// `f32` products large enough for the crate's kernel (on CPUs that run
+    /// it; elsewhere through the `gemm` crate), each on the pool and on one
+    /// thread: with the AVX2 tile split in bands on the pool from
+    /// `GEMM_SPLIT_WORK_OWN`, on one thread in the kernel from
+    /// `OWN_MIN_WORK` (the `gemm` crate below); with the AVX-512 tile from
+    /// `GEMM_SPLIT_WORK_AVX512` and `OWN_MIN_WORK_AVX512`.
     #[test]
     fn f32_products_match_the_naive_sums() {
+        const { assert!(70 * 64 * 66 >= OWN_MIN_WORK_AVX512 && 70 * 64 * 66 < GEMM_WORK) };
+        const { assert!(100 * 100 * 99 >= GEMM_SPLIT_WORK_AVX512) };
+        pool_product_matches::<f32>(70, 64, 66, 5);
+        pool_product_matches::<f32>(100, 100, 99, 2);
         const { assert!(300 * 300 * 299 >= GEMM_SPLIT_WORK_OWN && 300 * 300 * 299 < OWN_MIN_WORK) };
         const { assert!(395 * 390 * 387 >= OWN_MIN_WORK) };
         pool_product_matches::<f32>(300, 300, 299, 3);

@@ -38,6 +38,9 @@
 
 mod tiles;
 
+use super::parallel::{
+    GEMM_SPLIT_WORK_AVX512, GEMM_SPLIT_WORK_OWN, OWN_MIN_WORK, OWN_MIN_WORK_AVX512,
+};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use tiles::{PackFn, TileFn};
@@ -54,6 +57,12 @@ pub(crate) struct Micro {
     tile: TileFn,
     pack_a: PackFn,
     pack_b: PackFn,
+    /// Work (m·n·k) from which a product on the pool is cut into bands
+    /// (below, the `gemm` crate's threading runs it).
+    split_work: usize,
+    /// Work from which a product on one thread runs here rather than in the
+    /// `gemm` crate.
+    min_work: usize,
     /// `"avx2"` or `"avx512"`: in `Debug` output and the tests' messages.
     #[cfg_attr(not(test), allow(dead_code))]
     name: &'static str,
@@ -69,6 +78,8 @@ impl Micro {
                 tile: tiles::tile_avx2,
                 pack_a: tiles::pack_a::<6>,
                 pack_b: tiles::pack_b::<16>,
+                split_work: GEMM_SPLIT_WORK_OWN,
+                min_work: OWN_MIN_WORK,
                 name: "avx2",
             })
     }
@@ -81,8 +92,17 @@ impl Micro {
             tile: tiles::tile_avx512,
             pack_a: tiles::pack_a::<12>,
             pack_b: tiles::pack_b::<32>,
+            split_work: GEMM_SPLIT_WORK_AVX512,
+            min_work: OWN_MIN_WORK_AVX512,
             name: "avx512",
         })
+    }
+
+    /// The tile's cutoffs (measured per tile, in [`super::parallel`]): the
+    /// work from which a product on the pool is cut into bands, and the
+    /// work from which one on a single thread runs here.
+    pub(crate) fn cutoffs(&self) -> (usize, usize) {
+        (self.split_work, self.min_work)
     }
 
     /// Rows of a unit of a band's last block (see [`sgemm`]): about 96, a
@@ -387,7 +407,12 @@ impl Product {
         let mut packed_a = vec![0f32; self.depth * height];
         // `packed_b` holds a block of any columns, as this thread may take
         // the other bands' units.
-        let mut packed_b = vec![0f32; self.depth * NB.min(self.n).next_multiple_of(self.micro.nr)];
+        // It starts on a cache line: a 512-bit load of a sliver's row is then
+        // never split across two lines.
+        let b_len = self.depth * NB.min(self.n).next_multiple_of(self.micro.nr);
+        let mut b_buf = vec![0f32; b_len + 15];
+        let b_start = b_buf.as_ptr().align_offset(64).min(15);
+        let packed_b = &mut b_buf[b_start..b_start + b_len];
         let (last_ic, last_pc, _) = self.last_block(t);
         'blocks: for ic in (r0..r0 + rows).step_by(height) {
             let mc = height.min(r0 + rows - ic);
@@ -408,20 +433,13 @@ impl Product {
                     // `jb..jb + nb` of `b`; the block of `c` is in this
                     // band's rows, which only this thread writes so far.
                     unsafe {
-                        (self.micro.pack_b)(
-                            kc,
-                            nb,
-                            b.add(pc * brs + jb * bcs),
-                            brs,
-                            bcs,
-                            &mut packed_b,
-                        );
+                        (self.micro.pack_b)(kc, nb, b.add(pc * brs + jb * bcs), brs, bcs, packed_b);
                         self.micro.multiply(
                             kc,
                             nb,
                             mc,
                             &packed_a,
-                            &packed_b,
+                            packed_b,
                             self.c.add(ic * self.n + jb),
                             self.n,
                             pc == 0,
@@ -441,7 +459,7 @@ impl Product {
         let mut cached = None;
         while let Some(unit) = me.take(self.units(t), false) {
             // SAFETY: the block is published; the unit is this thread's.
-            unsafe { self.unit(t, unit, &mut packed_b, &mut cached) };
+            unsafe { self.unit(t, unit, packed_b, &mut cached) };
         }
         let count = self.bands.len();
         for u in (1..count).map(|d| (t + d) % count) {
@@ -461,7 +479,7 @@ impl Product {
             while let Some(unit) = other.take(self.units(u), true) {
                 // SAFETY: band `u`'s block is published (so its rows hold
                 // every block before); the unit is this thread's.
-                unsafe { self.unit(u, unit, &mut packed_b, &mut cached) };
+                unsafe { self.unit(u, unit, packed_b, &mut cached) };
             }
         }
     }
