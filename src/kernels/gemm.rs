@@ -308,7 +308,7 @@ pub(crate) fn matmul_batch<T: Element>(
 }
 
 /// One product on checked operands, in the kernel `via` names: the crate's
-/// AVX2 kernel or one call of the `gemm` crate.
+/// own kernel (its AVX2 or AVX-512 tile) or one call of the `gemm` crate.
 fn gemm_rows<T: Element>(
     m: usize,
     k: usize,

@@ -175,8 +175,8 @@ pub(crate) const GEMM_WORK: usize = 96 * 96 * 96;
 /// 90 against 89).
 pub(crate) const GEMM_SPLIT_WORK: usize = 512 * 512 * 512;
 
-/// [`GEMM_SPLIT_WORK`] for products that run in the crate's AVX2 kernel
-/// (`f32` on CPUs with AVX2 and FMA but no AVX-512), whose bands of rows
+/// [`GEMM_SPLIT_WORK`] for products that run in the crate's AVX2 tile
+/// (`f32` on CPUs with AVX2 and FMA but no AVX-512F), whose bands of rows
 /// (with the last blocks shared out, `sgemm::sgemm`) beat
 /// `gemm`'s threading from 256³: on two threads, binaries alternated, W1 at
 /// n = 256 1.23× faster (8 rounds of 8, with plain row halves then) and W2

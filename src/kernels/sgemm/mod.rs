@@ -71,31 +71,44 @@ pub(crate) struct Micro {
 impl Micro {
     /// The 6 × 16 tile of 256-bit registers, if the CPU has AVX2 and FMA.
     pub(crate) fn avx2() -> Option<Micro> {
-        (std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
-            .then_some(Micro {
-                mr: 6,
-                nr: 16,
-                tile: tiles::tile_avx2,
-                pack_a: tiles::pack_a::<6>,
-                pack_b: tiles::pack_b::<16>,
-                split_work: GEMM_SPLIT_WORK_OWN,
-                min_work: OWN_MIN_WORK,
-                name: "avx2",
-            })
+        let here = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        here.then(|| {
+            Micro::of::<6, 16>(
+                tiles::tile_avx2,
+                (GEMM_SPLIT_WORK_OWN, OWN_MIN_WORK),
+                "avx2",
+            )
+        })
     }
 
     /// The 12 × 32 tile of 512-bit registers, if the CPU has AVX-512F.
     pub(crate) fn avx512() -> Option<Micro> {
-        std::arch::is_x86_feature_detected!("avx512f").then_some(Micro {
-            mr: 12,
-            nr: 32,
-            tile: tiles::tile_avx512,
-            pack_a: tiles::pack_a::<12>,
-            pack_b: tiles::pack_b::<32>,
-            split_work: GEMM_SPLIT_WORK_AVX512,
-            min_work: OWN_MIN_WORK_AVX512,
-            name: "avx512",
+        let here = std::arch::is_x86_feature_detected!("avx512f");
+        here.then(|| {
+            let cutoffs = (GEMM_SPLIT_WORK_AVX512, OWN_MIN_WORK_AVX512);
+            Micro::of::<12, 32>(tiles::tile_avx512, cutoffs, "avx512")
         })
+    }
+
+    /// An `MR × NR` tile with the packers of its shape, its cutoffs
+    /// (`split_work`, `min_work`) and its name. Only for the constructors
+    /// above, which check that the CPU runs `tile`.
+    fn of<const MR: usize, const NR: usize>(
+        tile: TileFn,
+        (split_work, min_work): (usize, usize),
+        name: &'static str,
+    ) -> Micro {
+        Micro {
+            mr: MR,
+            nr: NR,
+            tile,
+            pack_a: tiles::pack_a::<MR>,
+            pack_b: tiles::pack_b::<NR>,
+            split_work,
+            min_work,
+            name,
+        }
     }
 
     /// The tile's cutoffs (measured per tile, in [`super::parallel`]): the

@@ -8,8 +8,9 @@
 //!
 //! - [`tile_avx2`]: 6 × 16, twelve of the sixteen 256-bit registers;
 //! - [`tile_avx512`]: 12 × 32, twenty-four of the thirty-two 512-bit
-//!   registers, so each value of `b` loaded serves twice as many rows and
-//!   the broadcasts of `a` fold into the FMAs' memory operands.
+//!   registers, so each value of `b` loaded serves twice as many rows (the
+//!   broadcasts of `a` stay separate loads, one per row and step, as in the
+//!   AVX2 tile).
 
 use std::arch::x86_64::*;
 
