@@ -73,13 +73,7 @@ impl Micro {
     pub(crate) fn avx2() -> Option<Micro> {
         let here = std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma");
-        here.then(|| {
-            Micro::of::<6, 16>(
-                tiles::tile_avx2,
-                (GEMM_SPLIT_WORK_OWN, OWN_MIN_WORK),
-                "avx2",
-            )
-        })
+        here.then(|| Micro::of(tiles::AVX2, (GEMM_SPLIT_WORK_OWN, OWN_MIN_WORK), "avx2"))
     }
 
     /// The 12 × 32 tile of 512-bit registers, if the CPU has AVX-512F.
@@ -87,24 +81,24 @@ impl Micro {
         let here = std::arch::is_x86_feature_detected!("avx512f");
         here.then(|| {
             let cutoffs = (GEMM_SPLIT_WORK_AVX512, OWN_MIN_WORK_AVX512);
-            Micro::of::<12, 32>(tiles::tile_avx512, cutoffs, "avx512")
+            Micro::of(tiles::AVX512, cutoffs, "avx512")
         })
     }
 
-    /// An `MR × NR` tile with the packers of its shape, its cutoffs
+    /// A tile with its packers ([`tiles::Shape`]), its cutoffs
     /// (`split_work`, `min_work`) and its name. Only for the constructors
-    /// above, which check that the CPU runs `tile`.
-    fn of<const MR: usize, const NR: usize>(
-        tile: TileFn,
+    /// above, which check that the CPU runs the shape's instructions.
+    fn of(
+        shape: tiles::Shape,
         (split_work, min_work): (usize, usize),
         name: &'static str,
     ) -> Micro {
         Micro {
-            mr: MR,
-            nr: NR,
-            tile,
-            pack_a: tiles::pack_a::<MR>,
-            pack_b: tiles::pack_b::<NR>,
+            mr: shape.mr,
+            nr: shape.nr,
+            tile: shape.tile,
+            pack_a: shape.pack_a,
+            pack_b: shape.pack_b,
             split_work,
             min_work,
             name,

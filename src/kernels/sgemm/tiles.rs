@@ -26,6 +26,84 @@ pub(super) type PackFn = unsafe fn(usize, usize, *const f32, usize, usize, &mut 
 /// The largest tile, in elements: the size of [`edge_tile`]'s buffer.
 pub(super) const MAX_TILE: usize = 12 * 32;
 
+/// A tile and the packers of its shape, all compiled for the tile's
+/// instructions (the packers' copies then move whole vector registers: built
+/// for the baseline x86-64, `pack_b` moved 16 bytes at a time and was 8% of
+/// a two-thread product at n = 256).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shape {
+    /// Rows of the tile.
+    pub(super) mr: usize,
+    /// Columns of the tile.
+    pub(super) nr: usize,
+    pub(super) tile: TileFn,
+    pub(super) pack_a: PackFn,
+    pub(super) pack_b: PackFn,
+}
+
+/// [`pack_a`] and [`pack_b`] for an `$mr × $nr` tile, compiled with
+/// `$features` enabled.
+macro_rules! packers {
+    ($features:literal, $mr:literal, $nr:literal, $pack_a:ident, $pack_b:ident) => {
+        /// [`pack_a`] for this tile's rows, built for its instructions.
+        ///
+        /// # Safety
+        /// As [`pack_a`]'s; the CPU runs the tile.
+        #[target_feature(enable = $features)]
+        unsafe fn $pack_a(
+            mc: usize,
+            kc: usize,
+            a: *const f32,
+            rs: usize,
+            cs: usize,
+            out: &mut [f32],
+        ) {
+            // SAFETY: the caller's contract.
+            unsafe { pack_a::<$mr>(mc, kc, a, rs, cs, out) }
+        }
+
+        /// [`pack_b`] for this tile's columns, built for its instructions.
+        ///
+        /// # Safety
+        /// As [`pack_b`]'s; the CPU runs the tile.
+        #[target_feature(enable = $features)]
+        unsafe fn $pack_b(
+            kc: usize,
+            nc: usize,
+            b: *const f32,
+            rs: usize,
+            cs: usize,
+            out: &mut [f32],
+        ) {
+            // SAFETY: the caller's contract.
+            unsafe { pack_b::<$nr>(kc, nc, b, rs, cs, out) }
+        }
+    };
+}
+
+packers!("avx2,fma", 6, 16, pack_a_avx2, pack_b_avx2);
+packers!("avx512f", 12, 32, pack_a_avx512, pack_b_avx512);
+
+/// The 6 × 16 tile of 256-bit registers ([`tile_avx2`]): only for a CPU
+/// with AVX2 and FMA.
+pub(super) const AVX2: Shape = Shape {
+    mr: 6,
+    nr: 16,
+    tile: tile_avx2,
+    pack_a: pack_a_avx2,
+    pack_b: pack_b_avx2,
+};
+
+/// The 12 × 32 tile of 512-bit registers ([`tile_avx512`]): only for a CPU
+/// with AVX-512F.
+pub(super) const AVX512: Shape = Shape {
+    mr: 12,
+    nr: 32,
+    tile: tile_avx512,
+    pack_a: pack_a_avx512,
+    pack_b: pack_b_avx512,
+};
+
 /// `c[0..6, 0..16] (=|+=) a · b` (see [`TileFn`]).
 ///
 /// # Safety
@@ -210,7 +288,8 @@ pub(super) unsafe fn edge_tile(
 /// # Safety
 /// The strides address every element of the block inside its allocation;
 /// `out` holds `kc · mc` rounded up to a multiple of `MR` rows.
-pub(super) unsafe fn pack_a<const MR: usize>(
+#[inline(always)]
+unsafe fn pack_a<const MR: usize>(
     mc: usize,
     kc: usize,
     a: *const f32,
@@ -229,7 +308,24 @@ pub(super) unsafe fn pack_a<const MR: usize>(
             if rows == MR && cs == 1 {
                 // rows contiguous: read the sliver's rows side by side
                 let r: [*const f32; MR] = std::array::from_fn(|i| a.add((i0 + i) * rs));
-                for (p, step) in sliver.chunks_exact_mut(MR).enumerate() {
+                let mut p0 = 0;
+                if MR.is_multiple_of(4) {
+                    // four steps at a time, each four rows a 4 × 4 transpose
+                    // in 128-bit registers (left to itself the compiler
+                    // scatters each row's values, which was slower)
+                    while p0 + 4 <= kc {
+                        let out = sliver.as_mut_ptr().add(p0 * MR);
+                        for g in (0..MR).step_by(4) {
+                            transpose4(
+                                [r[g], r[g + 1], r[g + 2], r[g + 3]].map(|row| row.add(p0)),
+                                out.add(g),
+                                MR,
+                            );
+                        }
+                        p0 += 4;
+                    }
+                }
+                for (p, step) in sliver.chunks_exact_mut(MR).enumerate().skip(p0) {
                     for i in 0..MR {
                         step[i] = *r[i].add(p);
                     }
@@ -249,13 +345,34 @@ pub(super) unsafe fn pack_a<const MR: usize>(
     }
 }
 
+/// Writes the transpose of the 4 × 4 block whose rows start at `rows` into
+/// four rows of `out`, `stride` apart.
+///
+/// # Safety
+/// Each of `rows` has 4 readable `f32`s, each of `out`'s rows 4 writable
+/// ones.
+#[inline(always)]
+unsafe fn transpose4(rows: [*const f32; 4], out: *mut f32, stride: usize) {
+    // SAFETY: the function's contract (SSE is in every x86-64 CPU).
+    unsafe {
+        let [r0, r1, r2, r3] = rows.map(|row| _mm_loadu_ps(row));
+        let (t0, t1) = (_mm_unpacklo_ps(r0, r1), _mm_unpacklo_ps(r2, r3));
+        let (t2, t3) = (_mm_unpackhi_ps(r0, r1), _mm_unpackhi_ps(r2, r3));
+        _mm_storeu_ps(out, _mm_movelh_ps(t0, t1));
+        _mm_storeu_ps(out.add(stride), _mm_movehl_ps(t1, t0));
+        _mm_storeu_ps(out.add(2 * stride), _mm_movelh_ps(t2, t3));
+        _mm_storeu_ps(out.add(3 * stride), _mm_movehl_ps(t3, t2));
+    }
+}
+
 /// Packs a `kc × nc` block of `b` as `NR`-column slivers, each `kc` steps of
 /// `NR` values (columns past `nc` are zeros).
 ///
 /// # Safety
 /// The strides address every element of the block inside its allocation;
 /// `out` holds `kc · nc` rounded up to a multiple of `NR` columns.
-pub(super) unsafe fn pack_b<const NR: usize>(
+#[inline(always)]
+unsafe fn pack_b<const NR: usize>(
     kc: usize,
     nc: usize,
     b: *const f32,
