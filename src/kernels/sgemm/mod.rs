@@ -41,7 +41,8 @@ mod tiles;
 use super::parallel::{
     GEMM_SPLIT_WORK_AVX512, GEMM_SPLIT_WORK_OWN, OWN_MIN_WORK, OWN_MIN_WORK_AVX512,
 };
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use tiles::{PackFn, TileFn};
 
@@ -258,16 +259,91 @@ pub(crate) unsafe fn sgemm(
     c: *mut f32,
     parts: usize,
 ) {
-    use rayon::prelude::*;
     let product = Product::new(micro, m, k, n, (a, ars, acs), (b, brs, bcs), c, parts);
     match product.bands.len() {
         // SAFETY: the caller's contract; one band, run by this thread alone.
         1 => unsafe { product.band(0) },
-        bands => (0..bands).into_par_iter().for_each(|t| {
-            // SAFETY: the caller's contract; each band is run once, and the
-            // bands' rows and units do not overlap.
-            unsafe { product.band(t) }
-        }),
+        bands => {
+            let product = std::sync::Arc::new(product);
+            for _ in 1..bands {
+                let product = std::sync::Arc::clone(&product);
+                // SAFETY: the caller's contract; `Crew::run` lets a band run
+                // once, and this thread does not return before every band
+                // taken is done (`Crew::finish`).
+                rayon::spawn(move || unsafe { product.crew.run(&product) });
+            }
+            let done = Finish(&product);
+            // SAFETY: as above.
+            unsafe { product.crew.run(&product) };
+            drop(done);
+        }
+    }
+}
+
+/// Who runs a product's bands: the calling thread and the pool's threads
+/// that the product's jobs reach in time, each taking the next band not yet
+/// taken until none is left.
+///
+/// Why not a parallel iterator: called from outside the pool (a user's
+/// thread), rayon sends the whole loop to the pool and puts the calling
+/// thread to sleep until it is done, which cost about 8 µs a call on the
+/// project's Intel Xeon (a product of two empty jobs; 0.1 µs from inside the
+/// pool), 4% of W1's product at n = 256. Here the calling thread runs the
+/// first band at once, a pool thread that wakes late finds its band taken
+/// and leaves, and the caller waits (spinning briefly) only for bands that
+/// another thread has begun.
+#[derive(Default)]
+struct Crew {
+    /// Bands taken so far (may pass the count: then every band is taken).
+    next: AtomicUsize,
+    /// Pool threads inside [`Crew::run`] (taking or running bands).
+    helpers: AtomicUsize,
+}
+
+impl Crew {
+    /// Takes and runs bands of `product` until none is left.
+    ///
+    /// # Safety
+    /// As [`sgemm`]'s for the whole product, until [`Crew::finish`] returns.
+    unsafe fn run(&self, product: &Product) {
+        self.helpers.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let t = self.next.fetch_add(1, Ordering::SeqCst);
+            if t >= product.bands.len() {
+                break;
+            }
+            // SAFETY: the caller's contract; band `t` is this thread's alone.
+            unsafe { product.band(t) };
+        }
+        self.helpers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// For the calling thread, once its own [`Crew::run`] has returned (or
+    /// unwound): lets no band start any more and waits until every thread
+    /// that took one has left. After that nothing reads or writes the
+    /// product's operands.
+    fn finish(&self) {
+        self.next.store(usize::MAX / 2, Ordering::SeqCst);
+        let mut spins = 0u32;
+        // the calling thread's own `run` has left: the count is the pool's
+        while self.helpers.load(Ordering::SeqCst) > 0 {
+            spins += 1;
+            if spins < 256 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Calls [`Crew::finish`] when dropped, so that the calling thread waits
+/// for the pool's threads even if it unwinds.
+struct Finish<'a>(&'a Product);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.0.crew.finish();
     }
 }
 
@@ -290,6 +366,8 @@ struct Product {
     /// Depth of the packed blocks ([`depth`]).
     depth: usize,
     bands: Vec<Band>,
+    /// The threads running the bands.
+    crew: Crew,
     /// For the tests: a band whose thread, once it has published its last
     /// block, waits for the flag before taking any unit of it.
     #[cfg(test)]
@@ -302,7 +380,7 @@ struct Band {
     started: AtomicBool,
     /// The band's last block of `a`, packed by the band's thread, set once
     /// that thread has added every block before into the band's rows.
-    last_block: OnceLock<Vec<f32>>,
+    last_block: OnceLock<Box<[MaybeUninit<f32>]>>,
     /// Units of the last block taken: from the front in the low 32 bits,
     /// from the back in the high 32.
     taken: AtomicU64,
@@ -314,6 +392,11 @@ struct Band {
 // `OnceLock` orders the band thread's writes before the others' reads). A
 // published block is only read.
 unsafe impl Sync for Product {}
+// SAFETY: the pointers are the caller's, used only under [`sgemm`]'s
+// contract by the threads that take a band before the caller's
+// [`Crew::finish`]; a job of the pool that runs later holds the product
+// (through its `Arc`) but finds every band taken and reads only the counters.
+unsafe impl Send for Product {}
 
 impl Band {
     /// Takes the next of `total` units from the front (`back == false`) or
@@ -370,6 +453,7 @@ impl Product {
             band,
             depth: depth(k),
             bands,
+            crew: Crew::default(),
             #[cfg(test)]
             hold: None,
         }
@@ -407,17 +491,17 @@ impl Product {
         let (r0, rows) = self.rows(t);
         let (a, ars, acs) = self.a;
         let (b, brs, bcs) = self.b;
-        // Zero-filled although the packing writes every element the tiles
-        // read (see the journal: leaving them uninitialised was slower).
-        // Each thread allocates its own.
+        // Left uninitialised: the packing writes every element the tiles
+        // read (zero-filled, the buffers cost 3.7% of a two-thread product
+        // at n = 256 in `memset`). Each thread allocates its own.
         let height = block_rows(rows, self.micro.mr);
-        let mut packed_a = vec![0f32; self.depth * height];
+        let mut packed_a = Box::new_uninit_slice(self.depth * height);
         // `packed_b` holds a block of any columns, as this thread may take
         // the other bands' units.
         // It starts on a cache line: a 512-bit load of a sliver's row is then
         // never split across two lines.
         let b_len = self.depth * NB.min(self.n).next_multiple_of(self.micro.nr);
-        let mut b_buf = vec![0f32; b_len + 15];
+        let mut b_buf = Box::<[f32]>::new_uninit_slice(b_len + 15);
         let b_start = b_buf.as_ptr().align_offset(64).min(15);
         let packed_b = &mut b_buf[b_start..b_start + b_len];
         let (last_ic, last_pc, _) = self.last_block(t);
@@ -445,8 +529,8 @@ impl Product {
                             kc,
                             nb,
                             mc,
-                            &packed_a,
-                            packed_b,
+                            packed_a.as_ptr().cast(),
+                            packed_b.as_ptr().cast(),
                             self.c.add(ic * self.n + jb),
                             self.n,
                             pc == 0,
@@ -455,8 +539,7 @@ impl Product {
                 }
             }
         }
-        // The vector's buffer does not move: `packed_a` is left empty.
-        let _ = me.last_block.set(std::mem::take(&mut packed_a));
+        let _ = me.last_block.set(packed_a);
         #[cfg(test)]
         if let Some((held, flag)) = &self.hold {
             while *held == t && !flag.load(Ordering::Acquire) {
@@ -499,7 +582,13 @@ impl Product {
     /// # Safety
     /// Band `t` has published its last block; no other thread runs this
     /// unit; as [`sgemm`]'s for the whole product.
-    unsafe fn unit(&self, t: usize, unit: usize, packed_b: &mut [f32], cached: &mut Option<usize>) {
+    unsafe fn unit(
+        &self,
+        t: usize,
+        unit: usize,
+        packed_b: &mut [MaybeUninit<f32>],
+        cached: &mut Option<usize>,
+    ) {
         let (ic, pc, mc) = self.last_block(t);
         let kc = self.k - pc;
         let unit_rows = self.micro.unit_rows();
@@ -522,8 +611,8 @@ impl Product {
                 kc,
                 nb,
                 unit_rows.min(mc - i0),
-                &block[i0 * kc..],
-                packed_b,
+                block[i0 * kc..].as_ptr().cast(),
+                packed_b.as_ptr().cast(),
                 self.c.add((ic + i0) * self.n + jb),
                 self.n,
                 pc == 0,
@@ -548,8 +637,8 @@ impl Micro {
         kc: usize,
         nb: usize,
         mc: usize,
-        a: &[f32],
-        b: &[f32],
+        a: *const f32,
+        b: *const f32,
         c: *mut f32,
         ldc: usize,
         first: bool,
@@ -557,10 +646,12 @@ impl Micro {
         let (mr, nr) = (self.mr, self.nr);
         for ir in (0..mc).step_by(mr) {
             let rows = mr.min(mc - ir);
-            let ap = a[ir * kc..].as_ptr();
+            // SAFETY: sliver `ir / mr` of the block (the caller's contract).
+            let ap = unsafe { a.add(ir * kc) };
             for jr in (0..nb).step_by(nr) {
                 let cols = nr.min(nb - jr);
-                let bp = b[jr * kc..].as_ptr();
+                // SAFETY: as for `a`.
+                let bp = unsafe { b.add(jr * kc) };
                 // SAFETY: the tile's rows and columns lie inside the block,
                 // the slivers hold `kc` steps, and the CPU runs the tile
                 // (`self` exists).
@@ -751,6 +842,37 @@ mod tests {
     /// A band whose thread is held after publishing its last block has every
     /// unit of that block taken, from the back, by the other band's thread,
     /// and the product is still exact.
+    /// With every other thread of the pool busy, the calling thread runs
+    /// every band itself and returns (it waits only for bands another
+    /// thread has taken), and the jobs it left behind, run later, do
+    /// nothing.
+    #[test]
+    fn the_caller_runs_every_band_when_the_pool_is_busy() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for micro in tiles_here() {
+            let busy = std::sync::Arc::new(AtomicBool::new(true));
+            let (started, flag) = (std::sync::Arc::new(AtomicBool::new(false)), busy.clone());
+            let seen = started.clone();
+            pool.install(|| {
+                // the other thread of the pool takes this job and holds it
+                rayon::spawn(move || {
+                    seen.store(true, Ordering::Release);
+                    while flag.load(Ordering::Acquire) {
+                        std::thread::yield_now();
+                    }
+                });
+                while !started.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                check(micro, 131, 300, 530, false, false, 3);
+            });
+            busy.store(false, Ordering::Release);
+        }
+    }
+
     #[test]
     fn a_held_band_is_finished_by_the_other_thread() {
         for micro in tiles_here() {

@@ -13,6 +13,7 @@
 //!   AVX2 tile); it prefetches its sliver of `b` 16 steps ahead.
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// The signature every tile shares: `c[0..MR, 0..NR] (=|+=) a · b` for a
 /// packed `MR × kc` sliver `a` and a packed `kc × NR` sliver `b`, `c` with
@@ -21,7 +22,7 @@ pub(super) type TileFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usiz
 
 /// The signature of the packers: `(rows or columns, kc, matrix, row stride,
 /// column stride, out)` (see [`pack_a`] and [`pack_b`]).
-pub(super) type PackFn = unsafe fn(usize, usize, *const f32, usize, usize, &mut [f32]);
+pub(super) type PackFn = unsafe fn(usize, usize, *const f32, usize, usize, &mut [MaybeUninit<f32>]);
 
 /// The largest tile, in elements: the size of [`edge_tile`]'s buffer.
 pub(super) const MAX_TILE: usize = 12 * 32;
@@ -56,7 +57,7 @@ macro_rules! packers {
             a: *const f32,
             rs: usize,
             cs: usize,
-            out: &mut [f32],
+            out: &mut [MaybeUninit<f32>],
         ) {
             // SAFETY: the caller's contract.
             unsafe { pack_a::<$mr>(mc, kc, a, rs, cs, out) }
@@ -73,7 +74,7 @@ macro_rules! packers {
             b: *const f32,
             rs: usize,
             cs: usize,
-            out: &mut [f32],
+            out: &mut [MaybeUninit<f32>],
         ) {
             // SAFETY: the caller's contract.
             unsafe { pack_b::<$nr>(kc, nc, b, rs, cs, out) }
@@ -287,7 +288,8 @@ pub(super) unsafe fn edge_tile(
 ///
 /// # Safety
 /// The strides address every element of the block inside its allocation;
-/// `out` holds `kc · mc` rounded up to a multiple of `MR` rows.
+/// `out` holds `kc · mc` rounded up to a multiple of `MR` rows (it may
+/// be uninitialised: every one of those is written).
 #[inline(always)]
 unsafe fn pack_a<const MR: usize>(
     mc: usize,
@@ -295,7 +297,7 @@ unsafe fn pack_a<const MR: usize>(
     a: *const f32,
     rs: usize,
     cs: usize,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     for (s, sliver) in out[..mc.next_multiple_of(MR) * kc]
         .chunks_exact_mut(MR * kc)
@@ -314,7 +316,7 @@ unsafe fn pack_a<const MR: usize>(
                     // in 128-bit registers (left to itself the compiler
                     // scatters each row's values, which was slower)
                     while p0 + 4 <= kc {
-                        let out = sliver.as_mut_ptr().add(p0 * MR);
+                        let out = sliver.as_mut_ptr().add(p0 * MR).cast::<f32>();
                         for g in (0..MR).step_by(4) {
                             transpose4(
                                 [r[g], r[g + 1], r[g + 2], r[g + 3]].map(|row| row.add(p0)),
@@ -327,17 +329,17 @@ unsafe fn pack_a<const MR: usize>(
                 }
                 for (p, step) in sliver.chunks_exact_mut(MR).enumerate().skip(p0) {
                     for i in 0..MR {
-                        step[i] = *r[i].add(p);
+                        step[i].write(*r[i].add(p));
                     }
                 }
             } else {
                 for (p, step) in sliver.chunks_exact_mut(MR).enumerate() {
                     for (i, v) in step.iter_mut().enumerate() {
-                        *v = if i < rows {
+                        v.write(if i < rows {
                             *a.add((i0 + i) * rs + p * cs)
                         } else {
                             0.0
-                        };
+                        });
                     }
                 }
             }
@@ -370,7 +372,8 @@ unsafe fn transpose4(rows: [*const f32; 4], out: *mut f32, stride: usize) {
 ///
 /// # Safety
 /// The strides address every element of the block inside its allocation;
-/// `out` holds `kc · nc` rounded up to a multiple of `NR` columns.
+/// `out` holds `kc · nc` rounded up to a multiple of `NR` columns (it may
+/// be uninitialised: every one of those is written).
 #[inline(always)]
 unsafe fn pack_b<const NR: usize>(
     kc: usize,
@@ -378,7 +381,7 @@ unsafe fn pack_b<const NR: usize>(
     b: *const f32,
     rs: usize,
     cs: usize,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     for (s, sliver) in out[..nc.next_multiple_of(NR) * kc]
         .chunks_exact_mut(NR * kc)
@@ -390,26 +393,26 @@ unsafe fn pack_b<const NR: usize>(
         unsafe {
             if cols == NR && cs == 1 {
                 for (p, step) in sliver.chunks_exact_mut(NR).enumerate() {
-                    std::ptr::copy_nonoverlapping(b.add(p * rs + j0), step.as_mut_ptr(), NR);
+                    std::ptr::copy_nonoverlapping(b.add(p * rs + j0), step.as_mut_ptr().cast(), NR);
                 }
             } else if rs == 1 {
                 // columns contiguous (a transposed operand): read each column
                 // along `k`, write it down the sliver
-                sliver.fill(0.0);
+                sliver.fill(MaybeUninit::new(0.0));
                 for j in 0..cols {
                     let col = b.add((j0 + j) * cs);
                     for p in 0..kc {
-                        sliver[p * NR + j] = *col.add(p);
+                        sliver[p * NR + j].write(*col.add(p));
                     }
                 }
             } else {
                 for (p, step) in sliver.chunks_exact_mut(NR).enumerate() {
                     for (j, v) in step.iter_mut().enumerate() {
-                        *v = if j < cols {
+                        v.write(if j < cols {
                             *b.add(p * rs + (j0 + j) * cs)
                         } else {
                             0.0
-                        };
+                        });
                     }
                 }
             }
