@@ -1,6 +1,6 @@
 //! An `f32` matrix product of our own for x86-64 CPUs with AVX2 and FMA or
 //! with AVX-512F: the large products of [`super::gemm`] run here instead of
-//! in the `gemm` crate, in a 12 × 32 tile of 512-bit registers where the
+//! in the `gemm` crate, in a 6 × 64 tile of 512-bit registers where the
 //! CPU has AVX-512F and a 6 × 16 tile of 256-bit registers elsewhere
 //! ([`tiles`]).
 //!
@@ -20,8 +20,7 @@
 //! (journal, "Evening (2026-12-02)").
 //!
 //! The loops keep a sliver of `a` (`MR` rows, at most `KC` deep: 9 KiB for
-//! the AVX2 tile, 18 KiB for the AVX-512 one) in L1 and run it across a
-//! `KC × NB` block of `b` packed in `NR`-column slivers (kept in L2), for
+//! either tile) in L1 and run it across a `KC × NB` block of `b` packed in `NR`-column slivers (kept in L2), for
 //! every sliver of an `MC × KC` block of `a` (in L3). Until 2026-12-02 the
 //! kernel was MKL's shape the other way round (a 4 × 16 tile, a sliver of
 //! `b` in L1, a block of `a` in L2), which caps the depth at what a
@@ -77,7 +76,7 @@ impl Micro {
         here.then(|| Micro::of(tiles::AVX2, (GEMM_SPLIT_WORK_OWN, OWN_MIN_WORK), "avx2"))
     }
 
-    /// The 12 × 32 tile of 512-bit registers, if the CPU has AVX-512F.
+    /// The 6 × 64 tile of 512-bit registers, if the CPU has AVX-512F.
     pub(crate) fn avx512() -> Option<Micro> {
         let here = std::arch::is_x86_feature_detected!("avx512f");
         here.then(|| {
@@ -768,6 +767,8 @@ mod tests {
             (1030, 5, 20),
             (6, 2, 16),
             (12, 2, 32),
+            (6, 2, 64),
+            (7, 9, 130),
         ];
         for micro in tiles_here() {
             for &(m, k, n) in &shapes {
@@ -881,10 +882,9 @@ mod tests {
     }
 
     fn held_band(micro: Micro) {
-        // two bands (102 and 98 rows with 6-row slivers, 108 and 92 with
-        // 12-row ones), a depth of two blocks, 600 columns (five units of
-        // columns); the second band's last block is two units of rows high
-        // with 6-row slivers, one with 12-row ones
+        // two bands (102 and 98 rows with 6-row slivers), a depth of two
+        // blocks, 600 columns (five units of columns); the second band's
+        // last block is two units of rows high
         let (m, k, n) = (200, 700, 600);
         let a = values(m * k, 1);
         let b = values(k * n, 2);
@@ -901,7 +901,7 @@ mod tests {
             2,
         );
         product.hold = Some((1, release.clone()));
-        let units = if micro.mr == 6 { (10, 10) } else { (10, 5) };
+        let units = (10, 10);
         assert_eq!(
             (product.bands.len(), product.units(0), product.units(1)),
             (2, units.0, units.1),
