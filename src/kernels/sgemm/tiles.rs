@@ -315,24 +315,11 @@ unsafe fn pack_a<const MR: usize>(
             if rows == MR && cs == 1 {
                 // rows contiguous: read the sliver's rows side by side
                 let r: [*const f32; MR] = std::array::from_fn(|i| a.add((i0 + i) * rs));
-                let mut p0 = 0;
-                if MR.is_multiple_of(4) {
-                    // four steps at a time, each four rows a 4 × 4 transpose
-                    // in 128-bit registers (left to itself the compiler
-                    // scatters each row's values, which was slower)
-                    while p0 + 4 <= kc {
-                        let out = sliver.as_mut_ptr().add(p0 * MR).cast::<f32>();
-                        for g in (0..MR).step_by(4) {
-                            transpose4(
-                                [r[g], r[g + 1], r[g + 2], r[g + 3]].map(|row| row.add(p0)),
-                                out.add(g),
-                                MR,
-                            );
-                        }
-                        p0 += 4;
-                    }
-                }
-                for (p, step) in sliver.chunks_exact_mut(MR).enumerate().skip(p0) {
+                // (built for AVX-512, the compiler scatters each row's
+                // values into the steps: 0.26 ns an element for a 6-row
+                // sliver, against 0.37 with 4 × 4 transposes and 0.45
+                // built for baseline x86-64)
+                for (p, step) in sliver.chunks_exact_mut(MR).enumerate() {
                     for i in 0..MR {
                         step[i].write(*r[i].add(p));
                     }
@@ -349,26 +336,6 @@ unsafe fn pack_a<const MR: usize>(
                 }
             }
         }
-    }
-}
-
-/// Writes the transpose of the 4 × 4 block whose rows start at `rows` into
-/// four rows of `out`, `stride` apart.
-///
-/// # Safety
-/// Each of `rows` has 4 readable `f32`s, each of `out`'s rows 4 writable
-/// ones.
-#[inline(always)]
-unsafe fn transpose4(rows: [*const f32; 4], out: *mut f32, stride: usize) {
-    // SAFETY: the function's contract (SSE is in every x86-64 CPU).
-    unsafe {
-        let [r0, r1, r2, r3] = rows.map(|row| _mm_loadu_ps(row));
-        let (t0, t1) = (_mm_unpacklo_ps(r0, r1), _mm_unpacklo_ps(r2, r3));
-        let (t2, t3) = (_mm_unpackhi_ps(r0, r1), _mm_unpackhi_ps(r2, r3));
-        _mm_storeu_ps(out, _mm_movelh_ps(t0, t1));
-        _mm_storeu_ps(out.add(stride), _mm_movehl_ps(t1, t0));
-        _mm_storeu_ps(out.add(2 * stride), _mm_movelh_ps(t2, t3));
-        _mm_storeu_ps(out.add(3 * stride), _mm_movehl_ps(t3, t2));
     }
 }
 
