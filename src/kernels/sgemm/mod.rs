@@ -63,6 +63,9 @@ pub(crate) struct Micro {
     /// Work from which a product on one thread runs here rather than in the
     /// `gemm` crate.
     min_work: usize,
+    /// The most rows of `a` packed at once ([`block_rows`]): [`MC`] for the
+    /// AVX2 tile, [`MC_AVX512`] for the AVX-512 one.
+    mc: usize,
     /// `"avx2"` or `"avx512"`: in `Debug` output and the tests' messages.
     #[cfg_attr(not(test), allow(dead_code))]
     name: &'static str,
@@ -73,7 +76,7 @@ impl Micro {
     pub(crate) fn avx2() -> Option<Micro> {
         let here = std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma");
-        here.then(|| Micro::of(tiles::AVX2, (GEMM_SPLIT_WORK_OWN, OWN_MIN_WORK), "avx2"))
+        here.then(|| Micro::of(tiles::AVX2, (GEMM_SPLIT_WORK_OWN, OWN_MIN_WORK), MC, "avx2"))
     }
 
     /// The 6 × 64 tile of 512-bit registers, if the CPU has AVX-512F.
@@ -81,16 +84,18 @@ impl Micro {
         let here = std::arch::is_x86_feature_detected!("avx512f");
         here.then(|| {
             let cutoffs = (GEMM_SPLIT_WORK_AVX512, OWN_MIN_WORK_AVX512);
-            Micro::of(tiles::AVX512, cutoffs, "avx512")
+            Micro::of(tiles::AVX512, cutoffs, MC_AVX512, "avx512")
         })
     }
 
     /// A tile with its packers ([`tiles::Shape`]), its cutoffs
-    /// (`split_work`, `min_work`) and its name. Only for the constructors
-    /// above, which check that the CPU runs the shape's instructions.
+    /// (`split_work`, `min_work`), the most rows of `a` it packs at once and
+    /// its name. Only for the constructors above, which check that the CPU
+    /// runs the shape's instructions.
     fn of(
         shape: tiles::Shape,
         (split_work, min_work): (usize, usize),
+        mc: usize,
         name: &'static str,
     ) -> Micro {
         Micro {
@@ -101,6 +106,7 @@ impl Micro {
             pack_b: shape.pack_b,
             split_work,
             min_work,
+            mc,
             name,
         }
     }
@@ -120,12 +126,12 @@ impl Micro {
 }
 
 /// The height of each packed block of a band of `rows` rows for slivers of
-/// `mr` rows: `rows` cut into as few equal parts as keep each within [`MC`],
-/// rounded up to whole slivers (with 6-row slivers a band of 600 rows is two
-/// blocks of 300, not 512 rows and 88; a band of 512 rows is one block of
-/// 516, one of 516 rows two of 258).
-fn block_rows(rows: usize, mr: usize) -> usize {
-    rows.div_ceil(rows.div_ceil(MC)).next_multiple_of(mr)
+/// `mr` rows: `rows` cut into as few equal parts as keep each within `mc`,
+/// rounded up to whole slivers (with 6-row slivers and `mc` = [`MC`] a band
+/// of 600 rows is two blocks of 300, not 512 rows and 88; a band of 512
+/// rows is one block of 516, one of 516 rows two of 258).
+fn block_rows(rows: usize, mr: usize, mc: usize) -> usize {
+    rows.div_ceil(rows.div_ceil(mc)).next_multiple_of(mr)
 }
 
 /// The deepest a packed block gets: a sliver of `a` is at most `MR × KC`
@@ -147,6 +153,16 @@ const KC: usize = 384;
 /// ([`block_rows`]): that is what the block sweep measured there, not
 /// one block of 516.
 const MC: usize = 512;
+/// [`MC`] for the AVX-512 tile: a band of W1's n = 1024 on two threads (516
+/// rows) is then one block (706 KiB at a depth of 342, beside a 171 KiB
+/// block of `b` in the 2 MiB L2 of an Intel Xeon), so each thread packs each
+/// depth of `b` once rather than twice. On the project's Intel Xeon, two
+/// threads at n = 1024 ran 3% faster than with [`MC`] (median and fastest
+/// tenth of 565 products each, the two alternated product by product in one
+/// process on a busy host; 1.06× and 1.08× in two alternated runs of the
+/// bench's binaries); one thread, which then packs all 1024 rows as one
+/// 1.4 MiB block, was level. Zen 4, whose L2 holds 1 MiB, is not measured.
+const MC_AVX512: usize = 1024;
 /// Columns of `b` packed at once: at most `KC × NB` (192 KiB, in L2, beside
 /// the sliver of `a` that runs across it); a multiple of every tile's width.
 const NB: usize = 128;
@@ -225,7 +241,7 @@ pub(crate) fn suits(m: usize, n: usize) -> Option<Micro> {
 /// On the pool, each thread takes a band of rows and multiplies it as one
 /// thread would, packing `b` for itself (packing it once for all, shared,
 /// was slower: the slivers then travel between cores). The band's last
-/// block of `a` (its last [`MC`] rows or fewer, at the last depth) is left
+/// block of `a` (its last block of rows, [`block_rows`], at the last depth) is left
 /// for the end and cut into units ([`Micro::unit_rows`] rows by [`NB`]
 /// columns):
 /// the band's thread takes them from the front, and a thread done with its
@@ -468,7 +484,7 @@ impl Product {
     /// column), and how many rows it has.
     fn last_block(&self, t: usize) -> (usize, usize, usize) {
         let (r0, rows) = self.rows(t);
-        let height = block_rows(rows, self.micro.mr);
+        let height = block_rows(rows, self.micro.mr, self.micro.mc);
         let ic = r0 + (rows - 1) / height * height;
         (ic, (self.k - 1) / self.depth * self.depth, r0 + rows - ic)
     }
@@ -493,7 +509,7 @@ impl Product {
         // Left uninitialised: the packing writes every element the tiles
         // read (zero-filled, the buffers cost 3.7% of a two-thread product
         // at n = 256 in `memset`). Each thread allocates its own.
-        let height = block_rows(rows, self.micro.mr);
+        let height = block_rows(rows, self.micro.mr, self.micro.mc);
         let mut packed_a = Box::new_uninit_slice(self.depth * height);
         // `packed_b` holds a block of any columns, as this thread may take
         // the other bands' units.
@@ -736,13 +752,16 @@ mod tests {
     /// [`depth`] give.
     #[test]
     fn blocks_are_cut_into_equal_parts() {
-        assert_eq!(block_rows(512, 6), 516);
-        assert_eq!(block_rows(600, 6), 300);
-        assert_eq!(block_rows(516, 6), 258);
-        assert_eq!(block_rows(1030, 6), 348); // 3 blocks: 348, 348, 334
-        assert_eq!(block_rows(100, 6), 102); // whole slivers
-        assert_eq!(block_rows(516, 12), 264);
-        assert_eq!(block_rows(128, 12), 132);
+        assert_eq!(block_rows(512, 6, MC), 516);
+        assert_eq!(block_rows(600, 6, MC), 300);
+        assert_eq!(block_rows(516, 6, MC), 258);
+        assert_eq!(block_rows(1030, 6, MC), 348); // 3 blocks: 348, 348, 334
+        assert_eq!(block_rows(100, 6, MC), 102); // whole slivers
+        assert_eq!(block_rows(516, 12, MC), 264);
+        assert_eq!(block_rows(128, 12, MC), 132);
+        assert_eq!(block_rows(516, 6, MC_AVX512), 516);
+        assert_eq!(block_rows(1024, 6, MC_AVX512), 1026);
+        assert_eq!(block_rows(1100, 6, MC_AVX512), 552);
         assert_eq!(depth(384), 384);
         assert_eq!(depth(512), 256);
         assert_eq!(depth(1024), 342);
