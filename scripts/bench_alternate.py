@@ -17,6 +17,9 @@ side goes first each round, and prints each round's ratio and their median.
 A ratio above 1 means ferrograd is ahead: its GFLOP/s over the peer's for W1,
 the peer's time over ferrograd's otherwise. Each round's figures are medians
 over their samples (the peer's PEERS_SAMPLES, default 7; Criterion's).
+Beside the median over all rounds, the script prints the median over the
+calm rounds: those in which both sides ran within 10% of their own fastest
+round of the sitting (on a shared host, the rounds no neighbour slowed).
 
 usage: python3 scripts/bench_alternate.py WORKLOAD [ROUNDS]   (default 5 rounds)
   TORCH_PYTHON  the python with torch and jax (default target/pyenv/bin/python,
@@ -125,6 +128,7 @@ def main():
                    stderr=subprocess.DEVNULL)
     log = os.path.join(OUT, f"{name}.jsonl")
     ratios = {case: [] for case in wl.ids}
+    speeds = {case: ([], []) for case in wl.ids}  # (ferrograd's, the peer's), higher is faster
     for r in range(rounds):
         if r % 2 == 0:
             peer = run_peer(wl)
@@ -136,6 +140,8 @@ def main():
         for case in wl.ids:
             ratio = ours[case] / peer[case] if wl.gflops else peer[case] / ours[case]
             ratios[case].append(ratio)
+            for side, value in zip(speeds[case], (ours[case], peer[case])):
+                side.append(value if wl.gflops else 1 / value)
             line.append(f"{case}: {ours[case]:.4g} vs {peer[case]:.4g} ({ratio:.2f}x)")
             with open(log, "a") as f:
                 f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "round": r, "case": case,
@@ -147,6 +153,25 @@ def main():
     for case, rs in ratios.items():
         print(f"  {case}: median ratio {statistics.median(rs):.2f}x, "
               f"range {min(rs):.2f}-{max(rs):.2f}x, ahead in {sum(x > 1 for x in rs)} of {len(rs)}")
+        calm = calm_rounds(*speeds[case])
+        if calm:
+            cr = [rs[i] for i in calm]
+            print(f"    calm rounds (both sides within {CALM:.0%} of their fastest round): {len(cr)} of "
+                  f"{len(rs)}, median ratio {statistics.median(cr):.2f}x, range {min(cr):.2f}-{max(cr):.2f}x")
+        else:
+            print(f"    no calm round (both sides within {CALM:.0%} of their fastest round)")
+
+
+# How far below its fastest round of the sitting a side may be for a round to
+# count as calm: a neighbour on the host that slows either side by more takes
+# the round out of the calm rounds' median, whichever side it hit.
+CALM = 0.10
+
+
+def calm_rounds(ours, peer):
+    """The rounds in which both sides ran within CALM of their fastest round."""
+    return [i for i in range(len(ours))
+            if ours[i] >= (1 - CALM) * max(ours) and peer[i] >= (1 - CALM) * max(peer)]
 
 
 if __name__ == "__main__":
