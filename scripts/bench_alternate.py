@@ -19,7 +19,9 @@ the peer's time over ferrograd's otherwise. Each round's figures are medians
 over their samples (the peer's PEERS_SAMPLES, default 7; Criterion's).
 Beside the median over all rounds, the script prints the median over the
 calm rounds: those in which both sides ran within 10% of their own fastest
-round of the sitting (on a shared host, the rounds no neighbour slowed).
+round of the sitting (on a shared host, the rounds no neighbour slowed),
+and each side's median figure with its spread (interquartile range over
+median).
 
 usage: python3 scripts/bench_alternate.py WORKLOAD [ROUNDS]   (default 5 rounds)
   TORCH_PYTHON  the python with torch and jax (default target/pyenv/bin/python,
@@ -153,7 +155,12 @@ def main():
     for case, rs in ratios.items():
         print(f"  {case}: median ratio {statistics.median(rs):.2f}x, "
               f"range {min(rs):.2f}-{max(rs):.2f}x, ahead in {sum(x > 1 for x in rs)} of {len(rs)}")
-        calm = calm_rounds(*speeds[case])
+        (ours, peer), values = speeds[case], {}
+        for side, xs in (("ferrograd", ours), ("peer", peer)):
+            xs = xs if wl.gflops else [1 / x for x in xs]
+            values[side] = f"{statistics.median(xs):.4g} {unit} (spread {spread(xs):.0%})"
+        print(f"    ferrograd {values['ferrograd']}, peer {values['peer']}")
+        calm = calm_rounds(ours, peer)
         if calm:
             cr = [rs[i] for i in calm]
             print(f"    calm rounds (both sides within {CALM:.0%} of their fastest round): {len(cr)} of "
@@ -166,6 +173,14 @@ def main():
 # count as calm: a neighbour on the host that slows either side by more takes
 # the round out of the calm rounds' median, whichever side it hit.
 CALM = 0.10
+
+
+def spread(xs):
+    """Interquartile range over median (0 for a single round)."""
+    if len(xs) < 2:
+        return 0.0
+    q = statistics.quantiles(xs, n=4)
+    return (q[2] - q[0]) / statistics.median(xs)
 
 
 def calm_rounds(ours, peer):
