@@ -14,14 +14,24 @@
 //! there, since 0.9 times the smallest subnormals rounds back to them. A tiny
 //! gradient's `(1 − β₂)·g·g` underflows to a subnormal too. On the x86 CPUs
 //! measured, an operation with a subnormal operand or result takes a microcode
-//! assist, and once W2 at batch 1 has memorised its batch the update takes
-//! about twice as long as with subnormals flushed (`docs/performance-journal.md`, "Afternoon").
-//! JAX's CPU backend flushes them (FTZ/DAZ); PyTorch keeps them, and so does
-//! ferrograd: its results are IEEE's, and Rust treats switching the flush
-//! modes on from Rust code as undefined behaviour. Exact alternatives that
-//! avoid the assists (a subnormal `β₁·m` from its integer significand through
-//! one FMA; a step left out where it cannot move `p`) were measured and cost
-//! more in extra instructions than the assists they avoid.
+//! assist: 8–20 times the operation on the Zen 3 measured, 35–50 times on an
+//! Intel Xeon (Sapphire Rapids class), where W2 at batch 1, once it has
+//! memorised its batch, spent 77% of its step in the update
+//! (`docs/performance-journal.md`, "Afternoon (2026-12-01)" and "Later that
+//! morning (2026-12-03)"). JAX's CPU backend flushes them (FTZ/DAZ); PyTorch
+//! keeps them, and so does ferrograd: its results are IEEE's, and Rust treats
+//! switching the flush modes on from Rust code as undefined behaviour.
+//!
+//! Where the assists cost enough ([`exact_pays`]), `f32` updates run in
+//! [`exact_avx2`], which gives the same bits without meeting a subnormal
+//! number: blocks whose values cannot lead to one take the plain loop, the
+//! others each operation in `f64`, rounded to `f32` after each. On the Intel
+//! Xeon that made W2 at batch 1 2.0× faster. (An earlier exact form for every
+//! element, a subnormal `β₁·m` from its integer significand through one FMA,
+//! cost more than the assists on the Zen 3.)
+
+#[cfg(target_arch = "x86_64")]
+mod exact_avx2;
 
 use super::parallel::{use_pool, ADAM_CHUNK, ADAM_LEN};
 use super::wide;
@@ -68,6 +78,17 @@ pub(crate) fn update<T: Element, const SHRINK: bool, const L2: bool>(
     // compiled for AVX2 when the CPU has it: the square root and the divisions
     // make the loop compute-bound
     let chunk = |p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]| {
+        #[cfg(target_arch = "x86_64")]
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && exact_pays() {
+            // SAFETY: `T` is `f32` (checked just above), so the casts change
+            // no type; `exact_pays` holds only where the CPU has AVX2.
+            unsafe {
+                let f = |s: &mut [T]| &mut *(s as *mut [T] as *mut [f32]);
+                let g = &*(g as *const [T] as *const [f32]);
+                let k = &*(k as *const AdamScalars<T> as *const AdamScalars<f32>);
+                return exact_avx2::update::<SHRINK, L2>(k, f(p), g, f(m), f(v));
+            }
+        }
         wide(|| plain::<T, SHRINK, L2>(k, p, g, m, v))
     };
     if !use_pool(p.len(), ADAM_LEN) {
@@ -78,6 +99,59 @@ pub(crate) fn update<T: Element, const SHRINK: bool, const L2: bool>(
         .zip(m.par_chunks_mut(ADAM_CHUNK))
         .zip(v.par_chunks_mut(ADAM_CHUNK))
         .for_each(|(((p, g), m), v)| chunk(p, g, m, v));
+}
+
+/// Whether `f32` updates take [`exact_avx2`] on this CPU: it has AVX2, and
+/// a block of dead units' moments (subnormal `m` and `v`, zero gradients)
+/// ran there more than 1.5 times faster than in the plain loop, measured
+/// once per process (about 0.1 ms; both give the same bits, so the choice
+/// changes only the time). On an Intel Xeon (Sapphire Rapids class) the
+/// exact path was 3.3 times faster on such blocks; where an assist costs
+/// less (the Zen 3 measured 8–20 times an operation, against 35–50 there)
+/// the plain loop may stay ahead.
+#[cfg(target_arch = "x86_64")]
+fn exact_pays() -> bool {
+    static PAYS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PAYS.get_or_init(|| {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return false;
+        }
+        let k = AdamScalars {
+            beta1: 0.9f32,
+            beta2: 0.999,
+            one_m_b1: 0.1,
+            one_m_b2: 1.0 - 0.999,
+            step_size: 1e-3,
+            bias2_sqrt: 0.5,
+            eps: 1e-8,
+            l2: 0.0,
+            shrink: 1.0,
+        };
+        let n = 512;
+        let (g, m0, v0) = (
+            vec![0f32; n],
+            vec![f32::from_bits(3); n],
+            vec![f32::from_bits(5); n],
+        );
+        // one run of a path over `p`, `m` and `v`
+        type Run<'a> = &'a dyn Fn(&mut [f32], &mut [f32], &mut [f32]);
+        let best = |f: Run| {
+            (0..5)
+                .map(|_| {
+                    let (mut p, mut m, mut v) = (vec![0.5f32; n], m0.clone(), v0.clone());
+                    let start = std::time::Instant::now();
+                    f(&mut p, &mut m, &mut v);
+                    start.elapsed()
+                })
+                .min()
+                .unwrap_or_default()
+        };
+        let plain_time = best(&|p, m, v| wide(|| plain::<f32, false, false>(&k, p, &g, m, v)));
+        // SAFETY: the CPU has AVX2 (checked above).
+        let exact_time =
+            best(&|p, m, v| unsafe { exact_avx2::update::<false, false>(&k, p, &g, m, v) });
+        exact_time.as_secs_f64() * 1.5 < plain_time.as_secs_f64()
+    })
 }
 
 /// Adam's formula, element by element: the reference that every path matches
@@ -174,10 +248,32 @@ mod tests {
         m0: &[f32],
         v0: &[f32],
     ) {
+        check_path::<SHRINK, L2>(k, p0, g, m0, v0, |k, p, g, m, v| {
+            update::<f32, SHRINK, L2>(k, p, g, m, v)
+        });
+        // the exact path itself, whether or not this CPU chooses it
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            check_path::<SHRINK, L2>(k, p0, g, m0, v0, |k, p, g, m, v| {
+                // SAFETY: the CPU has AVX2 (checked above).
+                unsafe { exact_avx2::update::<SHRINK, L2>(k, p, g, m, v) }
+            });
+        }
+    }
+
+    /// Three steps of `path` against the scalar formula, bit for bit.
+    fn check_path<const SHRINK: bool, const L2: bool>(
+        k: &AdamScalars<f32>,
+        p0: &[f32],
+        g: &[f32],
+        m0: &[f32],
+        v0: &[f32],
+        path: impl Fn(&AdamScalars<f32>, &mut [f32], &[f32], &mut [f32], &mut [f32]),
+    ) {
         let (mut p1, mut m1, mut v1) = (p0.to_vec(), m0.to_vec(), v0.to_vec());
         let (mut p2, mut m2, mut v2) = (p0.to_vec(), m0.to_vec(), v0.to_vec());
         for step in 0..3 {
-            update::<f32, SHRINK, L2>(k, &mut p1, g, &mut m1, &mut v1);
+            path(k, &mut p1, g, &mut m1, &mut v1);
             // one element at a time: no vector code at all
             for i in 0..p2.len() {
                 let (p, m, v) = (&mut p2[i..=i], &mut m2[i..=i], &mut v2[i..=i]);
@@ -212,6 +308,49 @@ mod tests {
                 check_against_plain::<true, false>(&k, &p, &g, &m, &v);
                 check_against_plain::<true, true>(&k, &p, &g, &m, &v);
             }
+        }
+    }
+
+    /// Blocks of tame values (the `f32` path), of dead units (subnormal
+    /// moments, zero gradients) and of tiny gradients (the `f64` path), and
+    /// blocks that mix them vector by vector or lane by lane, as the exact
+    /// path sorts them: every one gives the formula's bits.
+    #[test]
+    fn tame_dead_and_mixed_blocks_match_the_formula_bit_for_bit() {
+        let mut rng = StdRng::seed_from_u64(99);
+        let (mut p, mut g, mut m, mut v) = (vec![], vec![], vec![], vec![]);
+        let tame = [0, 10, 90, 0, 0, 0];
+        let dead = [90, 10, 0, 0, 0, 0];
+        for kind in 0..40 {
+            // 64 elements: tame, dead, one dead lane in eight, tiny gradients
+            for lane in 0..64 {
+                let odd = match kind % 4 {
+                    0 => false,
+                    1 => true,
+                    2 => lane % 8 == 3,
+                    _ => lane % 16 < 8,
+                };
+                let w = if odd { dead } else { tame };
+                p.push(value(&mut rng, [0, 5, 95, 0, 0, 0], false));
+                g.push(if kind % 4 == 3 && odd {
+                    1e-19
+                } else {
+                    value(&mut rng, w, false)
+                });
+                m.push(value(&mut rng, w, false));
+                v.push(value(&mut rng, w, true));
+            }
+        }
+        p.extend([0.5, -0.25, 3.0]); // and a tail after the last block
+        g.extend([0.0, 1e-3, f32::from_bits(7)]);
+        m.extend([f32::from_bits(1), 0.1, 0.0]);
+        v.extend([f32::from_bits(2), 1e-4, 0.0]);
+        for k in [
+            scalars(0.9, 0.999, 1e-3 / 0.271, 1e-8),
+            scalars(0.99, 0.9999, 3e-6, 1e-12),
+        ] {
+            check_against_plain::<false, false>(&k, &p, &g, &m, &v);
+            check_against_plain::<true, true>(&k, &p, &g, &m, &v);
         }
     }
 
