@@ -59,6 +59,27 @@ pub(crate) struct AdamScalars<T> {
     pub(crate) shrink: T,
 }
 
+impl<T: Element> AdamScalars<T> {
+    /// PyTorch's defaults (β₁ 0.9, β₂ 0.999, ε 10⁻⁸, no decay) at a
+    /// learning rate of 10⁻³, with a bias correction of 0.5 for `v`: for
+    /// [`exact_pays`]'s measurement and the tests.
+    #[cfg_attr(not(any(test, target_arch = "x86_64")), allow(dead_code))]
+    fn usual() -> Self {
+        let t = T::from_f64_lossy;
+        AdamScalars {
+            beta1: t(0.9),
+            beta2: t(0.999),
+            one_m_b1: t(0.1),
+            one_m_b2: t(1.0) - t(0.999),
+            step_size: t(1e-3),
+            bias2_sqrt: t(0.5),
+            eps: t(1e-8),
+            l2: t(0.0),
+            shrink: t(1.0),
+        }
+    }
+}
+
 /// One Adam step over a parameter `p`, its gradient `g` and its moments `m`
 /// and `v`: on the thread pool in chunks when the parameter is large, else in
 /// one call. `SHRINK` applies AdamW's decoupled decay first; `L2` folds the L2
@@ -116,17 +137,7 @@ fn exact_pays() -> bool {
         if !std::arch::is_x86_feature_detected!("avx2") {
             return false;
         }
-        let k = AdamScalars {
-            beta1: 0.9f32,
-            beta2: 0.999,
-            one_m_b1: 0.1,
-            one_m_b2: 1.0 - 0.999,
-            step_size: 1e-3,
-            bias2_sqrt: 0.5,
-            eps: 1e-8,
-            l2: 0.0,
-            shrink: 1.0,
-        };
+        let k = AdamScalars::<f32>::usual();
         let n = 512;
         let (g, m0, v0) = (
             vec![0f32; n],
@@ -368,17 +379,7 @@ mod tests {
 
     #[test]
     fn f64_moments_take_the_formula() {
-        let k = AdamScalars {
-            beta1: 0.9f64,
-            beta2: 0.999,
-            one_m_b1: 0.1,
-            one_m_b2: 1.0 - 0.999,
-            step_size: 1e-3,
-            bias2_sqrt: 0.5,
-            eps: 1e-8,
-            l2: 0.0,
-            shrink: 1.0,
-        };
+        let k = AdamScalars::<f64>::usual();
         let (mut p, mut m, mut v) = (
             vec![0.5f64, -2.0],
             vec![f64::from_bits(3), 0.25],
