@@ -1,19 +1,20 @@
 //! Adam's `f32` update with AVX2 without the microcode assists that
 //! subnormal numbers cost on Intel's cores.
 //!
-//! The parameter is taken in blocks of 64 elements. A block whose `g`, `m`
-//! and `v` (and `p`, when the step multiplies it) are all zero or above
-//! their [`FLOORS`] in magnitude ("tame") takes the formula in `f32`
-//! vectors: with the usual constants no operation of the formula then
-//! meets a subnormal number. In any other block (a dead unit's subnormal moments, gradients
-//! of 10⁻¹⁸), each vector of eight that is not tame takes every operation
-//! of the formula in `f64`, four lanes at a time, rounding its result to
-//! `f32` before the next one. That gives the `f32` formula's bits: a
-//! product of two `f32` values is exact in `f64`, and for a sum, a quotient
-//! or a square root, rounding first to 53 bits and then to 24 gives the
-//! correctly rounded `f32` result (rounding twice is harmless when the first
-//! precision is at least twice the second plus two bits: 53 ≥ 2 · 24 + 2);
-//! the conversions that make the subnormal `f32` values take no assist.
+//! The parameter is taken in blocks of 64 elements. A block whose `g` and
+//! `m` (and `p`, when the step multiplies it) are all zero or above their
+//! [`FLOORS`] in magnitude ("tame") takes the plain loop: with the usual
+//! constants no operation of the formula then meets a subnormal number. In
+//! any other block (a dead unit's subnormal moments, gradients of 10⁻¹⁸),
+//! each vector of eight that is not tame takes every operation of the
+//! formula in `f64`, four lanes at a time, rounding its result to `f32`
+//! before the next one. That gives the `f32` formula's bits: a product of
+//! two `f32` values is exact in `f64`, and for a sum, a quotient or a
+//! square root, rounding first to 53 bits and then to 24 gives the
+//! correctly rounded `f32` result (rounding twice is harmless when the
+//! first precision is at least twice the second plus two bits:
+//! 53 ≥ 2 · 24 + 2); the conversions that make the subnormal `f32` values
+//! take no assist.
 //! Both paths give the bits of [`super::plain`], which the tests check on
 //! every kind of value. A value the check lets through that still meets a
 //! subnormal (with unusual constants) costs an assist, never a different
@@ -23,8 +24,8 @@
 //! once ([`super::exact_pays`]). On an Intel Xeon (Sapphire Rapids class)
 //! an `f32` multiplication, division or square root with a subnormal
 //! operand or result took 6–8 ns instead of 0.2–0.3 (35–50 times), and a
-//! block of dead units' moments 27.6 ns an element in the plain loop
-//! against 8.4 here; on the Zen 3 an assist cost 8–20 times the operation
+//! block of dead units' moments 31.2 ns an element in the plain loop
+//! against 9.8 here (tame blocks: 1.56 against 1.85); on the Zen 3 an assist cost 8–20 times the operation
 //! (`docs/performance-journal.md`, "Later that morning (2026-12-03)").
 
 use super::AdamScalars;
