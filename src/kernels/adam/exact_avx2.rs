@@ -25,8 +25,9 @@
 //! an `f32` multiplication, division or square root with a subnormal
 //! operand or result took 6–8 ns instead of 0.2–0.3 (35–50 times), and a
 //! block of dead units' moments 31.2 ns an element in the plain loop
-//! against 9.8 here (tame blocks: 1.56 against 1.85); on the Zen 3 an assist cost 8–20 times the operation
-//! (`docs/performance-journal.md`, "Later that morning (2026-12-03)").
+//! against 9.8 here (tame blocks: 1.56 against 1.85); on the Zen 3 an
+//! assist cost 8–20 times the operation (`docs/performance-journal.md`,
+//! "Later that morning (2026-12-03)").
 
 use super::AdamScalars;
 use std::arch::x86_64::*;
