@@ -232,9 +232,9 @@ pub(super) unsafe fn update<const SHRINK: bool, const L2: bool>(
     for b in (0..blocks).step_by(BLOCK) {
         let mut ok = _mm256_set1_epi32(-1);
         for i in (b..b + BLOCK).step_by(8) {
-            // SAFETY: as for `load`.
-            let at = |x: *const f32| unsafe { _mm256_loadu_ps(x.add(i)) };
-            ok = _mm256_and_si256(ok, lanes(SHRINK || L2, at(pp), at(gp), at(mp)));
+            // (`v`'s load is unused here, and dropped by the compiler)
+            let (p8, g8, m8, _) = load(i);
+            ok = _mm256_and_si256(ok, lanes(SHRINK || L2, p8, g8, m8));
         }
         if all(ok) {
             // SAFETY: `b + BLOCK <= n`; the slices do not overlap (they
