@@ -6,26 +6,31 @@
 //! [`FLOORS`] in magnitude ("tame") takes the plain loop: with the usual
 //! constants no operation of the formula then meets a subnormal number. In
 //! any other block (a dead unit's subnormal moments, gradients of 10⁻¹⁸),
-//! each vector of eight that is not tame takes every operation of the
-//! formula in `f64`, four lanes at a time, rounding its result to `f32`
-//! before the next one. That gives the `f32` formula's bits: a product of
-//! two `f32` values is exact in `f64`, and for a sum, a quotient or a
-//! square root, rounding first to 53 bits and then to 24 gives the
-//! correctly rounded `f32` result (rounding twice is harmless when the
-//! first precision is at least twice the second plus two bits:
-//! 53 ≥ 2 · 24 + 2); the conversions that make the subnormal `f32` values
-//! take no assist.
-//! Both paths give the bits of [`super::plain`], which the tests check on
-//! every kind of value. A value the check lets through that still meets a
-//! subnormal (with unusual constants) costs an assist, never a different
-//! result.
+//! each vector of eight goes through the formula operation by operation
+//! ([`step`]): an operation that could meet a subnormal number in one of
+//! its lanes is done in `f64`, four lanes at a time, and rounded to `f32`
+//! ([`exact`]); the others, and every addition (which takes no assist),
+//! stay in `f32`. A dead unit's step takes three operations in `f64` (β₁·m,
+//! the quotient and the step's product), a tiny gradient's one or two
+//! (the products of `g·g`).
+//!
+//! That gives the `f32` formula's bits: a product of two `f32` values is
+//! exact in `f64`, and for a quotient or a square root, rounding first to
+//! 53 bits and then to 24 gives the correctly rounded `f32` result
+//! (rounding twice is harmless when the first precision is at least twice
+//! the second plus two bits: 53 ≥ 2 · 24 + 2); the conversions that make
+//! the subnormal `f32` values take no assist. Both paths give the bits of
+//! [`super::plain`], which the tests check on every kind of value. A value
+//! the checks let through that still meets a subnormal (with unusual
+//! constants) costs an assist, never a different result.
 //!
 //! What it is worth depends on the CPU, so [`super::update`] measures it
 //! once ([`super::exact_pays`]). On an Intel Xeon (Sapphire Rapids class)
 //! an `f32` multiplication, division or square root with a subnormal
 //! operand or result took 6–8 ns instead of 0.2–0.3 (35–50 times), and a
-//! block of dead units' moments 31.2 ns an element in the plain loop
-//! against 9.8 here (tame blocks: 1.56 against 1.85); on the Zen 3 an
+//! block of dead units' moments 28.6 ns an element in the plain loop
+//! against 3.9 here, tiny gradients 11.6 against 2.9 (tame blocks: 1.41
+//! against 1.71); on the Zen 3 an
 //! assist cost 8–20 times the operation (`docs/performance-journal.md`,
 //! "Later that morning (2026-12-03)").
 
@@ -47,6 +52,10 @@ const fn pow2(e: i32) -> f32 {
 /// tame range. Tighter floors would send values that meet no subnormal to
 /// the slower `f64` path; a value that slips through costs an assist.
 const FLOORS: [f32; 3] = [pow2(-56), pow2(-100), pow2(-100)];
+
+/// The smallest magnitude of a nonzero `v` whose product with β₂ (0.5 or
+/// more) is normal.
+const V_FLOOR: f32 = pow2(-125);
 
 /// Elements per block (eight vectors).
 const BLOCK: usize = 64;
@@ -85,37 +94,61 @@ fn all(ok: __m256i) -> bool {
     _mm256_movemask_epi8(ok) == -1
 }
 
-/// `x` (the `f64` result of one operation on `f32` values) rounded to
-/// `f32`, held in `f64` lanes.
+/// `x` (the `f64` result of one operation on `f32` values) hidden from the
+/// compiler: without it, LLVM turns "widen, operate in `f64`, round to
+/// `f32`" back into the `f32` operation (the same value, and the assist
+/// this path avoids).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn round(mut x: __m256d) -> __m256d {
-    // An empty `asm` block that the compiler cannot see through: without
-    // it, LLVM turns "widen, operate in f64, round to f32" back into the
-    // `f32` operation (the same value, and the assist this path avoids).
+fn hide(mut x: __m256d) -> __m256d {
     // SAFETY: the block has no instructions; it reads and writes only `x`.
     unsafe {
         std::arch::asm!("/* {0} */", inout(ymm_reg) x, options(pure, nomem, nostack, preserves_flags));
     }
-    _mm256_cvtps_pd(_mm256_cvtpd_ps(x))
+    x
 }
 
-/// The step's constants in both widths.
-struct Constants<V> {
-    beta1: V,
-    beta2: V,
-    one_m_b1: V,
-    one_m_b2: V,
-    step_size: V,
-    bias2_sqrt: V,
-    eps: V,
-    l2: V,
-    shrink: V,
+/// `op` on eight `f32` lanes done in `f64`, four lanes at a time, and
+/// rounded to `f32`: the `f32` operation's bits, without an assist.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn exact(op: impl Fn(__m256d, __m256d) -> __m256d, a: __m256, b: __m256) -> __m256 {
+    let lo = |x: __m256| _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+    let hi = |x: __m256| _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x));
+    let l = _mm256_cvtpd_ps(hide(op(lo(a), lo(b))));
+    let h = _mm256_cvtpd_ps(hide(op(hi(a), hi(b))));
+    _mm256_set_m128(h, l)
 }
 
-impl<V: Copy> Constants<V> {
-    #[inline(always)]
-    fn of(k: &AdamScalars<f32>, splat: impl Fn(f32) -> V) -> Self {
+/// `a · b`, in `f32` if `plain`, else through [`exact`].
+#[inline]
+#[target_feature(enable = "avx2")]
+fn mul(plain: bool, a: __m256, b: __m256) -> __m256 {
+    if plain {
+        _mm256_mul_ps(a, b)
+    } else {
+        exact(|a, b| _mm256_mul_pd(a, b), a, b)
+    }
+}
+
+/// The step's constants.
+struct Constants {
+    beta1: __m256,
+    beta2: __m256,
+    one_m_b1: __m256,
+    one_m_b2: __m256,
+    step_size: __m256,
+    bias2_sqrt: __m256,
+    eps: __m256,
+    l2: __m256,
+    shrink: __m256,
+}
+
+impl Constants {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn of(k: &AdamScalars<f32>) -> Self {
+        let splat = |x: f32| _mm256_set1_ps(x);
         Constants {
             beta1: splat(k.beta1),
             beta2: splat(k.beta2),
@@ -131,62 +164,47 @@ impl<V: Copy> Constants<V> {
 }
 
 /// [`super::plain`]'s formula on eight `f32` lanes: `(p, m, v)` after the
-/// step.
+/// step. An operation that could meet a subnormal number in some lane
+/// (an operand or, with the usual constants, the result) goes through
+/// [`exact`]; the others, and every addition (which takes no assist),
+/// stay in `f32`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn narrow<const SHRINK: bool, const L2: bool>(
-    k: &Constants<__m256>,
+fn step<const SHRINK: bool, const L2: bool>(
+    k: &Constants,
     mut p: __m256,
     g: __m256,
     m: __m256,
     v: __m256,
 ) -> (__m256, __m256, __m256) {
-    if SHRINK {
-        p = _mm256_mul_ps(p, k.shrink);
+    let [fg, fm, fp] = FLOORS;
+    let ok = |x: __m256, floor: f32| all(tame(x, floor));
+    if SHRINK || L2 {
+        let p_ok = ok(p, fp);
+        if SHRINK {
+            p = mul(p_ok, p, k.shrink);
+        }
+        if L2 {
+            return step::<false, false>(k, p, _mm256_add_ps(g, mul(p_ok, k.l2, p)), m, v);
+        }
     }
-    let g = if L2 {
-        _mm256_add_ps(g, _mm256_mul_ps(k.l2, p))
+    let small_g = ok(g, fm);
+    let m = _mm256_add_ps(mul(ok(m, fm), k.beta1, m), mul(small_g, k.one_m_b1, g));
+    let gg = mul(ok(g, fg), mul(small_g, k.one_m_b2, g), g);
+    let v = _mm256_add_ps(mul(ok(v, V_FLOOR), k.beta2, v), gg);
+    let root = if ok(v, f32::MIN_POSITIVE) {
+        _mm256_sqrt_ps(v)
     } else {
-        g
+        exact(|v, _| _mm256_sqrt_pd(v), v, v)
     };
-    let m = _mm256_add_ps(_mm256_mul_ps(k.beta1, m), _mm256_mul_ps(k.one_m_b1, g));
-    let gg = _mm256_mul_ps(_mm256_mul_ps(k.one_m_b2, g), g);
-    let v = _mm256_add_ps(_mm256_mul_ps(k.beta2, v), gg);
-    let denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v), k.bias2_sqrt), k.eps);
-    let p = _mm256_sub_ps(p, _mm256_mul_ps(k.step_size, _mm256_div_ps(m, denom)));
-    (p, m, v)
-}
-
-/// The same formula on four lanes held in `f64`, each operation rounded to
-/// `f32` ([`round`]).
-#[inline]
-#[target_feature(enable = "avx2")]
-fn wide<const SHRINK: bool, const L2: bool>(
-    k: &Constants<__m256d>,
-    mut p: __m256d,
-    g: __m256d,
-    m: __m256d,
-    v: __m256d,
-) -> (__m256d, __m256d, __m256d) {
-    if SHRINK {
-        p = round(_mm256_mul_pd(p, k.shrink));
-    }
-    let g = if L2 {
-        round(_mm256_add_pd(g, round(_mm256_mul_pd(k.l2, p))))
+    let denom = _mm256_add_ps(_mm256_div_ps(root, k.bias2_sqrt), k.eps);
+    let m_ok = ok(m, fm);
+    let ratio = if m_ok {
+        _mm256_div_ps(m, denom)
     } else {
-        g
+        exact(|a, b| _mm256_div_pd(a, b), m, denom)
     };
-    let bm = round(_mm256_mul_pd(k.beta1, m));
-    let m = round(_mm256_add_pd(bm, round(_mm256_mul_pd(k.one_m_b1, g))));
-    let gg = round(_mm256_mul_pd(round(_mm256_mul_pd(k.one_m_b2, g)), g));
-    let v = round(_mm256_add_pd(round(_mm256_mul_pd(k.beta2, v)), gg));
-    let root = round(_mm256_sqrt_pd(v));
-    let denom = round(_mm256_add_pd(
-        round(_mm256_div_pd(root, k.bias2_sqrt)),
-        k.eps,
-    ));
-    let step = round(_mm256_mul_pd(k.step_size, round(_mm256_div_pd(m, denom))));
-    let p = round(_mm256_sub_pd(p, step));
+    let p = _mm256_sub_ps(p, mul(m_ok, k.step_size, ratio));
     (p, m, v)
 }
 
@@ -205,8 +223,7 @@ pub(super) unsafe fn update<const SHRINK: bool, const L2: bool>(
 ) {
     let n = p.len();
     assert!(g.len() == n && m.len() == n && v.len() == n);
-    let k32 = Constants::of(k, |x| _mm256_set1_ps(x));
-    let k64 = Constants::of(k, |x| _mm256_set1_pd(f64::from(x)));
+    let k8 = Constants::of(k);
     let (pp, mp, vp, gp) = (p.as_mut_ptr(), m.as_mut_ptr(), v.as_mut_ptr(), g.as_ptr());
     // SAFETY: every access is at `i..i + 8` with `i + 8 <= n`, the length
     // of all four slices.
@@ -219,14 +236,6 @@ pub(super) unsafe fn update<const SHRINK: bool, const L2: bool>(
         _mm256_storeu_ps(pp.add(i), p8);
         _mm256_storeu_ps(mp.add(i), m8);
         _mm256_storeu_ps(vp.add(i), v8);
-    };
-    let wide8 = |(p8, g8, m8, v8): (__m256, __m256, __m256, __m256)| {
-        let lo = |x: __m256| _mm256_cvtps_pd(_mm256_castps256_ps128(x));
-        let hi = |x: __m256| _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x));
-        let (pl, ml, vl) = wide::<SHRINK, L2>(&k64, lo(p8), lo(g8), lo(m8), lo(v8));
-        let (ph, mh, vh) = wide::<SHRINK, L2>(&k64, hi(p8), hi(g8), hi(m8), hi(v8));
-        let join = |l, h| _mm256_set_m128(_mm256_cvtpd_ps(h), _mm256_cvtpd_ps(l));
-        (join(pl, ph), join(ml, mh), join(vl, vh))
     };
     let blocks = n / BLOCK * BLOCK;
     for b in (0..blocks).step_by(BLOCK) {
@@ -252,11 +261,7 @@ pub(super) unsafe fn update<const SHRINK: bool, const L2: bool>(
         } else {
             for i in (b..b + BLOCK).step_by(8) {
                 let (p8, g8, m8, v8) = load(i);
-                if all(lanes(SHRINK || L2, p8, g8, m8)) {
-                    store(i, narrow::<SHRINK, L2>(&k32, p8, g8, m8, v8));
-                } else {
-                    store(i, wide8((p8, g8, m8, v8)));
-                }
+                store(i, step::<SHRINK, L2>(&k8, p8, g8, m8, v8));
             }
         }
     }
