@@ -1,18 +1,18 @@
 //! Adam's `f32` update with AVX2 without the microcode assists that
 //! subnormal numbers cost on Intel's cores.
 //!
-//! The parameter is taken in blocks of 64 elements. A block whose `g` and
-//! `m` (and `p`, when the step multiplies it) are all zero or above their
-//! [`FLOORS`] in magnitude ("tame") takes the plain loop: with the usual
-//! constants no operation of the formula then meets a subnormal number. In
-//! any other block (a dead unit's subnormal moments, gradients of 10⁻¹⁸),
-//! each vector of eight goes through the formula operation by operation
-//! ([`step`]): an operation that could meet a subnormal number in one of
-//! its lanes is done in `f64`, four lanes at a time, and rounded to `f32`
-//! ([`exact`]); the others, and every addition (which takes no assist),
-//! stay in `f32`. A dead unit's step takes three operations in `f64` (β₁·m,
-//! the quotient and the step's product), a tiny gradient's one or two
-//! (the products of `g·g`).
+//! The parameter is taken eight elements at a time. A vector whose `g`
+//! and `m` (and `p`, when the step multiplies it) are all zero or above
+//! their [`FLOORS`] in magnitude ("tame") takes the `f32` formula
+//! ([`tame_step`]): with the usual constants no operation of it then meets
+//! a subnormal number. Any other vector (a dead unit's subnormal moments,
+//! gradients of 10⁻¹⁸) goes through the formula operation by operation
+//! ([`careful_step`]): an operation that could meet a subnormal number in
+//! one of its lanes is done in `f64`, four lanes at a time, and rounded to
+//! `f32` ([`exact`]); the others, and every addition (which takes no
+//! assist), stay in `f32`. A dead unit's step takes three operations in
+//! `f64` (β₁·m, the quotient and the step's product), a tiny gradient's one
+//! or two (the products of `g·g`).
 //!
 //! That gives the `f32` formula's bits: a product of two `f32` values is
 //! exact in `f64`, and for a quotient or a square root, rounding first to
@@ -27,10 +27,10 @@
 //! What it is worth depends on the CPU, so [`super::update`] measures it
 //! once ([`super::exact_pays`]). On an Intel Xeon (Sapphire Rapids class)
 //! an `f32` multiplication, division or square root with a subnormal
-//! operand or result took 6–8 ns instead of 0.2–0.3 (35–50 times), and a
-//! block of dead units' moments 28.6 ns an element in the plain loop
-//! against 3.9 here, tiny gradients 11.6 against 2.9 (tame blocks: 1.41
-//! against 1.71); on the Zen 3 an
+//! operand or result took 6–8 ns instead of 0.2–0.3 (35–50 times); on
+//! 64K elements, dead units' moments took 28.6 ns an element in the plain
+//! loop against 3.4–3.8 here, tiny gradients 11.6 against 2.6–3.2, tame
+//! values 1.45–1.68 against 1.53–1.71. On the Zen 3 an
 //! assist cost 8–20 times the operation (`docs/performance-journal.md`,
 //! "Later that morning (2026-12-03)").
 
@@ -56,9 +56,6 @@ const FLOORS: [f32; 3] = [pow2(-56), pow2(-100), pow2(-100)];
 /// The smallest magnitude of a nonzero `v` whose product with β₂ (0.5 or
 /// more) is normal.
 const V_FLOOR: f32 = pow2(-125);
-
-/// Elements per block (eight vectors).
-const BLOCK: usize = 64;
 
 /// Which lanes of `x` are zero or at least `floor` in magnitude (all bits
 /// set) or not (no bit set).
@@ -163,6 +160,33 @@ impl Constants {
     }
 }
 
+/// [`super::plain`]'s formula on eight `f32` lanes, in `f32`: `(p, m, v)`
+/// after the step.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tame_step<const SHRINK: bool, const L2: bool>(
+    k: &Constants,
+    mut p: __m256,
+    g: __m256,
+    m: __m256,
+    v: __m256,
+) -> (__m256, __m256, __m256) {
+    if SHRINK {
+        p = _mm256_mul_ps(p, k.shrink);
+    }
+    let g = if L2 {
+        _mm256_add_ps(g, _mm256_mul_ps(k.l2, p))
+    } else {
+        g
+    };
+    let m = _mm256_add_ps(_mm256_mul_ps(k.beta1, m), _mm256_mul_ps(k.one_m_b1, g));
+    let gg = _mm256_mul_ps(_mm256_mul_ps(k.one_m_b2, g), g);
+    let v = _mm256_add_ps(_mm256_mul_ps(k.beta2, v), gg);
+    let denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v), k.bias2_sqrt), k.eps);
+    let p = _mm256_sub_ps(p, _mm256_mul_ps(k.step_size, _mm256_div_ps(m, denom)));
+    (p, m, v)
+}
+
 /// [`super::plain`]'s formula on eight `f32` lanes: `(p, m, v)` after the
 /// step. An operation that could meet a subnormal number in some lane
 /// (an operand or, with the usual constants, the result) goes through
@@ -170,7 +194,7 @@ impl Constants {
 /// stay in `f32`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn step<const SHRINK: bool, const L2: bool>(
+fn careful_step<const SHRINK: bool, const L2: bool>(
     k: &Constants,
     mut p: __m256,
     g: __m256,
@@ -185,7 +209,7 @@ fn step<const SHRINK: bool, const L2: bool>(
             p = mul(p_ok, p, k.shrink);
         }
         if L2 {
-            return step::<false, false>(k, p, _mm256_add_ps(g, mul(p_ok, k.l2, p)), m, v);
+            return careful_step::<false, false>(k, p, _mm256_add_ps(g, mul(p_ok, k.l2, p)), m, v);
         }
     }
     let small_g = ok(g, fm);
@@ -237,39 +261,20 @@ pub(super) unsafe fn update<const SHRINK: bool, const L2: bool>(
         _mm256_storeu_ps(mp.add(i), m8);
         _mm256_storeu_ps(vp.add(i), v8);
     };
-    let blocks = n / BLOCK * BLOCK;
-    for b in (0..blocks).step_by(BLOCK) {
-        let mut ok = _mm256_set1_epi32(-1);
-        for i in (b..b + BLOCK).step_by(8) {
-            // (`v`'s load is unused here, and dropped by the compiler)
-            let (p8, g8, m8, _) = load(i);
-            ok = _mm256_and_si256(ok, lanes(SHRINK || L2, p8, g8, m8));
-        }
-        if all(ok) {
-            // SAFETY: `b + BLOCK <= n`; the slices do not overlap (they
-            // come from four distinct `&mut`/`&` slices).
-            let (p, g, m, v) = unsafe {
-                let part = |x: *mut f32| std::slice::from_raw_parts_mut(x.add(b), BLOCK);
-                (
-                    part(pp),
-                    std::slice::from_raw_parts(gp.add(b), BLOCK),
-                    part(mp),
-                    part(vp),
-                )
-            };
-            super::plain::<f32, SHRINK, L2>(k, p, g, m, v);
+    let body = n / 8 * 8;
+    for i in (0..body).step_by(8) {
+        let (p8, g8, m8, v8) = load(i);
+        if all(lanes(SHRINK || L2, p8, g8, m8)) {
+            store(i, tame_step::<SHRINK, L2>(&k8, p8, g8, m8, v8));
         } else {
-            for i in (b..b + BLOCK).step_by(8) {
-                let (p8, g8, m8, v8) = load(i);
-                store(i, step::<SHRINK, L2>(&k8, p8, g8, m8, v8));
-            }
+            store(i, careful_step::<SHRINK, L2>(&k8, p8, g8, m8, v8));
         }
     }
     super::plain::<f32, SHRINK, L2>(
         k,
-        &mut p[blocks..],
-        &g[blocks..],
-        &mut m[blocks..],
-        &mut v[blocks..],
+        &mut p[body..],
+        &g[body..],
+        &mut m[body..],
+        &mut v[body..],
     );
 }

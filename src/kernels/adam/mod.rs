@@ -24,9 +24,9 @@
 //!
 //! Where the assists cost enough ([`exact_pays`]), `f32` updates run in
 //! [`exact_avx2`], which gives the same bits without meeting a subnormal
-//! number: blocks whose values cannot lead to one take the plain loop; in the
-//! others, each operation that could meet one is done in `f64` and rounded to
-//! `f32`. On the Intel Xeon that made W2 at batch 1 about 4× faster (2.2 ms a
+//! number: vectors whose values cannot lead to one take the `f32` formula; in
+//! the others, each operation that could meet one is done in `f64` and rounded
+//! to `f32`. On the Intel Xeon that made W2 at batch 1 about 4× faster (2.2 ms a
 //! step before, 0.52–0.57 after). (An earlier exact form for every
 //! element, a subnormal `β₁·m` from its integer significand through one FMA,
 //! cost more than the assists on the Zen 3.)
@@ -323,12 +323,12 @@ mod tests {
         }
     }
 
-    /// Blocks of tame values (the `f32` path), of dead units (subnormal
-    /// moments, zero gradients) and of tiny gradients (the `f64` path), and
-    /// blocks that mix them vector by vector or lane by lane, as the exact
+    /// Runs of 64 tame values (the `f32` path), of dead units (subnormal
+    /// moments, zero gradients) and of tiny gradients (operations in `f64`),
+    /// and runs that mix them vector by vector or lane by lane, as the exact
     /// path sorts them: every one gives the formula's bits.
     #[test]
-    fn tame_dead_and_mixed_blocks_match_the_formula_bit_for_bit() {
+    fn tame_dead_and_mixed_vectors_match_the_formula_bit_for_bit() {
         let mut rng = StdRng::seed_from_u64(99);
         let (mut p, mut g, mut m, mut v) = (vec![], vec![], vec![], vec![]);
         let tame = [0, 10, 90, 0, 0, 0];
@@ -353,7 +353,7 @@ mod tests {
                 v.push(value(&mut rng, w, true));
             }
         }
-        p.extend([0.5, -0.25, 3.0]); // and a tail after the last block
+        p.extend([0.5, -0.25, 3.0]); // and a tail after the last vector
         g.extend([0.0, 1e-3, f32::from_bits(7)]);
         m.extend([f32::from_bits(1), 0.1, 0.0]);
         v.extend([f32::from_bits(2), 1e-4, 0.0]);
