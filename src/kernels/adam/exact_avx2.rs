@@ -4,10 +4,10 @@
 //! The parameter is taken eight elements at a time. A vector whose `g`
 //! and `m` (and `p`, when the step multiplies it) are all zero or above
 //! their [`FLOORS`] in magnitude ("tame") takes the `f32` formula
-//! ([`tame_step`]): with the usual constants no operation of it then meets
-//! a subnormal number. Any other vector (a dead unit's subnormal moments,
+//! ([`step`]): with the usual constants no operation of it then meets a
+//! subnormal number. Any other vector (a dead unit's subnormal moments,
 //! gradients of 10⁻¹⁸) goes through the formula operation by operation
-//! ([`careful_step`]): an operation that could meet a subnormal number in
+//! (the same [`step`], careful): an operation that could meet a subnormal number in
 //! one of its lanes is done in `f64`, four lanes at a time, and rounded to
 //! `f32` ([`exact`]); the others, and every addition (which takes no
 //! assist), stay in `f32`. A dead unit's step takes three operations in
@@ -160,41 +160,15 @@ impl Constants {
     }
 }
 
-/// [`super::plain`]'s formula on eight `f32` lanes, in `f32`: `(p, m, v)`
-/// after the step.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn tame_step<const SHRINK: bool, const L2: bool>(
-    k: &Constants,
-    mut p: __m256,
-    g: __m256,
-    m: __m256,
-    v: __m256,
-) -> (__m256, __m256, __m256) {
-    if SHRINK {
-        p = _mm256_mul_ps(p, k.shrink);
-    }
-    let g = if L2 {
-        _mm256_add_ps(g, _mm256_mul_ps(k.l2, p))
-    } else {
-        g
-    };
-    let m = _mm256_add_ps(_mm256_mul_ps(k.beta1, m), _mm256_mul_ps(k.one_m_b1, g));
-    let gg = _mm256_mul_ps(_mm256_mul_ps(k.one_m_b2, g), g);
-    let v = _mm256_add_ps(_mm256_mul_ps(k.beta2, v), gg);
-    let denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v), k.bias2_sqrt), k.eps);
-    let p = _mm256_sub_ps(p, _mm256_mul_ps(k.step_size, _mm256_div_ps(m, denom)));
-    (p, m, v)
-}
-
 /// [`super::plain`]'s formula on eight `f32` lanes: `(p, m, v)` after the
-/// step. An operation that could meet a subnormal number in some lane
-/// (an operand or, with the usual constants, the result) goes through
-/// [`exact`]; the others, and every addition (which takes no assist),
-/// stay in `f32`.
+/// step. If `CAREFUL`, an operation that could meet a subnormal number in
+/// some lane (an operand or, with the usual constants, the result) goes
+/// through [`exact`]; the others, and every addition (which takes no
+/// assist), stay in `f32`. Otherwise (a tame vector) every operation is
+/// the `f32` one.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn careful_step<const SHRINK: bool, const L2: bool>(
+fn step<const CAREFUL: bool, const SHRINK: bool, const L2: bool>(
     k: &Constants,
     mut p: __m256,
     g: __m256,
@@ -202,14 +176,14 @@ fn careful_step<const SHRINK: bool, const L2: bool>(
     v: __m256,
 ) -> (__m256, __m256, __m256) {
     let [fg, fm, fp] = FLOORS;
-    let ok = |x: __m256, floor: f32| all(tame(x, floor));
+    let ok = |x: __m256, floor: f32| !CAREFUL || all(tame(x, floor));
     if SHRINK || L2 {
         let p_ok = ok(p, fp);
         if SHRINK {
             p = mul(p_ok, p, k.shrink);
         }
         if L2 {
-            return careful_step::<false, false>(k, p, _mm256_add_ps(g, mul(p_ok, k.l2, p)), m, v);
+            return step::<CAREFUL, false, false>(k, p, _mm256_add_ps(g, mul(p_ok, k.l2, p)), m, v);
         }
     }
     let small_g = ok(g, fm);
@@ -265,9 +239,9 @@ pub(super) unsafe fn update<const SHRINK: bool, const L2: bool>(
     for i in (0..body).step_by(8) {
         let (p8, g8, m8, v8) = load(i);
         if all(lanes(SHRINK || L2, p8, g8, m8)) {
-            store(i, tame_step::<SHRINK, L2>(&k8, p8, g8, m8, v8));
+            store(i, step::<false, SHRINK, L2>(&k8, p8, g8, m8, v8));
         } else {
-            store(i, careful_step::<SHRINK, L2>(&k8, p8, g8, m8, v8));
+            store(i, step::<true, SHRINK, L2>(&k8, p8, g8, m8, v8));
         }
     }
     super::plain::<f32, SHRINK, L2>(
