@@ -128,6 +128,29 @@ fn mul(plain: bool, a: __m256, b: __m256) -> __m256 {
     }
 }
 
+/// A magnitude of `p` at and above which a step whose new first moment is
+/// subnormal or zero leaves `p` unchanged; NaN (no `p` qualifies) unless
+/// ε, the square root of `v`'s bias correction and the bound below are
+/// positive and finite.
+///
+/// Why: the denominator is at least ε (a square root over a positive
+/// number, plus ε, each rounded to nearest, which is monotonic), so with
+/// `|m| < 2⁻¹²⁶` the `f32` step `step_size · (m / denom)` is at most
+/// `B = RN(|step_size| · RN(2⁻¹²⁶ / ε))` in magnitude. For `|p|` in
+/// `[2ᵉ, 2ᵉ⁺¹)` the nearest other `f32` values are at least `2ᵉ⁻²⁴` away,
+/// so a change smaller than `2ᵉ⁻²⁵` rounds back to `p`; `|p| ≥ B · 2²⁶`
+/// gives `B ≤ |p| · 2⁻²⁶ < 2ᵉ⁻²⁵`. With the usual constants (a step of
+/// 10⁻³, ε = 10⁻⁸) that is `|p| ≥ 7.9·10⁻²⁵`: a dead unit's weight.
+fn still_threshold(k: &AdamScalars<f32>) -> f32 {
+    let bound = k.step_size.abs() * (f32::MIN_POSITIVE / k.eps);
+    let usable = k.eps > 0.0 && k.bias2_sqrt > 0.0 && bound.is_finite();
+    if usable {
+        bound * pow2(26)
+    } else {
+        f32::NAN
+    }
+}
+
 /// The step's constants.
 struct Constants {
     beta1: __m256,
@@ -139,6 +162,8 @@ struct Constants {
     eps: __m256,
     l2: __m256,
     shrink: __m256,
+    /// [`still_threshold`]'s magnitude of `p`.
+    still: __m256,
 }
 
 impl Constants {
@@ -156,6 +181,7 @@ impl Constants {
             eps: splat(k.eps),
             l2: splat(k.l2),
             shrink: splat(k.shrink),
+            still: splat(still_threshold(k)),
         }
     }
 }
@@ -197,6 +223,26 @@ fn step<const CAREFUL: bool, const SHRINK: bool, const L2: bool>(
     };
     let denom = _mm256_add_ps(_mm256_div_ps(root, k.bias2_sqrt), k.eps);
     let m_ok = ok(m, fm);
+    if CAREFUL && !m_ok {
+        // Lanes whose new `m` is subnormal or zero and whose `p` is large
+        // enough that the step cannot move it ([`still_threshold`]; the
+        // denominator not NaN): their `m` is left out of the quotient, so
+        // their step is zero, and the other lanes' `m` is tame.
+        let abs = |x: __m256| _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff)));
+        let subnormal = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+            _mm256_set1_epi32(f32::MIN_POSITIVE.to_bits() as i32),
+            _mm256_castps_si256(abs(m)),
+        ));
+        let large_p = _mm256_cmp_ps::<_CMP_GE_OQ>(abs(p), k.still);
+        let finite = _mm256_cmp_ps::<_CMP_ORD_Q>(denom, denom);
+        let still = _mm256_and_ps(subnormal, _mm256_and_ps(large_p, finite));
+        let covered = _mm256_or_si256(_mm256_castps_si256(still), tame(m, fm));
+        if all(covered) {
+            let moving = _mm256_andnot_ps(still, m);
+            let step = _mm256_mul_ps(k.step_size, _mm256_div_ps(moving, denom));
+            return (_mm256_sub_ps(p, step), m, v);
+        }
+    }
     let ratio = if m_ok {
         _mm256_div_ps(m, denom)
     } else {

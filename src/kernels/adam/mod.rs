@@ -366,6 +366,45 @@ mod tests {
         }
     }
 
+    /// Dead units (subnormal `m`, zero `g` and `v`, so the denominator is ε
+    /// and the step as large as a subnormal `m` allows) whose weights run
+    /// through the magnitudes where the step stops moving them: vectors of
+    /// eight at one magnitude, from 2⁻¹²⁰ to 2⁻⁴⁰, both signs. The exact path
+    /// leaves `p` unchanged without computing the step above a threshold
+    /// (`still_threshold`); below it the step must still be taken.
+    #[test]
+    fn dead_units_at_every_weight_magnitude_match_the_formula_bit_for_bit() {
+        let mut rng = StdRng::seed_from_u64(2024);
+        let (mut p, mut g, mut m, mut v) = (vec![], vec![], vec![], vec![]);
+        for e in -120..=-40 {
+            for _ in 0..4 {
+                for _ in 0..8 {
+                    let mant = 1.0 + rng.random_range(0.0..1.0f32);
+                    let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
+                    p.push(sign * mant * 2f32.powi(e));
+                    // the largest subnormals, and some small ones
+                    let bits = if rng.random::<bool>() {
+                        0x007f_ffff - rng.random_range(0..1000)
+                    } else {
+                        rng.random_range(1..0x007f_ffff)
+                    };
+                    m.push(f32::from_bits(bits) * sign);
+                    g.push(0.0);
+                    v.push(0.0);
+                }
+            }
+        }
+        for k in [
+            scalars(0.9, 0.999, 1e-3 / 0.271, 1e-8),
+            scalars(0.99, 0.9999, 3e-6, 1e-12),
+            scalars(0.5, 0.9, 0.3, 1e-4),
+            scalars(0.9, 0.999, -2e-3, 1e-8), // a negative step
+        ] {
+            check_against_plain::<false, false>(&k, &p, &g, &m, &v);
+            check_against_plain::<true, false>(&k, &p, &g, &m, &v);
+        }
+    }
+
     #[test]
     fn a_large_parameter_on_the_pool_matches_the_formula() {
         // split into chunks over the thread pool (when it has two threads)
