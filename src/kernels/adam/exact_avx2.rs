@@ -10,9 +10,10 @@
 //! (the same [`step`], careful): an operation that could meet a subnormal number in
 //! one of its lanes is done in `f64`, four lanes at a time, and rounded to
 //! `f32` ([`exact`]); the others, and every addition (which takes no
-//! assist), stay in `f32`. A dead unit's step takes three operations in
-//! `f64` (β₁·m, the quotient and the step's product), a tiny gradient's one
-//! or two (the products of `g·g`).
+//! assist), stay in `f32`. A dead unit's step takes one operation in `f64`
+//! (β₁·m; the quotient and the step's product too if its weight is small
+//! enough for the step to move it, see [`still_threshold`]), a tiny
+//! gradient's one or two (the products of `g·g`).
 //!
 //! That gives the `f32` formula's bits: a product of two `f32` values is
 //! exact in `f64`, and for a quotient or a square root, rounding first to
@@ -29,8 +30,8 @@
 //! an `f32` multiplication, division or square root with a subnormal
 //! operand or result took 6–8 ns instead of 0.2–0.3 (35–50 times); on
 //! 64K elements, dead units' moments took 28.6 ns an element in the plain
-//! loop against 3.4–3.8 here, tiny gradients 11.6 against 2.6–3.2, tame
-//! values 1.45–1.68 against 1.53–1.71. On the Zen 3 an
+//! loop against 2.4–2.5 here, tiny gradients 11.6 against 2.3–2.5, tame
+//! values 1.36–1.76 against 1.36–1.70. On the Zen 3 an
 //! assist cost 8–20 times the operation (`docs/performance-journal.md`,
 //! "Later that morning (2026-12-03)").
 

@@ -27,7 +27,7 @@
 //! number: vectors whose values cannot lead to one take the `f32` formula; in
 //! the others, each operation that could meet one is done in `f64` and rounded
 //! to `f32`. On the Intel Xeon that made W2 at batch 1 about 4× faster (2.2 ms a
-//! step before, 0.52–0.57 after). (An earlier exact form for every
+//! step before, 0.50 after). (An earlier exact form for every
 //! element, a subnormal `β₁·m` from its integer significand through one FMA,
 //! cost more than the assists on the Zen 3.)
 
