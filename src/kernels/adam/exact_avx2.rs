@@ -6,11 +6,11 @@
 //! their [`FLOORS`] in magnitude ("tame") takes the `f32` formula
 //! ([`step`]): with the usual constants no operation of it then meets a
 //! subnormal number. Any other vector (a dead unit's subnormal moments,
-//! gradients of 10⁻¹⁸) goes through the formula operation by operation
-//! (the same [`step`], careful): an operation that could meet a subnormal number in
-//! one of its lanes is done in `f64`, four lanes at a time, and rounded to
-//! `f32` ([`exact`]); the others, and every addition (which takes no
-//! assist), stay in `f32`. A dead unit's step takes one operation in `f64`
+//! gradients of 10⁻¹⁸) goes through the same [`step`] with care, operation
+//! by operation: an operation that could meet a subnormal number in one of
+//! its lanes is done in `f64`, four lanes at a time, and rounded to `f32`
+//! ([`exact`]); the others, and every addition (which takes no assist),
+//! stay in `f32`. A dead unit's step takes one operation in `f64`
 //! (β₁·m; the quotient and the step's product too if its weight is small
 //! enough for the step to move it, see [`still_threshold`]), a tiny
 //! gradient's one or two (the products of `g·g`).
@@ -223,8 +223,9 @@ fn step<const CAREFUL: bool, const SHRINK: bool, const L2: bool>(
         exact(|v, _| _mm256_sqrt_pd(v), v, v)
     };
     let denom = _mm256_add_ps(_mm256_div_ps(root, k.bias2_sqrt), k.eps);
-    let m_ok = ok(m, fm);
-    if CAREFUL && !m_ok {
+    let m_tame = tame(m, fm);
+    let m_ok = !CAREFUL || all(m_tame);
+    if !m_ok {
         // Lanes whose new `m` is subnormal or zero and whose `p` is large
         // enough that the step cannot move it ([`still_threshold`]; the
         // denominator not NaN): their `m` is left out of the quotient, so
@@ -237,7 +238,7 @@ fn step<const CAREFUL: bool, const SHRINK: bool, const L2: bool>(
         let large_p = _mm256_cmp_ps::<_CMP_GE_OQ>(abs(p), k.still);
         let finite = _mm256_cmp_ps::<_CMP_ORD_Q>(denom, denom);
         let still = _mm256_and_ps(subnormal, _mm256_and_ps(large_p, finite));
-        let covered = _mm256_or_si256(_mm256_castps_si256(still), tame(m, fm));
+        let covered = _mm256_or_si256(_mm256_castps_si256(still), m_tame);
         if all(covered) {
             let moving = _mm256_andnot_ps(still, m);
             let step = _mm256_mul_ps(k.step_size, _mm256_div_ps(moving, denom));
