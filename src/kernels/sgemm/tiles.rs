@@ -304,6 +304,40 @@ unsafe fn pack_a<const MR: usize>(
     cs: usize,
     out: &mut [MaybeUninit<f32>],
 ) {
+    if rs == 1 {
+        // columns contiguous (a transposed operand, `gᵀ · x`): eight
+        // slivers at a time, step by step, each step's values for the eight
+        // read in one run and dealt out to them. (Value by value, sliver by
+        // sliver, it was half of `pack_a`'s time in W5's step, each step a
+        // new line; all the slivers at once, their steps land `MR · kc`
+        // values apart, in as few as two sets of L1.)
+        let out = out.as_mut_ptr().cast::<f32>();
+        // SAFETY: rows `0..mc` and columns `0..kc` of the block; `out`
+        // holds `kc · mc` rounded up to whole slivers.
+        unsafe {
+            for (g0, p) in (0..mc)
+                .step_by(8 * MR)
+                .flat_map(|g0| (0..kc).map(move |p| (g0, p)))
+            {
+                let column = a.add(p * cs);
+                for i0 in (g0..mc.min(g0 + 8 * MR)).step_by(MR) {
+                    let to = out.add(i0 * kc + p * MR);
+                    if i0 + MR <= mc {
+                        std::ptr::copy_nonoverlapping(column.add(i0), to, MR);
+                    } else {
+                        for i in 0..MR {
+                            *to.add(i) = if i0 + i < mc {
+                                *column.add(i0 + i)
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (s, sliver) in out[..mc.next_multiple_of(MR) * kc]
         .chunks_exact_mut(MR * kc)
         .enumerate()
@@ -472,6 +506,55 @@ unsafe fn pack_b<const NR: usize>(
 mod tests {
     use super::*;
     use crate::kernels::sgemm::Micro;
+
+    /// Every tile's `pack_a` lays out a block of `a` stored by columns
+    /// (`rs == 1`, as `gᵀ` is) exactly as one stored by rows, zeros past
+    /// the last row included.
+    #[test]
+    fn columns_of_a_are_packed_as_rows_are() {
+        let shapes: Vec<(PackFn, usize, &str)> = [
+            (Micro::avx2().is_some(), AVX2, "avx2"),
+            (Micro::avx512().is_some(), AVX512, "avx512"),
+        ]
+        .into_iter()
+        .filter(|(here, ..)| *here)
+        .map(|(_, shape, name)| (shape.pack_a, shape.mr, name))
+        .collect();
+        for (pack_a, mr, name) in shapes {
+            for kc in [1, 2, 7, 30] {
+                for mc in [1, mr - 1, mr, mr + 1, 5 * mr, 5 * mr + 2] {
+                    // element (i, p) is `i * 1000 + p`, stored both ways
+                    let value = |i: usize, p: usize| (i * 1000 + p) as f32;
+                    let by_rows: Vec<f32> = (0..mc * kc).map(|x| value(x / kc, x % kc)).collect();
+                    let by_cols: Vec<f32> = (0..mc * kc).map(|x| value(x % mc, x / mc)).collect();
+                    let len = mc.next_multiple_of(mr) * kc;
+                    let mut want = vec![MaybeUninit::new(f32::NAN); len];
+                    let mut got = vec![MaybeUninit::new(f32::NAN); len];
+                    // SAFETY: the strides address the `mc × kc` block of
+                    // each buffer; the outputs hold whole slivers.
+                    unsafe {
+                        pack_a(mc, kc, by_rows.as_ptr(), kc, 1, &mut want);
+                        pack_a(mc, kc, by_cols.as_ptr(), 1, mc, &mut got);
+                    }
+                    for x in 0..len {
+                        // SAFETY: both packings write every element.
+                        let (w, g) = unsafe { (want[x].assume_init(), got[x].assume_init()) };
+                        let (s, p, i) = (x / (mr * kc), x / mr % kc, x % mr);
+                        let expected = if s * mr + i < mc {
+                            value(s * mr + i, p)
+                        } else {
+                            0.0
+                        };
+                        assert_eq!(
+                            (w, g),
+                            (expected, expected),
+                            "{name}: mc {mc}, kc {kc}, sliver {s}, step {p}, row {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// Every tile's `pack_b` lays out a block of `b` stored by columns
     /// (`rs == 1`, as `Wᵀ` is) exactly as one stored by rows, zeros past
