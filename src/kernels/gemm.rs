@@ -8,8 +8,8 @@ use gemm_common::Parallelism;
 use rayon::prelude::*;
 
 use super::parallel::{
-    use_pool, ELEMENTWISE_CHEAP_LEN, ELEMENTWISE_CHUNK, GEMM_BATCH_WORK, GEMM_MIN_ROWS_PER_PART,
-    GEMM_SPLIT_WORK, GEMM_WORK,
+    use_pool, ELEMENTWISE_CHEAP_LEN, ELEMENTWISE_CHUNK, GEMM_BATCH_WORK, GEMM_MIN_COLUMNS_PER_PART,
+    GEMM_MIN_ROWS_PER_PART, GEMM_SPLIT_WORK, GEMM_WORK,
 };
 use crate::element::Element;
 use crate::pool;
@@ -94,6 +94,13 @@ pub(crate) fn matmul<T: Element>(
     } else {
         rayon::current_num_threads().min(m / GEMM_MIN_ROWS_PER_PART)
     };
+    if parts <= 1 && pool && own.is_some_and(|(split, _)| m * n * k >= split) {
+        // too few rows for bands: parts of columns in the crate's kernel
+        let columns = rayon::current_num_threads().min(n / GEMM_MIN_COLUMNS_PER_PART);
+        if columns > 1 {
+            return own_product(m, k, n, a, b, out, Split::Columns(columns));
+        }
+    }
     if parts <= 1 {
         // `gemm`'s own threading for products below the split and for wide
         // ones too short to split by rows; on one thread, the crate's kernel
@@ -109,7 +116,7 @@ pub(crate) fn matmul<T: Element>(
     }
     if own.is_some() {
         // bands of rows whose last panel's blocks the threads share out
-        return own_product(m, k, n, a, b, out, parts);
+        return own_product(m, k, n, a, b, out, Split::Rows(parts));
     }
     // Split the rows: each part is one single-threaded product into its own
     // slice of the output (measured faster than `gemm`'s own threading here).
@@ -132,6 +139,17 @@ pub(crate) fn matmul<T: Element>(
                 Via::Gemm(Parallelism::None),
             );
         });
+}
+
+/// How the crate's own kernel cuts a product for the pool's threads
+/// (`super::sgemm::sgemm`, x86-64 only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Split {
+    /// Into up to this many bands of rows (1: on the calling thread).
+    Rows(usize),
+    /// Into up to this many parts of columns, each a whole number of the
+    /// tile's columns wide: for outputs with too few rows for bands.
+    Columns(usize),
 }
 
 /// Which kernel runs a single-threaded product or part.
@@ -167,7 +185,7 @@ fn own_kernel<T: Element>(m: usize, n: usize) -> Option<(usize, usize)> {
 /// `T = f32` on a CPU that runs it: what [`own_kernel`] and `matmul` ensure
 /// before choosing [`Via::Own`]): on the calling thread when `parts` is 1,
 /// otherwise in up to `parts` bands of rows on the pool, whose threads
-/// share out the last blocks ([`super::sgemm::sgemm`]).
+/// share out the last blocks, or parts of columns ([`super::sgemm::sgemm`]).
 fn own_product<T: Element>(
     m: usize,
     k: usize,
@@ -175,7 +193,7 @@ fn own_product<T: Element>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     out: &mut [MaybeUninit<T>],
-    parts: usize,
+    split: Split,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -194,11 +212,11 @@ fn own_product<T: Element>(
         // SAFETY: just checked: `T` is `f32`, the CPU runs the kernel and
         // `k > 0`, and the operands are in bounds; `out` is a unique
         // `m × n` buffer, which the kernel writes without reading.
-        unsafe { super::sgemm::sgemm(micro, m, k, n, ap, a.rs, a.cs, bp, b.rs, b.cs, cp, parts) }
+        unsafe { super::sgemm::sgemm(micro, m, k, n, ap, a.rs, a.cs, bp, b.rs, b.cs, cp, split) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (m, k, n, a, b, out, parts);
+        let _ = (m, k, n, a, b, out, split);
         unreachable!("internal error: the crate's kernel chosen off x86-64");
     }
 }
@@ -323,7 +341,7 @@ fn gemm_rows<T: Element>(
     b.check(k, n);
     let parallelism = match via {
         Via::Gemm(parallelism) => parallelism,
-        Via::Own => return own_product(m, k, n, a, b, out, 1),
+        Via::Own => return own_product(m, k, n, a, b, out, Split::Rows(1)),
     };
     if m <= 1 || n <= 1 {
         // The crate's matrix-vector paths (a 1×k or k×1 operand) view the output
@@ -639,6 +657,13 @@ mod tests {
         // from GEMM_SPLIT_WORK: split by rows into single-threaded parts
         const { assert!(515 * 512 * 511 >= GEMM_SPLIT_WORK) };
         pool_product_matches::<f64>(515, 512, 511, 97);
+        // `f32` outputs of too few rows for bands (under twice
+        // GEMM_MIN_ROWS_PER_PART) but wide enough: parts of columns in the
+        // crate's kernel where the CPU runs it (W2's layers at batch 32)
+        const { assert!(32 < 2 * GEMM_MIN_ROWS_PER_PART && 256 >= 2 * GEMM_MIN_COLUMNS_PER_PART) };
+        pool_product_matches::<f32>(32, 784, 256, 1);
+        pool_product_matches::<f32>(47, 300, 1000, 7);
+        pool_product_matches::<f32>(6, 1030, 270, 1);
     }
 
     /// `f32` products large enough for the crate's kernel (on CPUs that run

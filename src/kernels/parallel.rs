@@ -213,6 +213,12 @@ pub(crate) const OWN_MIN_WORK_AVX512: usize = 64 * 64 * 64;
 /// The fewest rows a part of a split product gets (a few micro-kernel heights).
 pub(crate) const GEMM_MIN_ROWS_PER_PART: usize = 24;
 
+/// The fewest columns a part gets when the crate's own kernel cuts a
+/// product of too few rows for [`GEMM_MIN_ROWS_PER_PART`] into parts of
+/// columns (one block of `b`'s columns, `sgemm`'s `NB`): W2's layers at
+/// batch 32 (32 rows, 256 columns) go to two parts.
+pub(crate) const GEMM_MIN_COLUMNS_PER_PART: usize = 128;
+
 /// Work (m·n·k, summed over a batch) from which a batch of small products is
 /// spread over the thread pool, one product per task.
 pub(crate) const GEMM_BATCH_WORK: usize = 64 * 64 * 64;

@@ -28,21 +28,45 @@ struct Crew {
 }
 
 impl Crew {
-    /// Takes and runs bands of `product` until none is left.
-    ///
-    /// # Safety
-    /// As [`super::sgemm`]'s for the whole product, until [`Crew::finish`] returns.
-    unsafe fn run(&self, product: &Product) {
+    /// Takes and runs parts (`part(t)` for `t` below `parts`, each once)
+    /// until none is left.
+    fn run(&self, parts: usize, part: impl Fn(usize)) {
         self.helpers.fetch_add(1, Ordering::SeqCst);
         loop {
             let t = self.next.fetch_add(1, Ordering::SeqCst);
-            if t >= product.bands.len() {
+            if t >= parts {
                 break;
             }
-            // SAFETY: the caller's contract; band `t` is this thread's alone.
-            unsafe { product.band(t) };
+            part(t);
         }
         self.helpers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Runs `parts` parts of one job, `part(t)` once for each `t` below
+    /// `parts`, on the calling thread and on as many of the pool's threads as
+    /// reach one in time ([`Crew`]). `shared` is what the parts read; the
+    /// pool's jobs hold it through an `Arc` until they run, which may be
+    /// after this returns (they then find every part taken and only read the
+    /// counters).
+    ///
+    /// # Safety
+    /// `part` may be run by any thread of the pool, at any time until this
+    /// returns; whatever it reads or writes outside `shared` must stay valid
+    /// until then.
+    unsafe fn share<S: Send + Sync + 'static>(
+        shared: S,
+        crew: impl Fn(&S) -> &Crew + Send + Sync + Copy + 'static,
+        parts: usize,
+        part: impl Fn(&S, usize) + Send + Sync + Copy + 'static,
+    ) {
+        let shared = std::sync::Arc::new(shared);
+        for _ in 1..parts {
+            let shared = std::sync::Arc::clone(&shared);
+            rayon::spawn(move || crew(&shared).run(parts, |t| part(&shared, t)));
+        }
+        let done = Finish(crew(&shared));
+        crew(&shared).run(parts, |t| part(&shared, t));
+        drop(done);
     }
 
     /// For the calling thread, once its own [`Crew::run`] has returned (or
@@ -66,11 +90,11 @@ impl Crew {
 
 /// Calls [`Crew::finish`] when dropped, so that the calling thread waits
 /// for the pool's threads even if it unwinds.
-struct Finish<'a>(&'a Product);
+struct Finish<'a>(&'a Crew);
 
 impl Drop for Finish<'_> {
     fn drop(&mut self) {
-        self.0.crew.finish();
+        self.0.finish();
     }
 }
 
@@ -82,8 +106,9 @@ pub(super) struct Product {
     a: (*const f32, usize, usize),
     /// `b`, its row stride and column stride.
     b: (*const f32, usize, usize),
-    /// The dense `m × n` output.
+    /// The `m × n` output, its rows `ldc` apart.
     c: *mut f32,
+    ldc: usize,
     m: usize,
     k: usize,
     n: usize,
@@ -157,7 +182,7 @@ impl Product {
         n: usize,
         a: (*const f32, usize, usize),
         b: (*const f32, usize, usize),
-        c: *mut f32,
+        (c, ldc): (*mut f32, usize),
         parts: usize,
     ) -> Self {
         debug_assert!(k > 0 && m > 0 && n > 0);
@@ -174,6 +199,7 @@ impl Product {
             a,
             b,
             c,
+            ldc,
             m,
             k,
             n,
@@ -258,8 +284,8 @@ impl Product {
                             mc,
                             packed_a.as_ptr().cast(),
                             packed_b.as_ptr().cast(),
-                            self.c.add(ic * self.n + jb),
-                            self.n,
+                            self.c.add(ic * self.ldc + jb),
+                            self.ldc,
                             pc == 0,
                         );
                     }
@@ -340,8 +366,8 @@ impl Product {
                 unit_rows.min(mc - i0),
                 block[i0 * kc..].as_ptr().cast(),
                 packed_b.as_ptr().cast(),
-                self.c.add((ic + i0) * self.n + jb),
-                self.n,
+                self.c.add((ic + i0) * self.ldc + jb),
+                self.ldc,
                 pc == 0,
             );
         }
@@ -360,18 +386,72 @@ impl Product {
             // SAFETY: the caller's contract; one band, run by this thread alone.
             1 => unsafe { self.band(0) },
             bands => {
-                let product = std::sync::Arc::new(self);
-                for _ in 1..bands {
-                    let product = std::sync::Arc::clone(&product);
-                    // SAFETY: the caller's contract; `Crew::run` lets a band
-                    // run once, and this thread does not return before every
-                    // band taken is done (`Crew::finish`).
-                    rayon::spawn(move || unsafe { product.crew.run(&product) });
-                }
-                let done = Finish(&product);
+                // SAFETY: the caller's contract, until every band taken is
+                // done (`Crew::share` returns then); each band runs once.
+                let band = |p: &Product, t: usize| unsafe { p.band(t) };
                 // SAFETY: as above.
-                unsafe { product.crew.run(&product) };
-                drop(done);
+                unsafe { Crew::share(self, |p: &Product| &p.crew, bands, band) }
+            }
+        }
+    }
+}
+
+/// A product cut into parts of columns, each a product of its own (of one
+/// band), for an output with too few rows to cut into bands: each thread
+/// packs its part of `b` and all of `a`, where bands would each pack all of
+/// `b`.
+pub(super) struct Columns {
+    parts: Vec<Product>,
+    crew: Crew,
+}
+
+impl Columns {
+    /// The parts of `c = a · b` (`c` dense, `m × n`) for up to `parts`
+    /// threads: as many parts, each a whole number of the tile's columns
+    /// wide.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        micro: Micro,
+        m: usize,
+        k: usize,
+        n: usize,
+        (a, ars, acs): (*const f32, usize, usize),
+        (b, brs, bcs): (*const f32, usize, usize),
+        c: *mut f32,
+        parts: usize,
+    ) -> Self {
+        let width = n.div_ceil(parts.max(1)).next_multiple_of(micro.nr);
+        let parts = (0..n)
+            .step_by(width)
+            .map(|j0| {
+                let w = width.min(n - j0);
+                // (pointer arithmetic only: the part's first column of `b`
+                // and of `c`, inside the caller's operands)
+                let (bj, cj) = (b.wrapping_add(j0 * bcs), c.wrapping_add(j0));
+                Product::new(micro, m, k, w, (a, ars, acs), (bj, brs, bcs), (cj, n), 1)
+            })
+            .collect();
+        Columns {
+            parts,
+            crew: Crew::default(),
+        }
+    }
+
+    /// Runs every part, as [`Product::run`] runs bands.
+    ///
+    /// # Safety
+    /// As [`super::sgemm`]'s.
+    pub(super) unsafe fn run(self) {
+        match self.parts.len() {
+            // SAFETY: the caller's contract; one part, run by this thread alone.
+            1 => unsafe { self.parts[0].band(0) },
+            parts => {
+                // SAFETY: the caller's contract, until every part taken is
+                // done (`Crew::share` returns then); each part runs once, has
+                // one band, and writes its own columns of `c`.
+                let part = |c: &Columns, t: usize| unsafe { c.parts[t].band(0) };
+                // SAFETY: as above.
+                unsafe { Crew::share(self, |c: &Columns| &c.crew, parts, part) }
             }
         }
     }
@@ -381,6 +461,7 @@ impl Product {
 mod tests {
     use super::*;
     use crate::kernels::sgemm::tests::{check, tiles_here, values};
+    use crate::kernels::sgemm::Split;
 
     /// With every other thread of the pool busy, the calling thread runs
     /// every band itself and returns (it waits only for bands another
@@ -407,7 +488,8 @@ mod tests {
                 while !started.load(Ordering::Acquire) {
                     std::thread::yield_now();
                 }
-                check(micro, 131, 300, 530, false, false, 3);
+                check(micro, 131, 300, 530, false, false, Split::Rows(3));
+                check(micro, 13, 300, 530, false, false, Split::Columns(3));
             });
             busy.store(false, Ordering::Release);
         }
@@ -439,7 +521,7 @@ mod tests {
             n,
             (a.as_ptr(), k, 1),
             (b.as_ptr(), n, 1),
-            c.as_mut_ptr(),
+            (c.as_mut_ptr(), n),
             2,
         );
         product.hold = Some((1, release.clone()));

@@ -38,10 +38,11 @@
 mod bands;
 mod tiles;
 
+pub(crate) use super::gemm::Split;
 use super::parallel::{
     GEMM_SPLIT_WORK_AVX512, GEMM_SPLIT_WORK_OWN, OWN_MIN_WORK, OWN_MIN_WORK_AVX512,
 };
-use bands::Product;
+use bands::{Columns, Product};
 use std::sync::OnceLock;
 use tiles::{PackFn, TileFn};
 
@@ -235,10 +236,16 @@ pub(crate) fn suits(m: usize, n: usize) -> Option<Micro> {
 /// `a + i·ars + p·acs`), a `k × n` matrix `b` (element `(p, j)` at
 /// `b + p·brs + j·bcs`) and a dense row-major `m × n` output `c`, which is
 /// written without being read first (it may be uninitialised): on the
-/// calling thread when `parts` is 1, otherwise on up to `parts` threads of
-/// the pool.
+/// calling thread when `split` is `Split::Rows(1)`, otherwise on up to
+/// that many threads of the pool.
 ///
-/// On the pool, each thread takes a band of rows and multiplies it as one
+/// Cut into columns ([`Split::Columns`]), each part is a product of its
+/// own, run by one thread: each thread packs its columns of `b` and all of
+/// `a`. That suits an output of few rows (W2's layers at batch 32: 32 rows,
+/// 256 columns), which bands would leave to one thread or to bands that
+/// each pack all of `b`.
+///
+/// Cut into bands of rows, each thread takes a band of rows and multiplies it as one
 /// thread would, packing `b` for itself (packing it once for all, shared,
 /// was slower: the slivers then travel between cores). The band's last
 /// block of `a` (its last block of rows, [`block_rows`], at the last depth) is left
@@ -272,11 +279,15 @@ pub(crate) unsafe fn sgemm(
     brs: usize,
     bcs: usize,
     c: *mut f32,
-    parts: usize,
+    split: Split,
 ) {
-    let product = Product::new(micro, m, k, n, (a, ars, acs), (b, brs, bcs), c, parts);
-    // SAFETY: the caller's contract.
-    unsafe { product.run() }
+    let (a, b) = ((a, ars, acs), (b, brs, bcs));
+    match split {
+        // SAFETY: the caller's contract.
+        Split::Rows(parts) => unsafe { Product::new(micro, m, k, n, a, b, (c, n), parts).run() },
+        // SAFETY: as above.
+        Split::Columns(parts) => unsafe { Columns::new(micro, m, k, n, a, b, c, parts).run() },
+    }
 }
 
 impl Micro {
@@ -359,8 +370,8 @@ mod tests {
         tiles
     }
 
-    /// `a · b` through `sgemm` with `micro` (in up to `threads` bands, on
-    /// the global pool) with `a` (and `b`) stored as given (`transposed`:
+    /// `a · b` through `sgemm` with `micro` (cut as `split` says, on the
+    /// global pool) with `a` (and `b`) stored as given (`transposed`:
     /// column-major) and offset into their buffers, against the naive sum
     /// of products.
     pub(super) fn check(
@@ -370,7 +381,7 @@ mod tests {
         n: usize,
         a_t: bool,
         b_t: bool,
-        threads: usize,
+        split: Split,
     ) {
         let off = 3;
         let a = values(off + m * k, 1);
@@ -382,7 +393,7 @@ mod tests {
         // the buffers after `off`, and `c` is `m × n`.
         unsafe {
             let (ap, bp, cp) = (a[off..].as_ptr(), b[off..].as_ptr(), c.as_mut_ptr());
-            sgemm(micro, m, k, n, ap, ars, acs, bp, brs, bcs, cp, threads)
+            sgemm(micro, m, k, n, ap, ars, acs, bp, brs, bcs, cp, split)
         };
         for i in 0..m {
             for j in 0..n {
@@ -418,6 +429,16 @@ mod tests {
         assert_eq!(depth(1024), 342);
     }
 
+    /// Every way [`sgemm`] cuts a product: one thread, bands of rows, parts
+    /// of columns.
+    const SPLITS: [Split; 5] = [
+        Split::Rows(1),
+        Split::Rows(2),
+        Split::Rows(3),
+        Split::Columns(2),
+        Split::Columns(3),
+    ];
+
     #[test]
     fn products_match_the_naive_sums() {
         // whole tiles, edges in every dimension (for both tiles: fewer rows
@@ -443,8 +464,8 @@ mod tests {
         for micro in tiles_here() {
             for &(m, k, n) in &shapes {
                 for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
-                    for threads in [1, 2, 3] {
-                        check(micro, m, k, n, a_t, b_t, threads);
+                    for split in SPLITS {
+                        check(micro, m, k, n, a_t, b_t, split);
                     }
                 }
             }
@@ -454,7 +475,10 @@ mod tests {
                 .num_threads(1)
                 .build()
                 .unwrap();
-            one.install(|| check(micro, 131, 300, 530, false, true, 2));
+            one.install(|| {
+                check(micro, 131, 300, 530, false, true, Split::Rows(2));
+                check(micro, 13, 300, 530, false, true, Split::Columns(2));
+            });
         }
     }
 
