@@ -103,7 +103,8 @@ pub(crate) fn matmul<T: Element>(
     }
     if parts <= 1 {
         // `gemm`'s own threading for products below the split and for wide
-        // ones too short to split by rows; on one thread, the crate's kernel
+        // ones too short to split by rows that the crate's kernel does not
+        // take (`f64`, narrow outputs); on one thread, the crate's kernel
         // for large products where it runs
         let via = if pool {
             Via::Gemm(Parallelism::Rayon(0))
@@ -183,9 +184,10 @@ fn own_kernel<T: Element>(m: usize, n: usize) -> Option<(usize, usize)> {
 
 /// One product in the crate's own kernel, on checked operands (`k > 1`,
 /// `T = f32` on a CPU that runs it: what [`own_kernel`] and `matmul` ensure
-/// before choosing [`Via::Own`]): on the calling thread when `parts` is 1,
-/// otherwise in up to `parts` bands of rows on the pool, whose threads
-/// share out the last blocks, or parts of columns ([`super::sgemm::sgemm`]).
+/// before choosing [`Via::Own`]): on the calling thread for
+/// `Split::Rows(1)`, otherwise on the pool in bands of rows, whose threads
+/// share out the last blocks, or in parts of columns, as `split` says
+/// ([`super::sgemm::sgemm`]).
 fn own_product<T: Element>(
     m: usize,
     k: usize,

@@ -1,15 +1,17 @@
 //! How a product cut into bands of rows runs on the pool: [`Product`] holds
 //! what its threads share, [`Crew`] hands the bands out, and each band's
-//! last block is shared out in units between the threads ([`Band`]).
+//! last block is shared out in units between the threads ([`Band`]). A
+//! product of too few rows for bands is cut into parts of columns instead
+//! ([`Columns`]), each a [`Product`] of one band, handed out the same way.
 
 use super::{block_rows, depth, Micro, NB};
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-/// Who runs a product's bands: the calling thread and the pool's threads
-/// that the product's jobs reach in time, each taking the next band not yet
-/// taken until none is left.
+/// Who runs a product's bands (or parts of columns): the calling thread and
+/// the pool's threads that the product's jobs reach in time, each taking
+/// the next band not yet taken until none is left.
 ///
 /// Why not a parallel iterator: called from outside the pool (a user's
 /// thread), rayon sends the whole loop to the pool and puts the calling
@@ -31,7 +33,16 @@ impl Crew {
     /// Takes and runs parts (`part(t)` for `t` below `parts`, each once)
     /// until none is left.
     fn run(&self, parts: usize, part: impl Fn(usize)) {
+        /// Counts the thread out of `helpers` when dropped, so that a part
+        /// that unwinds leaves [`Crew::finish`] nothing to wait for.
+        struct Leave<'a>(&'a AtomicUsize);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         self.helpers.fetch_add(1, Ordering::SeqCst);
+        let _leave = Leave(&self.helpers);
         loop {
             let t = self.next.fetch_add(1, Ordering::SeqCst);
             if t >= parts {
@@ -39,7 +50,6 @@ impl Crew {
             }
             part(t);
         }
-        self.helpers.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Runs `parts` parts of one job, `part(t)` once for each `t` below
