@@ -507,100 +507,87 @@ mod tests {
     use super::*;
     use crate::kernels::sgemm::Micro;
 
-    /// Every tile's `pack_a` lays out a block of `a` stored by columns
-    /// (`rs == 1`, as `gᵀ` is) exactly as one stored by rows, zeros past
-    /// the last row included.
-    #[test]
-    fn columns_of_a_are_packed_as_rows_are() {
-        let shapes: Vec<(PackFn, usize, &str)> = [
+    /// The shapes whose instructions this CPU runs, by name.
+    fn shapes_here() -> Vec<(Shape, &'static str)> {
+        [
             (Micro::avx2().is_some(), AVX2, "avx2"),
             (Micro::avx512().is_some(), AVX512, "avx512"),
         ]
         .into_iter()
         .filter(|(here, ..)| *here)
-        .map(|(_, shape, name)| (shape.pack_a, shape.mr, name))
-        .collect();
-        for (pack_a, mr, name) in shapes {
+        .map(|(_, shape, name)| (shape, name))
+        .collect()
+    }
+
+    /// Packs a block `len` rows (of `a`) or columns (of `b`) by `kc` steps,
+    /// whose element at row or column `x` and step `p` is `x * 1000 + p`,
+    /// once stored with `x` and `p` contiguous, in `width`-wide slivers
+    /// through `pack(data, x's stride, p's stride, out)`, and checks that
+    /// both give the slivers value by value, zeros past `len` included.
+    fn packs_alike(
+        what: &str,
+        (width, kc, len): (usize, usize, usize),
+        pack: impl Fn(&[f32], usize, usize, &mut [MaybeUninit<f32>]),
+    ) {
+        let value = |x: usize, p: usize| (x * 1000 + p) as f32;
+        let by_steps: Vec<f32> = (0..len * kc).map(|i| value(i / kc, i % kc)).collect();
+        let by_x: Vec<f32> = (0..len * kc).map(|i| value(i % len, i / len)).collect();
+        let size = len.next_multiple_of(width) * kc;
+        let mut one = vec![MaybeUninit::new(f32::NAN); size];
+        let mut other = vec![MaybeUninit::new(f32::NAN); size];
+        pack(&by_steps, kc, 1, &mut one);
+        pack(&by_x, 1, len, &mut other);
+        for i in 0..size {
+            // SAFETY: both packings write every element.
+            let got = unsafe { (one[i].assume_init(), other[i].assume_init()) };
+            let (s, p, x) = (i / (width * kc), i / width % kc, i % width);
+            let want = if s * width + x < len {
+                value(s * width + x, p)
+            } else {
+                0.0
+            };
+            assert_eq!(
+                got,
+                (want, want),
+                "{what}: len {len}, kc {kc}, sliver {s}, step {p}, {x}"
+            );
+        }
+    }
+
+    /// Every tile's `pack_a` lays out a block of `a` stored by columns
+    /// (`rs == 1`, as `gᵀ` is) exactly as one stored by rows.
+    #[test]
+    fn columns_of_a_are_packed_as_rows_are() {
+        for (shape, name) in shapes_here() {
+            let mr = shape.mr;
             for kc in [1, 2, 7, 30] {
                 for mc in [1, mr - 1, mr, mr + 1, 5 * mr, 5 * mr + 2] {
-                    // element (i, p) is `i * 1000 + p`, stored both ways
-                    let value = |i: usize, p: usize| (i * 1000 + p) as f32;
-                    let by_rows: Vec<f32> = (0..mc * kc).map(|x| value(x / kc, x % kc)).collect();
-                    let by_cols: Vec<f32> = (0..mc * kc).map(|x| value(x % mc, x / mc)).collect();
-                    let len = mc.next_multiple_of(mr) * kc;
-                    let mut want = vec![MaybeUninit::new(f32::NAN); len];
-                    let mut got = vec![MaybeUninit::new(f32::NAN); len];
-                    // SAFETY: the strides address the `mc × kc` block of
-                    // each buffer; the outputs hold whole slivers.
-                    unsafe {
-                        pack_a(mc, kc, by_rows.as_ptr(), kc, 1, &mut want);
-                        pack_a(mc, kc, by_cols.as_ptr(), 1, mc, &mut got);
-                    }
-                    for x in 0..len {
-                        // SAFETY: both packings write every element.
-                        let (w, g) = unsafe { (want[x].assume_init(), got[x].assume_init()) };
-                        let (s, p, i) = (x / (mr * kc), x / mr % kc, x % mr);
-                        let expected = if s * mr + i < mc {
-                            value(s * mr + i, p)
-                        } else {
-                            0.0
-                        };
-                        assert_eq!(
-                            (w, g),
-                            (expected, expected),
-                            "{name}: mc {mc}, kc {kc}, sliver {s}, step {p}, row {i}"
-                        );
-                    }
+                    packs_alike(name, (mr, kc, mc), |a, rs, cs, out| {
+                        // SAFETY: the strides address the `mc × kc` block;
+                        // `out` holds whole slivers.
+                        unsafe { (shape.pack_a)(mc, kc, a.as_ptr(), rs, cs, out) }
+                    });
                 }
             }
         }
     }
 
     /// Every tile's `pack_b` lays out a block of `b` stored by columns
-    /// (`rs == 1`, as `Wᵀ` is) exactly as one stored by rows, zeros past
-    /// the last column included: whole eights of steps and columns and the
-    /// remainders of both.
+    /// (`rs == 1`, as `Wᵀ` is) exactly as one stored by rows: whole eights
+    /// of steps and columns and the remainders of both.
     #[test]
     fn columns_are_packed_as_rows_are() {
-        let shapes: Vec<(PackFn, usize, &str)> = [
-            (Micro::avx2().is_some(), AVX2, "avx2"),
-            (Micro::avx512().is_some(), AVX512, "avx512"),
-        ]
-        .into_iter()
-        .filter(|(here, ..)| *here)
-        .map(|(_, shape, name)| (shape.pack_b, shape.nr, name))
-        .collect();
-        for (pack_b, nr, name) in shapes {
+        for (shape, name) in shapes_here() {
+            let nr = shape.nr;
             for kc in [1, 7, 8, 9, 16, 23, 64] {
                 for nc in [1, 7, 8, 9, 15, 16, 17, nr - 1, nr, nr + 9, 2 * nr] {
-                    // element (p, j) is `p * 1000 + j`, stored both ways
-                    let value = |p: usize, j: usize| (p * 1000 + j) as f32;
-                    let by_rows: Vec<f32> = (0..kc * nc).map(|i| value(i / nc, i % nc)).collect();
-                    let by_cols: Vec<f32> = (0..kc * nc).map(|i| value(i % kc, i / kc)).collect();
-                    let len = nc.next_multiple_of(nr) * kc;
-                    let mut want = vec![MaybeUninit::new(f32::NAN); len];
-                    let mut got = vec![MaybeUninit::new(f32::NAN); len];
-                    // SAFETY: the strides address the `kc × nc` block of
-                    // each buffer; the outputs hold whole slivers.
-                    unsafe {
-                        pack_b(kc, nc, by_rows.as_ptr(), nc, 1, &mut want);
-                        pack_b(kc, nc, by_cols.as_ptr(), 1, kc, &mut got);
-                    }
-                    for i in 0..len {
-                        // SAFETY: both packings write every element.
-                        let (w, g) = unsafe { (want[i].assume_init(), got[i].assume_init()) };
-                        let (s, p, j) = (i / (nr * kc), i / nr % kc, i % nr);
-                        let expected = if s * nr + j < nc {
-                            value(p, s * nr + j)
-                        } else {
-                            0.0
-                        };
-                        assert_eq!(
-                            (w, g),
-                            (expected, expected),
-                            "{name}: kc {kc}, nc {nc}, sliver {s}, step {p}, column {j}"
-                        );
-                    }
+                    // `b`'s rows are the steps: a column's stride is the
+                    // step's stride of `packs_alike` and the other way round
+                    packs_alike(name, (nr, kc, nc), |b, x_stride, p_stride, out| {
+                        // SAFETY: the strides address the `kc × nc` block;
+                        // `out` holds whole slivers.
+                        unsafe { (shape.pack_b)(kc, nc, b.as_ptr(), p_stride, x_stride, out) }
+                    });
                 }
             }
         }
