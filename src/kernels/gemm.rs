@@ -94,7 +94,7 @@ pub(crate) fn matmul<T: Element>(
     } else {
         rayon::current_num_threads().min(m / GEMM_MIN_ROWS_PER_PART)
     };
-    if parts <= 1 && pool && own.is_some_and(|(split, _)| m * n * k >= split) {
+    if parts <= 1 && pool && own.is_some() && m * n * k >= split_work {
         // too few rows for bands: parts of columns in the crate's kernel
         let columns = rayon::current_num_threads().min(n / GEMM_MIN_COLUMNS_PER_PART);
         if columns > 1 {

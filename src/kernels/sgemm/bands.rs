@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 /// and leaves, and the caller waits (spinning briefly) only for bands that
 /// another thread has begun.
 #[derive(Default)]
-struct Crew {
+pub(super) struct Crew {
     /// Bands taken so far (may pass the count: then every band is taken).
     next: AtomicUsize,
     /// Pool threads inside [`Crew::run`] (taking or running bands).
@@ -52,33 +52,6 @@ impl Crew {
         }
     }
 
-    /// Runs `parts` parts of one job, `part(t)` once for each `t` below
-    /// `parts`, on the calling thread and on as many of the pool's threads as
-    /// reach one in time ([`Crew`]). `shared` is what the parts read; the
-    /// pool's jobs hold it through an `Arc` until they run, which may be
-    /// after this returns (they then find every part taken and only read the
-    /// counters).
-    ///
-    /// # Safety
-    /// `part` may be run by any thread of the pool, at any time until this
-    /// returns; whatever it reads or writes outside `shared` must stay valid
-    /// until then.
-    unsafe fn share<S: Send + Sync + 'static>(
-        shared: S,
-        crew: impl Fn(&S) -> &Crew + Send + Sync + Copy + 'static,
-        parts: usize,
-        part: impl Fn(&S, usize) + Send + Sync + Copy + 'static,
-    ) {
-        let shared = std::sync::Arc::new(shared);
-        for _ in 1..parts {
-            let shared = std::sync::Arc::clone(&shared);
-            rayon::spawn(move || crew(&shared).run(parts, |t| part(&shared, t)));
-        }
-        let done = Finish(crew(&shared));
-        crew(&shared).run(parts, |t| part(&shared, t));
-        drop(done);
-    }
-
     /// For the calling thread, once its own [`Crew::run`] has returned (or
     /// unwound): lets no band start any more and waits until every thread
     /// that took one has left. After that nothing reads or writes the
@@ -96,6 +69,55 @@ impl Crew {
             }
         }
     }
+}
+
+/// A job that [`run`] cuts into parts for the pool: a product's bands
+/// ([`Product`]) or its parts of columns ([`Columns`]).
+pub(super) trait Parts: Send + Sync + 'static {
+    /// Who runs the parts.
+    fn crew(&self) -> &Crew;
+    /// How many parts.
+    fn count(&self) -> usize;
+    /// Part `t`.
+    ///
+    /// # Safety
+    /// As [`super::sgemm`]'s for the whole job; each part runs once.
+    unsafe fn part(&self, t: usize);
+}
+
+/// Runs every part of `job`: on the calling thread alone if there is one,
+/// else on the calling thread and as many of the pool's threads as reach a
+/// part in time ([`Crew`]). The pool's jobs hold `job` through an `Arc`
+/// until they run, which may be after this returns: they then find every
+/// part taken and only read the counters.
+///
+/// # Safety
+/// As [`super::sgemm`]'s.
+pub(super) unsafe fn run<J: Parts>(job: J) {
+    let parts = job.count();
+    if parts == 1 {
+        // SAFETY: the caller's contract; one part, run by this thread alone.
+        return unsafe { job.part(0) };
+    }
+    let job = std::sync::Arc::new(job);
+    for _ in 1..parts {
+        let job = std::sync::Arc::clone(&job);
+        rayon::spawn(move || take_parts(&*job, parts));
+    }
+    let done = Finish(job.crew());
+    take_parts(&*job, parts);
+    drop(done);
+}
+
+/// Takes and runs parts of `job` until none is left ([`Crew::run`]), on
+/// behalf of [`run`].
+fn take_parts<J: Parts>(job: &J, parts: usize) {
+    job.crew().run(parts, |t| {
+        // SAFETY: `run`'s caller's contract holds until every part taken is
+        // done, which `run`'s thread waits for (`Crew::finish`) before it
+        // returns or unwinds; `Crew::run` runs each part once.
+        unsafe { job.part(t) }
+    });
 }
 
 /// Calls [`Crew::finish`] when dropped, so that the calling thread waits
@@ -384,25 +406,18 @@ impl Product {
     }
 }
 
-impl Product {
-    /// Runs every band: on the calling thread alone if there is one, else
-    /// on the calling thread and as many of the pool's threads as reach a
-    /// band in time ([`Crew`]).
-    ///
-    /// # Safety
-    /// As [`super::sgemm`]'s.
-    pub(super) unsafe fn run(self) {
-        match self.bands.len() {
-            // SAFETY: the caller's contract; one band, run by this thread alone.
-            1 => unsafe { self.band(0) },
-            bands => {
-                // SAFETY: the caller's contract, until every band taken is
-                // done (`Crew::share` returns then); each band runs once.
-                let band = |p: &Product, t: usize| unsafe { p.band(t) };
-                // SAFETY: as above.
-                unsafe { Crew::share(self, |p: &Product| &p.crew, bands, band) }
-            }
-        }
+impl Parts for Product {
+    fn crew(&self) -> &Crew {
+        &self.crew
+    }
+
+    fn count(&self) -> usize {
+        self.bands.len()
+    }
+
+    unsafe fn part(&self, t: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { self.band(t) }
     }
 }
 
@@ -446,24 +461,21 @@ impl Columns {
             crew: Crew::default(),
         }
     }
+}
 
-    /// Runs every part, as [`Product::run`] runs bands.
-    ///
-    /// # Safety
-    /// As [`super::sgemm`]'s.
-    pub(super) unsafe fn run(self) {
-        match self.parts.len() {
-            // SAFETY: the caller's contract; one part, run by this thread alone.
-            1 => unsafe { self.parts[0].band(0) },
-            parts => {
-                // SAFETY: the caller's contract, until every part taken is
-                // done (`Crew::share` returns then); each part runs once, has
-                // one band, and writes its own columns of `c`.
-                let part = |c: &Columns, t: usize| unsafe { c.parts[t].band(0) };
-                // SAFETY: as above.
-                unsafe { Crew::share(self, |c: &Columns| &c.crew, parts, part) }
-            }
-        }
+impl Parts for Columns {
+    fn crew(&self) -> &Crew {
+        &self.crew
+    }
+
+    fn count(&self) -> usize {
+        self.parts.len()
+    }
+
+    unsafe fn part(&self, t: usize) {
+        // SAFETY: the caller's contract; each part has one band and writes
+        // its own columns of `c`.
+        unsafe { self.parts[t].band(0) }
     }
 }
 

@@ -284,9 +284,13 @@ pub(crate) unsafe fn sgemm(
     let (a, b) = ((a, ars, acs), (b, brs, bcs));
     match split {
         // SAFETY: the caller's contract.
-        Split::Rows(parts) => unsafe { Product::new(micro, m, k, n, a, b, (c, n), parts).run() },
+        Split::Rows(parts) => unsafe {
+            bands::run(Product::new(micro, m, k, n, a, b, (c, n), parts))
+        },
         // SAFETY: as above.
-        Split::Columns(parts) => unsafe { Columns::new(micro, m, k, n, a, b, c, parts).run() },
+        Split::Columns(parts) => unsafe {
+            bands::run(Columns::new(micro, m, k, n, a, b, c, parts))
+        },
     }
 }
 

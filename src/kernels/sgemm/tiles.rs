@@ -315,22 +315,19 @@ unsafe fn pack_a<const MR: usize>(
         // SAFETY: rows `0..mc` and columns `0..kc` of the block; `out`
         // holds `kc · mc` rounded up to whole slivers.
         unsafe {
-            for (g0, p) in (0..mc)
-                .step_by(8 * MR)
-                .flat_map(|g0| (0..kc).map(move |p| (g0, p)))
-            {
-                let column = a.add(p * cs);
-                for i0 in (g0..mc.min(g0 + 8 * MR)).step_by(MR) {
-                    let to = out.add(i0 * kc + p * MR);
-                    if i0 + MR <= mc {
-                        std::ptr::copy_nonoverlapping(column.add(i0), to, MR);
-                    } else {
-                        for i in 0..MR {
-                            *to.add(i) = if i0 + i < mc {
-                                *column.add(i0 + i)
-                            } else {
-                                0.0
-                            };
+            for g0 in (0..mc).step_by(8 * MR) {
+                for p in 0..kc {
+                    let column = a.add(p * cs);
+                    for i0 in (g0..mc.min(g0 + 8 * MR)).step_by(MR) {
+                        let to = out.add(i0 * kc + p * MR);
+                        if i0 + MR <= mc {
+                            // (a constant length: a few moves, not a call)
+                            std::ptr::copy_nonoverlapping(column.add(i0), to, MR);
+                        } else {
+                            // the last sliver: rows past `mc` are zeros
+                            let rows = mc - i0;
+                            std::ptr::copy_nonoverlapping(column.add(i0), to, rows);
+                            std::ptr::write_bytes(to.add(rows), 0, MR - rows);
                         }
                     }
                 }
@@ -505,19 +502,7 @@ unsafe fn pack_b<const NR: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::sgemm::Micro;
-
-    /// The shapes whose instructions this CPU runs, by name.
-    fn shapes_here() -> Vec<(Shape, &'static str)> {
-        [
-            (Micro::avx2().is_some(), AVX2, "avx2"),
-            (Micro::avx512().is_some(), AVX512, "avx512"),
-        ]
-        .into_iter()
-        .filter(|(here, ..)| *here)
-        .map(|(_, shape, name)| (shape, name))
-        .collect()
-    }
+    use crate::kernels::sgemm::tests::tiles_here;
 
     /// Packs a block `len` rows (of `a`) or columns (of `b`) by `kc` steps,
     /// whose element at row or column `x` and step `p` is `x * 1000 + p`,
@@ -558,14 +543,14 @@ mod tests {
     /// (`rs == 1`, as `gᵀ` is) exactly as one stored by rows.
     #[test]
     fn columns_of_a_are_packed_as_rows_are() {
-        for (shape, name) in shapes_here() {
-            let mr = shape.mr;
+        for micro in tiles_here() {
+            let mr = micro.mr;
             for kc in [1, 2, 7, 30] {
                 for mc in [1, mr - 1, mr, mr + 1, 5 * mr, 5 * mr + 2] {
-                    packs_alike(name, (mr, kc, mc), |a, rs, cs, out| {
+                    packs_alike(micro.name, (mr, kc, mc), |a, rs, cs, out| {
                         // SAFETY: the strides address the `mc × kc` block;
                         // `out` holds whole slivers.
-                        unsafe { (shape.pack_a)(mc, kc, a.as_ptr(), rs, cs, out) }
+                        unsafe { (micro.pack_a)(mc, kc, a.as_ptr(), rs, cs, out) }
                     });
                 }
             }
@@ -577,16 +562,16 @@ mod tests {
     /// of steps and columns and the remainders of both.
     #[test]
     fn columns_are_packed_as_rows_are() {
-        for (shape, name) in shapes_here() {
-            let nr = shape.nr;
+        for micro in tiles_here() {
+            let nr = micro.nr;
             for kc in [1, 7, 8, 9, 16, 23, 64] {
                 for nc in [1, 7, 8, 9, 15, 16, 17, nr - 1, nr, nr + 9, 2 * nr] {
                     // `b`'s rows are the steps: a column's stride is the
                     // step's stride of `packs_alike` and the other way round
-                    packs_alike(name, (nr, kc, nc), |b, x_stride, p_stride, out| {
+                    packs_alike(micro.name, (nr, kc, nc), |b, x_stride, p_stride, out| {
                         // SAFETY: the strides address the `kc × nc` block;
                         // `out` holds whole slivers.
-                        unsafe { (shape.pack_b)(kc, nc, b.as_ptr(), p_stride, x_stride, out) }
+                        unsafe { (micro.pack_b)(kc, nc, b.as_ptr(), p_stride, x_stride, out) }
                     });
                 }
             }
