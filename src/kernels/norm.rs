@@ -32,8 +32,13 @@ pub(crate) fn layer_norm_forward<T: Element>(
     eps: T,
     out: &mut [MaybeUninit<T>],
 ) -> Vec<(T, T)> {
+    let affine = |p: Option<&[T]>| p.is_none_or(|p| p.len() == d);
     assert!(
-        d > 0 && x.len().is_multiple_of(d) && out.len() == x.len(),
+        d > 0
+            && x.len().is_multiple_of(d)
+            && out.len() == x.len()
+            && affine(weight)
+            && affine(bias),
         "internal error: layer_norm_forward lengths"
     );
     let rows = group_rows(d) * d;
@@ -71,10 +76,23 @@ fn normalize_rows<T: Element>(
         let var = sum_map(row, |v| (v - mean) * (v - mean)) / c(d as f64);
         let rstd = T::one() / (var + eps).sqrt();
         stats.push((mean, rstd));
-        for (j, (o, &v)) in dst.iter_mut().zip(row).enumerate() {
-            let n = (v - mean) * rstd;
-            let n = weight.map_or(n, |w| n * w[j]);
-            o.write(bias.map_or(n, |b| n + b[j]));
+        // one loop per case, zipped: no per-element test of the options and
+        // no bounds checks, so each vectorises
+        let out = dst.iter_mut().zip(row);
+        let norm = |v: T| (v - mean) * rstd;
+        match (weight, bias) {
+            (Some(w), Some(b)) => out.zip(w.iter().zip(b)).for_each(|((o, &v), (&w, &b))| {
+                o.write(norm(v) * w + b);
+            }),
+            (Some(w), None) => out.zip(w).for_each(|((o, &v), &w)| {
+                o.write(norm(v) * w);
+            }),
+            (None, Some(b)) => out.zip(b).for_each(|((o, &v), &b)| {
+                o.write(norm(v) + b);
+            }),
+            (None, None) => out.for_each(|(o, &v)| {
+                o.write(norm(v));
+            }),
         }
     }
     stats
@@ -101,7 +119,11 @@ pub(crate) fn layer_norm_backward<T: Element>(
     dx: &mut [MaybeUninit<T>],
 ) -> (Vec<T>, Vec<T>) {
     assert!(
-        d > 0 && stats.len() * d == x.len() && g.len() == x.len() && dx.len() == x.len(),
+        d > 0
+            && stats.len() * d == x.len()
+            && g.len() == x.len()
+            && dx.len() == x.len()
+            && weight.is_none_or(|w| w.len() == d),
         "internal error: layer_norm_backward lengths"
     );
     let zeros = |on: bool| vec![T::zero(); if on { d } else { 0 }];
@@ -158,15 +180,24 @@ fn grad_rows<T: Element>(
         .zip(g.chunks_exact(d))
         .zip(dx.chunks_exact_mut(d));
     for (((xr, gr), dxr), &(mean, rstd)) in rows.zip(stats) {
-        for j in 0..d {
-            xhat[j] = (xr[j] - mean) * rstd;
-            ghat[j] = weight.map_or(gr[j], |w| gr[j] * w[j]);
+        // zipped loops, the option tested once per row: they vectorise
+        xhat.iter_mut()
+            .zip(xr)
+            .for_each(|(h, &v)| *h = (v - mean) * rstd);
+        match weight {
+            Some(w) => ghat
+                .iter_mut()
+                .zip(gr.iter().zip(w))
+                .for_each(|(h, (&g, &w))| *h = g * w),
+            None => ghat.copy_from_slice(gr),
         }
         let mg = sum_slice(&ghat) * inv_d;
         let mgx = dot(&ghat, &xhat) * inv_d;
-        for (j, o) in dxr.iter_mut().enumerate() {
-            o.write(rstd * (ghat[j] - mg - xhat[j] * mgx));
-        }
+        dxr.iter_mut()
+            .zip(ghat.iter().zip(&xhat))
+            .for_each(|(o, (&gh, &xh))| {
+                o.write(rstd * (gh - mg - xh * mgx));
+            });
         if need_w {
             dw.iter_mut()
                 .zip(gr)
@@ -260,6 +291,65 @@ mod tests {
                 (got - want).abs() <= 1e-3 * want.abs().max(1.0),
                 "{got} vs {want}"
             );
+        }
+    }
+
+    /// Every case of the affine parameters (weight and bias each given or
+    /// not) against the formulas written element by element in `f64`, rows of
+    /// lengths around the vector widths; a weight or bias of the wrong
+    /// length is refused rather than leaving slots unwritten.
+    #[test]
+    fn every_affine_case_matches_the_formula() {
+        for d in [1, 7, 8, 16, 31, 64, 100] {
+            let (x, g) = (values(5 * d, 6), values(5 * d, 7));
+            let (w, b) = (values(d, 8), values(d, 9));
+            for (wt, bs) in [(true, true), (true, false), (false, true), (false, false)] {
+                let (wo, bo) = (wt.then_some(&w[..]), bs.then_some(&b[..]));
+                let (out, stats) = forward(&x, d, wo, bo);
+                let (dx, _, _) = backward(&x, &g, d, &stats, wo, (false, false));
+                for r in 0..5 {
+                    let row = |v: &[f32]| -> Vec<f64> {
+                        v[r * d..(r + 1) * d]
+                            .iter()
+                            .map(|&v| f64::from(v))
+                            .collect()
+                    };
+                    let (xr, gr) = (row(&x), row(&g));
+                    let mean = xr.iter().sum::<f64>() / d as f64;
+                    let var = xr.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
+                    let rstd = 1.0 / (var + 1e-5).sqrt();
+                    let wj = |j: usize| if wt { f64::from(w[j]) } else { 1.0 };
+                    let bj = |j: usize| if bs { f64::from(b[j]) } else { 0.0 };
+                    let xhat: Vec<f64> = xr.iter().map(|v| (v - mean) * rstd).collect();
+                    let ghat: Vec<f64> = (0..d).map(|j| gr[j] * wj(j)).collect();
+                    let mg = ghat.iter().sum::<f64>() / d as f64;
+                    let mgx = ghat.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / d as f64;
+                    for j in 0..d {
+                        let at = r * d + j;
+                        let (want, want_dx) = (
+                            xhat[j] * wj(j) + bj(j),
+                            rstd * (ghat[j] - mg - xhat[j] * mgx),
+                        );
+                        let case = format!("d = {d}, weight {wt}, bias {bs}, row {r}, column {j}");
+                        assert!(
+                            (f64::from(out[at]) - want).abs() <= 1e-5,
+                            "{case}: {} vs {want}",
+                            out[at]
+                        );
+                        assert!(
+                            (f64::from(dx[at]) - want_dx).abs() <= 1e-4,
+                            "{case}: dx {} vs {want_dx}",
+                            dx[at]
+                        );
+                    }
+                }
+            }
+        }
+        let x = values(8, 10);
+        let short = values(3, 11);
+        for (wo, bo) in [(Some(&short[..]), None), (None, Some(&short[..]))] {
+            let refused = std::panic::catch_unwind(|| forward(&x, 4, wo, bo));
+            assert!(refused.is_err(), "a weight or bias of 3 for rows of 4");
         }
     }
 
