@@ -168,9 +168,14 @@ pub(crate) fn softmax_row<T: Element>(
         live.fill(fill);
         return;
     }
-    live.iter_mut().for_each(|x| *x = (*x - m).exp_k());
+    // `for` loops, whose iterators stay in the caller's widened region
+    for x in live.iter_mut() {
+        *x = (*x - m).exp_k();
+    }
     let inv = T::one() / sum_slice(live);
-    live.iter_mut().for_each(|x| *x *= inv);
+    for x in live.iter_mut() {
+        *x *= inv;
+    }
 }
 
 /// Rows per block of queries (and keys) when `causal`: each block of query rows
@@ -208,9 +213,9 @@ pub(crate) fn row_block_end(
 #[inline(always)]
 pub(crate) fn softmax_row_backward<T: Element>(dp: &mut [T], p: &[T], scale: T) {
     let s = dot(dp, p);
-    dp.iter_mut()
-        .zip(p)
-        .for_each(|(x, &w)| *x = w * (*x - s) * scale);
+    for (x, &w) in dp.iter_mut().zip(p) {
+        *x = w * (*x - s) * scale;
+    }
 }
 
 /// The forward pass, per batch·head index `l` (`offsets[l]`: where its q, k,
@@ -265,7 +270,7 @@ pub(crate) fn forward<T: Element>(
                 gemm(rows, d, lim, qm, kt, as_out(&mut scratch[..]), serial);
                 copy_row_prefixes(block, tk, &scratch[..], lim);
             }
-            // the rows' exponentials and sums compiled for AVX2 where the CPU has it
+            // the rows' exponentials and sums compiled for the widest vectors the CPU has
             super::wide(
                 #[inline(always)]
                 || {

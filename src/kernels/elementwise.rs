@@ -18,13 +18,13 @@ use crate::storage::{Buf, INLINE};
 
 /// How much work one element of a kernel is, which decides from what size it is
 /// worth waking the thread pool (a dispatch costs some microseconds) and whether
-/// the loop is compiled for AVX2 too. A type, not a value, so that each kernel
+/// the loop is compiled for wider vectors too. A type, not a value, so that each kernel
 /// instance compiles only the loop its cost asks for.
 pub(crate) trait Cost: Copy + Send + Sync + 'static {
     /// Outputs with at least this many elements are computed on the thread pool
     /// (the sizes live with the crate's other thresholds in `kernels::parallel`).
     const PARALLEL_LEN: usize;
-    /// Whether the loop is worth an AVX2 copy (see [`super::wide`]).
+    /// Whether the loop is worth copies for wider vectors (see [`super::wide`]).
     const WIDE: bool;
 }
 
@@ -34,7 +34,7 @@ pub(crate) trait Cost: Copy + Send + Sync + 'static {
 pub(crate) struct Cheap;
 
 /// A transcendental function or similar per element (exp, tanh, GELU, pow):
-/// compute-bound, so an AVX2 copy of the loop too.
+/// compute-bound, so AVX2 and AVX-512 copies of the loop too.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Costly;
 
@@ -48,9 +48,10 @@ impl Cost for Costly {
     const WIDE: bool = true;
 }
 
-/// Runs `f` compiled for AVX2 when the kernel is costly (see [`super::wide`]);
-/// cheap kernels are memory-bound and gain nothing from wider lanes. `C::WIDE`
-/// is a constant, so a cheap kernel compiles no AVX2 copy.
+/// Runs `f` compiled for the widest vectors the CPU has when the kernel is
+/// costly (see [`super::wide`]); cheap kernels are memory-bound and gain
+/// nothing from wider lanes. `C::WIDE` is a constant, so a cheap kernel
+/// compiles no wider copies.
 #[inline(always)]
 fn wide<C: Cost, R>(f: impl FnOnce() -> R) -> R {
     if C::WIDE {
@@ -318,7 +319,11 @@ pub(crate) fn map_inplace<T: Element, C: Cost>(dst: &mut [T], _: C, f: impl Fn(T
     update(dst, C::PARALLEL_LEN, &|_, d| {
         wide::<C, _>(
             #[inline(always)]
-            || d.iter_mut().for_each(|v| *v = f(*v)),
+            || {
+                for v in d.iter_mut() {
+                    *v = f(*v);
+                }
+            },
         )
     });
 }
@@ -338,9 +343,12 @@ pub(crate) fn zip_inplace<T: Element, C: Cost>(
             wide::<C, _>(
                 #[inline(always)]
                 || {
-                    d.iter_mut()
-                        .zip(&b[start..])
-                        .for_each(|(x, &y)| *x = f(*x, y))
+                    // a `for` loop, not `for_each`: the latter's `fold` can
+                    // stay out of line, compiled for the baseline (GELU's
+                    // backward ran at SSE2 width that way)
+                    for (x, &y) in d.iter_mut().zip(&b[start..]) {
+                        *x = f(*x, y);
+                    }
                 },
             )
         });

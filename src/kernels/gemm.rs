@@ -225,7 +225,7 @@ fn own_product<T: Element>(
 
 /// `a · b` for `k = 1`, an outer product (the weight gradient of a layer at
 /// batch 1): row `i` of the output is `a[i, 0]` times `b`'s one row, written
-/// once in a loop compiled for AVX2 where the CPU has it. The `gemm` crate's
+/// once in a loop compiled for the widest vectors the CPU has. The `gemm` crate's
 /// blocked path spent about five times the instructions on it. Large outputs
 /// split their rows over the thread pool like other cheap elementwise work.
 fn outer<T: Element>(

@@ -16,27 +16,95 @@ pub(crate) mod reduce;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod sgemm;
 
-/// Runs `f`, a kernel's loop, compiled for AVX2 when the CPU has it (twice the
-/// lanes of the SSE2 baseline the crate is built for). Only the vector width
-/// changes: without FMA contraction (Rust never contracts `a·b + c`), every
-/// element's arithmetic, and so every result, is the same on both paths. For
+/// Runs `f`, a kernel's loop, compiled for the widest vectors the CPU has:
+/// AVX-512F (four times the lanes of the SSE2 baseline the crate is built
+/// for), else AVX2 (twice). Only the vector width changes: without FMA
+/// contraction (Rust never contracts `a·b + c`) and with sums kept in
+/// explicit lanes, every element's arithmetic, and so every result, is the
+/// same on every path (`every_width_gives_the_same_bits` below). For
 /// compute-bound loops (transcendentals, square roots and divisions); `f` and
 /// what it calls must be `#[inline(always)]` to be compiled into it.
+///
+/// On an Intel Xeon (Sapphire Rapids class) the 512-bit copies ran softmax
+/// over `[16, 4, 64, 64]` 1.39× and tanh-GELU over `[16, 64, 512]` 1.65×
+/// faster than the AVX2 ones on one thread (journal, "Late afternoon
+/// (2026-12-03)").
 #[inline(always)]
 pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
+    at_width(Width::widest(), f)
+}
+
+/// The vector widths a kernel's loop is compiled for ([`wide`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Width {
+    /// The baseline target (SSE2 on x86-64).
+    Base,
+    /// AVX2 (256-bit).
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { with_avx2(f) };
+    Avx2,
+    /// AVX-512F (512-bit).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Width {
+    /// The widest this CPU runs.
+    #[inline(always)]
+    fn widest() -> Width {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Width::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Width::Avx2;
+            }
         }
+        Width::Base
     }
-    f()
+
+    /// Every width this CPU runs, the baseline first.
+    #[cfg(test)]
+    fn here() -> Vec<Width> {
+        #[allow(unused_mut)]
+        let mut widths = vec![Width::Base];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                widths.push(Width::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                widths.push(Width::Avx512);
+            }
+        }
+        widths
+    }
+}
+
+/// Runs `f` compiled for `width`, which the CPU must run (what
+/// [`Width::widest`] returns, or narrower).
+#[inline(always)]
+fn at_width<R>(width: Width, f: impl FnOnce() -> R) -> R {
+    match width {
+        Width::Base => f(),
+        // SAFETY: `width` is one the CPU runs (the caller's contract).
+        #[cfg(target_arch = "x86_64")]
+        Width::Avx2 => unsafe { with_avx2(f) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Width::Avx512 => unsafe { with_avx512(f) },
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
@@ -49,4 +117,65 @@ pub(crate) unsafe fn assume_init<T>(s: &mut [std::mem::MaybeUninit<T>]) -> &mut 
     // SAFETY: `MaybeUninit<T>` has the layout of `T`, and the caller
     // guarantees that every slot holds a value.
     unsafe { &mut *(s as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::element::Element;
+
+    /// What the widened loops compute, element by element and summed: the
+    /// `f32` and `f64` exponentials, `tanh` and `erf`, a tanh-GELU, a square
+    /// root and a division, a softmax row's exponentials and their pairwise
+    /// sum, a row maximum and a dot product, as bit patterns.
+    fn kernels_on<T: Element>(x: &[T]) -> Vec<u64> {
+        let mut bits = Vec::new();
+        let half = T::from(0.5).unwrap();
+        let k = T::from(0.044_715).unwrap();
+        let s = T::from(0.797_884_560_802_865_4).unwrap();
+        for &v in x {
+            let gelu = half * v * (T::one() + (s * (v + k * v * v * v)).tanh_k());
+            let q = v.abs().sqrt() / (v * v + T::one());
+            for r in [v.exp_k(), v.tanh_k(), v.erf_k(), gelu, q] {
+                bits.push(r.to_f64().unwrap().to_bits());
+            }
+        }
+        let finite: Vec<T> = x.iter().copied().filter(|v| v.is_finite()).collect();
+        let m = reduce::row_max(&finite);
+        let mut exps = vec![std::mem::MaybeUninit::uninit(); finite.len()];
+        let (sum, exps) = reduce::map_sum_into(&finite, &mut exps, |v| (v - m).exp_k());
+        bits.extend(exps.iter().map(|v| v.to_f64().unwrap().to_bits()));
+        for r in [sum, m, reduce::dot(&finite, exps), reduce::row_max(x)] {
+            bits.push(r.to_f64().unwrap().to_bits());
+        }
+        bits
+    }
+
+    /// Values that take every branch-free path: tiny, subnormal and huge
+    /// magnitudes, both signs, zeros, infinities and NaN, and a spread of
+    /// ordinary values (lengths that leave remainders for every width).
+    fn inputs<T: Element>() -> Vec<T> {
+        let mut v: Vec<f64> = vec![0.0, -0.0, 1e-40, -1e-40, 1e-30, 80.0, 88.9, 100.0, -103.0];
+        v.extend([-200.0, 700.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN]);
+        v.extend((0..1021).map(|i| ((i * 7919) % 2003) as f64 / 50.0 - 20.0));
+        v.into_iter().map(|x| T::from(x).unwrap()).collect()
+    }
+
+    fn same_at_every_width<T: Element>() {
+        let x = inputs::<T>();
+        let base = at_width(Width::Base, || kernels_on(&x));
+        for w in Width::here() {
+            let got = at_width(w, || kernels_on(&x));
+            assert_eq!(got.len(), base.len());
+            for (i, (g, b)) in got.iter().zip(&base).enumerate() {
+                assert_eq!(g, b, "{w:?} differs from the baseline at result {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_width_gives_the_same_bits() {
+        same_at_every_width::<f32>();
+        same_at_every_width::<f64>();
+    }
 }

@@ -76,23 +76,32 @@ fn normalize_rows<T: Element>(
         let var = sum_map(row, |v| (v - mean) * (v - mean)) / c(d as f64);
         let rstd = T::one() / (var + eps).sqrt();
         stats.push((mean, rstd));
-        // one loop per case, zipped: no per-element test of the options and
-        // no bounds checks, so each vectorises
+        // one loop per case, zipped (`for` loops, whose iterators stay
+        // inline in the widened region): no per-element test of the options
+        // and no bounds checks, so each vectorises
         let out = dst.iter_mut().zip(row);
         let norm = |v: T| (v - mean) * rstd;
         match (weight, bias) {
-            (Some(w), Some(b)) => out.zip(w.iter().zip(b)).for_each(|((o, &v), (&w, &b))| {
-                o.write(norm(v) * w + b);
-            }),
-            (Some(w), None) => out.zip(w).for_each(|((o, &v), &w)| {
-                o.write(norm(v) * w);
-            }),
-            (None, Some(b)) => out.zip(b).for_each(|((o, &v), &b)| {
-                o.write(norm(v) + b);
-            }),
-            (None, None) => out.for_each(|(o, &v)| {
-                o.write(norm(v));
-            }),
+            (Some(w), Some(b)) => {
+                for ((o, &v), (&w, &b)) in out.zip(w.iter().zip(b)) {
+                    o.write(norm(v) * w + b);
+                }
+            }
+            (Some(w), None) => {
+                for ((o, &v), &w) in out.zip(w) {
+                    o.write(norm(v) * w);
+                }
+            }
+            (None, Some(b)) => {
+                for ((o, &v), &b) in out.zip(b) {
+                    o.write(norm(v) + b);
+                }
+            }
+            (None, None) => {
+                for (o, &v) in out {
+                    o.write(norm(v));
+                }
+            }
         }
     }
     stats
@@ -180,32 +189,32 @@ fn grad_rows<T: Element>(
         .zip(g.chunks_exact(d))
         .zip(dx.chunks_exact_mut(d));
     for (((xr, gr), dxr), &(mean, rstd)) in rows.zip(stats) {
-        // zipped loops, the option tested once per row: they vectorise
-        xhat.iter_mut()
-            .zip(xr)
-            .for_each(|(h, &v)| *h = (v - mean) * rstd);
+        // zipped `for` loops, the option tested once per row: they vectorise
+        for (h, &v) in xhat.iter_mut().zip(xr) {
+            *h = (v - mean) * rstd;
+        }
         match weight {
-            Some(w) => ghat
-                .iter_mut()
-                .zip(gr.iter().zip(w))
-                .for_each(|(h, (&g, &w))| *h = g * w),
+            Some(w) => {
+                for (h, (&g, &w)) in ghat.iter_mut().zip(gr.iter().zip(w)) {
+                    *h = g * w;
+                }
+            }
             None => ghat.copy_from_slice(gr),
         }
         let mg = sum_slice(&ghat) * inv_d;
         let mgx = dot(&ghat, &xhat) * inv_d;
-        dxr.iter_mut()
-            .zip(ghat.iter().zip(&xhat))
-            .for_each(|(o, (&gh, &xh))| {
-                o.write(rstd * (gh - mg - xh * mgx));
-            });
+        for (o, (&gh, &xh)) in dxr.iter_mut().zip(ghat.iter().zip(&xhat)) {
+            o.write(rstd * (gh - mg - xh * mgx));
+        }
         if need_w {
-            dw.iter_mut()
-                .zip(gr)
-                .zip(&xhat)
-                .for_each(|((a, &g), &h)| *a += g * h);
+            for ((a, &g), &h) in dw.iter_mut().zip(gr).zip(&xhat) {
+                *a += g * h;
+            }
         }
         if need_b {
-            db.iter_mut().zip(gr).for_each(|(a, &g)| *a += g);
+            for (a, &g) in db.iter_mut().zip(gr) {
+                *a += g;
+            }
         }
     }
     (dw, db)

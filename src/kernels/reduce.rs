@@ -59,7 +59,7 @@ fn add_lanes<T: Element>(a: Lanes<T>, b: Lanes<T>) -> Lanes<T> {
 /// The blocks come from an indexed closure rather than an iterator: an
 /// iterator's `next` is a separate function that LLVM may keep out of line, and
 /// out of line it is compiled for the baseline target, outside a kernel's
-/// [`wide`](super::wide) AVX2 region (the softmax's `exp` ran at SSE2 width
+/// [`wide`](super::wide) widened region (the softmax's `exp` ran at SSE2 width
 /// that way).
 #[inline(always)]
 fn pairwise<T: Element>(blocks: usize, mut block: impl FnMut(usize) -> Lanes<T>) -> T {
@@ -128,9 +128,11 @@ pub(crate) fn map_sum_into<'o, T: Element>(
         |c| {
             let x = nth_block(x, c);
             let out = &mut out[c * BLOCK..c * BLOCK + x.len()];
-            out.iter_mut().zip(x).for_each(|(o, &v)| {
+            // `for`, not `for_each`, so the loop stays in the caller's
+            // widened region (see [`super::wide`])
+            for (o, &v) in out.iter_mut().zip(x) {
                 o.write(f(v));
-            });
+            }
             // SAFETY: every slot of this block was written just above (`x`'s
             // block is as long as it).
             block_lanes(unsafe { super::assume_init(out) }, |v| v)
@@ -368,7 +370,9 @@ pub(crate) fn softmax<T: Element>(x: &[T], outer: usize, n: usize, inner: usize)
         #[inline(always)]
         |_, exps, _, s| {
             let inv = T::one() / s;
-            exps.iter_mut().for_each(|d| *d *= inv);
+            for d in exps.iter_mut() {
+                *d *= inv;
+            }
         },
     )
 }

@@ -3,7 +3,7 @@
 //! large parameters.
 //!
 //! The arithmetic is one formula per element, in one order (see [`plain`]);
-//! the pool's chunks and the AVX2 lanes change nothing in it, and no path
+//! the pool's chunks and the vector lanes change nothing in it, and no path
 //! flushes subnormal numbers to zero.
 //!
 //! # Subnormal moments
@@ -97,7 +97,7 @@ pub(crate) fn update<T: Element, const SHRINK: bool, const L2: bool>(
         g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
         "internal error: adam buffers of different lengths"
     );
-    // compiled for AVX2 when the CPU has it: the square root and the divisions
+    // compiled for the widest vectors the CPU has: the square root and the divisions
     // make the loop compute-bound
     let chunk = |p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]| {
         #[cfg(target_arch = "x86_64")]
@@ -309,7 +309,7 @@ mod tests {
 
     #[test]
     fn the_vector_loop_matches_the_formula_bit_for_bit_subnormals_included() {
-        // The update runs compiled for AVX2 when the CPU has it; the lanes change,
+        // The update runs compiled for the widest vectors the CPU has; the lanes change,
         // the arithmetic must not, at every kind of value.
         let mut rng = StdRng::seed_from_u64(7);
         // a length with a remainder after the vector body, and one below a vector
