@@ -31,7 +31,8 @@ pub(crate) mod sgemm;
 /// (2026-12-03)").
 #[inline(always)]
 pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
-    at_width(Width::widest(), f)
+    // SAFETY: the widest width is one the CPU runs.
+    unsafe { at_width(Width::widest(), f) }
 }
 
 /// The vector widths a kernel's loop is compiled for ([`wide`]).
@@ -81,13 +82,16 @@ impl Width {
     }
 }
 
-/// Runs `f` compiled for `width`, which the CPU must run (what
-/// [`Width::widest`] returns, or narrower).
+/// Runs `f` compiled for `width`.
+///
+/// # Safety
+/// The CPU runs `width`'s instructions: it is [`Width::widest`] or one of
+/// `Width::here`'s.
 #[inline(always)]
-fn at_width<R>(width: Width, f: impl FnOnce() -> R) -> R {
+unsafe fn at_width<R>(width: Width, f: impl FnOnce() -> R) -> R {
     match width {
         Width::Base => f(),
-        // SAFETY: `width` is one the CPU runs (the caller's contract).
+        // SAFETY: the CPU runs `width` (the caller's contract).
         #[cfg(target_arch = "x86_64")]
         Width::Avx2 => unsafe { with_avx2(f) },
         // SAFETY: as above.
@@ -163,9 +167,11 @@ mod tests {
 
     fn same_at_every_width<T: Element>() {
         let x = inputs::<T>();
-        let base = at_width(Width::Base, || kernels_on(&x));
+        // SAFETY: the baseline runs everywhere.
+        let base = unsafe { at_width(Width::Base, || kernels_on(&x)) };
         for w in Width::here() {
-            let got = at_width(w, || kernels_on(&x));
+            // SAFETY: `here` lists only the widths this CPU runs.
+            let got = unsafe { at_width(w, || kernels_on(&x)) };
             assert_eq!(got.len(), base.len());
             for (i, (g, b)) in got.iter().zip(&base).enumerate() {
                 assert_eq!(g, b, "{w:?} differs from the baseline at result {i}");
