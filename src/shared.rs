@@ -171,13 +171,13 @@ impl<U: ?Sized> Deref for Shared<U> {
 
 /// A per-thread free list of small blocks, by size class.
 ///
-/// Blocks of at most [`MAX`] bytes and alignment at most [`ALIGN`] are
+/// Blocks of at most [`MAX`](slab::MAX) bytes and alignment at most [`ALIGN`](slab::ALIGN) are
 /// allocated from the global allocator with their size rounded up to a
-/// multiple of [`ALIGN`] (their *class*), and a freed one goes to the freeing
+/// multiple of [`ALIGN`](slab::ALIGN) (their *class*), and a freed one goes to the freeing
 /// thread's list of its class, from which the next allocation of that class
 /// takes it. A block may be allocated on one thread and freed on another: every
 /// block of a class has the same layout, so any thread's list (or the global
-/// allocator) can take it. At most [`MAX_BYTES`] are kept per thread (beyond,
+/// allocator) can take it. At most [`MAX_BYTES`](slab::MAX_BYTES) are kept per thread (beyond,
 /// blocks go back to the allocator); a thread's lists are freed when it exits.
 pub(crate) mod slab {
     use std::alloc::{dealloc, handle_alloc_error, Layout};

@@ -27,7 +27,7 @@ use crate::tensor::Tensor;
 /// The trait is object safe (`&dyn Collective` is what
 /// [`DataParallel`](super::DataParallel) holds): it has one method per element
 /// type, and [`CollectiveExt`] adds the generic forms over
-/// [`Element`](crate::Element) for every implementation.
+/// [`Element`] for every implementation.
 ///
 /// ```
 /// use ferrograd::distributed::{local, Collective, CollectiveExt};
@@ -100,7 +100,7 @@ pub trait Collective {
 }
 
 /// The generic forms of the [`Collective`] operations, for buffers and tensors of
-/// any [`Element`](crate::Element) type; implemented for every `Collective`
+/// any [`Element`] type; implemented for every `Collective`
 /// (`dyn Collective` included).
 ///
 /// ```

@@ -81,7 +81,7 @@ impl Dropout {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when `p` is not in `[0, 1]`.
+    /// [`Error::InvalidArgument`] when `p` is not in `[0, 1]`.
     pub fn try_new(p: f64, seed: u64) -> Result<Self> {
         check_dropout_p(p)?;
         Ok(Dropout {

@@ -37,7 +37,7 @@ fn binary<T: Element>(
 }
 
 /// A binary op's panicking method; its `try_` twin comes from
-/// [`binary_try_method!`] in the fallible block at the end of the file.
+/// `binary_try_method!` in the fallible block at the end of the file.
 macro_rules! binary_method {
     ($(#[$doc:meta])* $name:ident, $try_name:ident) => {
         impl<T: Element> Tensor<T> {

@@ -384,7 +384,7 @@ pub(crate) fn check_unit<T: Element>(what: &str, value: T) -> std::result::Resul
 }
 
 /// `"{kind}::{method}"` (`"Adam::step"`) as the `&'static str` that
-/// [`Error::InvalidArgument`] wants: made once per pair and kept for the program's
+/// [`Error::InvalidArgument`](crate::Error::InvalidArgument) wants: made once per pair and kept for the program's
 /// life (a few dozen bytes per optimizer kind). Only error paths call it.
 pub(crate) fn op_name(kind: &'static str, method: &'static str) -> &'static str {
     type Names = BTreeMap<(&'static str, &'static str), &'static str>;
