@@ -168,7 +168,6 @@ pub(crate) fn softmax_row<T: Element>(
         live.fill(fill);
         return;
     }
-    // `for` loops, whose iterators stay in the caller's widened region
     for x in live.iter_mut() {
         *x = (*x - m).exp_k();
     }

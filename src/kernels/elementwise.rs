@@ -343,9 +343,6 @@ pub(crate) fn zip_inplace<T: Element, C: Cost>(
             wide::<C, _>(
                 #[inline(always)]
                 || {
-                    // a `for` loop, not `for_each`: the latter's `fold` can
-                    // stay out of line, compiled for the baseline (GELU's
-                    // backward ran at SSE2 width that way)
                     for (x, &y) in d.iter_mut().zip(&b[start..]) {
                         *x = f(*x, y);
                     }

@@ -23,7 +23,10 @@ pub(crate) mod sgemm;
 /// explicit lanes, every element's arithmetic, and so every result, is the
 /// same on every path (`every_width_gives_the_same_bits` below). For
 /// compute-bound loops (transcendentals, square roots and divisions); `f` and
-/// what it calls must be `#[inline(always)]` to be compiled into it.
+/// what it calls must be `#[inline(always)]` to be compiled into it, and its
+/// loops `for` loops rather than `for_each`: `for_each` is the iterator's
+/// `fold`, a function LLVM may keep out of line, where it is compiled for
+/// the baseline (GELU's backward pass ran at SSE2 width that way).
 ///
 /// On an Intel Xeon (Sapphire Rapids class) the 512-bit copies ran softmax
 /// over `[16, 4, 64, 64]` 1.39× and tanh-GELU over `[16, 64, 512]` 1.65×
@@ -128,31 +131,40 @@ mod tests {
     use super::*;
     use crate::element::Element;
 
+    /// `f` of every element of `x`, in a loop like the kernels' (inlined
+    /// into the caller's widened region, so it is compiled at its width).
+    #[inline(always)]
+    fn each<T: Element>(x: &[T], f: impl Fn(T) -> T) -> Vec<T> {
+        let mut out = vec![T::zero(); x.len()];
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = f(v);
+        }
+        out
+    }
+
     /// What the widened loops compute, element by element and summed: the
-    /// `f32` and `f64` exponentials, `tanh` and `erf`, a tanh-GELU, a square
-    /// root and a division, a softmax row's exponentials and their pairwise
-    /// sum, a row maximum and a dot product, as bit patterns.
-    fn kernels_on<T: Element>(x: &[T]) -> Vec<u64> {
-        let mut bits = Vec::new();
-        let half = T::from(0.5).unwrap();
+    /// exponentials, `tanh` and `erf`, a tanh-GELU, a square root and a
+    /// division, a softmax row's exponentials and their pairwise sum, a row
+    /// maximum and a dot product. Inlined into [`at_width`]'s region, like a
+    /// kernel's loop (see [`wide`]).
+    #[inline(always)]
+    fn kernels_on<T: Element>(x: &[T], finite: &[T]) -> Vec<Vec<T>> {
+        let (half, one) = (T::from(0.5).unwrap(), T::one());
         let k = T::from(0.044_715).unwrap();
         let s = T::from(0.797_884_560_802_865_4).unwrap();
-        for &v in x {
-            let gelu = half * v * (T::one() + (s * (v + k * v * v * v)).tanh_k());
-            let q = v.abs().sqrt() / (v * v + T::one());
-            for r in [v.exp_k(), v.tanh_k(), v.erf_k(), gelu, q] {
-                bits.push(r.to_f64().unwrap().to_bits());
-            }
-        }
-        let finite: Vec<T> = x.iter().copied().filter(|v| v.is_finite()).collect();
-        let m = reduce::row_max(&finite);
+        let m = reduce::row_max(finite);
         let mut exps = vec![std::mem::MaybeUninit::uninit(); finite.len()];
-        let (sum, exps) = reduce::map_sum_into(&finite, &mut exps, |v| (v - m).exp_k());
-        bits.extend(exps.iter().map(|v| v.to_f64().unwrap().to_bits()));
-        for r in [sum, m, reduce::dot(&finite, exps), reduce::row_max(x)] {
-            bits.push(r.to_f64().unwrap().to_bits());
-        }
-        bits
+        let (sum, exps) = reduce::map_sum_into(finite, &mut exps, |v| (v - m).exp_k());
+        let sums = vec![sum, m, reduce::dot(finite, exps), reduce::row_max(x)];
+        vec![
+            each(x, |v| v.exp_k()),
+            each(x, |v| v.tanh_k()),
+            each(x, |v| v.erf_k()),
+            each(x, |v| half * v * (one + (s * (v + k * v * v * v)).tanh_k())),
+            each(x, |v| v.abs().sqrt() / (v * v + one)),
+            exps.to_vec(),
+            sums,
+        ]
     }
 
     /// Values that take every branch-free path: tiny, subnormal and huge
@@ -167,14 +179,24 @@ mod tests {
 
     fn same_at_every_width<T: Element>() {
         let x = inputs::<T>();
+        let finite: Vec<T> = x.iter().copied().filter(|v| v.is_finite()).collect();
+        let bits = |results: Vec<Vec<T>>| -> Vec<Vec<u64>> {
+            let bits = |v: &Vec<T>| v.iter().map(|r| r.to_f64().unwrap().to_bits()).collect();
+            results.iter().map(bits).collect()
+        };
         // SAFETY: the baseline runs everywhere.
-        let base = unsafe { at_width(Width::Base, || kernels_on(&x)) };
+        let base = bits(unsafe { at_width(Width::Base, || kernels_on(&x, &finite)) });
         for w in Width::here() {
             // SAFETY: `here` lists only the widths this CPU runs.
-            let got = unsafe { at_width(w, || kernels_on(&x)) };
-            assert_eq!(got.len(), base.len());
-            for (i, (g, b)) in got.iter().zip(&base).enumerate() {
-                assert_eq!(g, b, "{w:?} differs from the baseline at result {i}");
+            let got = bits(unsafe { at_width(w, || kernels_on(&x, &finite)) });
+            for (kernel, (g, b)) in got.iter().zip(&base).enumerate() {
+                assert_eq!(g.len(), b.len());
+                for (i, (g, b)) in g.iter().zip(b).enumerate() {
+                    assert_eq!(
+                        g, b,
+                        "{w:?}: kernel {kernel}, element {i} differs from the baseline"
+                    );
+                }
             }
         }
     }

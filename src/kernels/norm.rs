@@ -76,9 +76,8 @@ fn normalize_rows<T: Element>(
         let var = sum_map(row, |v| (v - mean) * (v - mean)) / c(d as f64);
         let rstd = T::one() / (var + eps).sqrt();
         stats.push((mean, rstd));
-        // one loop per case, zipped (`for` loops, whose iterators stay
-        // inline in the widened region): no per-element test of the options
-        // and no bounds checks, so each vectorises
+        // one loop per case, zipped: no per-element test of the options and
+        // no bounds checks, so each vectorises
         let out = dst.iter_mut().zip(row);
         let norm = |v: T| (v - mean) * rstd;
         match (weight, bias) {
@@ -189,7 +188,7 @@ fn grad_rows<T: Element>(
         .zip(g.chunks_exact(d))
         .zip(dx.chunks_exact_mut(d));
     for (((xr, gr), dxr), &(mean, rstd)) in rows.zip(stats) {
-        // zipped `for` loops, the option tested once per row: they vectorise
+        // zipped loops, the option tested once per row: they vectorise
         for (h, &v) in xhat.iter_mut().zip(xr) {
             *h = (v - mean) * rstd;
         }

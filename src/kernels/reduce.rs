@@ -128,8 +128,6 @@ pub(crate) fn map_sum_into<'o, T: Element>(
         |c| {
             let x = nth_block(x, c);
             let out = &mut out[c * BLOCK..c * BLOCK + x.len()];
-            // `for`, not `for_each`, so the loop stays in the caller's
-            // widened region (see [`super::wide`])
             for (o, &v) in out.iter_mut().zip(x) {
                 o.write(f(v));
             }
